@@ -1,0 +1,83 @@
+"""tf.Transform `preprocessing_fn`: raw MovieLens features -> model inputs.
+
+Vocabularies are computed on the train split only (Transform's splits_config), so user and
+movie ids first seen in eval/test or at serving time fall into the OOV bucket and get a
+defined answer instead of an error. Every transformation here also runs inside the served
+SavedModel (the Transform graph is attached to it), so clients send raw values.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features as f
+
+# A title's release year, e.g. "Toy Story (1995)": stripped, the year is its own feature.
+_YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"
+# Anything that is not a letter, a digit or an apostrophe separates words.
+_WORD_SEPARATORS = r"[^\pL\pN']+"
+
+
+def _dense(x: tf.Tensor | tf.SparseTensor, default) -> tf.Tensor:
+    """A [batch, 1] or sparse scalar feature as a [batch] tensor."""
+    if isinstance(x, tf.SparseTensor):
+        x = tf.sparse.to_dense(tf.sparse.reset_shape(x, [x.dense_shape[0], 1]), default_value=default)
+    return tf.reshape(x, [-1])
+
+
+def _vocab_index(values: tf.Tensor, vocab_name: str) -> tf.Tensor:
+    """Vocabulary index (train split) with one OOV bucket for unseen values."""
+    return tft.compute_and_apply_vocabulary(
+        values, num_oov_buckets=f.OOV_BUCKETS, vocab_filename=vocab_name)
+
+
+def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
+    """Lower-cased words of each title, year removed, punctuation as separator."""
+    text = tf.strings.lower(titles, encoding="utf-8")
+    text = tf.strings.regex_replace(text, _YEAR_SUFFIX, "")
+    text = tf.strings.regex_replace(text, _WORD_SEPARATORS, " ")
+    return tf.strings.split(tf.strings.strip(text))
+
+
+def genres_multi_hot(genres: tf.SparseTensor) -> tf.Tensor:
+    """An 18-way float multi-hot over GENRE_NAMES; unknown genre names are ignored."""
+    dense = tf.sparse.to_dense(genres, default_value="")
+    hits = tf.equal(tf.expand_dims(dense, -1), tf.constant(f.GENRE_NAMES))  # [b, n, 18]
+    return tf.cast(tf.reduce_any(hits, axis=1), tf.float32)
+
+
+def preprocessing_fn(inputs: dict) -> dict:
+    """TFT entry point (Transform's `preprocessing_fn`)."""
+    user_id = _dense(inputs[f.USER_ID], 0)
+    movie_id = _dense(inputs[f.MOVIE_ID], 0)
+    gender = _dense(inputs[f.GENDER], "")
+    age = _dense(inputs[f.AGE], 0)
+    occupation = _dense(inputs[f.OCCUPATION], -1)
+    zip_code = _dense(inputs[f.ZIP], "")
+    title = _dense(inputs[f.TITLE], "")
+
+    outputs = {
+        f.USER_ID_XF: _vocab_index(tf.strings.as_string(user_id), f.USER_ID_VOCAB),
+        f.MOVIE_ID_XF: _vocab_index(tf.strings.as_string(movie_id), f.MOVIE_ID_VOCAB),
+        f.OCCUPATION_XF: _vocab_index(tf.strings.as_string(occupation), f.OCCUPATION_VOCAB),
+        f.ZIP_PREFIX_XF: _vocab_index(tf.strings.substr(zip_code, 0, f.ZIP_PREFIX_LEN),
+                                      f.ZIP_PREFIX_VOCAB),
+        f.GENDER_XF: tf.where(gender == "M", tf.constant(0, tf.int64),
+                              tf.where(gender == "F", tf.constant(1, tf.int64),
+                                       tf.constant(2, tf.int64))),
+        f.GENRES_XF: genres_multi_hot(inputs[f.GENRES]),
+    }
+    age_hits = tf.equal(tf.expand_dims(age, -1), tf.constant(f.AGE_CODES, tf.int64))
+    outputs[f.AGE_XF] = tf.where(tf.reduce_any(age_hits, axis=1),
+                                 tf.argmax(tf.cast(age_hits, tf.int64), axis=1),
+                                 tf.constant(len(f.AGE_CODES), tf.int64))
+
+    tokens = title_tokens(title)
+    # +1 so that id 0 is padding; the OOV bucket becomes vocab_size + 1.
+    word_ids = _vocab_index(tokens, f.TITLE_VOCAB) + 1
+    outputs[f.TITLE_IDS_XF] = word_ids.to_tensor(default_value=0, shape=[None, f.TITLE_LENGTH])
+    outputs[f.TITLE_LENGTH_XF] = tf.minimum(word_ids.row_lengths(), f.TITLE_LENGTH)
+
+    if f.RATING in inputs:  # absent at serving time
+        outputs[f.LABEL_XF] = tf.cast(_dense(inputs[f.RATING], 0.0), tf.float32)
+    return outputs
