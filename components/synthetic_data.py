@@ -28,7 +28,7 @@ import numpy as np
 
 from components.features import AGE_CODES, GENDERS, GENRE_NAMES, NUM_OCCUPATIONS
 
-__all__ = ["SIZES", "generate", "main"]
+__all__ = ["SIZES", "generate", "main", "size_kwargs"]
 
 #: name -> (n_users, n_movies, n_ratings). 'ml-1m' matches the real data set's shape.
 SIZES: dict[str, tuple[int, int, int]] = {
@@ -39,6 +39,14 @@ SIZES: dict[str, tuple[int, int, int]] = {
 }
 
 ENCODING = "latin-1"
+
+
+def size_kwargs(size: str) -> dict[str, int]:
+    """``generate`` keyword arguments for a preset of SIZES (so callers never unpack tuples)."""
+    if size not in SIZES:
+        raise ValueError(f"unknown synthetic size {size!r}; expected one of {sorted(SIZES)}")
+    n_users, n_movies, n_ratings = SIZES[size]
+    return {"n_users": n_users, "n_movies": n_movies, "n_ratings": n_ratings}
 
 # --- planted structure ---------------------------------------------------------------------
 # Each theme: (characteristic genres, title vocabulary). Cluster c uses theme c % len(_THEMES).
@@ -314,11 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-clusters", type=int, default=8,
                         help="planted movie/user clusters (default: 8)")
     args = parser.parse_args(argv)
-    n_users, n_movies, n_ratings = SIZES[args.size]
+    kwargs = size_kwargs(args.size)
+    if args.n_ratings:
+        kwargs["n_ratings"] = args.n_ratings
     start = time.perf_counter()
-    info = generate(args.out, n_users=n_users, n_movies=n_movies,
-                    n_ratings=args.n_ratings or n_ratings, seed=args.seed,
-                    n_clusters=args.n_clusters)
+    info = generate(args.out, **kwargs, seed=args.seed, n_clusters=args.n_clusters)
     info["seconds"] = round(time.perf_counter() - start, 2)
     print(json.dumps(info, indent=1))
     return 0

@@ -1,0 +1,234 @@
+"""The two-tower rating model (Keras 3).
+
+Keras 3 versus tf-keras: importing TFX sets TF_USE_LEGACY_KERAS=1, so `tf.keras` is tf-keras
+there, while `import keras` is Keras 3, the Keras that TF 2.21 ships and maintains. The model
+is plain Keras 3 (`import keras`, never `tf.keras`), so it trains the same with or without TFX
+imported. Keras 3 cannot host tf-keras layers, so the tf.Transform layer (a tf-keras layer)
+is not part of this model: `components/signatures.py` chains the two inside a tf.Module and
+exports it with `tf.saved_model.save`, which is what TF-Serving and TFMA load.
+
+Shape of the model:
+  user tower  : id(32) gender(16) age(16) occupation(16) embeddings -> dense 32 + dropout each
+                -> concat -> dense D
+  movie tower : id embedding -> dense 32; genres multi-hot -> dense 32 (no bias);
+                title ids -> embedding -> LSTM(128, sequences)
+                -> mean over real tokens -> concat -> dense D
+  rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served.
+The retrieval score is exactly the towers' inner product, so FAISS inner-product search over
+movie embeddings ranks movies for a user as the model does (biases aside).
+
+Speed: the title LSTM dominates the cost. A batch holds far fewer distinct movies than
+examples, so the movie tower runs the LSTM once per distinct movie in the batch and gathers
+the result back (`_unique_rows`); gradients flow through the gather unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import tensorflow as tf
+
+from components import features as f
+
+USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
+MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
+MODEL_INPUTS = USER_INPUTS + MOVIE_INPUTS
+
+
+@dataclass
+class Vocab:
+    """Input cardinalities (vocabulary sizes incl. OOV buckets) read from the Transform output."""
+
+    users: int
+    movies: int
+    occupations: int
+    title_words: int  # ids 1..title_words; 0 is padding
+
+
+@dataclass
+class HParams:
+    """Hyperparameters; the pipeline's Trainer custom_config overrides any of them."""
+
+    embedding_dim: int = 200          # D, the tower output size
+    user_id_dim: int = 32
+    feature_dim: int = 16
+    movie_id_dim: int = 32
+    title_embedding_dim: int = 32
+    lstm_units: int = 128
+    hidden: int = 32
+    dropout: float = 0.2
+    l2: float = 1e-5
+    id_l2: float = 2e-6
+    learning_rate: float = 2e-3
+    decay_rate: float = 0.7           # learning rate multiplier per epoch
+    batch_size: int = 4096
+    epochs: int = 20
+    patience: int = 3                 # early stopping on eval RMSE
+    unique_titles: bool = True        # run the LSTM once per distinct movie in a batch
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "HParams":
+        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(values or {}) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _unique_rows(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(first position of each distinct id, index of each row's id among the distinct ones)."""
+    unique, index = tf.unique(ids)
+    positions = tf.math.unsorted_segment_min(tf.range(tf.shape(ids)[0]), index, tf.shape(unique)[0])
+    return positions, index
+
+
+class MaskedMean(keras.layers.Layer):
+    """Mean over time of a sequence, counting only the unmasked (real) steps."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is None:
+            return tf.reduce_mean(inputs, axis=1)
+        weights = tf.cast(mask, inputs.dtype)[:, :, None]
+        total = tf.reduce_sum(inputs * weights, axis=1)
+        return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+class TitleEncoder(keras.layers.Layer):
+    """Word ids (0 = padding) -> embedding -> LSTM over real tokens -> masked mean."""
+
+    def __init__(self, vocab_size: int, hp: HParams, **kwargs):
+        super().__init__(**kwargs)
+        reg = keras.regularizers.L2(hp.l2)
+        self.embed = keras.layers.Embedding(vocab_size + 1, hp.title_embedding_dim,
+                                            embeddings_regularizer=reg, name="title_embedding")
+        # Titles are right-padded, so the LSTM's output at a real token never depends on the
+        # padding after it: the mask is applied by the mean alone, and the LSTM runs unmasked
+        # and unrolled (15 steps), which is much faster on CPU than the masked while-loop.
+        self.lstm = keras.layers.LSTM(hp.lstm_units, return_sequences=True, unroll=True,
+                                      name="title_lstm")
+        self.pool = MaskedMean(name="title_mean")
+
+    def call(self, title_ids, training=False):
+        mask = tf.not_equal(title_ids, 0)
+        embedded = self.embed(title_ids)
+        sequence = self.lstm(embedded, training=training)
+        return self.pool(sequence, mask=mask)
+
+
+def _feature_block(hp: HParams, name: str, use_bias: bool = True) -> keras.Sequential:
+    return keras.Sequential([
+        keras.layers.Dense(hp.hidden, activation="relu", use_bias=use_bias,
+                           kernel_regularizer=keras.regularizers.L2(hp.l2)),
+        keras.layers.Dropout(hp.dropout),
+    ], name=name)
+
+
+class UserTower(keras.layers.Layer):
+    def __init__(self, vocab: Vocab, hp: HParams, **kwargs):
+        super().__init__(**kwargs)
+        id_reg = keras.regularizers.L2(hp.id_l2)
+        self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
+        self.gender_embed = keras.layers.Embedding(f.NUM_GENDER_VALUES, hp.feature_dim)
+        self.age_embed = keras.layers.Embedding(f.NUM_AGE_VALUES, hp.feature_dim)
+        self.occupation_embed = keras.layers.Embedding(vocab.occupations, hp.feature_dim)
+        self.blocks = [_feature_block(hp, f"user_{n}") for n in ("id", "gender", "age", "occupation")]
+        self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
+                                      name="user_embedding")
+
+    def call(self, inputs, training=False):
+        parts = [
+            self.id_embed(inputs[f.USER_ID_XF]), self.gender_embed(inputs[f.GENDER_XF]),
+            self.age_embed(inputs[f.AGE_XF]), self.occupation_embed(inputs[f.OCCUPATION_XF]),
+        ]
+        hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
+        return self.out(tf.concat(hidden, axis=-1))
+
+
+class MovieTower(keras.layers.Layer):
+    def __init__(self, vocab: Vocab, hp: HParams, **kwargs):
+        super().__init__(**kwargs)
+        id_reg = keras.regularizers.L2(hp.id_l2)
+        self.unique_titles = hp.unique_titles
+        self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
+        self.id_block = _feature_block(hp, "movie_id")
+        self.genre_block = _feature_block(hp, "movie_genres", use_bias=False)
+        self.title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
+        self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
+                                      name="movie_embedding")
+
+    def encode_titles(self, movie_ids, title_ids, training=False):
+        if not self.unique_titles:
+            return self.title(title_ids, training=training)
+        positions, index = _unique_rows(movie_ids)
+        encoded = self.title(tf.gather(title_ids, positions), training=training)
+        return tf.gather(encoded, index)
+
+    def call(self, inputs, training=False):
+        movie_ids = inputs[f.MOVIE_ID_XF]
+        parts = [
+            self.id_block(self.id_embed(movie_ids), training=training),
+            self.genre_block(inputs[f.GENRES_XF], training=training),
+            self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training),
+        ]
+        return self.out(tf.concat(parts, axis=-1))
+
+
+class TwoTowerModel(keras.Model):
+    """rating = <user_tower(u), movie_tower(m)> + b_u + b_m + global mean."""
+
+    def __init__(self, vocab: Vocab, hp: HParams, global_mean: float, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab, self.hp = vocab, hp
+        self.user_tower = UserTower(vocab, hp, name="user_tower")
+        self.movie_tower = MovieTower(vocab, hp, name="movie_tower")
+        bias_reg = keras.regularizers.L2(hp.id_l2)
+        self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
+                                                embeddings_regularizer=bias_reg, name="user_bias")
+        self.movie_bias = keras.layers.Embedding(vocab.movies, 1, embeddings_initializer="zeros",
+                                                 embeddings_regularizer=bias_reg, name="movie_bias")
+        self.global_mean = float(global_mean)
+
+    def call(self, inputs, training=False):
+        user = self.user_tower(inputs, training=training)
+        movie = self.movie_tower(inputs, training=training)
+        return self.score(inputs, user, movie)
+
+    def score(self, inputs, user, movie):
+        """Unclipped rating from tower outputs: inner product plus biases and global mean."""
+        dot = tf.reduce_sum(user * movie, axis=-1)
+        bias = (tf.squeeze(self.user_bias(inputs[f.USER_ID_XF]), -1)
+                + tf.squeeze(self.movie_bias(inputs[f.MOVIE_ID_XF]), -1))
+        return dot + bias + self.global_mean
+
+
+def clip_rating(rating: tf.Tensor) -> tf.Tensor:
+    return tf.clip_by_value(rating, f.MIN_RATING, f.MAX_RATING)
+
+
+def build_model(vocab: Vocab, hp: HParams, global_mean: float) -> TwoTowerModel:
+    """A compiled model (MSE, Adam with per-epoch exponential learning-rate decay)."""
+    keras.utils.set_random_seed(hp.seed)
+    model = TwoTowerModel(vocab, hp, global_mean, name="two_tower")
+    model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
+                           keras.metrics.MeanAbsoluteError(name="mae")])
+    return model
+
+
+def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:
+    """A small batch of valid transformed inputs (builds the model's weights)."""
+    zeros = tf.zeros([n], tf.int64)
+    return {f.USER_ID_XF: zeros, f.GENDER_XF: zeros, f.AGE_XF: zeros, f.OCCUPATION_XF: zeros,
+            f.MOVIE_ID_XF: zeros, f.GENRES_XF: tf.zeros([n, f.NUM_GENRES]),
+            f.TITLE_IDS_XF: tf.ones([n, f.TITLE_LENGTH], tf.int64)}

@@ -1,0 +1,185 @@
+"""The exported SavedModel: raw values in, ratings and tower embeddings out.
+
+A tf.Module holds the tf.Transform layer (tf-keras), the Keras 3 two-tower model and lookup
+tables of every known user's and movie's raw features (baked in at training time from the
+users/movies files), and exposes these signatures:
+
+  serving_default                 user_id, movie_id -> rating           (ids only)
+  rate_with_features              all raw features  -> rating           (unseen users/movies)
+  user_embedding                  user_id  -> embedding [D]
+  movie_embedding                 movie_id -> embedding [D]
+  user_embedding_with_features    raw user features  -> embedding
+  movie_embedding_with_features   raw movie features -> embedding
+  serving_tf_example              serialized tf.Examples -> outputs (rating); TFMA and
+                                  TF-Serving's Regress API use it
+
+Unknown ids get empty/zero raw features, which the Transform maps to OOV buckets: a defined
+answer, never an error. Genres travel as one '|'-joined string, as in movies.dat.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import tensorflow as tf
+
+from components import features as f
+from components.model import TwoTowerModel, clip_rating
+from components.movielens_files import Movie, User
+
+SIGNATURE_DEFAULT = "serving_default"
+SIGNATURE_RATE_WITH_FEATURES = "rate_with_features"
+SIGNATURE_USER_EMBEDDING = "user_embedding"
+SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
+SIGNATURE_USER_EMBEDDING_FEATURES = "user_embedding_with_features"
+SIGNATURE_MOVIE_EMBEDDING_FEATURES = "movie_embedding_with_features"
+SIGNATURE_TF_EXAMPLE = "serving_tf_example"
+RATING_OUTPUT = "rating"
+EMBEDDING_OUTPUT = "embedding"
+EXAMPLES_INPUT = "examples"
+REGRESS_OUTPUT = "outputs"
+
+_IDS = tf.TensorSpec([None], tf.int64)
+_STRINGS = tf.TensorSpec([None], tf.string)
+USER_FEATURE_SPECS = {f.USER_ID: _IDS, f.GENDER: _STRINGS, f.AGE: _IDS, f.OCCUPATION: _IDS, f.ZIP: _STRINGS}
+MOVIE_FEATURE_SPECS = {f.MOVIE_ID: _IDS, f.TITLE: _STRINGS, f.GENRES: _STRINGS}
+
+
+def _table(keys, values, key_dtype, value_dtype, default) -> tf.lookup.StaticHashTable:
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(keys, key_dtype), tf.constant(values, value_dtype)),
+        default_value=tf.constant(default, value_dtype))
+
+
+class ServingModule(tf.Module):
+    """What `tf.saved_model.save` writes for TF-Serving, TFMA and the index job."""
+
+    def __init__(self, model: TwoTowerModel, tf_transform_output, users: Mapping[int, User],
+                 movies: Mapping[int, Movie]):
+        super().__init__(name="movielens")
+        self.model = model
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        spec = dict(tf_transform_output.raw_feature_spec())
+        spec.pop(f.LABEL_KEY, None)
+        self._example_spec = spec
+        user_ids = sorted(users)
+        movie_ids = sorted(movies)
+        self.user_gender = _table(user_ids, [users[u].gender for u in user_ids], tf.int64, tf.string, "")
+        self.user_age = _table(user_ids, [users[u].age for u in user_ids], tf.int64, tf.int64, 0)
+        self.user_occupation = _table(user_ids, [users[u].occupation for u in user_ids], tf.int64, tf.int64, -1)
+        self.user_zip = _table(user_ids, [users[u].zip for u in user_ids], tf.int64, tf.string, "")
+        self.movie_title = _table(movie_ids, [movies[m].title for m in movie_ids], tf.int64, tf.string, "")
+        self.movie_genres = _table(movie_ids, ["|".join(movies[m].genres) for m in movie_ids],
+                                   tf.int64, tf.string, "")
+
+    # --- raw feature assembly -----------------------------------------------------------
+    def _raw(self, user: Mapping[str, tf.Tensor] | None, movie: Mapping[str, tf.Tensor] | None,
+             batch: tf.Tensor) -> dict:
+        """The Transform's raw input dict; the missing side gets neutral defaults."""
+        def column(values, default, dtype):
+            value = tf.fill([batch], tf.constant(default, dtype)) if values is None else values
+            return tf.reshape(tf.cast(value, dtype), [-1, 1])
+
+        user = user or {}
+        movie = movie or {}
+        genres_text = movie.get(f.GENRES, tf.fill([batch], ""))
+        tokens = tf.strings.split(genres_text, sep="|")
+        tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+        return {
+            f.USER_ID: column(user.get(f.USER_ID), 0, tf.int64),
+            f.GENDER: column(user.get(f.GENDER), "", tf.string),
+            f.AGE: column(user.get(f.AGE), 0, tf.int64),
+            f.OCCUPATION: column(user.get(f.OCCUPATION), -1, tf.int64),
+            f.ZIP: column(user.get(f.ZIP), "", tf.string),
+            f.MOVIE_ID: column(movie.get(f.MOVIE_ID), 0, tf.int64),
+            f.TITLE: column(movie.get(f.TITLE), "", tf.string),
+            f.YEAR: column(None, 0, tf.int64),
+            f.TIMESTAMP: column(None, 0, tf.int64),
+            f.GENRES: tokens.to_sparse(),
+        }
+
+    def _known_user(self, user_id: tf.Tensor) -> dict:
+        return {f.USER_ID: user_id, f.GENDER: self.user_gender.lookup(user_id),
+                f.AGE: self.user_age.lookup(user_id), f.OCCUPATION: self.user_occupation.lookup(user_id),
+                f.ZIP: self.user_zip.lookup(user_id)}
+
+    def _known_movie(self, movie_id: tf.Tensor) -> dict:
+        return {f.MOVIE_ID: movie_id, f.TITLE: self.movie_title.lookup(movie_id),
+                f.GENRES: self.movie_genres.lookup(movie_id)}
+
+    def _transform(self, raw: dict) -> dict:
+        return self.tft_layer(raw)
+
+    def _rate(self, user: dict, movie: dict) -> dict:
+        batch = tf.shape(user[f.USER_ID])[0]
+        transformed = self._transform(self._raw(user, movie, batch))
+        return {RATING_OUTPUT: clip_rating(self.model(transformed, training=False))}
+
+    def _user_vector(self, user: dict) -> dict:
+        transformed = self._transform(self._raw(user, None, tf.shape(user[f.USER_ID])[0]))
+        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False)}
+
+    def _movie_vector(self, movie: dict) -> dict:
+        transformed = self._transform(self._raw(None, movie, tf.shape(movie[f.MOVIE_ID])[0]))
+        return {EMBEDDING_OUTPUT: self.model.movie_tower(transformed, training=False)}
+
+    # --- signatures -------------------------------------------------------------------
+    @tf.function(input_signature=[_IDS, _IDS])
+    def serve_ids(self, user_id, movie_id):
+        return self._rate(self._known_user(user_id), self._known_movie(movie_id))
+
+    @tf.function(input_signature=[USER_FEATURE_SPECS, MOVIE_FEATURE_SPECS])
+    def serve_features(self, user, movie):
+        return self._rate(user, movie)
+
+    @tf.function(input_signature=[_IDS])
+    def serve_user_embedding(self, user_id):
+        return self._user_vector(self._known_user(user_id))
+
+    @tf.function(input_signature=[_IDS])
+    def serve_movie_embedding(self, movie_id):
+        return self._movie_vector(self._known_movie(movie_id))
+
+    @tf.function(input_signature=[USER_FEATURE_SPECS])
+    def serve_user_embedding_features(self, user):
+        return self._user_vector(user)
+
+    @tf.function(input_signature=[MOVIE_FEATURE_SPECS])
+    def serve_movie_embedding_features(self, movie):
+        return self._movie_vector(movie)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
+    def serve_tf_examples(self, examples):
+        raw = tf.io.parse_example(examples, self._example_spec)
+        transformed = self._transform(raw)
+        return {REGRESS_OUTPUT: clip_rating(self.model(transformed, training=False))}
+
+    def signatures(self) -> dict:
+        """Name -> concrete function, for tf.saved_model.save."""
+        # Signatures take flat named tensors; these wrappers regroup them per tower.
+        rate_features = tf.function(
+            lambda user_id, movie_id, gender, age, occupation, zip, title, genres: self.serve_features(
+                {f.USER_ID: user_id, f.GENDER: gender, f.AGE: age, f.OCCUPATION: occupation, f.ZIP: zip},
+                {f.MOVIE_ID: movie_id, f.TITLE: title, f.GENRES: genres}),
+            input_signature=[_IDS, _IDS, _STRINGS, _IDS, _IDS, _STRINGS, _STRINGS, _STRINGS])
+        user_features = tf.function(
+            lambda user_id, gender, age, occupation, zip: self.serve_user_embedding_features(
+                {f.USER_ID: user_id, f.GENDER: gender, f.AGE: age, f.OCCUPATION: occupation, f.ZIP: zip}),
+            input_signature=[_IDS, _STRINGS, _IDS, _IDS, _STRINGS])
+        movie_features = tf.function(
+            lambda movie_id, title, genres: self.serve_movie_embedding_features(
+                {f.MOVIE_ID: movie_id, f.TITLE: title, f.GENRES: genres}),
+            input_signature=[_IDS, _STRINGS, _STRINGS])
+        return {
+            SIGNATURE_DEFAULT: self.serve_ids.get_concrete_function(),
+            SIGNATURE_RATE_WITH_FEATURES: rate_features.get_concrete_function(),
+            SIGNATURE_USER_EMBEDDING: self.serve_user_embedding.get_concrete_function(),
+            SIGNATURE_MOVIE_EMBEDDING: self.serve_movie_embedding.get_concrete_function(),
+            SIGNATURE_USER_EMBEDDING_FEATURES: user_features.get_concrete_function(),
+            SIGNATURE_MOVIE_EMBEDDING_FEATURES: movie_features.get_concrete_function(),
+            SIGNATURE_TF_EXAMPLE: self.serve_tf_examples.get_concrete_function(),
+        }
+
+
+def export(module: ServingModule, export_dir: str) -> None:
+    """Writes the SavedModel with every signature."""
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())

@@ -1,0 +1,131 @@
+"""TFX Trainer module: `run_fn` trains the two-tower model and exports the SavedModel.
+
+Reads the Transform output (transformed train/eval examples and vocabularies), trains with
+MSE/Adam, per-epoch learning-rate decay and early stopping on eval RMSE (best weights kept),
+logs to TensorBoard in the model-run artifact, keeps a checkpoint so that a re-run Trainer
+resumes an interrupted fit, and exports `components.signatures.ServingModule`.
+
+Hyperparameters come from the Trainer's custom_config["hparams"] (see model.HParams);
+custom_config["data_dir"] names the raw MovieLens folder whose users/movies become the
+serving lookup tables.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from components import features as f
+from components.model import MODEL_INPUTS, HParams, Vocab, build_model
+from components.movielens_files import load_movielens
+from components.signatures import ServingModule, export
+
+HISTORY_FILE = "history.json"
+
+
+def vocab_from_transform(tf_transform_output: tft.TFTransformOutput) -> Vocab:
+    """Input cardinalities, OOV buckets included, from the Transform's vocabularies."""
+    size = tf_transform_output.vocabulary_size_by_name
+    return Vocab(users=size(f.USER_ID_VOCAB) + f.OOV_BUCKETS,
+                 movies=size(f.MOVIE_ID_VOCAB) + f.OOV_BUCKETS,
+                 occupations=size(f.OCCUPATION_VOCAB) + f.OOV_BUCKETS,
+                 title_words=size(f.TITLE_VOCAB) + f.OOV_BUCKETS)
+
+
+def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFTransformOutput
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A split of transformed examples as in-memory NumPy columns (model inputs, labels).
+
+    MovieLens fits in memory many times over; holding it as arrays makes every epoch a pass
+    over RAM instead of a re-parse of gzipped TFRecords.
+    """
+    patterns = file_pattern if isinstance(file_pattern, list) else [file_pattern]
+    files = sorted(p for pattern in patterns for p in glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {patterns}")
+    spec = tf_transform_output.transformed_feature_spec()
+    keep = {k: spec[k] for k in (*MODEL_INPUTS, f.LABEL_XF)}
+    dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
+               .batch(65536).map(lambda x: tf.io.parse_example(x, keep)))
+    columns: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    for batch in dataset.as_numpy_iterator():
+        for key, value in batch.items():
+            columns[key].append(value)
+    arrays = {k: np.concatenate(v) for k, v in columns.items()}
+    labels = arrays.pop(f.LABEL_XF).astype(np.float32)
+    return arrays, labels
+
+
+class ThroughputLogger(keras.callbacks.Callback):
+    """Records training examples/second per epoch (reported by the benchmark)."""
+
+    def __init__(self, n_examples: int):
+        super().__init__()
+        self.n_examples, self.rates, self._start = n_examples, [], 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(self.n_examples / max(time.perf_counter() - self._start, 1e-9))
+
+
+def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[dict, np.ndarray],
+        *, log_dir: str | None = None, checkpoint_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
+    """Trains in place; returns the history with per-epoch metrics and examples/s."""
+    throughput = ThroughputLogger(len(train[1]))
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.LearningRateScheduler(lambda epoch, lr: hp.learning_rate * hp.decay_rate ** epoch),
+        keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
+                                      restore_best_weights=True),
+        throughput,
+    ]
+    if log_dir:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
+    if checkpoint_dir:
+        callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=True))
+    history = model.fit(train[0], train[1], batch_size=hp.batch_size, epochs=hp.epochs,
+                        validation_data=evaluation, shuffle=True, callbacks=callbacks, verbose=verbose)
+    result = {k: [float(x) for x in v] for k, v in history.history.items()}
+    result["examples_per_second"] = throughput.rates
+    result["best_epoch"] = int(np.argmin(result["val_rmse"])) if result.get("val_rmse") else None
+    return result
+
+
+def _checkpoint_dir(base: str | None, transform_uri: str, hp: HParams) -> str | None:
+    """A checkpoint folder keyed by the inputs, so a re-run resumes only the same training."""
+    if not base:
+        return None
+    key = hashlib.sha256(json.dumps([transform_uri, hp.to_dict()], sort_keys=True).encode()).hexdigest()[:16]
+    return os.path.join(base, key)
+
+
+def run_fn(fn_args) -> None:
+    """TFX Trainer entry point (GenericExecutor)."""
+    config = fn_args.custom_config or {}
+    hp = HParams.from_dict(config.get("hparams"))
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    vocab = vocab_from_transform(tf_transform_output)
+    train = load_transformed(fn_args.train_files, tf_transform_output)
+    evaluation = load_transformed(fn_args.eval_files, tf_transform_output)
+
+    model = build_model(vocab, hp, global_mean=float(train[1].mean()))
+    history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
+                  checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
+    history["hparams"] = hp.to_dict()
+    history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
+        json.dump(history, handle, indent=1)
+
+    data = load_movielens(config["data_dir"], ratings_csv=config.get("ratings_csv") or None,
+                          skip_bad_rows=bool(config.get("skip_bad_rows", False)))
+    export(ServingModule(model, tf_transform_output, data.users, data.movies), fn_args.serving_model_dir)

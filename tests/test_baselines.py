@@ -1,0 +1,207 @@
+"""Tests for benchmarks/baselines.py on the real ML-100K ratings.
+
+Why real data: the point of these baselines is to reproduce the published
+MovieLens numbers the neural model is compared against, so the meaningful
+assertions are about RMSE on MovieLens itself, not on synthetic toys. The data
+lives outside the project (GroupLens forbids redistribution), so the tests skip
+when ``../shared/data`` is absent, as it is on a user's machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.baselines import (
+    ALL_BASELINES,
+    RATING_MAX,
+    RATING_MIN,
+    Biases,
+    GlobalMean,
+    ItemItemCF,
+    MatrixFactorization,
+    RatingData,
+    UserUserCF,
+    load_ratings_file,
+    mae,
+    random_split,
+    rmse,
+)
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+U_DATA = DATA_DIR / "ml-100k" / "u.data"
+SEED = 0
+TEST_FRACTION = 0.1
+
+needs_ml100k = pytest.mark.skipif(
+    not U_DATA.is_file(),
+    reason=f"MovieLens 100K not found at {U_DATA} (real data is only available in the "
+    "development workspace's ../shared/data; GroupLens data is never committed)",
+)
+
+
+# ----------------------------------------------------------------- pure helpers
+
+
+def test_random_split_deterministic_and_disjoint() -> None:
+    train_a, test_a = random_split(1000, 0.1, seed=7)
+    train_b, test_b = random_split(1000, 0.1, seed=7)
+    np.testing.assert_array_equal(train_a, train_b)
+    np.testing.assert_array_equal(test_a, test_b)
+    assert len(test_a) == 100 and len(train_a) == 900
+    assert np.intersect1d(train_a, test_a).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train_a, test_a])), np.arange(1000))
+    _, test_c = random_split(1000, 0.1, seed=8)
+    assert not np.array_equal(test_a, test_c), "a different seed must give a different split"
+
+
+def test_random_split_rejects_bad_fraction() -> None:
+    with pytest.raises(ValueError):
+        random_split(10, 0.0, seed=0)
+    with pytest.raises(ValueError):
+        random_split(10, 1.0, seed=0)
+
+
+def test_metrics() -> None:
+    pred = np.array([1.0, 2.0, 3.0])
+    truth = np.array([1.0, 4.0, 3.0])
+    assert rmse(pred, truth) == pytest.approx(np.sqrt(4 / 3))
+    assert mae(pred, truth) == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1\t10\t4\t881250949\n2\t20\t3\t881250950\n",  # u.data
+        "userId,movieId,rating,timestamp\n1,10,4.0,964982703\n2,20,3.0,964982704\n",
+        "UserID,MovieID,Rating\n1,10,4\n2,20,3",  # no trailing newline
+        "1,10,4\r\n2,20,3\r\n",  # headerless, CRLF
+        "1::10::4::978300760\n2::20::3::978300761\n",  # ML-1M ratings.dat
+    ],
+)
+def test_load_ratings_file_formats(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "ratings.txt"
+    path.write_text(text)
+    data = load_ratings_file(path)
+    assert data.user.dtype == np.int64 and data.item.dtype == np.int64
+    assert data.rating.dtype == np.float32
+    np.testing.assert_array_equal(data.user, [1, 2])
+    np.testing.assert_array_equal(data.item, [10, 20])
+    np.testing.assert_array_equal(data.rating, [4.0, 3.0])
+
+
+def test_tiny_toy_fit_predict_and_fallbacks() -> None:
+    """Every model fits a toy set and answers unseen ids with finite, in-range values."""
+    rng = np.random.default_rng(0)
+    n = 400
+    toy = RatingData(
+        user=rng.integers(0, 30, n), item=rng.integers(100, 150, n), rating=rng.integers(1, 6, n)
+    )
+    for factory in ALL_BASELINES:
+        model = factory().fit(toy)
+        pred = model.predict(np.array([0, 999, 0, 999]), np.array([100, 100, 9999, 9999]))
+        assert pred.shape == (4,)
+        assert np.all(np.isfinite(pred)), model.name
+        assert np.all((pred >= RATING_MIN) & (pred <= RATING_MAX)), model.name
+
+
+# ------------------------------------------------------------- real ML-100K
+
+
+@pytest.fixture(scope="module")
+def ml100k() -> RatingData:
+    if not U_DATA.is_file():
+        pytest.skip(f"MovieLens 100K not found at {U_DATA}")
+    return load_ratings_file(U_DATA)
+
+
+@pytest.fixture(scope="module")
+def split(ml100k: RatingData) -> tuple[RatingData, RatingData]:
+    train_idx, test_idx = random_split(len(ml100k), TEST_FRACTION, SEED)
+    return ml100k.subset(train_idx), ml100k.subset(test_idx)
+
+
+@pytest.fixture(scope="module")
+def fitted(split: tuple[RatingData, RatingData]) -> dict[str, tuple[object, np.ndarray, float]]:
+    """Fit every baseline once (shared by the tests below to keep the suite fast)."""
+    train, test = split
+    out: dict[str, tuple[object, np.ndarray, float]] = {}
+    for factory in ALL_BASELINES:
+        model = factory().fit(train)
+        pred = model.predict(test.user, test.item)
+        out[model.name] = (model, pred, rmse(pred, test.rating))
+    return out
+
+
+@needs_ml100k
+def test_load_ml100k(ml100k: RatingData) -> None:
+    assert len(ml100k) == 100_000
+    assert len(np.unique(ml100k.user)) == 943
+    assert len(np.unique(ml100k.item)) == 1682
+    assert set(np.unique(ml100k.rating).tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+
+
+@needs_ml100k
+def test_split_is_deterministic_on_real_data(ml100k: RatingData) -> None:
+    a = random_split(len(ml100k), TEST_FRACTION, SEED)
+    b = random_split(len(ml100k), TEST_FRACTION, SEED)
+    np.testing.assert_array_equal(a[1], b[1])
+    assert len(a[1]) == 10_000 and np.intersect1d(a[0], a[1]).size == 0
+
+
+@needs_ml100k
+def test_every_baseline_beats_global_mean(fitted: dict) -> None:
+    floor = fitted[GlobalMean.name][2]
+    assert 1.05 < floor < 1.20, f"GlobalMean RMSE {floor:.4f} is not the usual ~1.12"
+    for name, (_, _, score) in fitted.items():
+        if name != GlobalMean.name:
+            assert score < floor - 0.1, f"{name} RMSE {score:.4f} vs GlobalMean {floor:.4f}"
+
+
+@needs_ml100k
+def test_biases_rmse(fitted: dict) -> None:
+    score = fitted[Biases.name][2]
+    assert score < 0.96, f"Biases RMSE {score:.4f} (published ~0.94)"
+
+
+@needs_ml100k
+def test_mf_beats_biases(fitted: dict) -> None:
+    mf, bias = fitted[MatrixFactorization.name][2], fitted[Biases.name][2]
+    assert mf < bias, f"MatrixFactorization RMSE {mf:.4f} vs Biases {bias:.4f}"
+    assert mf < 0.94, f"MatrixFactorization RMSE {mf:.4f} (published SVD ~0.937)"
+
+
+@needs_ml100k
+@pytest.mark.parametrize("name", [ItemItemCF.name, UserUserCF.name])
+def test_cf_beats_biases(fitted: dict, name: str) -> None:
+    cf, bias = fitted[name][2], fitted[Biases.name][2]
+    assert cf < bias, f"{name} RMSE {cf:.4f} vs Biases {bias:.4f}"
+
+
+@needs_ml100k
+def test_predictions_in_range(fitted: dict, split: tuple[RatingData, RatingData]) -> None:
+    _, test = split
+    for name, (_, pred, _) in fitted.items():
+        assert pred.shape == test.rating.shape, name
+        assert np.all(np.isfinite(pred)), name
+        assert pred.min() >= RATING_MIN and pred.max() <= RATING_MAX, name
+
+
+@needs_ml100k
+def test_unseen_users_and_items_get_finite_predictions(
+    fitted: dict, split: tuple[RatingData, RatingData]
+) -> None:
+    train, _ = split
+    unseen_user = int(train.user.max()) + 1000
+    unseen_item = int(train.item.max()) + 1000
+    seen_user, seen_item = int(train.user[0]), int(train.item[0])
+    users = np.array([unseen_user, seen_user, unseen_user])
+    items = np.array([seen_item, unseen_item, unseen_item])
+    for name, (model, _, _) in fitted.items():
+        pred = model.predict(users, items)
+        assert np.all(np.isfinite(pred)), name
+        assert np.all((pred >= RATING_MIN) & (pred <= RATING_MAX)), name
+        # Both ids unknown: nothing but the global mean is left to predict with.
+        assert pred[2] == pytest.approx(np.clip(model.mu, RATING_MIN, RATING_MAX)), name
