@@ -220,6 +220,7 @@ def build_model(vocab: Vocab, hp: HParams, global_mean: float) -> TwoTowerModel:
     """A compiled model (MSE, Adam with per-epoch exponential learning-rate decay)."""
     keras.utils.set_random_seed(hp.seed)
     model = TwoTowerModel(vocab, hp, global_mean, name="two_tower")
+    model(example_batch(vocab))  # build the weights (checkpoint restore needs them)
     model.compile(optimizer=keras.optimizers.Adam(hp.learning_rate), loss="mse",
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
                            keras.metrics.MeanAbsoluteError(name="mae")])

@@ -16,6 +16,10 @@ DEFAULT_ARTIFACTS = Path(os.environ.get("MOVIELENS_ARTIFACTS", "artifacts"))
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "schema.pbtxt"
 
 PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
+RUN_FN = "components.trainer.run_fn"
+
+# Blessing: the candidate's test RMSE must be under this and no worse than the last blessed.
+DEFAULT_RMSE_THRESHOLD = 1.0
 
 # Beam on the local machine: the DirectRunner, in-process. Pass --beam-arg to change it.
 DEFAULT_BEAM_ARGS: tuple[str, ...] = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
@@ -67,6 +71,11 @@ class ArtifactPaths:
     def logs_dir(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Trainer checkpoints that outlive one execution, so a re-run resumes."""
+        return self.root / "checkpoints"
+
 
 @dataclass
 class PipelineConfig:
@@ -80,6 +89,14 @@ class PipelineConfig:
     enable_cache: bool = True
     # The last component to include: "transform" runs the data half only.
     stop_after: str = "pusher"
+    # Trainer hyperparameters (components.model.HParams field -> value); defaults otherwise.
+    hparams: dict = field(default_factory=dict)
+    rmse_threshold: float = DEFAULT_RMSE_THRESHOLD
+
+    @property
+    def model_base_path(self) -> Path:
+        """Where Pusher writes versions: <serving_dir>/<model name>/<version>/."""
+        return self.paths.serving_dir / MODEL_NAME
 
     @property
     def quarantine_path(self) -> str:

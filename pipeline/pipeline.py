@@ -6,15 +6,50 @@ and the Kubeflow runner (`kubeflow/runner.py`) both call this function.
 """
 from __future__ import annotations
 
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
 from components.data_gate import DataAnomaliesGate
+from components import features
 from components.example_gen import MovieLensExampleGen
+from components.pusher import MovieLensPusher
+from components.signatures import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from pipeline import configs
 
 STAGES = ("example_gen", "statistics_gen", "schema_gen", "example_validator", "transform",
           "trainer", "evaluator", "pusher")
+
+
+SLICE_FEATURES = (features.GENDER, features.AGE, features.OCCUPATION)
+
+
+def eval_config(rmse_threshold: float) -> tfma.EvalConfig:
+    """TFMA on the test split: RMSE/MSE/MAE/count, overall and per slice; blessing thresholds.
+
+    Thresholds sit inside MetricConfig (a threshold in MetricsSpec.thresholds is reported as
+    "Metric not found" by TFMA 0.52) and apply to the overall slice only: a small slice's
+    noise should not veto a model. The change threshold compares with the latest blessed
+    model, so a regression is never blessed.
+    """
+    rmse_threshold_spec = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": rmse_threshold}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER, absolute={"value": 1e-10}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=SIGNATURE_TF_EXAMPLE, label_key=features.LABEL_KEY,
+                                    prediction_key=REGRESS_OUTPUT, preprocessing_function_names=[])],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[k]) for k in SLICE_FEATURES],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            tfma.MetricConfig(class_name="ExampleCount"),
+            tfma.MetricConfig(class_name="MeanSquaredError"),
+            tfma.MetricConfig(class_name="MeanAbsoluteError"),
+            tfma.MetricConfig(class_name="RootMeanSquaredError", per_slice_thresholds=[
+                tfma_config.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=rmse_threshold_spec)]),
+        ])],
+    )
 
 
 def create_components(config: configs.PipelineConfig) -> list:
@@ -37,10 +72,40 @@ def create_components(config: configs.PipelineConfig) -> list:
                                                  transform=["train", "eval", "test"]),
     )
     transform.add_upstream_node(gate)
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(splits=["train"]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={
+            "hparams": dict(config.hparams), "data_dir": config.data_dir,
+            "ratings_csv": config.ratings_csv or "", "skip_bad_rows": config.skip_bad_rows,
+            "checkpoint_dir": str(config.paths.checkpoint_dir),
+        },
+    )
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=eval_config(config.rmse_threshold),
+        example_splits=["test"],
+    )
+    pusher = MovieLensPusher(
+        model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
+        evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],
+        base_directory=str(config.model_base_path))
     stages = {
         "example_gen": [example_gen], "statistics_gen": [statistics_gen],
         "schema_gen": [schema_gen], "example_validator": [example_validator, gate],
-        "transform": [transform],
+        "transform": [transform], "trainer": [trainer],
+        "evaluator": [model_resolver, evaluator], "pusher": [pusher],
     }
     components = []
     for stage in STAGES[: STAGES.index(config.stop_after) + 1]:

@@ -198,7 +198,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT",
                         help="last stage to run: example_gen, statistics_gen, schema_gen, example_validator, "
                              "transform, trainer, evaluator, pusher (default: %(default)s)")
+    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Trainer hyperparameter (see components/model.py HParams), e.g. --hparam epochs=5 (repeatable)")
+    parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
+                        help="bless a model only if its test RMSE is below this (default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="also print TFX's own log lines")
+
+
+def parse_hparams(pairs: Sequence[str]) -> dict:
+    """`name=value` strings -> a dict with values typed like HParams' defaults."""
+    from components.model import HParams
+
+    defaults = HParams().to_dict()
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in defaults:
+            raise UserError(f"--hparam {pair!r}: expected NAME=VALUE with NAME one of {sorted(defaults)}")
+        kind = type(defaults[name])
+        try:
+            result[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise UserError(f"--hparam {pair!r}: {value!r} is not a valid {kind.__name__}") from None
+    return result
 
 
 def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
@@ -208,7 +230,8 @@ def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
     beam_args = list(configs.DEFAULT_BEAM_ARGS) + list(args.beam_arg)
     return configs.PipelineConfig(
         data_dir=str(data_dir), paths=paths, ratings_csv=args.ratings, skip_bad_rows=args.skip_bad_rows,
-        beam_args=beam_args, enable_cache=not args.no_cache, stop_after=args.stop_after)
+        beam_args=beam_args, enable_cache=not args.no_cache, stop_after=args.stop_after,
+        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold)
 
 
 def print_summary(result: RunResult) -> None:

@@ -1,0 +1,109 @@
+"""MovieLens Pusher: TFX's Pusher, pushing atomically and with an evaluation report.
+
+TFX's filesystem Pusher copies files straight into `<base>/<version>/`, so a TF-Serving
+poll can see a half-copied version. This executor assembles the version in a hidden
+staging folder next to it (TF-Serving ignores non-numeric names), adds the evaluation
+report under `assets.extra/evaluation/`, and renames the folder into place in one step.
+The component is TFX's Pusher with two extra optional inputs (the Evaluator's evaluation
+and the Trainer's model_run), which the report reads.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+from tfx import types
+from tfx.components.pusher import executor as pusher_executor
+from tfx.components.pusher.component import Pusher
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
+from tfx.utils import io_utils, proto_utils
+
+from components.report import write_report
+
+EVALUATION_KEY = "evaluation"
+MODEL_RUN_KEY = "model_run"
+REPORT_DIR = os.path.join("assets.extra", "evaluation")
+
+
+class MovieLensPusherSpec(standard_component_specs.PusherSpec):
+    INPUTS = {
+        **standard_component_specs.PusherSpec.INPUTS,
+        EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation, optional=True),
+        MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
+    }
+
+
+def _history(model_run: types.Artifact | None) -> dict[str, Any] | None:
+    if model_run is None:
+        return None
+    path = os.path.join(model_run.uri, "history.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def push_atomically(model_path: str, base_directory: str, version: str,
+                    report_args: dict[str, Any] | None = None) -> str:
+    """Copies a SavedModel to <base>/<version> via a staging folder and one rename."""
+    final = os.path.join(base_directory, version)
+    staging = os.path.join(base_directory, f".staging-{version}-{os.getpid()}")
+    os.makedirs(base_directory, exist_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        shutil.copytree(model_path, staging)
+        if report_args is not None:
+            write_report(os.path.join(staging, REPORT_DIR), version=version, **report_args)
+        os.rename(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+class Executor(pusher_executor.Executor):
+    """Pushes the blessed model to the filesystem destination atomically, with its report."""
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            self._MarkNotPushed(model_push)
+            return
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        base = destination.filesystem.base_directory
+        version = str(int(time.time()))
+        while os.path.exists(os.path.join(base, version)):  # two pushes within a second
+            version = str(int(version) + 1)
+        evaluation = (input_dict.get(EVALUATION_KEY) or [None])[0]
+        model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]
+        report_args = {"blessed": True, "evaluation_uri": evaluation.uri if evaluation else None,
+                       "history": _history(model_run)}
+        serving_path = push_atomically(self.GetModelPath(input_dict), base, version, report_args)
+        io_utils.copy_dir(serving_path, model_push.uri)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
+
+
+class MovieLensPusher(Pusher):
+    """TFX Pusher + evaluation/model_run inputs for the report; atomic filesystem push."""
+
+    SPEC_CLASS = MovieLensPusherSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, *, model: types.BaseChannel, model_blessing: types.BaseChannel,
+                 evaluation: types.BaseChannel | None, model_run: types.BaseChannel | None,
+                 base_directory: str):
+        spec = MovieLensPusherSpec(
+            model=model, model_blessing=model_blessing, evaluation=evaluation, model_run=model_run,
+            push_destination=pusher_pb2.PushDestination(
+                filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base_directory)),
+            custom_config=None,
+            pushed_model=types.Channel(type=standard_artifacts.PushedModel))
+        base_component.BaseComponent.__init__(self, spec=spec)
