@@ -9,7 +9,9 @@ and the Trainer's model_run), which the report reads.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -49,6 +51,25 @@ def _history(model_run: types.Artifact | None) -> dict[str, Any] | None:
         return json.load(handle)
 
 
+def already_pushed(model_path: str, base_directory: str) -> str | None:
+    """The version under base_directory holding this exact SavedModel, if any.
+
+    A cached Trainer re-evaluated against itself is blessed again; pushing it would only add
+    a duplicate version and make TF-Serving reload the same model.
+    """
+    if not os.path.isdir(base_directory):
+        return None
+    with open(os.path.join(model_path, "saved_model.pb"), "rb") as handle:
+        wanted = hashlib.sha256(handle.read()).hexdigest()
+    for version in sorted((v for v in os.listdir(base_directory) if v.isdigit()), key=int, reverse=True):
+        candidate = os.path.join(base_directory, version, "saved_model.pb")
+        if os.path.exists(candidate):
+            with open(candidate, "rb") as handle:
+                if hashlib.sha256(handle.read()).hexdigest() == wanted:
+                    return version
+    return None
+
+
 def push_atomically(model_path: str, base_directory: str, version: str,
                     report_args: dict[str, Any] | None = None) -> str:
     """Copies a SavedModel to <base>/<version> via a staging folder and one rename."""
@@ -79,6 +100,13 @@ class Executor(pusher_executor.Executor):
         destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
         base = destination.filesystem.base_directory
+        model_path = self.GetModelPath(input_dict)
+        existing = already_pushed(model_path, base)
+        if existing is not None:
+            logging.info("Model already pushed as version %s; not pushing a duplicate.", existing)
+            self._MarkPushed(model_push, pushed_destination=os.path.join(base, existing),
+                             pushed_version=existing)
+            return
         version = str(int(time.time()))
         while os.path.exists(os.path.join(base, version)):  # two pushes within a second
             version = str(int(version) + 1)
@@ -86,7 +114,7 @@ class Executor(pusher_executor.Executor):
         model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]
         report_args = {"blessed": True, "evaluation_uri": evaluation.uri if evaluation else None,
                        "history": _history(model_run)}
-        serving_path = push_atomically(self.GetModelPath(input_dict), base, version, report_args)
+        serving_path = push_atomically(model_path, base, version, report_args)
         io_utils.copy_dir(serving_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=version)
 

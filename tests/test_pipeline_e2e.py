@@ -1,0 +1,129 @@
+"""The whole local pipeline on tiny generated data: shapes, cache, blessing and pushing.
+
+One run ends in a blessed, pushed model; a second identical run is served from cache; a
+third with a deliberately worse training config is neither blessed nor pushed.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features as f
+from components import synthetic_data
+from pipeline import configs
+from pipeline.run import run_pipeline
+
+GOOD = {"epochs": 8, "batch_size": 256, "embedding_dim": 32, "lstm_units": 32}
+WORSE = {"epochs": 1, "batch_size": 4096, "learning_rate": 1e-5, "embedding_dim": 32, "lstm_units": 32}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(root: Path, data: Path, hparams: dict) -> configs.PipelineConfig:
+    return configs.PipelineConfig(data_dir=str(data), paths=configs.ArtifactPaths(root / "artifacts"),
+                                  hparams=dict(hparams), rmse_threshold=1.1)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    data = root / "data"
+    synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=7)
+    first = run_pipeline(_config(root, data, GOOD))
+    second = run_pipeline(_config(root, data, GOOD))
+    versions_after_good = sorted(os.listdir(root / "artifacts" / "serving" / "movielens"))
+    third = run_pipeline(_config(root, data, WORSE))
+    return root, first, second, third, versions_after_good
+
+
+def _blessed(result) -> bool:
+    return os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
+
+
+def test_transformed_examples_have_the_model_input_shapes(runs):
+    _, first, *_ = runs
+    uri = first.uri("Transform", "transformed_examples")
+    files = glob.glob(os.path.join(uri, "Split-train", "*.gz"))
+    assert files and glob.glob(os.path.join(uri, "Split-eval", "*.gz")) and glob.glob(os.path.join(uri, "Split-test", "*.gz"))
+    record = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP")))
+    example = tf.train.Example.FromString(record.numpy()).features.feature
+    assert len(example[f.GENRES_XF].float_list.value) == f.NUM_GENRES
+    assert len(example[f.TITLE_IDS_XF].int64_list.value) == f.TITLE_LENGTH
+    for key in (f.USER_ID_XF, f.MOVIE_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF, f.TITLE_LENGTH_XF):
+        assert len(example[key].int64_list.value) == 1
+    assert 1.0 <= example[f.LABEL_XF].float_list.value[0] <= 5.0
+
+
+def test_second_identical_run_is_served_from_cache(runs):
+    _, first, second, *_ = runs
+    assert not any(cached for _, _, cached in first.components)
+    cached = {name: was_cached for name, _, was_cached in second.components}
+    for name in ("MovieLensExampleGen", "StatisticsGen", "Transform", "Trainer"):
+        assert cached[name], f"{name} was not cached on the second run"
+
+
+def test_good_model_is_blessed_and_pushed_with_report(runs):
+    root, first, second, _, versions = runs
+    assert _blessed(first)
+    assert len(versions) == 1, f"an identical re-run must not push a duplicate version: {versions}"
+    version_dir = root / "artifacts" / "serving" / "movielens" / versions[0]
+    assert (version_dir / "saved_model.pb").exists()
+    assert (version_dir / "assets.extra" / "evaluation" / "report.md").read_text().count("| gender=") == 2
+    assert (version_dir / "assets.extra" / "evaluation" / "training_curve.png").exists()
+
+
+def test_worse_model_is_neither_blessed_nor_pushed(runs):
+    root, _, _, third, versions = runs
+    assert not _blessed(third)
+    assert sorted(os.listdir(root / "artifacts" / "serving" / "movielens")) == versions
+
+
+def test_every_signature_answers_raw_values_including_unseen_ids(runs):
+    root, *_, versions = runs
+    model = tf.saved_model.load(str(root / "artifacts" / "serving" / "movielens" / versions[0]))
+    ids = lambda *v: tf.constant(v, tf.int64)  # noqa: E731
+    ratings = model.signatures["serving_default"](user_id=ids(1, 2, 10_000), movie_id=ids(1, 3, 10_000))["rating"].numpy()
+    assert ratings.shape == (3,) and np.all((ratings >= 1) & (ratings <= 5))
+    unseen = model.signatures["rate_with_features"](
+        user_id=ids(99_999), movie_id=ids(99_999), gender=tf.constant(["F"]), age=ids(35), occupation=ids(7),
+        zip=tf.constant(["02139"]), title=tf.constant(["A Brand New Film (2031)"]), genres=tf.constant(["Comedy|Drama"]))
+    assert 1 <= float(unseen["rating"][0]) <= 5
+    user = model.signatures["user_embedding"](user_id=ids(1, 99_999))["embedding"].numpy()
+    movie = model.signatures["movie_embedding"](movie_id=ids(1, 99_999))["embedding"].numpy()
+    assert user.shape == (2, 32) and movie.shape == (2, 32) and np.all(np.isfinite(user)) and np.all(np.isfinite(movie))
+    by_features = model.signatures["movie_embedding_with_features"](
+        movie_id=ids(99_999), title=tf.constant(["Unknown"]), genres=tf.constant([""]))["embedding"]
+    assert by_features.shape == (1, 32)
+    user_features = model.signatures["user_embedding_with_features"](
+        user_id=ids(99_999), gender=tf.constant(["M"]), age=ids(18), occupation=ids(4), zip=tf.constant(["10001"]))
+    assert user_features["embedding"].shape == (1, 32)
+    example = tf.train.Example()
+    example.features.feature[f.USER_ID].int64_list.value.append(1)
+    example.features.feature[f.MOVIE_ID].int64_list.value.append(1)
+    for key in (f.GENDER, f.ZIP, f.TITLE):
+        example.features.feature[key].bytes_list.value.append(b"M" if key == f.GENDER else b"x")
+    for key in (f.AGE, f.OCCUPATION, f.YEAR, f.TIMESTAMP):
+        example.features.feature[key].int64_list.value.append(25 if key == f.AGE else 0)
+    example.features.feature[f.GENRES].bytes_list.value.append(b"Drama")
+    out = model.signatures["serving_tf_example"](examples=tf.constant([example.SerializeToString()]))["outputs"]
+    assert 1 <= float(out[0]) <= 5
+
+
+def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
+    data = tmp_path / "bad"
+    synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)
+    lines = (data / "ratings.dat").read_text(encoding="latin-1").splitlines()
+    user, movie, _, stamp = lines[2].split("::")
+    lines[2] = f"{user}::{movie}::9::{stamp}"
+    (data / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    proc = subprocess.run([sys.executable, "-m", "pipeline.run", "--data", str(data), "--stop-after", "example_gen",
+                           "--artifacts", str(tmp_path / "artifacts")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{data / 'ratings.dat'}:3: field 'rating'" in proc.stderr
+    assert "Traceback" not in proc.stderr
