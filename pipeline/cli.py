@@ -21,11 +21,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """Generated data -> the whole pipeline, then a summary of what was produced."""
-    config = local_run.config_from_args(args)
-    local_run.print_summary(local_run.run_pipeline(config, verbose=args.verbose))
-    print(f"\nDemo done. Everything is under {config.paths.root}")
-    return 0
+    """Generated data -> the whole pipeline, then the model's RMSE next to baselines."""
+    from pipeline import demo
+
+    return demo.run_demo(args)
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:

@@ -1,0 +1,95 @@
+"""Rating-prediction accuracy: the two-tower model next to classical baselines.
+
+    python -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k \
+        --test-fraction 0.1 --seed 0 --out benchmarks/results/accuracy.json
+
+Every model sees the identical random split (`benchmarks.baselines.random_split`). Rows
+`{dataset, split, seed, model, rmse, mae, seconds}` are merged into the JSON file (rows of
+other dataset/split/seed combinations are kept), and a table is printed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.baselines import RatingData, evaluate_baselines, mae, random_split, rmse
+from benchmarks.two_tower import fit_predict
+from components.model import HParams
+from components.movielens_files import load_movielens
+
+TWO_TOWER = "two-tower + title LSTM (this project)"
+
+
+def split_name(test_fraction: float) -> str:
+    test = round(test_fraction * 100)
+    return f"{100 - test}/{test}"
+
+
+def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float, seed: int,
+        hparams: dict, skip_baselines: bool = False) -> list[dict]:
+    data = load_movielens(data_path, ratings_csv=ratings)
+    r = data.ratings
+    common = {"dataset": dataset, "split": split_name(test_fraction), "seed": seed}
+    rows = []
+    if not skip_baselines:
+        for row in evaluate_baselines(RatingData(r.user_id, r.movie_id, r.rating), test_fraction, seed):
+            rows.append({**common, **row})
+            print(f"  {row['model']:<28} RMSE {row['rmse']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr)
+    train_idx, test_idx = random_split(len(r), test_fraction, seed)
+    hp = HParams.from_dict({"seed": seed, **hparams})
+    result = fit_predict(data, train_idx, test_idx, hp)
+    truth = r.rating[test_idx]
+    rows.append({**common, "model": TWO_TOWER, "rmse": rmse(result.predictions, truth),
+                 "mae": mae(result.predictions, truth), "seconds": result.seconds,
+                 "hparams": hp.to_dict(), "epochs_run": len(result.history.get("loss", [])),
+                 "train_examples_per_second": max(result.history.get("examples_per_second") or [0])})
+    return rows
+
+
+def merge(path: Path, rows: list[dict]) -> list[dict]:
+    """Replaces rows of the same (dataset, split, seed, model) in the JSON list at path."""
+    existing = json.loads(path.read_text()) if path.exists() else []
+    keys = {(r["dataset"], r["split"], r["seed"], r["model"]) for r in rows}
+    kept = [r for r in existing if (r["dataset"], r["split"], r["seed"], r["model"]) not in keys]
+    merged = kept + rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| dataset | split | seed | model | RMSE | MAE | seconds |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["split"], r["seed"], r["rmse"])):
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['seed']} | {r['model']} | {r['rmse']:.4f} | "
+                     f"{r['mae']:.4f} | {r['seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.accuracy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", required=True, choices=("ml-100k", "ml-1m", "synthetic"))
+    parser.add_argument("--data", required=True, help="MovieLens folder (e.g. ../shared/data/ml-100k)")
+    parser.add_argument("--ratings", help="ratings CSV used instead of the folder's ratings file")
+    parser.add_argument("--test-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
+    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--skip-baselines", action="store_true")
+    args = parser.parse_args(argv)
+    from pipeline.run import UserError, parse_hparams
+
+    try:
+        hparams = parse_hparams(args.hparam)
+    except UserError as error:
+        parser.error(str(error))
+    rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines)
+    merge(args.out, rows)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The pushed model's test RMSE next to classical baselines on the pipeline's own split.
+
+The Evaluator scores the model on ExampleGen's `test` split; here the baselines are fitted
+on `train` + `eval` and scored on the same `test` examples, so the numbers printed at the
+end of a run compare like with like.
+"""
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from benchmarks.baselines import ALL_BASELINES, RatingData, mae, rmse
+from components import features as f
+from components.report import slice_metrics
+
+_SPEC = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+         f.RATING: tf.io.FixedLenFeature([], tf.float32)}
+
+
+def read_split(examples_uri: str, splits: tuple[str, ...]) -> RatingData:
+    """(user, movie, rating) columns of ExampleGen output splits."""
+    files = [p for s in splits for p in glob.glob(os.path.join(examples_uri, f"Split-{s}", "*"))]
+    columns = {k: [] for k in _SPEC}
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536).map(
+        lambda x: tf.io.parse_example(x, _SPEC))
+    for batch in dataset.as_numpy_iterator():
+        for key, value in batch.items():
+            columns[key].append(value)
+    return RatingData(np.concatenate(columns[f.USER_ID]), np.concatenate(columns[f.MOVIE_ID]),
+                      np.concatenate(columns[f.RATING]))
+
+
+def compare(examples_uri: str, evaluation_uri: str) -> list[dict]:
+    """Rows {model, rmse, mae} for the pushed model (from TFMA) and every baseline."""
+    overall = dict(slice_metrics(evaluation_uri))["overall"]
+    rows = [{"model": "two-tower (pipeline, TFMA)", "rmse": overall["root_mean_squared_error"],
+             "mae": overall["mean_absolute_error"]}]
+    train, test = read_split(examples_uri, ("train", "eval")), read_split(examples_uri, ("test",))
+    for factory in ALL_BASELINES:
+        model = factory().fit(train)
+        pred = model.predict(test.user, test.item)
+        rows.append({"model": model.name, "rmse": rmse(pred, test.rating), "mae": mae(pred, test.rating)})
+    return sorted(rows, key=lambda r: r["rmse"])
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = [f"  {'model':<30} {'RMSE':>7} {'MAE':>7}"]
+    lines += [f"  {r['model']:<30} {r['rmse']:>7.4f} {r['mae']:>7.4f}" for r in rows]
+    return "\n".join(lines)
