@@ -4,8 +4,12 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 ARTIFACTS ?= artifacts
 PYTEST_ARGS ?=
+# Kubeflow: the pipeline image and where the pipeline writes its artifacts on the cluster.
+IMAGE ?= movielens-tfx:0.1.0
+PIPELINE_ROOT ?= gs://your-bucket/movielens/pipeline-root
+KUBEFLOW_ARGS ?=
 
-.PHONY: install demo test benchmark kubeflow clean
+.PHONY: install demo test benchmark kubeflow image clean
 
 install: $(STAMP)
 
@@ -25,6 +29,25 @@ test: install
 
 benchmark: install
 	$(PY) -m benchmarks.data_pipeline
+
+# The KFP v2 pipeline spec (offline): artifacts/kubeflow/movielens_pipeline.{json,yaml}.
+# e.g. make kubeflow IMAGE=REGISTRY/movielens-tfx:0.1.0 PIPELINE_ROOT=gs://BUCKET/movielens
+#      KUBEFLOW_ARGS="--beam-arg=--runner=DataflowRunner ..."   (see kubeflow/README.md)
+kubeflow: install
+	$(PY) -m kubeflow.runner --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) \
+	  --output $(ARTIFACTS)/kubeflow/movielens_pipeline.json $(KUBEFLOW_ARGS)
+
+# The pipeline image. Needs a reachable Docker engine; without one this fails (exit 2) rather
+# than let `make image && docker push` carry on as if an image had been built.
+image:
+	@if docker info >/dev/null 2>&1; then \
+	  docker build -f kubeflow/Dockerfile -t $(IMAGE) . ; \
+	else \
+	  echo "make image: no Docker engine reachable (docker info failed), so $(IMAGE) was not built." >&2; \
+	  echo "  Build it where a Docker engine runs: docker build -f kubeflow/Dockerfile -t $(IMAGE) ." >&2; \
+	  echo "  (see kubeflow/README.md)" >&2; \
+	  exit 2; \
+	fi
 
 clean:
 	rm -rf $(ARTIFACTS)

@@ -1,9 +1,13 @@
 """`movielens-tfx`: one command-line entry point for every job of the project.
 
 Subcommands:
-  run       run the TFX pipeline locally (same as `python -m pipeline.run`)
-  demo      the offline end-to-end demo on generated data (what `make demo` runs)
-  generate  write synthetic MovieLens files (ML-1M format) with planted structure
+  run                 run the TFX pipeline locally (same as `python -m pipeline.run`)
+  demo                the offline end-to-end demo on generated data (what `make demo` runs)
+  generate            write synthetic MovieLens files (ML-1M format) with planted structure
+  export-index        build FAISS indexes of user and movie tower embeddings
+  similarity-service  serve similar movies/users and recommendations over HTTP
+  similar             print similar movies/users from the index, like the original blog
+  posters             embed movie posters into a 'posters' index
 """
 from __future__ import annotations
 
@@ -61,7 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--n-ratings", type=int, help="override the size's rating count")
     gen.set_defaults(handler=_cmd_generate)
+
+    _add_module_commands(sub)
     return parser
+
+
+# Jobs that live in their own packages; each module offers add_arguments(parser) and run(args).
+MODULE_COMMANDS = (
+    ("export-index", "index.export", "build FAISS indexes from the pushed model's tower embeddings"),
+    ("similarity-service", "index.service", "HTTP service: similar movies, similar users, recommendations"),
+    ("similar", "index.similar", "print similar movies / users and recommendations from the index"),
+    ("posters", "index.posters", "embed movie posters with a Keras CNN into a 'posters' index"),
+)
+
+
+def _add_module_commands(sub) -> None:
+    import importlib
+
+    for name, module_name, summary in MODULE_COMMANDS:
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=summary, description=(module.__doc__ or summary).strip().split("\n\n")[0])
+        module.add_arguments(command)
+        command.set_defaults(handler=module.run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

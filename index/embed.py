@@ -1,0 +1,148 @@
+"""Turn a pushed SavedModel into user and movie embedding matrices.
+
+Why this module exists: the index must hold exactly the vectors the served model computes,
+so the export job calls the model's own ``user_embedding`` / ``movie_embedding`` signatures
+(components.signatures) for every id rather than re-implementing the towers. TensorFlow is
+imported lazily: the similarity service and the CLI read the index without it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from components.features import MOVIE_ID, USER_ID
+
+SIGNATURE_USER_EMBEDDING = "user_embedding"
+SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
+EMBEDDING_OUTPUT = "embedding"
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No usable SavedModel version under the model base path."""
+
+
+@dataclass
+class Embeddings:
+    """Row-aligned ids and vectors for both towers: what an index is built from.
+
+    The benchmark's pluggable model sources return this too, so any model (the two-tower
+    SavedModel, a matrix factorisation, random vectors) can be indexed the same way.
+    """
+
+    user_ids: np.ndarray       # int64 [n_users]
+    user_vectors: np.ndarray   # float32 [n_users, D]
+    movie_ids: np.ndarray      # int64 [n_movies]
+    movie_vectors: np.ndarray  # float32 [n_movies, D]
+
+    def __post_init__(self) -> None:
+        self.user_ids = np.asarray(self.user_ids, np.int64)
+        self.movie_ids = np.asarray(self.movie_ids, np.int64)
+        self.user_vectors = np.ascontiguousarray(self.user_vectors, np.float32)
+        self.movie_vectors = np.ascontiguousarray(self.movie_vectors, np.float32)
+        if self.user_vectors.shape[0] != len(self.user_ids) or \
+                self.movie_vectors.shape[0] != len(self.movie_ids):
+            raise ValueError("ids and vectors are not row-aligned")
+        if self.user_vectors.shape[1] != self.movie_vectors.shape[1]:
+            raise ValueError(f"user and movie vectors differ in dimension "
+                             f"({self.user_vectors.shape[1]} vs {self.movie_vectors.shape[1]}): "
+                             f"inner-product retrieval needs one space")
+        for name, ids in (("user", self.user_ids), ("movie", self.movie_ids)):
+            if len(np.unique(ids)) != len(ids):
+                raise ValueError(f"duplicate {name} ids")
+
+    @property
+    def dimension(self) -> int:
+        return int(self.movie_vectors.shape[1])
+
+
+def model_versions(base_path: Path) -> list[int]:
+    """Numeric version folders that hold a SavedModel, ascending (TF-Serving's convention)."""
+    base_path = Path(base_path)
+    if not base_path.is_dir():
+        return []
+    return sorted(int(p.name) for p in base_path.iterdir()
+                  if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
+
+
+def resolve_model_dir(base_path: Path, version: int | None = None) -> tuple[Path, int]:
+    """(folder, version) of the requested or the latest pushed model version."""
+    base_path = Path(base_path)
+    versions = model_versions(base_path)
+    if not versions:
+        raise ModelNotFoundError(f"no SavedModel under {base_path} (expected numeric version "
+                                 f"folders such as {base_path / '1'} holding {SAVED_MODEL_FILE}; "
+                                 f"run the pipeline's Pusher first, or pass --model-base-path)")
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        raise ModelNotFoundError(f"model version {version} not found under {base_path} "
+                                 f"(available: {', '.join(map(str, versions))})")
+    return base_path / str(version), version
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+    # disable=None: a bar on a terminal, nothing in non-TTY logs (Kubeflow, CI)
+    return tqdm(total=total, desc=desc, unit="id", disable=None if enabled else True, leave=False)
+
+
+class SavedModelTowers:
+    """Calls a SavedModel's embedding signatures in batches."""
+
+    def __init__(self, model_dir: Path) -> None:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf  # lazily: only the export job needs TensorFlow
+
+        self._tf = tf
+        self.model_dir = Path(model_dir)
+        loaded = tf.saved_model.load(str(self.model_dir))
+        missing = [s for s in (SIGNATURE_USER_EMBEDDING, SIGNATURE_MOVIE_EMBEDDING)
+                   if s not in loaded.signatures]
+        if missing:
+            raise ValueError(f"{self.model_dir} lacks signature(s) {missing}; it has "
+                             f"{sorted(loaded.signatures)} (export it with components.signatures)")
+        self._loaded = loaded  # keeps the signatures' variables alive
+        self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
+        self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]
+
+    def user_vectors(self, ids: Sequence[int], batch_size: int = 1024,
+                     progress: bool = True) -> np.ndarray:
+        return self._run(self._user, USER_ID, ids, batch_size, progress, "user embeddings")
+
+    def movie_vectors(self, ids: Sequence[int], batch_size: int = 1024,
+                      progress: bool = True) -> np.ndarray:
+        return self._run(self._movie, MOVIE_ID, ids, batch_size, progress, "movie embeddings")
+
+    def _run(self, signature: Callable, key: str, ids: Sequence[int], batch_size: int,
+             progress: bool, desc: str) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        chunks: list[np.ndarray] = []
+        with _progress(len(ids), desc, progress) as bar:
+            for start in range(0, len(ids), batch_size):
+                batch = ids[start:start + batch_size]
+                out = signature(**{key: self._tf.constant(batch, self._tf.int64)})
+                chunks.append(np.asarray(out[EMBEDDING_OUTPUT], np.float32))
+                bar.update(len(batch))
+        if not chunks:
+            raise ValueError(f"no ids to compute {desc} for")
+        vectors = np.concatenate(chunks)
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise ValueError(f"{desc}: expected [{len(ids)}, D], got {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ValueError(f"{desc}: the model returned NaN/inf for some ids")
+        return vectors
+
+
+def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: Sequence[int],
+                           batch_size: int = 1024, progress: bool = True) -> Embeddings:
+    """Both towers over every given id (sorted ids in, rows aligned with them out)."""
+    towers = SavedModelTowers(model_dir)
+    return Embeddings(user_ids=np.asarray(user_ids, np.int64),
+                      user_vectors=towers.user_vectors(user_ids, batch_size, progress),
+                      movie_ids=np.asarray(movie_ids, np.int64),
+                      movie_vectors=towers.movie_vectors(movie_ids, batch_size, progress))

@@ -1,0 +1,195 @@
+"""Export job: pushed SavedModel + MovieLens users/movies -> a gated, published FAISS index version.
+
+``movielens-tfx export-index`` and the Kubeflow index step both call ``main(argv)``:
+
+1. pick the model: the latest numeric version under ``--model-base-path`` (TF-Serving's
+   layout, what the Pusher writes) or ``--version``;
+2. read users, movies and ratings from ``--data`` (any folder ``load_movielens`` reads;
+   ``--ratings`` swaps in a ratings CSV): the ratings are the "seen" map for exclude_seen;
+3. run the model's ``user_embedding`` / ``movie_embedding`` signatures over every user and
+   movie (batched, with a progress bar);
+4. ``index.builder``: cosine indexes (movies, users), an inner-product index (user -> movie),
+   optional poster index; recall@10 vs exact search and p50 query latency; the gate decides
+   whether ``LATEST`` moves.
+
+Exit status: 0 published (or this model version was published before: nothing to do, unless
+``--overwrite``), 1 built but rejected by the gate (LATEST untouched), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from index import ann, layout, metadata
+from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
+
+EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of the export job (also used to register it as a `movielens-tfx` subcommand)."""
+    src = parser.add_argument_group("inputs")
+    src.add_argument("--data", required=True, type=Path,
+                     help="MovieLens folder (ML-1M or ML-100K layout, or a .zip of one)")
+    src.add_argument("--ratings", type=Path, default=None,
+                     help="user,movie,rating[,timestamp] CSV used instead of the folder's ratings "
+                          "(the 'seen' movies excluded from recommendations)")
+    src.add_argument("--skip-bad-rows", action="store_true",
+                     help="skip malformed records instead of failing")
+    src.add_argument("--artifacts", type=Path, default=None,
+                     help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
+    src.add_argument("--model-base-path", type=Path, default=None,
+                     help="folder of numbered SavedModel versions "
+                          "(default: <artifacts>/serving/movielens)")
+    src.add_argument("--version", type=int, default=None,
+                     help="model version to index (default: the latest)")
+    src.add_argument("--batch-size", type=int, default=1024, help="ids per embedding call")
+
+    out = parser.add_argument_group("index")
+    out.add_argument("--index-dir", type=Path, default=None,
+                     help="where versions and LATEST live (default: <artifacts>/index)")
+    out.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat",
+                     help="flat = exact; hnsw / ivf = approximate (default: flat)")
+    out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree (default: 32)")
+    out.add_argument("--ef-construction", type=int, default=200)
+    out.add_argument("--ef-search", type=int, default=None,
+                     help="HNSW search depth (default: smallest reaching --min-recall)")
+    out.add_argument("--nlist", type=int, default=None, help="IVF lists (default: ~sqrt(n))")
+    out.add_argument("--nprobe", type=int, default=None,
+                     help="IVF lists probed (default: smallest reaching --min-recall)")
+    out.add_argument("--overwrite", action="store_true",
+                     help="replace an existing index of the same model version")
+    out.add_argument("--keep-rejected", action="store_true",
+                     help="keep a build that fails the gate under <index-dir>/rejected/")
+    out.add_argument("--output-manifest", type=Path, default=None,
+                     help="also copy manifest.json here (e.g. a Kubeflow output artifact)")
+
+    gate = parser.add_argument_group("gate")
+    gate.add_argument("--min-recall", type=float, default=0.95,
+                      help="minimum recall@10 vs exact search, every index (default: 0.95)")
+    gate.add_argument("--max-latency-ms", type=float, default=5.0,
+                      help="maximum in-process p50 query latency, k=10 (default: 5.0)")
+    gate.add_argument("--recall-queries", type=int, default=1000)
+    gate.add_argument("--latency-queries", type=int, default=300)
+    gate.add_argument("--seed", type=int, default=0)
+
+    posters = parser.add_argument_group("posters (optional)")
+    posters.add_argument("--posters", type=Path, default=None,
+                         help="folder of <movie_id>.jpg|png posters to index too")
+    from index.posters import add_cnn_arguments
+
+    add_cnn_arguments(posters, prefix="poster-")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="movielens-tfx export-index",
+        description="Embed every user and movie with the pushed model and publish FAISS indexes "
+                    "(gated on recall@10 and latency).")
+    add_arguments(parser)
+    return parser
+
+
+def _log(message: str) -> None:
+    print(f"[export-index] {message}", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The job itself, for callers that parsed the flags already (the movielens-tfx CLI)."""
+    from components.movielens_files import MovieLensFormatError, load_movielens, summary
+    from index.embed import ModelNotFoundError, resolve_model_dir, saved_model_embeddings
+
+    started = time.perf_counter()
+    index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
+    base_path = args.model_base_path or layout.default_model_base_path(args.artifacts)
+    try:
+        model_dir, model_version = resolve_model_dir(base_path, args.version)
+        existing = index_dir / str(model_version) / layout.MANIFEST
+        if existing.is_file() and not args.overwrite:
+            # Idempotent for a nightly job: this model is indexed (and passed its gate) already.
+            built_at = layout.read_json(existing).get("built_at")
+            print(f"index version {model_version} already published in {index_dir} (built "
+                  f"{built_at}); nothing to do (LATEST -> {layout.read_latest(index_dir)}); "
+                  f"pass --overwrite to rebuild it")
+            return EXIT_OK
+        _log(f"model {model_dir}")
+        data = load_movielens(args.data, ratings_csv=args.ratings,
+                              skip_bad_rows=args.skip_bad_rows)
+        _log(summary(data))
+        if not data.users or not data.movies:
+            raise ValueError(f"{args.data}: no users or no movies to index")
+        user_ids, movie_ids = sorted(data.users), sorted(data.movies)
+        embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, args.batch_size,
+                                            progress=not args.no_progress)
+        seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
+                                 data.ratings.user_id, data.ratings.movie_id)
+        extra = None
+        if args.posters is not None:
+            from index.posters import parse_weights, poster_writer
+
+            extra = poster_writer(args.posters, args.poster_model,
+                                  parse_weights(args.poster_weights), args.poster_image_size,
+                                  args.poster_batch_size, not args.no_progress, args.seed,
+                                  log=_log)
+        config = ann.AnnConfig(index_type=args.index_type, hnsw_m=args.hnsw_m,
+                               ef_construction=args.ef_construction, ef_search=args.ef_search,
+                               nlist=args.nlist, nprobe=args.nprobe,
+                               target_recall=args.min_recall, recall_queries=args.recall_queries,
+                               seed=args.seed)
+        result = build_index_version(
+            index_dir, str(model_version), embeddings,
+            metadata.user_records(user_ids, data.users),
+            metadata.movie_records(movie_ids, data.movies), seen, config,
+            Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
+            provenance={"model_path": str(model_dir), "data_source": data.source,
+                        "ratings_source": str(args.ratings) if args.ratings else None,
+                        "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
+            extra=extra, overwrite=args.overwrite, keep_rejected=args.keep_rejected,
+            latency_queries=args.latency_queries, log=_log)
+    except (ModelNotFoundError, MovieLensFormatError, VersionExistsError, FileNotFoundError,
+            ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+    print(describe(result, index_dir))
+    if args.output_manifest is not None and result.folder is not None:
+        args.output_manifest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.folder / layout.MANIFEST, args.output_manifest)
+    if not result.passed:
+        print(f"error: index version {result.version} failed its gate; LATEST still points at "
+              f"{layout.read_latest(index_dir) or 'nothing'}: " + "; ".join(result.reasons),
+              file=sys.stderr)
+        return EXIT_GATE_FAILED
+    return EXIT_OK
+
+
+def describe(result: BuildResult, index_dir: Path) -> str:
+    """A short human summary of one build (printed by the job, useful in Kubeflow logs)."""
+    m = result.manifest
+    lines = [f"index version {result.version} ({m['index_type']}, D={m['dimension']}): "
+             f"{m['counts']['movies']:,} movies, {m['counts']['users']:,} users, "
+             f"built in {m['build_seconds']:.1f} s"]
+    for name, entry in m["indexes"].items():
+        params = {k: v for k, v in entry["params"].items() if k != "index_type"}
+        lines.append(f"  {name:<14} recall@10 {entry['recall_at_10']:.4f}  {params or ''}")
+    lat = m["latency_ms"]
+    lines.append(f"  query latency p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (k=10)")
+    if result.passed:
+        lines.append(f"  gate passed; published {result.folder}; LATEST -> {result.version}")
+    else:
+        where = f"kept in {result.folder}" if result.folder else "deleted"
+        lines.append(f"  gate FAILED ({where}): " + "; ".join(result.reasons))
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""HTTP similarity service over the published FAISS index (FastAPI + uvicorn).
+
+    movielens-tfx similarity-service --index-dir artifacts/index --port 8600
+
+Endpoints (OpenAPI docs at /docs):
+  GET /movies/{movie_id}/similar?k=10&by=embedding|posters   cosine-similar movies
+  GET /users/{user_id}/similar?k=10                          cosine-similar users
+  GET /users/{user_id}/recommendations?k=10&exclude_seen=true  top movies by <user, movie>
+  GET /healthz    200 once an index is loaded (503 before)
+  GET /version    model version and build facts of the index being served
+
+Why this shape: all query logic is in ``index.similarity`` (timed and tested in-process);
+this module only maps HTTP to it. The index is swapped while serving by ``index.live``
+(LATEST polled every second); each request takes one snapshot and keeps it to the end.
+Handlers are ``async`` on purpose: a query is ~0.1 ms of FAISS/NumPy, cheaper than the
+thread-pool hop a sync handler would cost. Binds 127.0.0.1 unless told otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal, Sequence
+
+from fastapi import FastAPI, HTTPException, Path as PathParam, Query
+from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
+
+from index import layout
+from index.live import LiveIndex
+from index.similarity import BY_EMBEDDING, Neighbour, Similarity, UnknownIdError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8600
+MAX_K = 1000
+
+K = Query(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
+
+
+# --- response models (they are the OpenAPI schema) --------------------------------------
+class MovieInfo(BaseModel):
+    movie_id: int
+    title: str
+    year: int
+    genres: list[str]
+
+
+class MovieHit(MovieInfo):
+    score: float
+
+
+class UserInfo(BaseModel):
+    user_id: int
+    gender: str
+    age: int
+    age_group: str
+    occupation: int
+    occupation_name: str
+    zip: str
+
+
+class UserHit(UserInfo):
+    score: float
+
+
+class SimilarMovies(BaseModel):
+    index_version: str
+    model_version: str
+    by: str
+    metric: str
+    query: MovieInfo
+    ids: list[int]
+    scores: list[float]
+    results: list[MovieHit]
+
+
+class SimilarUsers(BaseModel):
+    index_version: str
+    model_version: str
+    metric: str
+    query: UserInfo
+    ids: list[int]
+    scores: list[float]
+    results: list[UserHit]
+
+
+class Recommendations(BaseModel):
+    index_version: str
+    model_version: str
+    metric: str
+    exclude_seen: bool
+    seen_count: int
+    query: UserInfo
+    ids: list[int]
+    scores: list[float]
+    results: list[MovieHit]
+
+
+# --- app ----------------------------------------------------------------------------------
+def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
+    return {"ids": [n.id for n in neighbours], "scores": [n.score for n in neighbours],
+            "results": [{**n.info, "score": n.score} for n in neighbours]}
+
+
+def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
+               live: LiveIndex | None = None) -> FastAPI:
+    """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
+
+    The first load happens here, synchronously, so the app answers as soon as it exists;
+    the watcher thread runs while the app's lifespan does (uvicorn, ``with TestClient(app)``).
+    """
+    live = live or LiveIndex(index_dir, verify=verify)
+    live.refresh()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if poll_interval_s > 0:
+            live.start(poll_interval_s)
+        try:
+            yield
+        finally:
+            live.stop()
+
+    app = FastAPI(title="MovieLens similarity service",
+                  description="Similar movies, similar users and recommendations from the "
+                              "two-tower model's embeddings (FAISS).",
+                  version="1", lifespan=lifespan)
+    app.state.live = live
+
+    def snapshot() -> Similarity:
+        current = live.current
+        if current is None:
+            detail = f"no index loaded from {live.index_dir}"
+            if live.last_error:
+                detail += f" ({live.last_error})"
+            raise HTTPException(status_code=503, detail=detail)
+        return current
+
+    def meta(s: Similarity) -> dict[str, str]:
+        return {"index_version": s.version, "model_version": s.model_version}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
+             summary="Movies most similar to a movie (cosine; itself excluded)",
+             responses={404: {"description": "unknown movie, or no poster for it"}})
+    async def similar_movies(movie_id: int = PathParam(..., description="MovieLens movie id"),
+                             k: int = K,
+                             by: Literal["embedding", "posters"] = Query(
+                                 BY_EMBEDDING, description="model embedding or poster CNN")
+                             ) -> dict[str, Any]:
+        s = snapshot()
+        try:
+            hits = s.similar_movies(movie_id, k, by=by)
+            query = s.movie(movie_id)
+        except UnknownIdError as error:
+            raise HTTPException(status_code=404, detail=error.message) from None
+        return {**meta(s), "by": by, "metric": "cosine", "query": query, **_hits(hits)}
+
+    @app.get("/users/{user_id}/similar", response_model=SimilarUsers,
+             summary="Users most similar to a user (cosine of user-tower embeddings)",
+             responses={404: {"description": "unknown user"}})
+    async def similar_users(user_id: int = PathParam(..., description="MovieLens user id"),
+                            k: int = K) -> dict[str, Any]:
+        s = snapshot()
+        try:
+            hits = s.similar_users(user_id, k)
+            query = s.user(user_id)
+        except UnknownIdError as error:
+            raise HTTPException(status_code=404, detail=error.message) from None
+        return {**meta(s), "metric": "cosine", "query": query, **_hits(hits)}
+
+    @app.get("/users/{user_id}/recommendations", response_model=Recommendations,
+             summary="Top movies for a user by <user, movie> inner product",
+             responses={404: {"description": "unknown user"}})
+    async def recommendations(user_id: int = PathParam(..., description="MovieLens user id"),
+                              k: int = K,
+                              exclude_seen: bool = Query(
+                                  True, description="leave out movies the user rated")
+                              ) -> dict[str, Any]:
+        s = snapshot()
+        try:
+            hits = s.recommend(user_id, k, exclude_seen=exclude_seen)
+            query = s.user(user_id)
+            seen_count = len(s.seen(user_id))
+        except UnknownIdError as error:
+            raise HTTPException(status_code=404, detail=error.message) from None
+        return {**meta(s), "metric": "inner_product", "exclude_seen": exclude_seen,
+                "seen_count": seen_count, "query": query, **_hits(hits)}
+
+    @app.get("/healthz", summary="Liveness/readiness: 200 once an index is loaded")
+    async def healthz() -> dict[str, Any]:
+        s = snapshot()
+        return {"status": "ok", **meta(s), "last_reload_error": live.last_error}
+
+    @app.get("/version", summary="Model version and build facts of the served index")
+    async def version() -> dict[str, Any]:
+        s = snapshot()
+        return {**s.info(), "index_dir": str(live.index_dir), "reloads": live.reloads,
+                "last_reload_error": live.last_error, "last_check": live.last_check}
+
+    return app
+
+
+# --- CLI ----------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index-dir", type=Path, default=None,
+                        help="folder with LATEST and index versions (default: <artifacts>/index)")
+    parser.add_argument("--artifacts", type=Path, default=None,
+                        help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
+    parser.add_argument("--host", default=DEFAULT_HOST,
+                        help=f"interface to bind (default: {DEFAULT_HOST}, local only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"(default: {DEFAULT_PORT})")
+    parser.add_argument("--poll-interval", type=float, default=1.0,
+                        help="seconds between LATEST checks; 0 disables reloading (default: 1)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip sha256 verification of index files on load")
+    parser.add_argument("--faiss-threads", type=int, default=1,
+                        help="OpenMP threads per FAISS query (default: 1: requests already run "
+                             "concurrently, more threads only oversubscribe)")
+    parser.add_argument("--log-level", default="info",
+                        choices=("critical", "error", "warning", "info", "debug"))
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movielens-tfx similarity-service",
+                                     description="Serve similar movies/users and recommendations "
+                                                 "from the published FAISS index.")
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import faiss
+    import uvicorn
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    faiss.omp_set_num_threads(max(1, args.faiss_threads))
+    index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
+    app = create_app(index_dir, poll_interval_s=args.poll_interval, verify=not args.no_verify)
+    live: LiveIndex = app.state.live
+    if live.current is None:
+        print(f"warning: no index in {index_dir} yet ({live.last_error or 'no LATEST'}); "
+              f"serving 503 until one is published", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                access_log=args.access_log)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""`similar`: print similar movies, or a user's look-alikes and recommendations, like the blog.
+
+    python -m index.similar --movie 1401 -k 5
+    python -m index.similar --user 5900 -k 5
+
+Reads the published index folder directly (no server), so it works in a notebook-free shell
+right after ``export-index``. Exit status 2 with a message for unknown ids or no index.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence, TextIO
+
+from index import layout
+from index.metadata import movie_label, user_label
+from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
+
+
+def _movie_line(movie: Mapping[str, Any]) -> str:
+    genres = "|".join(movie.get("genres") or []) or "(no genres)"
+    return f"{movie_label(movie)}  [{genres}]"
+
+
+def _table(title: str, neighbours: list[Neighbour], describe, out: TextIO) -> None:
+    print(title, file=out)
+    if not neighbours:
+        print("  (none)", file=out)
+    for rank, n in enumerate(neighbours, 1):
+        print(f"  {rank:>3}. {n.score:8.4f}  #{n.id:<6} {describe(n.info)}", file=out)
+
+
+def print_movie(similarity: Similarity, movie_id: int, k: int, by: str, out: TextIO) -> None:
+    movie = similarity.movie(movie_id)
+    print(f"Movie {movie_id}: {_movie_line(movie)}", file=out)
+    what = "poster CNN" if by == BY_POSTERS else "model embedding"
+    _table(f"\n{k} most similar movies (cosine of {what}):",
+           similarity.similar_movies(movie_id, k, by=by), _movie_line, out)
+
+
+def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
+               out: TextIO) -> None:
+    user = similarity.user(user_id)
+    seen = similarity.seen(user_id)
+    print(f"User {user_id}: {user_label(user)}  ({len(seen)} rated movies)", file=out)
+    _table(f"\n{k} most similar users (cosine):", similarity.similar_users(user_id, k),
+           user_label, out)
+    note = "rated movies excluded" if exclude_seen else "rated movies included"
+    _table(f"\nTop {k} recommended movies (inner product; {note}):",
+           similarity.recommend(user_id, k, exclude_seen=exclude_seen), _movie_line, out)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--movie", type=int, help="movie id")
+    what.add_argument("--user", type=int, help="user id")
+    parser.add_argument("-k", type=int, default=10, help="results per list (default: 10)")
+    parser.add_argument("--by", choices=(BY_EMBEDDING, BY_POSTERS), default=BY_EMBEDDING,
+                        help="similar movies by model embedding or by poster")
+    parser.add_argument("--include-seen", action="store_true",
+                        help="do not exclude the user's rated movies from recommendations")
+    parser.add_argument("--index-dir", type=Path, default=None,
+                        help="index folder (default: <artifacts>/index)")
+    parser.add_argument("--artifacts", type=Path, default=None)
+    parser.add_argument("--version", default=None, help="index version (default: LATEST)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="movielens-tfx similar",
+                                     description="Print similar movies, or similar users and "
+                                                 "recommendations, from the index folder.")
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    if not 1 <= args.k <= 1000:
+        print("error: -k must be between 1 and 1000", file=sys.stderr)
+        return 2
+    index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
+    try:
+        similarity = Similarity.load(layout.version_dir(index_dir, args.version))
+        if args.movie is not None:
+            print_movie(similarity, args.movie, args.k, args.by, out)
+        else:
+            print_user(similarity, args.user, args.k, not args.include_seen, out)
+    except (UnknownIdError, layout.IndexNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"\n(index version {similarity.version}, model version {similarity.model_version}, "
+          f"{similarity.manifest.get('index_type')} index)", file=out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    return run(build_parser().parse_args(argv), out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""Compiles the MovieLens TFX pipeline for Kubeflow Pipelines v2 (and Vertex AI Pipelines).
+
+    python -m kubeflow.runner --image REGISTRY/movielens-tfx:TAG \\
+        --pipeline-root gs://BUCKET/movielens/pipeline-root
+
+The pipeline is the one every runner uses: the components come from
+`pipeline.pipeline.create_components`, and TFX's `KubeflowV2DagRunner` compiles them into
+the KFP v2 intermediate representation. Nothing runs here and nothing is contacted:
+compiling is offline. Two files are written:
+
+  <output>.json  a PipelineJob (TFX's format): what Vertex AI Pipelines takes
+                 (`aiplatform.PipelineJob(template_path=...)`).
+  <output>.yaml  the PipelineSpec, plus a kfp-kubernetes PlatformSpec document that mounts
+                 the PVCs named with --pvc into every step: what the KFP SDK
+                 (`kfp.Client().create_run_from_pipeline_package`) and the KFP UI take.
+
+No metadata connection is configured: on a cluster the orchestrator's own ML-Metadata is
+used. Paths the components open with plain file I/O (--data, --serving-dir, --work-dir)
+are paths inside the step's container, so on Kubeflow they are mounted PVCs (on Vertex AI
+the Cloud Storage FUSE mount, /gcs/BUCKET/...). The pipeline root is written through
+TensorFlow's filesystem layer: gs:// works in the image; see kubeflow/README.md.
+
+--target kfp (the default) drops the latest-blessed-model resolver: the open-source KFP
+backend does not implement resolver executors ("resolver executors not implemented"), so a
+spec with one cannot run there. The Evaluator then has no baseline and TFX rubber-stamps
+the change threshold: blessing depends on the absolute RMSE threshold only. --target vertex
+keeps the spec exactly as TFX compiles it.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator, Sequence
+
+from pipeline import configs
+
+# Where kubeflow/Dockerfile puts the project's source tree inside the image.
+IMAGE_PROJECT_DIR = PurePosixPath("/opt/movielens")
+IMAGE_SCHEMA_PATH = IMAGE_PROJECT_DIR / configs.SCHEMA_PATH.relative_to(configs.SCHEMA_PATH.parents[2])
+
+DEFAULT_OUTPUT = Path("artifacts") / "kubeflow" / "movielens_pipeline.json"
+DEFAULT_DATA = "/data/ml-1m"
+DEFAULT_SERVING_DIR = "/models"
+DEFAULT_WORK_DIR = "/models/.work"
+# The PVCs of kubeflow/manifests and where the steps see them (--target kfp).
+DEFAULT_PVCS = ("movielens-data:/data", "movielens-models:/models")
+TARGETS = ("kfp", "vertex")
+
+
+class UsageError(Exception):
+    """A bad flag value: printed without a traceback."""
+
+
+class ClusterPaths(configs.ArtifactPaths):
+    """ArtifactPaths for paths inside the pipeline's containers.
+
+    configs.ArtifactPaths resolves its paths against this machine's working directory and
+    derives the serving folder from the artifacts root; here every path is a POSIX path as
+    a step sees it, kept as written, and the serving folder is its own mount.
+    """
+
+    def __init__(self, work_dir: str, serving_dir: str, pipeline_root: str):
+        self.root = PurePosixPath(work_dir)
+        self.pipeline_root_override = None
+        self._serving_dir = PurePosixPath(serving_dir)
+        self._pipeline_root = pipeline_root
+
+    @property
+    def pipeline_root(self) -> str:  # a URI (gs://...) or a path; never resolved here
+        return self._pipeline_root
+
+    @property
+    def serving_dir(self) -> PurePosixPath:
+        return self._serving_dir
+
+
+@contextlib.contextmanager
+def _schema_path(path: str) -> Iterator[None]:
+    """create_components reads configs.SCHEMA_PATH; point it at the schema inside the image."""
+    saved = configs.SCHEMA_PATH
+    configs.SCHEMA_PATH = path
+    try:
+        yield
+    finally:
+        configs.SCHEMA_PATH = saved
+
+
+def _container_path(flag: str, value: str) -> str:
+    if not value.startswith("/") or "://" in value:
+        raise UsageError(f"{flag} {value!r}: expected an absolute path inside the step's container "
+                         f"(a mounted volume), e.g. {DEFAULT_SERVING_DIR}; the components open it with plain file I/O")
+    return value
+
+
+def _pvc(value: str) -> tuple[str, str]:
+    name, sep, mount = value.partition(":")
+    if not sep or not name or not mount.startswith("/"):
+        raise UsageError(f"--pvc {value!r}: expected CLAIM_NAME:/mount/path")
+    return name, mount
+
+
+def beam_args(extra: Sequence[str]) -> list[str]:
+    """The local DirectRunner defaults unless --beam-arg names a runner; extras passed through."""
+    if any(arg.startswith("--runner") for arg in extra):
+        return list(extra)
+    return list(configs.DEFAULT_BEAM_ARGS) + list(extra)
+
+
+def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
+    from pipeline.run import parse_hparams
+
+    paths = ClusterPaths(work_dir=_container_path("--work-dir", args.work_dir),
+                         serving_dir=_container_path("--serving-dir", args.serving_dir),
+                         pipeline_root=args.pipeline_root)
+    return configs.PipelineConfig(
+        data_dir=_container_path("--data", args.data), paths=paths,
+        ratings_csv=_container_path("--ratings", args.ratings) if args.ratings else None,
+        skip_bad_rows=args.skip_bad_rows, beam_args=beam_args(args.beam_arg),
+        enable_cache=not args.no_cache, stop_after=args.stop_after,
+        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold)
+
+
+def build_pipeline(config: configs.PipelineConfig, schema_file: str):
+    """The shared components in a tfx.dsl.Pipeline with no metadata config (KFP's MLMD is used).
+
+    Built here rather than with create_pipeline, which fills in a local SQLite store when
+    given no metadata config and takes the pipeline root from resolved local paths.
+    """
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_components
+
+    with _schema_path(schema_file):
+        components = create_components(config)
+    return tfx.dsl.Pipeline(
+        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_root=str(config.paths.pipeline_root),
+        components=components,
+        enable_cache=config.enable_cache,
+        beam_pipeline_args=list(config.beam_args),
+    )
+
+
+def compile_pipeline_job(pipeline, image: str, display_name: str | None = None) -> dict[str, Any]:
+    """TFX's KubeflowV2DagRunner: the pipeline as a PipelineJob dict (pipeline spec schema 2.1)."""
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+    config = kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+        display_name=display_name, default_image=image, use_pipeline_spec_2_1=True)
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(config=config)
+    return runner.run(pipeline, write_out=False)
+
+
+def strip_resolvers(pipeline_spec: dict[str, Any]) -> list[str]:
+    """Removes resolver tasks (and the inputs fed by them) from a PipelineSpec dict, in place.
+
+    Open-source KFP refuses resolver executors; a consumer left without its resolved input
+    gets none, which is what TFX components see on a first run anyway.
+    """
+    executors = pipeline_spec["deploymentSpec"]["executors"]
+    components = pipeline_spec["components"]
+    tasks = pipeline_spec["root"]["dag"]["tasks"]
+    removed = sorted(name for name, task in tasks.items()
+                     if "resolver" in executors[components[task["componentRef"]["name"]]["executorLabel"]])
+    for name in removed:
+        component = tasks.pop(name)["componentRef"]["name"]
+        executors.pop(components.pop(component)["executorLabel"])
+    for task in tasks.values():
+        artifacts = task.get("inputs", {}).get("artifacts", {})
+        component = components[task["componentRef"]["name"]]
+        for key in [k for k, v in artifacts.items()
+                    if v.get("taskOutputArtifact", {}).get("producerTask") in removed]:
+            del artifacts[key]
+            component.get("inputDefinitions", {}).get("artifacts", {}).pop(key, None)
+            _drop_from_inputs_spec_arg(executors[component["executorLabel"]], key)
+        if "dependentTasks" in task:
+            task["dependentTasks"] = [t for t in task["dependentTasks"] if t not in removed]
+            if not task["dependentTasks"]:
+                del task["dependentTasks"]
+    return removed
+
+
+def _drop_from_inputs_spec_arg(executor: dict[str, Any], key: str) -> None:
+    """TFX repeats a step's input definitions in its container args; keep them in step."""
+    args = executor.get("container", {}).get("args", [])
+    flag = "--json_serialized_inputs_spec_args"
+    if flag in args[:-1]:
+        spec = json.loads(args[args.index(flag) + 1])
+        spec.get("artifacts", {}).pop(key, None)
+        args[args.index(flag) + 1] = json.dumps(spec, indent=2, sort_keys=True)
+
+
+def pvc_platform_spec(pipeline_spec: dict[str, Any], pvcs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """A kfp-kubernetes PlatformSpec mounting every PVC into every container executor.
+
+    The same document `kfp.kubernetes.mount_pvc` produces (KubernetesExecutorConfig.pvcMount):
+    pvcNameParameter for current backends, the deprecated `constant` for older ones.
+    """
+    executors = {}
+    for label, executor in pipeline_spec["deploymentSpec"]["executors"].items():
+        if "container" in executor:
+            executors[label] = {"pvcMount": [
+                {"constant": name, "pvcNameParameter": {"runtimeValue": {"constant": name}},
+                 "mountPath": mount} for name, mount in pvcs]}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
+
+
+def write_outputs(job: dict[str, Any], platform_spec: dict[str, Any] | None, output: Path) -> tuple[Path, Path]:
+    """<output>.json (PipelineJob) and <output>.yaml (PipelineSpec [+ PlatformSpec])."""
+    import yaml
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    json_path, yaml_path = output.with_suffix(".json"), output.with_suffix(".yaml")
+    json_path.write_text(json.dumps(job, indent=2, sort_keys=True) + "\n")
+    documents = [job["pipelineSpec"]] + ([platform_spec] if platform_spec else [])
+    with yaml_path.open("w") as handle:
+        handle.write(f"# PIPELINE DEFINITION\n# Name: {job['pipelineSpec']['pipelineInfo']['name']}\n"
+                     "# Compiled by kubeflow/runner.py from pipeline.pipeline.create_components.\n")
+        yaml.safe_dump_all(documents, handle, sort_keys=True)
+    return json_path, yaml_path
+
+
+def _check(job: dict[str, Any], platform_spec: dict[str, Any] | None) -> None:
+    """Parses the result back into the KFP protos, so a malformed spec fails here, not on upload."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    json_format.ParseDict(job, pipeline_spec_pb2.PipelineJob())
+    json_format.ParseDict(job["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    if platform_spec:
+        json_format.ParseDict(platform_spec, pipeline_spec_pb2.PlatformSpec())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubeflow.runner",
+        description="Compile the MovieLens TFX pipeline (pipeline.pipeline.create_components) with "
+                    "TFX's KubeflowV2DagRunner into a KFP v2 pipeline spec. Offline: nothing is "
+                    "submitted. See kubeflow/README.md.",
+        epilog="Paths (--data, --serving-dir, --work-dir) are paths inside the step containers: "
+               "mounted PVCs on Kubeflow (--pvc), /gcs/BUCKET/... on Vertex AI. Example: "
+               "python -m kubeflow.runner --image europe-docker.pkg.dev/PROJECT/ml/movielens-tfx:0.1.0 "
+               "--pipeline-root gs://BUCKET/movielens --beam-arg=--runner=DataflowRunner "
+               "--beam-arg=--project=PROJECT --beam-arg=--region=europe-west1 "
+               "--beam-arg=--temp_location=gs://BUCKET/tmp "
+               "--beam-arg=--sdk_container_image=europe-docker.pkg.dev/PROJECT/ml/movielens-tfx-beam:0.1.0")
+    parser.add_argument("--image", required=True,
+                        help="pipeline image every step runs in (built from kubeflow/Dockerfile), e.g. REGISTRY/movielens-tfx:0.1.0")
+    parser.add_argument("--pipeline-root", required=True,
+                        help="where TFX writes artifacts: gs://BUCKET/PATH (works in the image), s3://BUCKET/PATH "
+                             "(needs an S3 filesystem for TensorFlow in the image) or a PVC path")
+    parser.add_argument("--data", default=DEFAULT_DATA,
+                        help="folder of MovieLens files as the steps see it (default: %(default)s, on the data PVC)")
+    parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's ratings file (container path)")
+    parser.add_argument("--serving-dir", default=DEFAULT_SERVING_DIR,
+                        help="the Pusher writes <serving-dir>/movielens/<version>/ with plain file I/O, so this is a "
+                             "mounted volume: the models PVC that TF-Serving reads (default: %(default)s)")
+    parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
+                        help="Trainer checkpoints (resume after a pod restart) and quarantined rows (default: %(default)s)")
+    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
+                        help="a Beam pipeline option passed through to every Beam-based step, e.g. "
+                             "--beam-arg=--runner=DataflowRunner, --beam-arg=--runner=FlinkRunner, "
+                             "--beam-arg=--runner=SparkRunner (repeatable). Without --runner: the DirectRunner "
+                             f"in the step's pod ({' '.join(configs.DEFAULT_BEAM_ARGS)})")
+    parser.add_argument("--target", choices=TARGETS, default="kfp",
+                        help="kfp: open-source Kubeflow Pipelines (no resolver executors there, so the "
+                             "latest-blessed-model resolver is left out; PVCs mounted); vertex: Vertex AI "
+                             "Pipelines, the spec exactly as TFX compiles it (default: %(default)s)")
+    parser.add_argument("--pvc", action="append", default=None, metavar="CLAIM:/MOUNT",
+                        help="a PersistentVolumeClaim mounted into every step (kfp target; repeatable). "
+                             f"Default: {' '.join(DEFAULT_PVCS)} (kubeflow/manifests)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help="the PipelineJob JSON; the PipelineSpec YAML goes next to it (default: %(default)s)")
+    parser.add_argument("--display-name", help="run display name (default: the pipeline name)")
+    parser.add_argument("--schema-file", default=str(IMAGE_SCHEMA_PATH),
+                        help="the schema ImportSchemaGen reads, as a path in the image (default: %(default)s)")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="quarantine malformed rows instead of failing")
+    parser.add_argument("--no-cache", action="store_true", help="disable step caching")
+    parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT",
+                        help="last stage to include (as for `movielens-tfx run`; default: %(default)s)")
+    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Trainer hyperparameter (components/model.py HParams), repeatable")
+    parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
+                        help="bless a model only if its test RMSE is below this (default: %(default)s)")
+    return parser
+
+
+def compile_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Compiles and writes; returns what was written (paths, removed resolver tasks, PVCs)."""
+    config = build_config(args)
+    pvcs = [_pvc(value) for value in (args.pvc if args.pvc is not None else DEFAULT_PVCS)]
+    job = compile_pipeline_job(build_pipeline(config, args.schema_file), args.image, args.display_name)
+    removed: list[str] = []
+    platform_spec = None
+    if args.target == "kfp":
+        removed = strip_resolvers(job["pipelineSpec"])
+        platform_spec = pvc_platform_spec(job["pipelineSpec"], pvcs) if pvcs else None
+    _check(job, platform_spec)
+    json_path, yaml_path = write_outputs(job, platform_spec, args.output)
+    return {"json": json_path, "yaml": yaml_path, "removed": removed,
+            "pvcs": pvcs if platform_spec else [], "tasks": sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from pipeline.run import UserError
+
+    try:
+        result = compile_from_args(args)
+    except (UsageError, UserError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.pipeline_root.startswith("s3://"):
+        print("[kubeflow] note: s3:// pipeline roots need an S3 filesystem for TensorFlow in the image "
+              "(tensorflow-io); the image has gs:// and local paths", file=sys.stderr)
+    elif "://" not in args.pipeline_root:
+        print("[kubeflow] note: a path as pipeline root must be a PVC mounted into every step (--pvc); "
+              "KFP's launcher itself only accepts gs://, s3:// and minio:// roots", file=sys.stderr)
+    print(f"[kubeflow] {len(result['tasks'])} steps, image {args.image}, target {args.target}", file=sys.stderr)
+    if result["removed"]:
+        print(f"[kubeflow] left out for open-source KFP (no resolver executors): {', '.join(result['removed'])}",
+              file=sys.stderr)
+    for name, mount in result["pvcs"]:
+        print(f"[kubeflow] PVC {name} mounted at {mount} in every step", file=sys.stderr)
+    print(f"[kubeflow] wrote {result['json']} (PipelineJob: Vertex AI) and {result['yaml']} "
+          f"(PipelineSpec: KFP SDK/UI)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

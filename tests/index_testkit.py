@@ -1,0 +1,114 @@
+"""Helpers for the index and similarity-service tests: embeddings without training the pipeline.
+
+* ``lowrank_factors`` fits user/movie vectors to a ratings table by least squares in NumPy
+  (a stand-in for the trained towers whose inner product ranks movies, so the tests need
+  no TFX run);
+* ``save_tiny_model`` wraps fixed vectors in a SavedModel with the pipeline's signature
+  names (``user_embedding``, ``movie_embedding``, ``serving_default``), so the export job is
+  tested against the same interface as the real model;
+* ``build_numpy_version`` publishes an index version straight from arrays (no TensorFlow).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from index import ann, metadata
+from index.builder import BuildResult, Gate, build_index_version
+from index.embed import Embeddings
+
+
+def lowrank_factors(user_idx: np.ndarray, movie_idx: np.ndarray, ratings: np.ndarray,
+                    n_users: int, n_movies: int, rank: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """User/movie vectors whose inner products are the best rank-k least-squares fit (truncated
+    SVD, Eckart-Young) of the zero-filled ratings matrix: who rated what *and* how much.
+
+    Tried against ALS on bias-removed observed ratings: on the synthetic 'tiny' data the
+    zero-filled fit groups the planted movie clusters far better (the choice of movies a
+    user rates is itself the strongest cluster signal there).
+    """
+    matrix = np.zeros((n_users, n_movies), np.float64)
+    matrix[user_idx, movie_idx] = ratings
+    u, s, vt = np.linalg.svd(matrix, full_matrices=False)
+    root = np.sqrt(s[:rank])
+    return (u[:, :rank] * root).astype(np.float32), (vt[:rank].T * root).astype(np.float32)
+
+
+def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.ndarray,
+                    movie_ids: np.ndarray, movie_vectors: np.ndarray) -> Path:
+    """A SavedModel whose towers look up fixed vectors (zeros for unknown ids)."""
+    import tensorflow as tf
+
+    ids_spec = tf.TensorSpec([None], tf.int64)
+
+    def lookup(ids: np.ndarray, vectors: np.ndarray):
+        table = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(tf.constant(ids, tf.int64),
+                                                tf.range(len(ids), dtype=tf.int64)), -1)
+        zero_row = np.zeros((1, vectors.shape[1]))
+        padded = tf.Variable(np.vstack([vectors, zero_row]).astype(np.float32))
+        return table, padded
+
+    class Towers(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.user_table, self.user_vectors = lookup(user_ids, user_vectors)
+            self.movie_table, self.movie_vectors = lookup(movie_ids, movie_vectors)
+
+        def _gather(self, table, vectors, ids):
+            rows = table.lookup(ids)
+            return tf.gather(vectors, tf.where(rows < 0, tf.shape(vectors, tf.int64)[0] - 1, rows))
+
+        @tf.function(input_signature=[ids_spec])
+        def user_embedding(self, user_id):
+            return {"embedding": self._gather(self.user_table, self.user_vectors, user_id)}
+
+        @tf.function(input_signature=[ids_spec])
+        def movie_embedding(self, movie_id):
+            return {"embedding": self._gather(self.movie_table, self.movie_vectors, movie_id)}
+
+        @tf.function(input_signature=[ids_spec, ids_spec])
+        def serving_default(self, user_id, movie_id):
+            u = self._gather(self.user_table, self.user_vectors, user_id)
+            m = self._gather(self.movie_table, self.movie_vectors, movie_id)
+            return {"rating": tf.reduce_sum(u * m, axis=1) + 3.5}
+
+    module = Towers()
+    tf.saved_model.save(module, str(export_dir), signatures={
+        "serving_default": module.serving_default,
+        "user_embedding": module.user_embedding,
+        "movie_embedding": module.movie_embedding,
+    })
+    return Path(export_dir)
+
+
+def clustered_vectors(n: int, dim: int, n_clusters: int, rng: np.random.Generator,
+                      spread: float = 0.6) -> np.ndarray:
+    """Points around random centres: realistic structure for approximate indexes."""
+    centres = rng.normal(size=(n_clusters, dim))
+    return (centres[rng.integers(0, n_clusters, n)] + spread * rng.normal(size=(n, dim))
+            ).astype(np.float32)
+
+
+def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
+                        movie_vectors: np.ndarray, seed: int = 0, index_type: str = "flat",
+                        gate: Gate = Gate(max_latency_ms=50.0), seen_per_user: int = 5,
+                        extra=None, **config) -> BuildResult:
+    """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets."""
+    rng = np.random.default_rng(seed)
+    n_users, n_movies = len(user_vectors), len(movie_vectors)
+    emb = Embeddings(np.arange(1, n_users + 1), user_vectors, np.arange(1, n_movies + 1),
+                     movie_vectors)
+    movies_meta = [{"movie_id": i, "title": f"Movie {i} v{version}", "year": 1990 + i % 10,
+                    "genres": ["Drama"] if i % 2 else ["Comedy", "Romance"]}
+                   for i in emb.movie_ids.tolist()]
+    users_meta = [{**metadata.placeholder_user(i), "gender": "MF"[i % 2], "age": 25,
+                   "age_group": "25-34", "occupation": 12, "occupation_name": "programmer",
+                   "zip": f"{i:05d}"} for i in emb.user_ids.tolist()]
+    rated_users = np.repeat(emb.user_ids, seen_per_user)
+    rated_movies = rng.integers(1, n_movies + 1, len(rated_users))
+    seen = metadata.seen_csr(emb.user_ids, emb.movie_ids, rated_users, rated_movies)
+    return build_index_version(index_dir, version, emb, users_meta, movies_meta, seen,
+                               ann.AnnConfig(index_type=index_type, **config), gate,
+                               extra=extra, latency_queries=60)

@@ -1,0 +1,320 @@
+"""The index export job, the in-process similarity queries, the CLI and the poster index.
+
+Self-contained: a tiny SavedModel with the pipeline's signature names wraps NumPy vectors
+fitted to generated MovieLens data (components.synthetic_data), so no pipeline run, no
+real data and no download is needed.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from components import synthetic_data
+from components.movielens_files import load_movielens
+from index import ann, layout
+from index.builder import Gate
+from index.embed import ModelNotFoundError, resolve_model_dir
+from index.export import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK
+from index.export import main as export_main
+from index.similar import main as similar_main
+from index.similarity import Similarity, UnknownIdError
+from index_testkit import build_numpy_version, clustered_vectors, lowrank_factors, save_tiny_model
+
+
+# --- fixtures --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Generated 'tiny' MovieLens data, fitted vectors and a SavedModel pushed as version 1."""
+    root = tmp_path_factory.mktemp("world")
+    data_dir = root / "data"
+    synthetic_data.generate(data_dir, **synthetic_data.size_kwargs("tiny"), seed=1)
+    data = load_movielens(data_dir)
+    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
+    r = data.ratings
+    user_vectors, movie_vectors = lowrank_factors(
+        np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id), r.rating,
+        len(user_ids), len(movie_ids))
+    base = root / "serving" / "movielens"
+    save_tiny_model(base / "1", user_ids, user_vectors, movie_ids, movie_vectors)
+    clusters = json.loads((data_dir / "clusters.json").read_text())
+    return {"root": root, "data_dir": data_dir, "data": data, "base": base,
+            "user_ids": user_ids, "user_vectors": user_vectors, "movie_ids": movie_ids,
+            "movie_vectors": movie_vectors, "clusters": clusters}
+
+
+@pytest.fixture(scope="module")
+def exported(world):
+    """The export job run once, exact (flat) indexes; returns the index folder."""
+    index_dir = world["root"] / "index"
+    rc = export_main(["--model-base-path", str(world["base"]), "--data", str(world["data_dir"]),
+                      "--index-dir", str(index_dir), "--no-progress"])
+    assert rc == EXIT_OK
+    return index_dir
+
+
+def _copy_index(index_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "index"
+    shutil.copytree(index_dir, copy)
+    return copy
+
+
+def _export(world, index_dir: Path, *extra: str, base: Path | None = None) -> int:
+    return export_main(["--model-base-path", str(base or world["base"]), "--data",
+                        str(world["data_dir"]), "--index-dir", str(index_dir), "--no-progress",
+                        *extra])
+
+
+def _topk(scores: np.ndarray, k: int) -> np.ndarray:
+    return np.sort(scores)[::-1][:k]
+
+
+# --- the published folder --------------------------------------------------------------
+def test_export_publishes_complete_checksummed_version(world, exported):
+    assert layout.read_latest(exported) == "1"
+    folder = exported / "1"
+    manifest = json.loads((folder / layout.MANIFEST).read_text())
+    assert manifest["model_version"] == "1"
+    r = world["data"].ratings
+    pairs = set(zip(r.user_id.tolist(), r.movie_id.tolist()))
+    assert manifest["counts"] == {"users": 200, "movies": 120, "seen_pairs": len(pairs)}
+    assert manifest["dimension"] == world["movie_vectors"].shape[1]
+    assert manifest["index_type"] == "flat" and manifest["gate"]["passed"]
+    assert manifest["recall_at_10"] == 1.0
+    assert manifest["latency_ms"]["p50"] > 0 and manifest["build_seconds"] > 0
+    # every file is checksummed, and only pickle-free formats are written
+    files = {p.name for p in folder.iterdir()} - {layout.MANIFEST}
+    assert files == set(manifest["files"])
+    assert {Path(f).suffix for f in files} <= {".npy", ".json", ".faiss"}
+    layout.verify_checksums(folder, manifest)
+    for name in files:
+        if name.endswith(".npy"):
+            np.load(folder / name, allow_pickle=False)
+    assert not [p for p in exported.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    # the stored vectors are the model's
+    np.testing.assert_allclose(np.load(folder / layout.MOVIE_VECTORS), world["movie_vectors"],
+                               rtol=1e-6)
+
+
+def test_flat_index_answers_equal_numpy_brute_force(world, exported):
+    sim = Similarity.load(exported / "1")
+    users, movies = world["user_vectors"], world["movie_vectors"]
+    unit_m, unit_u = ann.l2_normalise(movies), ann.l2_normalise(users)
+    cos_m, cos_u, dot = unit_m @ unit_m.T, unit_u @ unit_u.T, users @ movies.T
+    k = 7
+    for row, movie_id in enumerate(world["movie_ids"].tolist()):
+        hits = sim.similar_movies(movie_id, k)
+        assert movie_id not in [h.id for h in hits]
+        expected = np.delete(cos_m[row], row)
+        np.testing.assert_allclose([h.score for h in hits], _topk(expected, k), atol=1e-5)
+        for h in hits:  # each reported score is that movie's true cosine
+            assert abs(cos_m[row, h.id - 1] - h.score) < 1e-5
+    seen = {}
+    r = world["data"].ratings
+    for u, m in zip(r.user_id.tolist(), r.movie_id.tolist()):
+        seen.setdefault(u, set()).add(m)
+    for row, user_id in enumerate(world["user_ids"][::7].tolist()):
+        row = user_id - 1
+        hits = sim.similar_users(user_id, k)
+        np.testing.assert_allclose([h.score for h in hits],
+                                   _topk(np.delete(cos_u[row], row), k), atol=1e-5)
+        recs = sim.recommend(user_id, k, exclude_seen=True)
+        assert not seen[user_id] & {h.id for h in recs}
+        unseen = np.array([m - 1 for m in world["movie_ids"].tolist() if m not in seen[user_id]])
+        np.testing.assert_allclose([h.score for h in recs], _topk(dot[row, unseen], k), rtol=1e-4,
+                                   atol=1e-4)
+        every = sim.recommend(user_id, k, exclude_seen=False)
+        np.testing.assert_allclose([h.score for h in every], _topk(dot[row], k), rtol=1e-4,
+                                   atol=1e-4)
+        assert set(sim.seen(user_id).tolist()) == seen[user_id]
+    assert sim.movie(1)["title"] and sim.user(1)["age_group"]
+    with pytest.raises(UnknownIdError, match="movie 99999"):
+        sim.similar_movies(99999)
+    with pytest.raises(UnknownIdError, match="user 99999"):
+        sim.recommend(99999)
+
+
+def test_similar_movies_share_planted_cluster_far_more_than_chance(world, exported):
+    sim = Similarity.load(exported / "1")
+    cluster = {int(m): c for m, c in world["clusters"]["movie_cluster"].items()}
+    shares = np.bincount(list(cluster.values())) / len(cluster)
+    chance = float((shares ** 2).sum())
+    same = [cluster[h.id] == cluster[m] for m in world["movie_ids"].tolist()
+            for h in sim.similar_movies(m, 10)]
+    assert np.mean(same) > 3 * chance, (np.mean(same), chance)
+
+
+# --- model versions, gate, LATEST ------------------------------------------------------
+def test_latest_numeric_model_version_is_chosen(world, tmp_path):
+    base = tmp_path / "movielens"
+    for version in ("1", "3", "10"):
+        shutil.copytree(world["base"] / "1", base / version)
+    (base / "11").mkdir()          # no saved_model.pb: an unfinished push
+    (base / "tmp-5").mkdir()       # not a version
+    assert resolve_model_dir(base) == (base / "10", 10)
+    assert resolve_model_dir(base, 3) == (base / "3", 3)
+    with pytest.raises(ModelNotFoundError, match="available: 1, 3, 10"):
+        resolve_model_dir(base, 7)
+    with pytest.raises(ModelNotFoundError, match="no SavedModel"):
+        resolve_model_dir(tmp_path / "empty")
+
+
+def test_failing_gate_never_moves_latest(world, exported, tmp_path, capsys):
+    index_dir = _copy_index(exported, tmp_path)
+    base = tmp_path / "serving"
+    shutil.copytree(world["base"] / "1", base / "1")
+    shutil.copytree(world["base"] / "1", base / "2")  # a newer push of the same model
+
+    def export(*extra: str) -> int:
+        return _export(world, index_dir, *extra, base=base)
+
+    # latency gate: nothing is that fast
+    assert export("--max-latency-ms", "0") == EXIT_GATE_FAILED
+    assert "failed its gate" in capsys.readouterr().err
+    assert layout.read_latest(index_dir) == "1" and not (index_dir / "2").exists()
+    # recall gate: an IVF index probing 1 of 8 lists misses neighbours
+    assert export("--index-type", "ivf", "--nlist", "8", "--nprobe", "1", "--min-recall", "0.99",
+                  "--keep-rejected") == EXIT_GATE_FAILED
+    assert "recall@10" in capsys.readouterr().err
+    assert layout.read_latest(index_dir) == "1" and not (index_dir / "2").exists()
+    rejected = list((index_dir / "rejected").iterdir())
+    assert len(rejected) == 1 and not json.loads(
+        (rejected[0] / layout.MANIFEST).read_text())["gate"]["passed"]
+    assert not [p for p in index_dir.iterdir() if p.name.startswith(".")]
+    # a passing approximate build moves LATEST
+    assert export("--index-type", "hnsw") == EXIT_OK
+    assert layout.read_latest(index_dir) == "2"
+    manifest = json.loads((index_dir / "2" / layout.MANIFEST).read_text())
+    assert manifest["index_type"] == "hnsw" and manifest["recall_at_10"] >= 0.95
+    # the same version again is a no-op (a nightly job is idempotent); --overwrite rebuilds
+    assert export() == EXIT_OK
+    assert "nothing to do" in capsys.readouterr().out
+    assert json.loads((index_dir / "2" / layout.MANIFEST).read_text()) == manifest
+    assert export("--overwrite") == EXIT_OK
+    rebuilt = json.loads((index_dir / "2" / layout.MANIFEST).read_text())
+    assert rebuilt["build_id"] != manifest["build_id"] and rebuilt["index_type"] == "flat"
+    assert layout.read_latest(index_dir) == "2"
+
+
+def test_bad_inputs_exit_2_with_a_message(world, tmp_path, capsys):
+    rc = export_main(["--model-base-path", str(tmp_path / "nothing"), "--data",
+                      str(world["data_dir"]), "--index-dir", str(tmp_path / "i"), "--no-progress"])
+    assert rc == EXIT_BAD_INPUT and "no SavedModel" in capsys.readouterr().err
+    assert not (tmp_path / "i" / layout.LATEST).exists()
+
+
+def test_ratings_csv_is_the_seen_map(world, tmp_path):
+    r = world["data"].ratings
+    csv = tmp_path / "ratings.csv"
+    csv.write_text("user,movie,rating\n" + "".join(
+        f"{u},{m},{x:g}\n" for u, m, x in zip(r.user_id[:500].tolist(), r.movie_id[:500].tolist(),
+                                              r.rating[:500].tolist())))
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--ratings", str(csv), "--index-type", "ivf") == EXIT_OK
+    sim = Similarity.load(index_dir / "1")
+    assert sim.manifest["counts"]["seen_pairs"] == len(set(zip(r.user_id[:500].tolist(),
+                                                               r.movie_id[:500].tolist())))
+    assert sim.manifest["counts"]["users"] == 200  # every user is indexed, rated or not
+
+
+def test_corrupted_file_is_refused(exported, tmp_path):
+    index_dir = _copy_index(exported, tmp_path)
+    target = index_dir / "1" / layout.MOVIE_VECTORS
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256"):
+        Similarity.load(index_dir / "1")
+
+
+# --- approximate indexes ---------------------------------------------------------------
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_approximate_indexes_reach_recall_target(tmp_path, index_type):
+    rng = np.random.default_rng(3)
+    movies = clustered_vectors(1500, 24, 30, rng)
+    users = clustered_vectors(800, 24, 30, rng)
+    result = build_numpy_version(tmp_path, "1", users, movies, index_type=index_type)
+    assert result.passed, result.reasons
+    assert result.manifest["recall_at_10"] >= 0.95
+    assert all(e["params"]["tuned"] for e in result.manifest["indexes"].values())
+    # recall measured independently, through the query API, against NumPy
+    sim = Similarity.load(tmp_path / "1")
+    unit = ann.l2_normalise(movies)
+    cos = unit @ unit.T
+    np.fill_diagonal(cos, -np.inf)
+    hits = 0
+    for row in range(0, 1500, 10):
+        truth = set(np.argsort(-cos[row])[:10] + 1)
+        hits += len(truth & {h.id for h in sim.similar_movies(row + 1, 10)})
+    assert hits / (150 * 10) >= 0.9
+
+
+def test_gate_defaults_and_exact_recall(tmp_path):
+    import os
+    import time
+
+    stale, fresh = tmp_path / ".tmp-3-dead", tmp_path / ".tmp-4-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "movie_ids.npy").write_bytes(b"partial")
+    os.utime(stale, (time.time() - 7 * 3600,) * 2)
+    rng = np.random.default_rng(0)
+    result = build_numpy_version(tmp_path, "7", rng.normal(size=(50, 8)).astype(np.float32),
+                                 rng.normal(size=(60, 8)).astype(np.float32),
+                                 gate=Gate(min_recall=1.0, max_latency_ms=100))
+    assert result.passed and result.manifest["recall_at_10"] == 1.0
+    assert layout.read_latest(tmp_path) == "7"
+    assert not stale.exists() and fresh.exists()  # debris of a killed build is swept
+
+
+# --- CLI -------------------------------------------------------------------------------
+def test_similar_cli_prints_movies_users_and_recommendations(world, exported, capsys):
+    out = io.StringIO()
+    assert similar_main(["--index-dir", str(exported), "--movie", "1", "-k", "3"], out=out) == 0
+    text = out.getvalue()
+    title = world["data"].movies[1].title
+    assert f"Movie 1: {title}" in text and "3 most similar movies" in text
+    assert text.count("#") == 3
+
+    out = io.StringIO()
+    assert similar_main(["--index-dir", str(exported), "--user", "5", "-k", "4"], out=out) == 0
+    text = out.getvalue()
+    assert "User 5:" in text and "most similar users" in text and "recommended movies" in text
+    assert text.count("#") == 8
+
+    assert similar_main(["--index-dir", str(exported), "--movie", "424242"]) == 2
+    assert "movie 424242 is not in the index" in capsys.readouterr().err
+
+
+# --- posters ---------------------------------------------------------------------------
+def test_posters_index_added_to_published_version(exported, tmp_path):
+    from PIL import Image
+
+    from index.posters import main as posters_main
+
+    index_dir = _copy_index(exported, tmp_path)
+    posters = tmp_path / "posters"
+    posters.mkdir()
+    rng = np.random.default_rng(0)
+    for movie_id in range(1, 9):  # movies 1-4 reddish, 5-8 bluish
+        base = np.array([200, 30, 30] if movie_id <= 4 else [30, 30, 200], np.float64)
+        pixels = np.clip(base + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(posters / f"{movie_id}.{'png' if movie_id % 2 else 'jpg'}")
+    (posters / "notes.txt").write_text("not a poster")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(posters / "99999.png")  # unknown movie
+
+    before = layout.latest_stamp(index_dir)
+    assert posters_main(["--posters", str(posters), "--index-dir", str(index_dir),
+                         "--weights", "none", "--image-size", "32", "--no-progress"]) == 0
+    assert layout.latest_stamp(index_dir) != before  # services are told to reload
+    sim = Similarity.load(index_dir / "1")  # checksums still verify
+    assert sim.has_posters and sim.manifest["counts"]["posters"] == 8
+    hits = sim.similar_movies(1, 3, by="posters")
+    assert len(hits) == 3 and 1 not in [h.id for h in hits]
+    assert {h.id for h in hits} <= set(range(2, 9))
+    with pytest.raises(UnknownIdError, match="poster"):
+        sim.similar_movies(50, 3, by="posters")  # a known movie without a poster

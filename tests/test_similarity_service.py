@@ -1,0 +1,240 @@
+"""The HTTP similarity service: answers, errors, and hot reload under concurrent load.
+
+Index versions are built straight from NumPy arrays (tests/index_testkit.py), so these tests
+need no TensorFlow; the reload test runs a real uvicorn server on 127.0.0.1 (ephemeral port).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import warnings
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+
+with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 for TestClient
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from index import ann, layout
+from index.posters import write_poster_files
+from index.service import build_parser, create_app
+from index.similarity import Similarity
+from index_testkit import build_numpy_version
+
+N_USERS, N_MOVIES, DIM = 60, 80, 12
+
+
+def _vectors(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(N_USERS, DIM)).astype(np.float32),
+            rng.normal(size=(N_MOVIES, DIM)).astype(np.float32))
+
+
+@pytest.fixture
+def index_dir(tmp_path: Path) -> Path:
+    """Two published versions, "1" and "2" (different vectors); LATEST -> "1"."""
+    for version, seed in (("2", 2), ("1", 1)):
+        assert build_numpy_version(tmp_path, version, *_vectors(seed), seed=seed).passed
+    assert layout.read_latest(tmp_path) == "1"
+    return tmp_path
+
+
+@pytest.fixture
+def client(index_dir: Path):
+    with TestClient(create_app(index_dir, poll_interval_s=0)) as c:
+        yield c
+
+
+def test_similar_movies_users_and_recommendations(client, index_dir):
+    sim = Similarity.load(index_dir / "1")
+
+    body = client.get("/movies/3/similar", params={"k": 5}).json()
+    assert body["query"]["movie_id"] == 3 and body["query"]["title"] == "Movie 3 v1"
+    assert body["model_version"] == "1" and body["by"] == "embedding"
+    assert len(body["results"]) == 5 and 3 not in body["ids"]
+    assert body["ids"] == [h.id for h in sim.similar_movies(3, 5)]
+    assert body["scores"] == pytest.approx([h.score for h in sim.similar_movies(3, 5)])
+    first = body["results"][0]
+    assert set(first) == {"movie_id", "title", "year", "genres", "score"}
+    assert first["movie_id"] == body["ids"][0] and first["genres"]
+
+    body = client.get("/users/4/similar", params={"k": 3}).json()
+    assert body["query"]["user_id"] == 4 and 4 not in body["ids"] and len(body["ids"]) == 3
+    assert {"gender", "age", "age_group", "occupation", "occupation_name", "zip", "score"} <= \
+        set(body["results"][0])
+
+    body = client.get("/users/4/recommendations", params={"k": 10}).json()
+    seen = set(sim.seen(4).tolist())
+    assert body["exclude_seen"] is True and body["seen_count"] == len(seen) > 0
+    assert len(body["ids"]) == 10 and not seen & set(body["ids"])
+    assert body["ids"] == [h.id for h in sim.recommend(4, 10)]
+    everything = client.get("/users/4/recommendations",
+                            params={"k": N_MOVIES, "exclude_seen": "false"}).json()
+    assert set(everything["ids"]) == set(range(1, N_MOVIES + 1))  # k > catalogue: all of it
+
+    assert client.get("/movies/3/similar").json()["ids"].__len__() == 10  # default k
+
+
+def test_unknown_ids_are_404_and_bad_parameters_422(client):
+    for url in ("/movies/99999/similar", "/users/99999/similar", "/users/99999/recommendations"):
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert "99999 is not in the index" in response.json()["detail"]
+    for params in ({"k": 0}, {"k": 1001}, {"k": -3}, {"k": "ten"}):
+        assert client.get("/movies/1/similar", params=params).status_code == 422, params
+        assert client.get("/users/1/recommendations", params=params).status_code == 422, params
+    assert client.get("/movies/1/similar", params={"k": 1000}).status_code == 200
+    assert client.get("/movies/abc/similar").status_code == 422
+    assert client.get("/movies/1/similar", params={"by": "colour"}).status_code == 422
+    response = client.get("/movies/1/similar", params={"by": "posters"})
+    assert response.status_code == 404 and "poster" in response.json()["detail"]
+    assert client.get("/users/1/recommendations",
+                      params={"exclude_seen": "maybe"}).status_code == 422
+
+
+def test_similar_by_posters(tmp_path):
+    poster_ids = np.array([2, 4, 6, 8, 10])
+    poster_vectors = ann.l2_normalise(np.random.default_rng(0).normal(size=(5, 16)))
+
+    def add_posters(folder: Path) -> dict:
+        return write_poster_files(folder, poster_ids, poster_vectors, {"model": "test"})
+
+    assert build_numpy_version(tmp_path, "1", *_vectors(1), extra=add_posters).passed
+    with TestClient(create_app(tmp_path, poll_interval_s=0)) as c:
+        body = c.get("/movies/4/similar", params={"by": "posters", "k": 10}).json()
+        assert body["by"] == "posters" and sorted(body["ids"]) == [2, 6, 8, 10]
+        cos = poster_vectors @ poster_vectors[1]
+        assert body["scores"] == pytest.approx(sorted(np.delete(cos, 1), reverse=True), abs=1e-5)
+        assert body["results"][0]["title"].startswith("Movie ")
+        response = c.get("/movies/3/similar", params={"by": "posters"})
+        assert response.status_code == 404 and "poster of movie 3" in response.json()["detail"]
+        assert c.get("/version").json()["posters"] is True
+
+
+def test_health_version_and_openapi(client):
+    assert client.get("/healthz").json()["status"] == "ok"
+    version = client.get("/version").json()
+    assert version["model_version"] == "1" and version["index_type"] == "flat"
+    assert version["recall_at_10"] == 1.0 and version["counts"]["movies"] == N_MOVIES
+    assert version["built_at"] and version["build_id"]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/movies/{movie_id}/similar", "/users/{user_id}/similar",
+            "/users/{user_id}/recommendations", "/healthz", "/version"} <= set(paths)
+    assert client.get("/docs").status_code == 200
+
+
+def test_no_index_yet_is_503_until_one_is_published(tmp_path):
+    app = create_app(tmp_path, poll_interval_s=0)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 503
+        assert c.get("/movies/1/similar").status_code == 503
+        assert build_numpy_version(tmp_path, "5", *_vectors(5)).passed
+        assert app.state.live.refresh()
+        assert c.get("/healthz").json()["model_version"] == "5"
+
+
+def test_defaults_bind_loopback():
+    args = build_parser().parse_args([])
+    assert args.host == "127.0.0.1" and args.port == 8600 and args.poll_interval == 1.0
+
+
+# --- hot reload ------------------------------------------------------------------------
+class _Server:
+    """uvicorn on 127.0.0.1, an ephemeral port (port=0), in a thread (stopped by the test).
+
+    uvicorn binds the socket itself: asyncio only sets TCP_NODELAY on sockets created with
+    proto=IPPROTO_TCP, and a hand-made ``socket.socket()`` would add Nagle's ~40 ms per response.
+    """
+
+    def __init__(self, app) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                                    log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> "_Server":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
+    # a third version that is published but corrupt: the service must keep serving
+    assert build_numpy_version(index_dir, "3", *_vectors(3)).passed
+    corrupt = index_dir / "3" / layout.MOVIE_VECTORS
+    corrupt.write_bytes(corrupt.read_bytes()[:-4] + b"\0\0\0\0")
+    layout.write_latest(index_dir, "1")
+
+    app = create_app(index_dir, poll_interval_s=0.02)
+    stop = threading.Event()
+    failures: list[str] = []
+    versions_seen: set[str] = set()
+    counts = [0] * 4
+    lock = threading.Lock()
+
+    def hammer(worker: int, url: str) -> None:
+        paths = ["/movies/{}/similar?k=5", "/users/{}/similar?k=5",
+                 "/users/{}/recommendations?k=5"]
+        with httpx.Client(base_url=url, timeout=10) as http:
+            i = 0
+            while not stop.is_set():
+                path = paths[i % 3].format(1 + (worker * 7 + i) % 50)
+                i += 1
+                try:
+                    response = http.get(path)
+                    if response.status_code != 200:
+                        failures.append(f"{path}: {response.status_code} {response.text[:200]}")
+                        continue
+                    body = response.json()
+                    assert len(body["ids"]) == 5
+                    with lock:
+                        versions_seen.add(body["model_version"])
+                except Exception as error:  # any exception is a failed request
+                    failures.append(f"{path}: {type(error).__name__}: {error}")
+                counts[worker] += 1
+
+    with _Server(app) as server:
+        workers = [threading.Thread(target=hammer, args=(w, server.url)) for w in range(4)]
+        for w in workers:
+            w.start()
+        try:
+            for step in range(8):
+                time.sleep(0.08)
+                layout.write_latest(index_dir, "2" if step % 2 == 0 else "1")
+            time.sleep(0.08)
+            layout.write_latest(index_dir, "3")  # corrupt: reload fails, old snapshot serves
+            time.sleep(0.2)
+            with httpx.Client(base_url=server.url) as http:
+                health = http.get("/healthz").json()
+                assert health["model_version"] == "1"
+                assert "sha256" in health["last_reload_error"]
+            layout.write_latest(index_dir, "2")
+            deadline = time.monotonic() + 5
+            with httpx.Client(base_url=server.url) as http:
+                while http.get("/version").json()["model_version"] != "2":
+                    assert time.monotonic() < deadline, "service did not reload version 2"
+                    time.sleep(0.02)
+                assert http.get("/healthz").json()["last_reload_error"] is None
+            time.sleep(0.05)
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(timeout=10)
+    assert failures == []
+    assert versions_seen == {"1", "2"}
+    assert sum(counts) > 100
+    assert app.state.live.reloads >= 9
