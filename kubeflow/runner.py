@@ -20,7 +20,8 @@ are paths inside the step's container, so on Kubeflow they are mounted PVCs (on 
 the Cloud Storage FUSE mount, /gcs/BUCKET/...). The pipeline root is written through
 TensorFlow's filesystem layer: gs:// works in the image; see kubeflow/README.md.
 
---target kfp (the default) drops the latest-blessed-model resolver: the open-source KFP
+--target kfp (the default) builds the pipeline without the latest-blessed-model resolver
+(PipelineConfig.baseline=False): the open-source KFP
 backend does not implement resolver executors ("resolver executors not implemented"), so a
 spec with one cannot run there. The Evaluator then has no baseline and TFX rubber-stamps
 the change threshold: blessing depends on the absolute RMSE threshold only. --target vertex
@@ -29,11 +30,10 @@ keeps the spec exactly as TFX compiles it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from pipeline import configs
 
@@ -77,17 +77,6 @@ class ClusterPaths(configs.ArtifactPaths):
         return self._serving_dir
 
 
-@contextlib.contextmanager
-def _schema_path(path: str) -> Iterator[None]:
-    """create_components reads configs.SCHEMA_PATH; point it at the schema inside the image."""
-    saved = configs.SCHEMA_PATH
-    configs.SCHEMA_PATH = path
-    try:
-        yield
-    finally:
-        configs.SCHEMA_PATH = saved
-
-
 def _container_path(flag: str, value: str) -> str:
     if not value.startswith("/") or "://" in value:
         raise UsageError(f"{flag} {value!r}: expected an absolute path inside the step's container "
@@ -120,10 +109,11 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
         ratings_csv=_container_path("--ratings", args.ratings) if args.ratings else None,
         skip_bad_rows=args.skip_bad_rows, beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache, stop_after=args.stop_after,
-        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold)
+        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold,
+        baseline=args.target != "kfp", schema_path=args.schema_file)
 
 
-def build_pipeline(config: configs.PipelineConfig, schema_file: str):
+def build_pipeline(config: configs.PipelineConfig):
     """The shared components in a tfx.dsl.Pipeline with no metadata config (KFP's MLMD is used).
 
     Built here rather than with create_pipeline, which fills in a local SQLite store when
@@ -133,8 +123,7 @@ def build_pipeline(config: configs.PipelineConfig, schema_file: str):
 
     from pipeline.pipeline import create_components
 
-    with _schema_path(schema_file):
-        components = create_components(config)
+    components = create_components(config)
     return tfx.dsl.Pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=str(config.paths.pipeline_root),
@@ -152,45 +141,6 @@ def compile_pipeline_job(pipeline, image: str, display_name: str | None = None) 
         display_name=display_name, default_image=image, use_pipeline_spec_2_1=True)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(config=config)
     return runner.run(pipeline, write_out=False)
-
-
-def strip_resolvers(pipeline_spec: dict[str, Any]) -> list[str]:
-    """Removes resolver tasks (and the inputs fed by them) from a PipelineSpec dict, in place.
-
-    Open-source KFP refuses resolver executors; a consumer left without its resolved input
-    gets none, which is what TFX components see on a first run anyway.
-    """
-    executors = pipeline_spec["deploymentSpec"]["executors"]
-    components = pipeline_spec["components"]
-    tasks = pipeline_spec["root"]["dag"]["tasks"]
-    removed = sorted(name for name, task in tasks.items()
-                     if "resolver" in executors[components[task["componentRef"]["name"]]["executorLabel"]])
-    for name in removed:
-        component = tasks.pop(name)["componentRef"]["name"]
-        executors.pop(components.pop(component)["executorLabel"])
-    for task in tasks.values():
-        artifacts = task.get("inputs", {}).get("artifacts", {})
-        component = components[task["componentRef"]["name"]]
-        for key in [k for k, v in artifacts.items()
-                    if v.get("taskOutputArtifact", {}).get("producerTask") in removed]:
-            del artifacts[key]
-            component.get("inputDefinitions", {}).get("artifacts", {}).pop(key, None)
-            _drop_from_inputs_spec_arg(executors[component["executorLabel"]], key)
-        if "dependentTasks" in task:
-            task["dependentTasks"] = [t for t in task["dependentTasks"] if t not in removed]
-            if not task["dependentTasks"]:
-                del task["dependentTasks"]
-    return removed
-
-
-def _drop_from_inputs_spec_arg(executor: dict[str, Any], key: str) -> None:
-    """TFX repeats a step's input definitions in its container args; keep them in step."""
-    args = executor.get("container", {}).get("args", [])
-    flag = "--json_serialized_inputs_spec_args"
-    if flag in args[:-1]:
-        spec = json.loads(args[args.index(flag) + 1])
-        spec.get("artifacts", {}).pop(key, None)
-        args[args.index(flag) + 1] = json.dumps(spec, indent=2, sort_keys=True)
 
 
 def pvc_platform_spec(pipeline_spec: dict[str, Any], pvcs: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -292,11 +242,10 @@ def compile_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Compiles and writes; returns what was written (paths, removed resolver tasks, PVCs)."""
     config = build_config(args)
     pvcs = [_pvc(value) for value in (args.pvc if args.pvc is not None else DEFAULT_PVCS)]
-    job = compile_pipeline_job(build_pipeline(config, args.schema_file), args.image, args.display_name)
-    removed: list[str] = []
+    job = compile_pipeline_job(build_pipeline(config), args.image, args.display_name)
+    removed = [] if config.baseline else ["latest_blessed_model_resolver"]
     platform_spec = None
     if args.target == "kfp":
-        removed = strip_resolvers(job["pipelineSpec"])
         platform_spec = pvc_platform_spec(job["pipelineSpec"], pvcs) if pvcs else None
     _check(job, platform_spec)
     json_path, yaml_path = write_outputs(job, platform_spec, args.output)

@@ -92,6 +92,11 @@ class PipelineConfig:
     # Trainer hyperparameters (components.model.HParams field -> value); defaults otherwise.
     hparams: dict = field(default_factory=dict)
     rmse_threshold: float = DEFAULT_RMSE_THRESHOLD
+    # Compare with the latest blessed model (a Resolver). Open-source KFP has no resolver
+    # executor, so its compiled spec turns this off and blesses on the threshold alone.
+    baseline: bool = True
+    # The curated schema as the executing machine sees it (a container path on Kubeflow).
+    schema_path: str = str(SCHEMA_PATH)
 
     @property
     def model_base_path(self) -> Path:

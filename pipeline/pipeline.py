@@ -60,7 +60,7 @@ def create_components(config: configs.PipelineConfig) -> list:
         config.data_dir, ratings_csv=config.ratings_csv, skip_bad_rows=config.skip_bad_rows,
         quarantine_path=config.quarantine_path)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=str(configs.SCHEMA_PATH))
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
     gate = DataAnomaliesGate(anomalies=example_validator.outputs["anomalies"])
@@ -85,7 +85,7 @@ def create_components(config: configs.PipelineConfig) -> list:
             "checkpoint_dir": str(config.paths.checkpoint_dir),
         },
     )
-    model_resolver = tfx.dsl.Resolver(
+    model_resolver = None if not config.baseline else tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
@@ -93,7 +93,7 @@ def create_components(config: configs.PipelineConfig) -> list:
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
+        baseline_model=model_resolver.outputs["model"] if model_resolver else None,
         eval_config=eval_config(config.rmse_threshold),
         example_splits=["test"],
     )
@@ -105,7 +105,7 @@ def create_components(config: configs.PipelineConfig) -> list:
         "example_gen": [example_gen], "statistics_gen": [statistics_gen],
         "schema_gen": [schema_gen], "example_validator": [example_validator, gate],
         "transform": [transform], "trainer": [trainer],
-        "evaluator": [model_resolver, evaluator], "pusher": [pusher],
+        "evaluator": [c for c in (model_resolver, evaluator) if c is not None], "pusher": [pusher],
     }
     components = []
     for stage in STAGES[: STAGES.index(config.stop_after) + 1]:
