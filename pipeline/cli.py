@@ -4,6 +4,7 @@ Subcommands:
   run                 run the TFX pipeline locally (same as `python -m pipeline.run`)
   demo                the offline end-to-end demo on generated data (what `make demo` runs)
   generate            write synthetic MovieLens files (ML-1M format) with planted structure
+  explain             predicted rating of a pair, 5 most similar users and movies
   export-index        build FAISS indexes of user and movie tower embeddings
   similarity-service  serve similar movies/users and recommendations over HTTP
   similar             print similar movies/users from the index, like the original blog
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Jobs that live in their own packages; each module offers add_arguments(parser) and run(args).
 MODULE_COMMANDS = (
+    ("explain", "serving.explain", "a user/movie pair: predicted rating, similar users and movies"),
     ("export-index", "index.export", "build FAISS indexes from the pushed model's tower embeddings"),
     ("similarity-service", "index.service", "HTTP service: similar movies, similar users, recommendations"),
     ("similar", "index.similar", "print similar movies / users and recommendations from the index"),

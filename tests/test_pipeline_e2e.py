@@ -127,3 +127,19 @@ def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{data / 'ratings.dat'}:3: field 'rating'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_explain_prints_rating_and_five_similar_users_and_movies(runs):
+    import io
+
+    from serving.explain import explain
+
+    root, *_, versions = runs
+    out = io.StringIO()
+    rating = explain(root / "artifacts" / "serving" / "movielens" / versions[0], str(root / "data"), 1, 1, out=out)
+    text = out.getvalue()
+    assert 1.0 <= rating <= 5.0 and f"predicted rating {rating:.2f}" in text
+    users = text.split("Users most similar")[1].split("Movies most similar")[0]
+    movies = text.split("Movies most similar")[1]
+    assert users.count("  user ") == 5 and "user 1 " not in users
+    assert len([line for line in movies.splitlines() if line.startswith("   ")]) == 5
