@@ -2,7 +2,9 @@
 
 1. runs the whole pipeline (ExampleGen ... Pusher) on synthetic MovieLens files,
 2. prints the pushed model's test RMSE next to classical baselines on the same split,
-3. says where the model, its evaluation report and every artifact are.
+3. builds the FAISS indexes from the pushed model (`export-index`) and prints similar
+   movies and recommendations for a user,
+4. says where the model, its evaluation report and every artifact are.
 """
 from __future__ import annotations
 
@@ -30,5 +32,29 @@ def run_demo(args: argparse.Namespace) -> int:
     if versions:
         latest = config.model_base_path / versions[-1]
         print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
+    if versions:
+        _index_step(config, latest)
     print(f"\nDemo done. Everything is under {config.paths.root}", file=sys.stderr)
     return 0
+
+
+def _index_step(config, model_dir) -> None:
+    """export-index over the pushed model, then the blog's similar-movies/recommendations view."""
+    import numpy as np
+
+    from components.movielens_files import load_movielens
+    from index import export, similar
+
+    print("\n== Building the FAISS indexes (export-index) ==", flush=True)
+    code = export.main(["--data", config.data_dir, "--artifacts", str(config.paths.root), "--no-progress"])
+    if code != 0:
+        print(f"export-index exited with {code}; skipping the similarity examples")
+        return
+    data = load_movielens(config.data_dir)
+    counts = np.bincount(data.ratings.movie_id)
+    popular = int(np.argmax(counts))
+    user = int(data.ratings.user_id[0])
+    print(f"\n== movielens-tfx similar --movie {popular} -k 5 ==", flush=True)
+    similar.main(["--movie", str(popular), "-k", "5", "--artifacts", str(config.paths.root)])
+    print(f"\n== movielens-tfx similar --user {user} -k 5 ==", flush=True)
+    similar.main(["--user", str(user), "-k", "5", "--artifacts", str(config.paths.root)])
