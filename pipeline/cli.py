@@ -91,18 +91,8 @@ def _add_module_commands(sub) -> None:
         command.set_defaults(handler=module.run)
 
 
-def _quiet_tensorflow() -> None:
-    """TensorFlow's C++ banner and deprecation notes drown the progress lines; the full log
-    of a pipeline run is kept in <artifacts>/logs/ anyway."""
-    import logging
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    _quiet_tensorflow()
+    local_run.quiet_tensorflow()
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

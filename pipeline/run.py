@@ -242,7 +242,17 @@ def print_summary(result: RunResult) -> None:
         print(f"  {component + '.' + key:<{width}}  {uri}")
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ banner and deprecation notes drown the progress lines; the full log
+    of a pipeline run is kept in <artifacts>/logs/ anyway."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow()
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.run",
         description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML-Metadata).")
