@@ -18,6 +18,7 @@ answer, never an error. Genres travel as one '|'-joined string, as in movies.dat
 """
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 import tensorflow as tf
@@ -180,6 +181,38 @@ class ServingModule(tf.Module):
         }
 
 
-def export(module: ServingModule, export_dir: str) -> None:
-    """Writes the SavedModel with every signature."""
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[int]) -> str:
+    """TF-Serving's warm-up file: PredictionLogs replayed before a version goes AVAILABLE.
+
+    One request per signature that clients call by id (1 and 100 pairs for ratings), so the
+    first real request of each kind finds its graph already traced.
+    """
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    def request(signature: str, **inputs: list[int]) -> prediction_log_pb2.PredictionLog:
+        predict = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
+        for key, values in inputs.items():
+            predict.inputs[key].CopyFrom(tf.make_tensor_proto(values, dtype=tf.int64))
+        return prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=predict))
+
+    users = (user_ids * 100)[:100]
+    movies = (movie_ids * 100)[:100]
+    logs = [request(SIGNATURE_DEFAULT, user_id=users[:1], movie_id=movies[:1]),
+            request(SIGNATURE_DEFAULT, user_id=users, movie_id=movies),
+            request(SIGNATURE_USER_EMBEDDING, user_id=users[:10]),
+            request(SIGNATURE_MOVIE_EMBEDDING, movie_id=movies[:10])]
+    path = os.path.join(export_dir, WARMUP_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.TFRecordWriter(path) as writer:
+        for log in logs:
+            writer.write(log.SerializeToString())
+    return path
+
+
+def export(module: ServingModule, export_dir: str, user_ids: list[int], movie_ids: list[int]) -> None:
+    """Writes the SavedModel with every signature and its TF-Serving warm-up requests."""
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    write_warmup_requests(export_dir, list(user_ids), list(movie_ids))

@@ -128,4 +128,5 @@ def run_fn(fn_args) -> None:
 
     data = load_movielens(config["data_dir"], ratings_csv=config.get("ratings_csv") or None,
                           skip_bad_rows=bool(config.get("skip_bad_rows", False)))
-    export(ServingModule(model, tf_transform_output, data.users, data.movies), fn_args.serving_model_dir)
+    export(ServingModule(model, tf_transform_output, data.users, data.movies), fn_args.serving_model_dir,
+           user_ids=sorted(data.users)[:100], movie_ids=sorted(data.movies)[:100])

@@ -1,6 +1,9 @@
 """`movielens-tfx`: one command-line entry point for every job of the project.
 
 Subcommands:
+  serve               start tensorflow_model_server if on PATH, else the project's compatible
+                      server (takes TF-Serving's own flags: --port, --rest_api_port, ...)
+  rate                gRPC rating requests: rate --user 1 --movie 1193 | rate --pairs FILE.csv
   run                 run the TFX pipeline locally (same as `python -m pipeline.run`)
   demo                the offline end-to-end demo on generated data (what `make demo` runs)
   generate            write synthetic MovieLens files (ML-1M format) with planted structure
@@ -91,8 +94,19 @@ def _add_module_commands(sub) -> None:
         command.set_defaults(handler=module.run)
 
 
+# Commands whose flags are another program's (TF-Serving's, the client's): passed through whole.
+PASS_THROUGH = {"serve": ("serving.launcher", "serve"), "rate": ("serving.client", "main")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import importlib
+
     local_run.quiet_tensorflow()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASS_THROUGH:
+        module_name, function = PASS_THROUGH[argv[0]]
+        rest = argv[1:] if argv[0] == "serve" else argv
+        return getattr(importlib.import_module(module_name), function)(rest)
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

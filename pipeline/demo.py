@@ -4,7 +4,9 @@
 2. prints the pushed model's test RMSE next to classical baselines on the same split,
 3. builds the FAISS indexes from the pushed model (`export-index`) and prints similar
    movies and recommendations for a user,
-4. says where the model, its evaluation report and every artifact are.
+4. starts the model server (`movielens-tfx serve`), sends a few gRPC rating requests and
+   prints the answers, then stops it,
+5. says where the model, its evaluation report and every artifact are.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
     if versions:
         _index_step(config, latest)
+        _serving_step(config)
     print(f"\nDemo done. Everything is under {config.paths.root}", file=sys.stderr)
     return 0
 
@@ -58,3 +61,51 @@ def _index_step(config, model_dir) -> None:
     similar.main(["--movie", str(popular), "-k", "5", "--artifacts", str(config.paths.root)])
     print(f"\n== movielens-tfx similar --user {user} -k 5 ==", flush=True)
     similar.main(["--user", str(user), "-k", "5", "--artifacts", str(config.paths.root)])
+
+
+def _serving_step(config) -> None:
+    """`movielens-tfx serve` in a child process, a few gRPC Predict calls, then SIGTERM."""
+    import signal
+    import subprocess
+    import time
+
+    import numpy as np
+    import portpicker
+
+    from components.movielens_files import load_movielens
+    from serving.client import RatingClient, ServingClientError
+
+    port = portpicker.pick_unused_port()
+    log_path = config.paths.logs_dir / "demo-model-server.log"
+    print(f"\n== movielens-tfx serve --port {port} --model_base_path {config.model_base_path} ==", flush=True)
+    with open(log_path, "ab") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "serve", f"--port={port}", "--rest_api_port=0",
+             f"--model_base_path={config.model_base_path}", "--model_name=movielens"],
+            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        data = load_movielens(config.data_dir)
+        users = data.ratings.user_id[:5]
+        movies = data.ratings.movie_id[:5]
+        deadline = time.monotonic() + 180
+        with RatingClient(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
+            while True:
+                try:
+                    ratings = client.rate(users, movies)
+                    break
+                except ServingClientError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        print(f"the model server did not come up; see {log_path}")
+                        return
+                    time.sleep(0.5)
+        print(f"gRPC PredictionService/Predict, model version {client.last_model_version}:")
+        print(f"  {'user':>6} {'movie':>6} {'predicted':>9} {'actual':>6}  title")
+        for user, movie, rating, actual in zip(users, movies, ratings, data.ratings.rating[:5]):
+            print(f"  {user:>6} {movie:>6} {rating:>9.2f} {actual:>6.0f}  {data.movies[int(movie)].title}")
+        print(f"(the same from a shell: movielens-tfx rate --target 127.0.0.1:{port} --user {users[0]} --movie {movies[0]})")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -143,3 +143,16 @@ def test_explain_prints_rating_and_five_similar_users_and_movies(runs):
     movies = text.split("Movies most similar")[1]
     assert users.count("  user ") == 5 and "user 1 " not in users
     assert len([line for line in movies.splitlines() if line.startswith("   ")]) == 5
+
+
+def test_pushed_model_carries_tf_serving_warmup_requests(runs):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    root, *_, versions = runs
+    path = root / "artifacts" / "serving" / "movielens" / versions[0] / "assets.extra" / "tf_serving_warmup_requests"
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
+    signatures = [log.predict_log.request.model_spec.signature_name for log in logs]
+    assert signatures.count("serving_default") == 2 and "user_embedding" in signatures
+    sizes = sorted(len(tf.make_ndarray(log.predict_log.request.inputs["user_id"])) for log in logs
+                   if log.predict_log.request.model_spec.signature_name == "serving_default")
+    assert sizes == [1, 100]

@@ -1,0 +1,130 @@
+"""The gRPC front end: tensorflow.serving.PredictionService and ModelService.
+
+Thin adapters from the generated servicer classes to `inference` / `model_info`: each call
+resolves and holds one model version for its duration (so a hot swap cannot unload it
+mid-request) and turns a ServingError into the matching gRPC status. The standard gRPC health
+service (grpc.health.v1) is added when the optional `grpcio-health-checking` package is
+installed.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, TypeVar
+
+import grpc
+from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
+                                     prediction_service_pb2_grpc)
+
+from serving import errors, inference, model_info
+from serving.config import ConfigError, validate
+from serving.manager import ModelManager
+from serving.servable import Servable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
+    """Runs `work`; a failure becomes the RPC's status with a client-facing message."""
+    try:
+        return work()
+    except errors.ServingError as error:
+        failure = error
+    except Exception as error:  # noqa: BLE001 - clients get a status, never a dropped stream
+        log.exception("gRPC request failed")
+        failure = errors.internal(f"{type(error).__name__}: {error}")
+    context.abort(failure.code, failure.message)
+    raise AssertionError("unreachable: context.abort raises")
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def _on_version(self, context: grpc.ServicerContext, spec: model_pb2.ModelSpec,
+                    run: Callable[[Servable], T]) -> T:
+        def work() -> T:
+            with self._manager.servable(spec) as servable:
+                return run(servable)
+        return _answer(context, work)
+
+    def Predict(self, request, context):
+        return self._on_version(context, request.model_spec, lambda s: inference.predict(s, request))
+
+    def Regress(self, request, context):
+        return self._on_version(context, request.model_spec, lambda s: inference.regress(s, request))
+
+    def Classify(self, request, context):
+        return self._on_version(context, request.model_spec, lambda s: inference.classify(s, request))
+
+    def MultiInference(self, request, context):
+        def work():
+            if not request.tasks:
+                raise errors.invalid_argument("Tasks is empty")
+            with self._manager.servable(request.tasks[0].model_spec) as servable:
+                return inference.multi_inference(servable, request)
+        return _answer(context, work)
+
+    def GetModelMetadata(self, request, context):
+        def work():
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            model_info.check_metadata_fields(list(request.metadata_field))
+            with self._manager.servable(request.model_spec) as servable:
+                return model_info.model_metadata(servable)
+        return _answer(context, work)
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def GetModelStatus(self, request, context):
+        def work() -> get_model_status_pb2.GetModelStatusResponse:
+            if not request.HasField("model_spec"):
+                raise errors.invalid_argument("Missing ModelSpec")
+            return model_info.model_status(self._manager, request.model_spec)
+        return _answer(context, work)
+
+    def HandleReloadConfigRequest(self, request, context):
+        def work() -> model_management_pb2.ReloadConfigResponse:
+            try:
+                config = validate(request.config)
+            except ConfigError as error:
+                raise errors.invalid_argument(str(error)) from None
+            self._manager.reload_config(config)
+            return model_management_pb2.ReloadConfigResponse()
+        return _answer(context, work)
+
+
+class Health:
+    """grpc.health.v1.Health when grpcio-health-checking is installed; a no-op otherwise."""
+
+    def __init__(self, server: grpc.Server):
+        try:
+            from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        except ImportError:
+            log.info("grpcio-health-checking is not installed: no grpc.health.v1 service")
+            self._servicer = None
+            return
+        self._pb2 = health_pb2
+        self._servicer = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
+
+    @property
+    def enabled(self) -> bool:
+        return self._servicer is not None
+
+    def serving(self) -> None:
+        if self._servicer is not None:
+            self._servicer.set("", self._pb2.HealthCheckResponse.SERVING)
+
+    def shutting_down(self) -> None:
+        if self._servicer is not None:
+            self._servicer.enter_graceful_shutdown()
+
+
+def add_services(server: grpc.Server, manager: ModelManager) -> Health:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+    return Health(server)

@@ -1,0 +1,337 @@
+"""Keeps the right model versions loaded and hands them to requests.
+
+How a version swap stays invisible to clients (TF-Serving's availability-preserving policy):
+  1. the poller finds a new version directory and loads it (and warms it up) off to the side;
+  2. it publishes a new *immutable* view {version -> Servable} by swapping one reference --
+     requests read that reference without a lock and see either the old or the new view;
+  3. only then is the old version retired: new requests can no longer acquire it, requests
+     already running on it finish, and it is unloaded when its in-flight count reaches zero.
+A version that fails to load never replaces a working one: the old versions stay served.
+
+Version resolution and status follow TF-Serving's messages: NOT_FOUND "Servable not found for
+request: Specific(name, 999)" / "Latest(name)", INVALID_ARGUMENT "Unrecognized servable
+version label: x", GetModelStatus states START/LOADING/AVAILABLE/UNLOADING/END.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import threading
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+import grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_pb2
+
+from serving import errors
+from serving.config import ModelConfig, ModelServerConfig
+from serving.servable import DEFAULT_TAGS, Servable
+from serving.versions import aspired_versions, is_complete, scan_versions
+from serving.warmup import warm_up
+
+log = logging.getLogger(__name__)
+
+State = get_model_status_pb2.ModelVersionStatus.State
+Loader = Callable[[str, int, Path, tuple], Servable]
+
+
+@dataclass(frozen=True)
+class ModelView:
+    """What requests see of one model: loaded versions and labels. Never mutated."""
+
+    available: Mapping[int, Servable]
+    labels: Mapping[str, int]
+
+
+@dataclass
+class VersionRecord:
+    """The GetModelStatus view of one version."""
+
+    state: int
+    error: errors.ServingError | None = None
+    failures: int = 0
+
+
+@dataclass
+class _Model:
+    config: ModelConfig
+    records: dict[int, VersionRecord] = field(default_factory=dict)
+    base_path_missing_logged: bool = False
+
+
+def _default_loader(name: str, version: int, path: Path, tags: tuple) -> Servable:
+    return Servable.load(name, version, path, tags)
+
+
+class ModelManager:
+    """Loads, serves and unloads model versions for a ModelServerConfig."""
+
+    def __init__(self, config: ModelServerConfig, *, poll_wait_seconds: float = 1.0, enable_warmup: bool = True,
+                 warmup_iterations: int = 1, tags: tuple[str, ...] = DEFAULT_TAGS, max_num_load_retries: int = 5,
+                 loader: Loader = _default_loader):
+        self._poll_wait = poll_wait_seconds
+        self._enable_warmup = enable_warmup
+        self._warmup_iterations = warmup_iterations
+        self._tags = tuple(tags)
+        self._max_load_attempts = 1 + max(0, max_num_load_retries)
+        self._loader = loader
+        self._lock = threading.RLock()      # guards _models and writes of _views
+        self._poll_lock = threading.Lock()  # one filesystem sync at a time
+        self._models: dict[str, _Model] = {}
+        self._views: Mapping[str, ModelView] = types.MappingProxyType({})
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._unloaders: list[threading.Thread] = []
+        self._apply_config(config)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def start(self) -> None:
+        """Loads what is on disk now (blocking, like TF-Serving's startup), then polls."""
+        self.poll_once()
+        if self._poll_wait > 0:
+            self._poller = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
+            self._poller.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stops polling and unloads every version once its running requests are done."""
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout)
+        with self._lock:
+            servables = [s for view in self._views.values() for s in view.available.values()]
+            self._views = types.MappingProxyType({})
+        for servable in servables:
+            self._retire(servable)
+        for thread in list(self._unloaders):
+            thread.join(timeout)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self._poll_wait):
+            try:
+                self.poll_once()
+            except Exception:  # noqa: BLE001 - a poll failure must not kill the poller
+                log.exception("model version poll failed")
+
+    # --- configuration ----------------------------------------------------------------
+    def _apply_config(self, config: ModelServerConfig) -> list[str]:
+        """Replaces the model list; returns the names of models that were dropped."""
+        with self._lock:
+            wanted = {m.name: m for m in config.model_config_list.config}
+            dropped = [name for name in self._models if name not in wanted]
+            for name, model_config in wanted.items():
+                if name in self._models:
+                    self._models[name].config = model_config
+                else:
+                    self._models[name] = _Model(config=model_config)
+            return dropped
+
+    def reload_config(self, config: ModelServerConfig) -> None:
+        """HandleReloadConfigRequest / a changed --model_config_file: new models load, removed
+        models unload, label and policy changes apply. Blocks until loads are done."""
+        dropped = self._apply_config(config)
+        with self._poll_lock:
+            for name in dropped:
+                with self._lock:
+                    model = self._models.pop(name)
+                    view = self._views.get(name)
+                    views = dict(self._views)
+                    views.pop(name, None)
+                    self._views = types.MappingProxyType(views)
+                if view is not None:
+                    for servable in view.available.values():
+                        self._mark(model, servable.version, State.UNLOADING)
+                        self._retire(servable)
+            self._sync_all()
+
+    @property
+    def model_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    # --- polling ----------------------------------------------------------------------
+    def poll_once(self) -> None:
+        with self._poll_lock:
+            self._sync_all()
+
+    def _sync_all(self) -> None:
+        with self._lock:
+            names = list(self._models)
+        for name in names:
+            self._sync_model(name)
+
+    def _sync_model(self, name: str) -> None:
+        with self._lock:
+            model = self._models.get(name)
+        if model is None:
+            return
+        config = model.config
+        base_path = Path(config.base_path)
+        on_disk = scan_versions(base_path)
+        if on_disk is None:
+            if not model.base_path_missing_logged:
+                log.error("File system storage path source: could not find base path %s for servable %s",
+                          base_path, name)
+                model.base_path_missing_logged = True
+            self._publish(name, None, config)  # labels may have changed; versions stay as they are
+            return
+        model.base_path_missing_logged = False
+        complete = {v: p for v, p in on_disk.items() if is_complete(p)}
+        aspired = aspired_versions(config.model_version_policy, complete)
+        current = self._views.get(name)
+        loaded = dict(current.available) if current else {}
+
+        failed = False
+        for version in sorted(aspired - set(loaded)):
+            if self._gave_up(model, version):
+                continue
+            servable = self._load(model, name, version, complete[version])
+            if servable is not None:
+                loaded[version] = servable
+                self._publish(name, loaded, config)  # live as soon as it is ready
+            else:
+                failed = True
+
+        # Unload versions no longer aspired -- but never the last ones if nothing aspired loaded.
+        keep = {v: s for v, s in loaded.items() if v in aspired}
+        if not keep and loaded and aspired:
+            if failed:
+                log.warning("No aspired version of %s could be loaded (%s); still serving %s", name,
+                            sorted(aspired), sorted(loaded))
+            keep = loaded
+        retiring = [s for v, s in loaded.items() if v not in keep]
+        self._publish(name, keep, config)
+        for servable in retiring:
+            self._mark(model, servable.version, State.UNLOADING)
+            self._retire(servable, model)
+
+    def _gave_up(self, model: _Model, version: int) -> bool:
+        """True once a version failed --max_num_load_retries + 1 times: it needs a new number."""
+        with self._lock:
+            record = model.records.get(version)
+            return record is not None and record.state == State.END and record.failures >= self._max_load_attempts
+
+    def _load(self, model: _Model, name: str, version: int, path: Path) -> Servable | None:
+        with self._lock:
+            record = model.records.get(version)
+            failures = record.failures if record is not None else 0
+            model.records[version] = VersionRecord(State.LOADING, failures=failures)
+        log.info("Loading servable version {name: %s version: %d} from %s", name, version, path)
+        try:
+            servable = self._loader(name, version, path, self._tags)
+            if self._enable_warmup:
+                warm_up(servable, self._warmup_iterations)
+        except Exception as error:  # noqa: BLE001 - any load failure is reported via status
+            failure = error if isinstance(error, errors.ServingError) else errors.ServingError(
+                grpc.StatusCode.UNKNOWN, f"Failed to load servable version {version} of {name} at {path}: {error}")
+            with self._lock:
+                model.records[version] = VersionRecord(State.END, failure, failures + 1)
+            log.error("Loading servable version {name: %s version: %d} failed (attempt %d of %d): %s",
+                      name, version, failures + 1, self._max_load_attempts, failure.message)
+            return None
+        self._mark(model, version, State.AVAILABLE)
+        log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+        return servable
+
+    def _publish(self, name: str, available: Mapping[int, Servable] | None, config: ModelConfig) -> None:
+        """Swaps in a new immutable view of `name` (keeps the versions when `available` is None)."""
+        with self._lock:
+            if name not in self._models:
+                return
+            previous = self._views.get(name)
+            versions = dict(previous.available) if available is None and previous else dict(available or {})
+            view = ModelView(types.MappingProxyType(versions), types.MappingProxyType(dict(config.version_labels)))
+            views = dict(self._views)
+            views[name] = view
+            self._views = types.MappingProxyType(views)
+
+    def _mark(self, model: _Model, version: int, state: int) -> None:
+        with self._lock:
+            record = model.records.setdefault(version, VersionRecord(state))
+            record.state = state
+            if state == State.AVAILABLE:
+                record.error = None
+                record.failures = 0
+
+    def _retire(self, servable: Servable, model: _Model | None = None) -> None:
+        """No new requests; unload in the background once running ones are done."""
+        servable.retire()
+
+        def finish() -> None:
+            servable.wait_idle()
+            servable.unload()
+            gc.collect()
+            if model is not None:
+                self._mark(model, servable.version, State.END)
+            log.info("Unloaded servable version {name: %s version: %d}", servable.name, servable.version)
+
+        thread = threading.Thread(target=finish, name=f"unload-{servable.name}-{servable.version}", daemon=True)
+        with self._lock:
+            self._unloaders = [t for t in self._unloaders if t.is_alive()] + [thread]
+        thread.start()
+
+    # --- requests ---------------------------------------------------------------------
+    def resolve(self, spec: model_pb2.ModelSpec) -> Servable:
+        """The servable a ModelSpec names, or TF-Serving's NOT_FOUND / INVALID_ARGUMENT."""
+        name = spec.name
+        view = self._views.get(name)
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            label = spec.version_label
+            if view is None or label not in view.labels:
+                raise errors.invalid_argument(f"Unrecognized servable version label: {label}")
+            version = view.labels[label]
+        elif choice == "version":
+            version = spec.version.value
+        else:
+            if view is None or not view.available:
+                raise errors.not_found(f"Servable not found for request: Latest({name})")
+            return view.available[max(view.available)]
+        servable = view.available.get(version) if view is not None else None
+        if servable is None:
+            raise errors.not_found(f"Servable not found for request: Specific({name}, {version})")
+        return servable
+
+    @contextlib.contextmanager
+    def servable(self, spec: model_pb2.ModelSpec) -> Iterator[Servable]:
+        """Holds the named version for the duration of one request (it cannot be unloaded)."""
+        for _ in range(10):
+            servable = self.resolve(spec)
+            if servable.try_acquire():
+                break
+            # Retired between reading the view and acquiring: the next view no longer has it.
+        else:
+            raise errors.ServingError(grpc.StatusCode.UNAVAILABLE, f"Model {spec.name} is being reloaded; retry")
+        try:
+            yield servable
+        finally:
+            servable.release()
+
+    def version_status(self, spec: model_pb2.ModelSpec) -> list[tuple[int, VersionRecord]]:
+        """(version, record) pairs for GetModelStatus."""
+        name = spec.name
+        with self._lock:
+            model = self._models.get(name)
+            records = {v: VersionRecord(r.state, r.error, r.failures) for v, r in model.records.items()} if model else {}
+        choice = spec.WhichOneof("version_choice")
+        if choice == "version_label":
+            view = self._views.get(name)
+            if view is None or spec.version_label not in view.labels:
+                raise errors.invalid_argument(f"Unrecognized servable version label: {spec.version_label}")
+            version = view.labels[spec.version_label]
+            choice = "version"
+        else:
+            version = spec.version.value
+        if choice == "version":
+            if version not in records:
+                raise errors.not_found(f"Could not find version {version} of model {name}")
+            return [(version, records[version])]
+        if not records:
+            raise errors.not_found(f"Could not find any versions of model {name}")
+        return sorted(records.items())
+
+    def available_versions(self, name: str) -> list[int]:
+        view = self._views.get(name)
+        return sorted(view.available) if view else []

@@ -1,0 +1,143 @@
+"""The model server's command line: TF-Serving's flag names, parsed without importing TF.
+
+Why a module of its own: `--help`, flag validation and the launcher (which may exec the real
+`tensorflow_model_server` with the same flags) all need the flags, and none of them should pay
+TensorFlow's multi-second import.
+
+Flags shared with tensorflow_model_server keep its names and meaning. Python-server-only
+flags: --host, --max_message_bytes, --shutdown_grace_seconds (PYTHON_ONLY_FLAGS).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, fields
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+PYTHON_ONLY_FLAGS = ("host", "max_message_bytes", "shutdown_grace_seconds")
+
+
+@dataclass
+class ServerOptions:
+    """Everything the server needs to start; defaults as in tensorflow_model_server except
+    --rest_api_port (8501 here, 0 = off) and --host (127.0.0.1: loopback unless asked)."""
+
+    port: int = 8500
+    rest_api_port: int = 8501
+    host: str = "127.0.0.1"
+    model_name: str = "default"
+    model_base_path: str | None = None
+    model_config_file: str | None = None
+    model_config_file_poll_wait_seconds: float = 0.0
+    file_system_poll_wait_seconds: float = 1.0
+    enable_model_warmup: bool = True
+    num_request_iterations_for_warmup: int = 1
+    max_num_load_retries: int = 5
+    saved_model_tags: str = "serve"
+    grpc_max_threads: int = 0          # 0: 4 x CPU cores, as TF-Serving
+    rest_api_num_threads: int = 0      # 0: 4 x CPU cores, as TF-Serving
+    grpc_channel_arguments: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    shutdown_grace_seconds: float = 30.0
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
+
+    def thread_count(self, value: int) -> int:
+        return value if value > 0 else 4 * (os.cpu_count() or 1)
+
+
+def parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """--grpc_channel_arguments 'k=v,k2=v2' -> gRPC options; integer-looking values as int."""
+    result: list[tuple[str, int | str]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if "=" not in item:
+            raise ValueError(f"grpc channel argument {item!r} is not key=value")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            result.append((key, int(value)))
+        except ValueError:
+            result.append((key, value))
+    return result
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOptions | None = None) -> None:
+    d = defaults or ServerOptions()
+    parser.add_argument("--port", type=int, default=d.port, help="gRPC port (default %(default)s)")
+    parser.add_argument("--rest_api_port", type=int, default=d.rest_api_port,
+                        help="HTTP/REST API port; 0 disables REST (default %(default)s)")
+    parser.add_argument("--host", default=d.host,
+                        help="address to listen on (Python server only; default %(default)s, loopback only). "
+                             "Use 0.0.0.0 to accept connections from other machines.")
+    parser.add_argument("--model_name", default=d.model_name,
+                        help="name of the model served with --model_base_path (default %(default)s)")
+    parser.add_argument("--model_base_path", default=d.model_base_path,
+                        help="folder holding numbered version folders: BASE/1/saved_model.pb, BASE/2/...")
+    parser.add_argument("--model_config_file", default=d.model_config_file,
+                        help="ModelServerConfig text proto (several models, version policies, labels); "
+                             "replaces --model_name/--model_base_path")
+    parser.add_argument("--model_config_file_poll_wait_seconds", type=float,
+                        default=d.model_config_file_poll_wait_seconds,
+                        help="re-read --model_config_file this often; 0 reads it once (default %(default)s)")
+    parser.add_argument("--file_system_poll_wait_seconds", type=float, default=d.file_system_poll_wait_seconds,
+                        help="look for new model versions this often; 0 looks once at startup "
+                             "(default %(default)s)")
+    parser.add_argument("--enable_model_warmup", type=parse_bool, nargs="?", const=True,
+                        default=d.enable_model_warmup,
+                        help="replay VERSION/assets.extra/tf_serving_warmup_requests before a version "
+                             "goes live (default %(default)s)")
+    parser.add_argument("--num_request_iterations_for_warmup", type=int, default=d.num_request_iterations_for_warmup,
+                        help="times each warm-up request is replayed (default %(default)s)")
+    parser.add_argument("--max_num_load_retries", type=int, default=d.max_num_load_retries,
+                        help="retries of a failed version load, one per poll (default %(default)s)")
+    parser.add_argument("--saved_model_tags", default=d.saved_model_tags,
+                        help="comma-separated MetaGraphDef tags to load (default %(default)s)")
+    parser.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads,
+                        help="gRPC worker threads; 0 = 4 x CPU cores (default %(default)s)")
+    parser.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads,
+                        help="REST worker threads; 0 = 4 x CPU cores (default %(default)s)")
+    parser.add_argument("--grpc_channel_arguments", default=d.grpc_channel_arguments,
+                        help="extra gRPC server options, 'key=value,key=value' "
+                             "(e.g. grpc.max_receive_message_length=...)")
+    parser.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes,
+                        help="largest accepted request, gRPC and REST (Python server only; "
+                             "default %(default)s = 64 MiB)")
+    parser.add_argument("--shutdown_grace_seconds", type=float, default=d.shutdown_grace_seconds,
+                        help="on SIGTERM, how long running requests may take to finish "
+                             "(Python server only; default %(default)s)")
+
+
+def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    values = {f.name: getattr(args, f.name) for f in fields(ServerOptions) if hasattr(args, f.name)}
+    return ServerOptions(**values)
+
+
+def check_options(options: ServerOptions) -> str | None:
+    """A problem with the flags, as a message, or None."""
+    if not options.model_config_file and not options.model_base_path:
+        return "one of --model_base_path or --model_config_file is required"
+    if options.model_config_file and options.model_base_path:
+        return "--model_base_path and --model_config_file cannot both be given"
+    if not 0 <= options.port <= 65535 or not 0 <= options.rest_api_port <= 65535:
+        return "ports must be between 0 and 65535"
+    if options.rest_api_port and options.rest_api_port == options.port:
+        return "--rest_api_port cannot be the same as --port"
+    if options.max_message_bytes <= 0:
+        return "--max_message_bytes must be positive"
+    try:
+        parse_channel_arguments(options.grpc_channel_arguments)
+    except ValueError as error:
+        return str(error)
+    if not options.tags:
+        return "--saved_model_tags is empty"
+    return None

@@ -1,0 +1,164 @@
+"""One loaded model version: the SavedModel, its SignatureDefs, and who is using it.
+
+Why the SignatureDefs come from saved_model.pb and not from the loaded object: TF-Serving
+validates requests against the MetaGraphDef's SignatureDef (method name, input/output keys,
+dtypes) and returns that map from GetModelMetadata; `tf.saved_model.load` keeps
+only callables and drops method names. TF1 SavedModels (reference variables, like
+half_plus_two) load through the same call, with warnings.
+
+Why the in-flight counter: a version that is being replaced must not be unloaded under a
+running request. Requests `try_acquire()` it; the manager `retire()`s it (no new requests) and
+waits until the count drops to zero before dropping the last reference.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from serving import errors
+
+log = logging.getLogger(__name__)
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_TAGS = ("serve",)
+
+
+@dataclass(frozen=True)
+class TensorSpecInfo:
+    """What a signature input or output accepts: alias, dtype enum, (partial) shape."""
+
+    alias: str
+    dtype: int
+    shape: tf.TensorShape
+
+
+@dataclass(frozen=True)
+class Signature:
+    """A SignatureDef plus the callable that runs it."""
+
+    name: str
+    method_name: str
+    definition: meta_graph_pb2.SignatureDef
+    inputs: Mapping[str, TensorSpecInfo]
+    outputs: Mapping[str, TensorSpecInfo]
+    function: Callable[..., Mapping[str, tf.Tensor]] | None
+
+
+def read_meta_graph(export_dir: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> meta_graph_pb2.MetaGraphDef:
+    """The MetaGraphDef tagged exactly `tags` from saved_model.pb (or .pbtxt)."""
+    saved_model = saved_model_pb2.SavedModel()
+    binary = export_dir / "saved_model.pb"
+    text = export_dir / "saved_model.pbtxt"
+    if binary.is_file():
+        saved_model.ParseFromString(binary.read_bytes())
+    elif text.is_file():
+        text_format.Parse(text.read_text(), saved_model)
+    else:
+        raise FileNotFoundError(f"SavedModel file does not exist at: {export_dir}/{{saved_model.pbtxt|saved_model.pb}}")
+    wanted = set(tags)
+    for meta_graph in saved_model.meta_graphs:
+        if set(meta_graph.meta_info_def.tags) == wanted:
+            return meta_graph
+    found = [sorted(m.meta_info_def.tags) for m in saved_model.meta_graphs]
+    raise ValueError(f"MetaGraphDef associated with tags {sorted(wanted)} could not be found in SavedModel "
+                     f"at {export_dir}; available tag sets: {found}")
+
+
+def _spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpecInfo:
+    return TensorSpecInfo(alias, int(info.dtype), tf.TensorShape(info.tensor_shape))
+
+
+class Servable:
+    """A loaded version of a model. Immutable after construction except the usage counter."""
+
+    def __init__(self, name: str, version: int, path: Path, meta_graph: meta_graph_pb2.MetaGraphDef,
+                 loaded: object):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.meta_graph = meta_graph
+        self._loaded = loaded  # keeps variables and tables alive while the version is served
+        functions = getattr(loaded, "signatures", {})
+        signatures = {}
+        for key, definition in meta_graph.signature_def.items():
+            signatures[key] = Signature(
+                name=key, method_name=definition.method_name, definition=definition,
+                inputs={alias: _spec(alias, info) for alias, info in definition.inputs.items()},
+                outputs={alias: _spec(alias, info) for alias, info in definition.outputs.items()},
+                function=functions.get(key))
+        self.signatures: Mapping[str, Signature] = signatures
+        self._usage = threading.Condition()
+        self._in_flight = 0
+        self._retired = False
+
+    @classmethod
+    def load(cls, name: str, version: int, path: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> "Servable":
+        meta_graph = read_meta_graph(path, tags)
+        loaded = tf.saved_model.load(str(path), tags=list(tags))
+        return cls(name, version, path, meta_graph, loaded)
+
+    # --- usage tracking -------------------------------------------------------------
+    def try_acquire(self) -> bool:
+        """Counts one more request in flight; False once the version is retired."""
+        with self._usage:
+            if self._retired:
+                return False
+            self._in_flight += 1
+            return True
+
+    def release(self) -> None:
+        with self._usage:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._usage.notify_all()
+
+    def retire(self) -> None:
+        """No new requests from now on; running ones finish."""
+        with self._usage:
+            self._retired = True
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Blocks until no request uses this version; True if it became idle in time."""
+        with self._usage:
+            return self._usage.wait_for(lambda: self._in_flight == 0, timeout)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def unload(self) -> None:
+        """Drops the model; the memory goes with the last reference."""
+        self._loaded = None
+        self.signatures = {}
+
+    # --- running --------------------------------------------------------------------
+    def signature(self, name: str) -> Signature | None:
+        return self.signatures.get(name or DEFAULT_SIGNATURE)
+
+    def run(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs `signature` on already validated inputs; every output as numpy."""
+        if signature.function is None:
+            raise errors.failed_precondition(
+                f"Serving signature key \"{signature.name}\" has no callable function in the loaded SavedModel.")
+        feeds = {}
+        for alias, value in inputs.items():
+            spec = signature.inputs[alias]
+            feeds[alias] = tf.constant(value, dtype=tf.as_dtype(spec.dtype))
+        try:
+            outputs = signature.function(**feeds)
+        except tf.errors.OpError as error:
+            raise errors.from_tf_error(error) from None
+        except (TypeError, ValueError) as error:
+            raise errors.invalid_argument(str(error)) from None
+        return {alias: tensor.numpy() for alias, tensor in outputs.items()}
