@@ -10,8 +10,11 @@ users/movies files), and exposes these signatures:
   movie_embedding                 movie_id -> embedding [D]
   user_embedding_with_features    raw user features  -> embedding
   movie_embedding_with_features   raw movie features -> embedding
-  serving_tf_example              serialized tf.Examples -> outputs (rating); TFMA and
-                                  TF-Serving's Regress API use it
+  serving_tf_example              serialized tf.Examples (`examples`) -> outputs; TFMA uses it
+  regress                         the same with TF-Serving's Regress names (`inputs` ->
+                                  `outputs`) and method_name tensorflow/serving/regress, which
+                                  TF-Serving's Regress API requires (set after saving: TF2's
+                                  saver writes every signature as a predict signature)
 
 Unknown ids get empty/zero raw features, which the Transform maps to OOV buckets: a defined
 answer, never an error. Genres travel as one '|'-joined string, as in movies.dat.
@@ -34,6 +37,9 @@ SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
 SIGNATURE_USER_EMBEDDING_FEATURES = "user_embedding_with_features"
 SIGNATURE_MOVIE_EMBEDDING_FEATURES = "movie_embedding_with_features"
 SIGNATURE_TF_EXAMPLE = "serving_tf_example"
+SIGNATURE_REGRESS = "regress"
+REGRESS_INPUT = "inputs"
+REGRESS_METHOD = "tensorflow/serving/regress"
 RATING_OUTPUT = "rating"
 EMBEDDING_OUTPUT = "embedding"
 EXAMPLES_INPUT = "examples"
@@ -148,11 +154,17 @@ class ServingModule(tf.Module):
     def serve_movie_embedding_features(self, movie):
         return self._movie_vector(movie)
 
+    def _rate_examples(self, serialized):
+        raw = tf.io.parse_example(serialized, self._example_spec)
+        return {REGRESS_OUTPUT: clip_rating(self.model(self._transform(raw), training=False))}
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_tf_examples(self, examples):
-        raw = tf.io.parse_example(examples, self._example_spec)
-        transformed = self._transform(raw)
-        return {REGRESS_OUTPUT: clip_rating(self.model(transformed, training=False))}
+        return self._rate_examples(examples)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=REGRESS_INPUT)])
+    def serve_regress(self, inputs):
+        return self._rate_examples(inputs)
 
     def signatures(self) -> dict:
         """Name -> concrete function, for tf.saved_model.save."""
@@ -178,6 +190,7 @@ class ServingModule(tf.Module):
             SIGNATURE_USER_EMBEDDING_FEATURES: user_features.get_concrete_function(),
             SIGNATURE_MOVIE_EMBEDDING_FEATURES: movie_features.get_concrete_function(),
             SIGNATURE_TF_EXAMPLE: self.serve_tf_examples.get_concrete_function(),
+            SIGNATURE_REGRESS: self.serve_regress.get_concrete_function(),
         }
 
 
@@ -212,7 +225,26 @@ def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[
     return path
 
 
+def mark_regress_signature(export_dir: str) -> None:
+    """Gives the `regress` SignatureDef TF-Serving's regress method name, in saved_model.pb.
+
+    TF2's loader calls signatures through the object graph and ignores method names, so
+    Python clients see no difference; TF-Serving's Regress API accepts only this method name.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    path = os.path.join(export_dir, "saved_model.pb")
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    for meta_graph in saved_model.meta_graphs:
+        meta_graph.signature_def[SIGNATURE_REGRESS].method_name = REGRESS_METHOD
+    with tf.io.gfile.GFile(path, "wb") as handle:
+        handle.write(saved_model.SerializeToString())
+
+
 def export(module: ServingModule, export_dir: str, user_ids: list[int], movie_ids: list[int]) -> None:
     """Writes the SavedModel with every signature and its TF-Serving warm-up requests."""
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    mark_regress_signature(export_dir)
     write_warmup_requests(export_dir, list(user_ids), list(movie_ids))

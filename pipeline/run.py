@@ -177,7 +177,16 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
         for handler in handlers:
             logging.getLogger("absl").removeHandler(handler)
             handler.close()
+    _report_quarantine(config)
     return RunResult(progress.finished, latest_artifacts(config.paths.metadata_path))
+
+
+def _report_quarantine(config: configs.PipelineConfig) -> None:
+    """With --skip-bad-rows, say how many rows were set aside and where they are."""
+    path = Path(config.quarantine_path)
+    if config.skip_bad_rows and path.exists():
+        rows = max(sum(1 for _ in path.open(encoding="utf-8")) - 1, 0)
+        print(f"[data] {rows} bad row(s) skipped and written to {path}", file=sys.stderr)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:

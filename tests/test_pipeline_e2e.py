@@ -156,3 +156,45 @@ def test_pushed_model_carries_tf_serving_warmup_requests(runs):
     sizes = sorted(len(tf.make_ndarray(log.predict_log.request.inputs["user_id"])) for log in logs
                    if log.predict_log.request.model_spec.signature_name == "serving_default")
     assert sizes == [1, 100]
+
+
+def test_regress_signature_is_served_through_tf_serving_regress_api(runs):
+    """The pushed model through the compatible server's Regress (method name regress)."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc, regression_pb2
+
+    from serving.options import ServerOptions
+    from serving.server import ModelServer
+
+    root, *_ = runs
+    import portpicker
+
+    port = portpicker.pick_unused_port()
+    server = ModelServer(ServerOptions(port=port, rest_api_port=0, model_name="movielens",
+                                       model_base_path=str(root / "artifacts" / "serving" / "movielens")))
+    server.start()
+    try:
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name = "movielens"
+        request.model_spec.signature_name = "regress"
+        example = request.input.example_list.examples.add()
+        for key, value in ((f.USER_ID, 1), (f.MOVIE_ID, 1), (f.AGE, 25), (f.OCCUPATION, 2), (f.YEAR, 0), (f.TIMESTAMP, 0)):
+            example.features.feature[key].int64_list.value.append(value)
+        for key, value in ((f.GENDER, b"F"), (f.ZIP, b"12345"), (f.TITLE, b"x"), (f.GENRES, b"Drama")):
+            example.features.feature[key].bytes_list.value.append(value)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            import time
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    response = stub.Regress(request, timeout=10)
+                    break
+                except grpc.RpcError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        assert len(response.result.regressions) == 1
+        assert 1.0 <= response.result.regressions[0].value <= 5.0
+    finally:
+        server.stop(grace=1)
