@@ -104,6 +104,35 @@ def pure_svd_source(rank: int = 50) -> ModelSource:
     return source
 
 
+def two_tower_source(movie_bias: bool = True, **hparams) -> ModelSource:
+    """The pipeline's two-tower model trained on the training ratings (benchmarks.two_tower).
+
+    With movie_bias, the movie vector gets the movie bias appended and the user vector a 1:
+    the inner product is then the model's rating minus terms constant per user, i.e. the
+    model's own ranking of movies for that user.
+    """
+
+    def source(train: MovieLensData) -> Embeddings:
+        from benchmarks.two_tower import fit_model
+        from components.model import HParams
+
+        result = fit_model(train, np.arange(len(train.ratings)), HParams.from_dict(hparams), verbose=0)
+        model = result.model
+        user_ids = np.array(sorted(result.user_index), np.int64)
+        movie_ids = np.array(sorted(result.movie_index), np.int64)
+        p = model.user_tower(result.user_table, training=False).numpy()
+        q = model.movie_tower(result.movie_table, training=False).numpy()
+        if movie_bias:
+            from components import features as f
+
+            b = model.movie_bias(result.movie_table[f.MOVIE_ID_XF]).numpy()
+            p = np.hstack([p, np.ones((len(p), 1), np.float32)])
+            q = np.hstack([q, b])
+        return Embeddings(user_ids, p, movie_ids, q)
+
+    return source
+
+
 def saved_model_source(model_dir: Path, batch_size: int = 1024) -> ModelSource:
     """The pushed two-tower model's embedding signatures over every user and movie."""
 
@@ -233,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"MovieLens folder (default: {DEFAULT_DATA})")
     parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV instead")
     parser.add_argument("--models", nargs="+", default=["mf", "mf-bias", "puresvd"],
-                        choices=("mf", "mf-bias", "puresvd", "saved-model"))
+                        choices=("mf", "mf-bias", "puresvd", "two-tower", "saved-model"))
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="SavedModel version folder for --models saved-model")
     parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -250,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sources["MF (dot product)"] = mf_source()
         elif name == "mf-bias":
             sources["MF (dot + item bias)"] = mf_source(item_bias=True)
+        elif name == "two-tower":
+            sources["two-tower (dot + movie bias)"] = two_tower_source()
         elif name == "puresvd":
             sources["PureSVD (rank 50)"] = pure_svd_source()
         else:

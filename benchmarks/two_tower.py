@@ -83,11 +83,24 @@ class TwoTowerResult:
     movie_index: dict[int, int]
     user_table: dict[str, np.ndarray]
     movie_table: dict[str, np.ndarray]
+    inputs: object = None  # callable: rating row indices -> model input columns
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
                 *, validation_fraction: float = 0.05, verbose: int = 2) -> TwoTowerResult:
     """Fits on train_idx (early stopping on a slice of it) and predicts test_idx, clipped to [1, 5]."""
+    start = time.perf_counter()
+    result = fit_model(data, train_idx, hp, validation_fraction=validation_fraction, verbose=verbose)
+    features = result.inputs(test_idx)
+    result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0),
+                                 f.MIN_RATING, f.MAX_RATING)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
+              validation_fraction: float = 0.05, verbose: int = 2) -> TwoTowerResult:
+    """Analyses, transforms and fits on train_idx; predictions are left empty."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as workdir:
         output = analyse(data, train_idx, workdir)
@@ -112,6 +125,5 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     labels = data.ratings.rating
     model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()))
     history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
-    predictions = np.clip(model.predict(inputs(test_idx), batch_size=16384, verbose=0), f.MIN_RATING, f.MAX_RATING)
-    return TwoTowerResult(predictions, time.perf_counter() - start, history, model, user_index, movie_index,
-                          user_table, movie_table)
+    return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
+                          movie_index, user_table, movie_table, inputs)
