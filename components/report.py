@@ -7,6 +7,7 @@ can see why a model was or was not blessed without opening TFMA.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -25,12 +26,17 @@ def slice_metrics(evaluation_uri: str, model_name: str = "candidate") -> list[tu
     import tensorflow_model_analysis as tfma
 
     rows = []
-    try:  # with a baseline, results are stored per model name; alone, under no name
-        result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
-        if not result.slicing_metrics:
-            raise ValueError
-    except (ValueError, KeyError):
+    # With a baseline, results are stored per model name; alone, under no name. TFMA warns
+    # once per slice about the form that does not match, so its log is muted meanwhile.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)
+    try:
         result = tfma.load_eval_result(evaluation_uri)
+        if not any(metrics for _, metrics in result.slicing_metrics):
+            result = tfma.load_eval_result(evaluation_uri, model_name=model_name)
+    finally:
+        absl_logger.setLevel(level)
     for slice_key, outputs in result.slicing_metrics:
         name = " & ".join(f"{k}={v}" for k, v in slice_key) or "overall"
         values: dict[str, float] = {}
