@@ -22,6 +22,15 @@ from components.movielens_files import load_movielens
 
 TWO_TOWER = "two-tower + title LSTM (this project)"
 
+# Per-dataset hyperparameters on top of HParams' defaults (--hparam overrides both). ML-100K has
+# ~90 ratings per user, so the towers overfit within a few epochs at the default dropout (train
+# RMSE 0.82 vs val 0.92); stronger dropout (0.5 on every feature block and on the title
+# encoding) and more patience gain ~0.004 RMSE there but underfit ML-1M (0.874 vs 0.860 val
+# RMSE after 9 epochs), so the defaults are ML-1M's.
+DATASET_HPARAMS: dict[str, dict] = {
+    "ml-100k": {"dropout": 0.5, "title_dropout": 0.5, "epochs": 40, "patience": 5},
+}
+
 
 def split_name(test_fraction: float) -> str:
     test = round(test_fraction * 100)
@@ -39,7 +48,7 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
             rows.append({**common, **row})
             print(f"  {row['model']:<28} RMSE {row['rmse']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr)
     train_idx, test_idx = random_split(len(r), test_fraction, seed)
-    hp = HParams.from_dict({"seed": seed, **hparams})
+    hp = HParams.from_dict({"seed": seed, **DATASET_HPARAMS.get(dataset, {}), **hparams})
     result = fit_predict(data, train_idx, test_idx, hp)
     truth = r.rating[test_idx]
     rows.append({**common, "model": TWO_TOWER, "rmse": rmse(result.predictions, truth),

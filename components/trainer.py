@@ -82,8 +82,12 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[di
         *, log_dir: str | None = None, checkpoint_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
     """Trains in place; returns the history with per-epoch metrics and examples/s."""
     throughput = ThroughputLogger(len(train[1]))
+    # With EMA on, validation and early stopping see the averaged weights (SwapEMAWeights must
+    # precede EarlyStopping so that the best weights it keeps are the averaged ones).
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.ema_momentum > 0 else []
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: hp.learning_rate * hp.decay_rate ** epoch),
+        *ema,
         keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
                                       restore_best_weights=True),
         throughput,
