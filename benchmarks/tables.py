@@ -82,7 +82,7 @@ def ranking(result) -> list[str]:
 SECTIONS: list[tuple[str, Callable]] = [
     ("accuracy.json", accuracy),
     ("data_pipeline.json", lambda r: pipeline(r, "Data half: ExampleGen → Transform (`python -m benchmarks.pipeline_bench --stop-after transform`)")),
-    ("pipeline.json", lambda r: pipeline(r, "Whole pipeline (`python -m benchmarks.pipeline_bench`)")),
+    ("pipeline.json", lambda r: pipeline(r, "Whole pipeline (`python -m benchmarks.pipeline_bench --size ml-1m --hparam epochs=15`)")),
     ("serving.json", serving),
     ("index.json", index),
     ("ranking.json", ranking),
