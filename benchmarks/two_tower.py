@@ -28,13 +28,7 @@ from components.model import MODEL_INPUTS, HParams, build_model
 from components.movielens_files import MovieLensData
 from components.trainer import fit, vocab_from_transform
 
-RAW_SPEC = {
-    f.USER_ID: tf.io.FixedLenFeature([1], tf.int64), f.GENDER: tf.io.FixedLenFeature([1], tf.string),
-    f.AGE: tf.io.FixedLenFeature([1], tf.int64), f.OCCUPATION: tf.io.FixedLenFeature([1], tf.int64),
-    f.ZIP: tf.io.FixedLenFeature([1], tf.string), f.MOVIE_ID: tf.io.FixedLenFeature([1], tf.int64),
-    f.TITLE: tf.io.FixedLenFeature([1], tf.string), f.GENRES: tf.io.VarLenFeature(tf.string),
-    f.RATING: tf.io.FixedLenFeature([1], tf.float32),
-}
+RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 USER_XF = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
 MOVIE_XF = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
 

@@ -18,6 +18,18 @@ _YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"
 _WORD_SEPARATORS = r"[^\pL\pN']+"
 
 
+# The raw inputs preprocessing_fn reads, as the curated schema declares them (scalars as
+# [1]-shaped fixed-length features, genres as a variable-length list), for analysing it
+# outside TFX (tests, the accuracy benchmark).
+RAW_INPUT_SPEC = {
+    f.USER_ID: tf.io.FixedLenFeature([1], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([1], tf.int64),
+    f.GENDER: tf.io.FixedLenFeature([1], tf.string), f.AGE: tf.io.FixedLenFeature([1], tf.int64),
+    f.OCCUPATION: tf.io.FixedLenFeature([1], tf.int64), f.ZIP: tf.io.FixedLenFeature([1], tf.string),
+    f.TITLE: tf.io.FixedLenFeature([1], tf.string), f.GENRES: tf.io.VarLenFeature(tf.string),
+    f.RATING: tf.io.FixedLenFeature([1], tf.float32),
+}
+
+
 def _dense(x: tf.Tensor | tf.SparseTensor, default) -> tf.Tensor:
     """A [batch, 1] or sparse scalar feature as a [batch] tensor."""
     if isinstance(x, tf.SparseTensor):

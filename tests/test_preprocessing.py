@@ -10,13 +10,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from components import features as f
 from components import preprocessing
 
-RAW_SPEC = {
-    f.USER_ID: tf.io.FixedLenFeature([1], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([1], tf.int64),
-    f.GENDER: tf.io.FixedLenFeature([1], tf.string), f.AGE: tf.io.FixedLenFeature([1], tf.int64),
-    f.OCCUPATION: tf.io.FixedLenFeature([1], tf.int64), f.ZIP: tf.io.FixedLenFeature([1], tf.string),
-    f.TITLE: tf.io.FixedLenFeature([1], tf.string), f.GENRES: tf.io.VarLenFeature(tf.string),
-    f.RATING: tf.io.FixedLenFeature([1], tf.float32),
-}
+RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 
 
 def _row(user, movie, gender, age, occupation, zip_code, title, genres, rating):
