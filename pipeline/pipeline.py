@@ -14,6 +14,7 @@ from tfx.proto import transform_pb2
 from components.data_gate import DataAnomaliesGate
 from components import features
 from components.example_gen import MovieLensExampleGen
+from components.model import HParams
 from components.pusher import MovieLensPusher
 from components.signatures import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from pipeline import configs
@@ -80,7 +81,9 @@ def create_components(config: configs.PipelineConfig) -> list:
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={
-            "hparams": dict(config.hparams), "data_dir": config.data_dir,
+            # Every effective hyperparameter, not just the overrides: the cache key then changes
+            # when a default in components/model.py does.
+            "hparams": HParams.from_dict(config.hparams).to_dict(), "data_dir": config.data_dir,
             "ratings_csv": config.ratings_csv or "", "skip_bad_rows": config.skip_bad_rows,
             "checkpoint_dir": str(config.paths.checkpoint_dir),
         },
