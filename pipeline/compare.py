@@ -12,7 +12,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.baselines import ALL_BASELINES, RatingData, mae, rmse
+from benchmarks.baselines import RatingData, score_baselines
 from components import features as f
 from components.report import slice_metrics
 
@@ -39,10 +39,7 @@ def compare(examples_uri: str, evaluation_uri: str) -> list[dict]:
     rows = [{"model": "two-tower (pipeline, TFMA)", "rmse": overall["root_mean_squared_error"],
              "mae": overall["mean_absolute_error"]}]
     train, test = read_split(examples_uri, ("train", "eval")), read_split(examples_uri, ("test",))
-    for factory in ALL_BASELINES:
-        model = factory().fit(train)
-        pred = model.predict(test.user, test.item)
-        rows.append({"model": model.name, "rmse": rmse(pred, test.rating), "mae": mae(pred, test.rating)})
+    rows += score_baselines(train, test)
     return sorted(rows, key=lambda r: r["rmse"])
 
 
