@@ -110,6 +110,11 @@ class SavedModelTowers:
         self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
         self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]
 
+    @property
+    def signatures(self):
+        """All of the SavedModel's signatures (e.g. serving_default for a rating)."""
+        return self._loaded.signatures
+
     def user_vectors(self, ids: Sequence[int], batch_size: int = 1024,
                      progress: bool = True) -> np.ndarray:
         return self._run(self._user, USER_ID, ids, batch_size, progress, "user embeddings")

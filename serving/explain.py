@@ -41,7 +41,7 @@ def explain(model_dir: Path, data_dir: str, user_id: int, movie_id: int, k: int 
         if wanted not in known:
             raise KeyError(f"{name} {wanted} is not in {data_dir}")
     towers = SavedModelTowers(model_dir)
-    rating = float(towers._loaded.signatures["serving_default"](
+    rating = float(towers.signatures["serving_default"](
         user_id=tf.constant([user_id], tf.int64), movie_id=tf.constant([movie_id], tf.int64))["rating"][0])
     user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
     users = towers.user_vectors(user_ids, progress=False)
