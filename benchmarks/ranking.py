@@ -104,12 +104,13 @@ def pure_svd_source(rank: int = 50) -> ModelSource:
     return source
 
 
-def two_tower_source(movie_bias: bool = True, **hparams) -> ModelSource:
+def two_tower_source(movie_bias: bool = False, **hparams) -> ModelSource:
     """The pipeline's two-tower model trained on the training ratings (benchmarks.two_tower).
 
-    With movie_bias, the movie vector gets the movie bias appended and the user vector a 1:
-    the inner product is then the model's rating minus terms constant per user, i.e. the
-    model's own ranking of movies for that user.
+    Without movie_bias the vectors are the towers' outputs, exactly what the export job
+    indexes and /recommendations ranks by (the retrieval score). With movie_bias, the movie
+    vector gets the movie bias appended and the user vector a 1: the inner product is then
+    the model's predicted rating minus terms constant per user (ranking by predicted rating).
     """
 
     def source(train: MovieLensData) -> Embeddings:
@@ -262,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"MovieLens folder (default: {DEFAULT_DATA})")
     parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV instead")
     parser.add_argument("--models", nargs="+", default=["mf", "mf-bias", "puresvd"],
-                        choices=("mf", "mf-bias", "puresvd", "two-tower", "saved-model"))
+                        choices=("mf", "mf-bias", "puresvd", "two-tower", "two-tower-bias", "saved-model"),
+                        help="two-tower: the pipeline's model fitted on the training split, ranked by "
+                             "the towers' inner product as the index serves it; two-tower-bias: by "
+                             "predicted rating (inner product + movie bias)")
+    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                        help="two-tower hyperparameter override (components.model.HParams)")
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="SavedModel version folder for --models saved-model")
     parser.add_argument("--test-fraction", type=float, default=0.2)
@@ -273,6 +279,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.data.exists():
         parser.error(f"{args.data} does not exist (the real MovieLens files are not shipped; "
                      f"pass --data)")
+    from pipeline.run import UserError, parse_hparams
+
+    from benchmarks.accuracy import DATASET_HPARAMS
+
+    try:  # the accuracy benchmark's per-dataset settings (by folder name), then --hparam
+        hparams = {**DATASET_HPARAMS.get(args.data.name, {}), **parse_hparams(args.hparam)}
+    except UserError as error:
+        parser.error(str(error))
     sources: dict[str, ModelSource] = {}
     for name in args.models:
         if name == "mf":
@@ -280,7 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif name == "mf-bias":
             sources["MF (dot + item bias)"] = mf_source(item_bias=True)
         elif name == "two-tower":
-            sources["two-tower (dot + movie bias)"] = two_tower_source()
+            sources["two-tower (inner product)"] = two_tower_source(**hparams)
+        elif name == "two-tower-bias":
+            sources["two-tower (dot + movie bias)"] = two_tower_source(movie_bias=True, **hparams)
         elif name == "puresvd":
             sources["PureSVD (rank 50)"] = pure_svd_source()
         else:

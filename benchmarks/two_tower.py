@@ -24,7 +24,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features as f
 from components import preprocessing
-from components.model import MODEL_INPUTS, HParams, build_model
+from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model
 from components.movielens_files import MovieLensData
 from components.trainer import fit, vocab_from_transform
 
@@ -117,7 +117,10 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     n_val = int(len(shuffled) * validation_fraction)
     val_idx, fit_idx = shuffled[:n_val], shuffled[n_val:]
     labels = data.ratings.rating
-    model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()))
+    # the user tower's history: the fitted ratings only (never validation or test ones)
+    ratings = RatingHistory.from_ratings(user_table[f.USER_ID_XF][u[fit_idx]],
+                                         movie_table[f.MOVIE_ID_XF][m[fit_idx]], labels[fit_idx], vocab)
+    model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()), history=ratings)
     history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
                           movie_index, user_table, movie_table, inputs)

@@ -32,6 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from components import features as f
@@ -40,6 +41,8 @@ USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
 MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
 MODEL_INPUTS = USER_INPUTS + MOVIE_INPUTS
 SHORT_TITLE = 6  # titles with at most this many words take the short LSTM pass
+#: Training-only input: the example's own rating, removed from the user's history (below).
+TARGET_IN_HISTORY = "target_rating_in_history"
 
 
 @dataclass
@@ -50,6 +53,38 @@ class Vocab:
     movies: int
     occupations: int
     title_words: int  # ids 1..title_words; 0 is padding
+
+
+@dataclass
+class RatingHistory:
+    """Every user's training ratings in CSR form: row u holds (movie index, rating) pairs.
+
+    Built from the training split only (never from evaluation data) and baked into the model
+    as non-trainable weights, so the served user tower needs nothing but the user id; users
+    without a row (OOV buckets, unseen ids) get an empty history.
+    """
+
+    row_splits: np.ndarray  # int64 [users + 1]
+    movies: np.ndarray      # int64 [ratings]
+    ratings: np.ndarray     # float32 [ratings]
+    movie_counts: np.ndarray  # float32 [movies]: training ratings per movie (logQ correction)
+
+    @classmethod
+    def from_ratings(cls, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray,
+                     vocab: "Vocab") -> "RatingHistory":
+        users, movies = np.asarray(users, np.int64).ravel(), np.asarray(movies, np.int64).ravel()
+        if len(users) and (users.max() >= vocab.users or movies.max() >= vocab.movies or min(users.min(), movies.min()) < 0):
+            raise ValueError("rating history ids outside the vocabulary")
+        order = np.lexsort((movies, users))
+        counts = np.bincount(users, minlength=vocab.users)
+        return cls(row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                   movies=movies[order], ratings=np.asarray(ratings, np.float32).ravel()[order],
+                   movie_counts=np.bincount(movies, minlength=vocab.movies).astype(np.float32))
+
+    @classmethod
+    def empty(cls, vocab: "Vocab") -> "RatingHistory":
+        return cls(np.zeros(vocab.users + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
+                   np.zeros(vocab.movies, np.float32))
 
 
 @dataclass
@@ -82,6 +117,18 @@ class HParams:
     title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
     ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
+    # The user's training ratings as a user-tower input (SVD++-style): which movies they rated
+    # (implicit) and how far above/below the mean (explicit), each a history_dim-d sum of
+    # per-movie embeddings scaled by 1/sqrt(count), then a dense block of history_hidden units
+    # (0: straight into the tower's output layer).
+    history_dim: int = 32             # 0: no history input
+    history_hidden: int = 64
+    # Weight of an in-batch sampled-softmax loss on the towers' inner product (with the logQ
+    # correction for in-batch sampling): it teaches the inner product which movies a user
+    # watches, so that inner-product search (the index) ranks well; the biases absorb the
+    # per-movie offset it adds, so the rating loss is barely affected. 0: rating loss only.
+    retrieval_weight: float = 0.0
+    retrieval_queries: int = 1024; retrieval_temperature: float = 1.0  # noqa: E702 (reformat)
     seed: int = 0
 
     @classmethod
@@ -164,16 +211,65 @@ class TitleEncoder(keras.layers.Layer):
         return self.encode(padded, training)[:-1]
 
 
-def _feature_block(hp: HParams, name: str, use_bias: bool = True) -> keras.Sequential:
+def _feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | None = None) -> keras.Sequential:
     return keras.Sequential([
-        keras.layers.Dense(hp.hidden, activation="relu", use_bias=use_bias,
+        keras.layers.Dense(units or hp.hidden, activation="relu", use_bias=use_bias,
                            kernel_regularizer=keras.regularizers.L2(hp.l2)),
         keras.layers.Dropout(hp.dropout),
     ], name=name)
 
 
+class UserHistory(keras.layers.Layer):
+    """A user's training ratings as one vector: [sum_j y_j, sum_j (r_uj - mean) x_j] / sqrt(n).
+
+    y (which movies were rated) and x (how they were rated) are per-movie embeddings; the
+    rating history itself lives in non-trainable weights (`RatingHistory`). It is computed
+    once per distinct user of a batch and gathered back.
+
+    Leave-one-out in training: a training example's own rating is part of its user's history,
+    which at serving time it never is (the rating is what is asked for). When the inputs carry
+    TARGET_IN_HISTORY (the example's rating, only in training), that movie's terms are taken
+    out of the sums and the count, so the model cannot learn to read the answer back.
+    """
+
+    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory, global_mean: float, **kwargs):
+        super().__init__(**kwargs)
+        self.global_mean = float(global_mean)
+        reg = keras.regularizers.L2(hp.id_l2)
+        self.implicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
+                                               embeddings_regularizer=reg, name="rated_movie_embedding")
+        self.explicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
+                                               embeddings_regularizer=reg, name="rating_embedding")
+        self._values = {"row_splits": (history.row_splits, "int64"), "movies": (history.movies, "int64"),
+                        "ratings": (history.ratings, "float32")}
+        for name, (value, dtype) in self._values.items():
+            weight = self.add_weight(shape=value.shape, dtype=dtype, trainable=False, initializer="zeros",
+                                     name=f"history_{name}")
+            weight.assign(value)
+            setattr(self, name, weight)
+
+    def call(self, user_ids, movie_ids=None, target_ratings=None):
+        user_ids = tf.cast(user_ids, tf.int64)
+        positions, index = _unique_rows(user_ids)
+        users = tf.gather(user_ids, positions)
+        starts, ends = tf.gather(self.row_splits, users), tf.gather(self.row_splits, users + 1)
+        entries = tf.ragged.range(starts, ends)
+        movies = tf.gather(self.movies, entries.flat_values)
+        residuals = tf.gather(self.ratings, entries.flat_values) - self.global_mean
+        rows, n = entries.value_rowids(), tf.shape(users)[0]
+        sums = tf.concat([tf.math.unsorted_segment_sum(self.implicit(movies), rows, n),
+                          tf.math.unsorted_segment_sum(self.explicit(movies) * residuals[:, None], rows, n)], -1)
+        sums, counts = tf.gather(sums, index), tf.cast(tf.gather(ends - starts, index), sums.dtype)
+        if target_ratings is not None:  # leave the example's own rating out
+            residual = tf.cast(target_ratings, sums.dtype) - self.global_mean
+            sums -= tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
+            counts -= 1.0
+        return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
+
+
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory | None = None,
+                 global_mean: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
@@ -181,6 +277,13 @@ class UserTower(keras.layers.Layer):
         self.age_embed = keras.layers.Embedding(f.NUM_AGE_VALUES, hp.feature_dim)
         self.occupation_embed = keras.layers.Embedding(vocab.occupations, hp.feature_dim)
         self.blocks = [_feature_block(hp, f"user_{n}") for n in ("id", "gender", "age", "occupation")]
+        self.history = None
+        if hp.history_dim > 0:
+            self.history = UserHistory(vocab, hp, history or RatingHistory.empty(vocab), global_mean,
+                                       name="rating_history")
+            # history_hidden 0: the history enters the output layer linearly (as in SVD++)
+            self.history_block = (_feature_block(hp, "user_history", units=hp.history_hidden)
+                                  if hp.history_hidden > 0 else None)
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
                                       name="user_embedding")
 
@@ -190,6 +293,11 @@ class UserTower(keras.layers.Layer):
             self.age_embed(inputs[f.AGE_XF]), self.occupation_embed(inputs[f.OCCUPATION_XF]),
         ]
         hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
+        if self.history is not None:
+            target = inputs.get(TARGET_IN_HISTORY) if training else None
+            history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
+                                   target)
+            hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 
 
@@ -227,10 +335,15 @@ class MovieTower(keras.layers.Layer):
 class TwoTowerModel(keras.Model):
     """rating = <user_tower(u), movie_tower(m)> + b_u + b_m + global mean."""
 
-    def __init__(self, vocab: Vocab, hp: HParams, global_mean: float, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, global_mean: float, history: RatingHistory | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.vocab, self.hp = vocab, hp
-        self.user_tower = UserTower(vocab, hp, name="user_tower")
+        #: True when the user tower reads real training ratings: then `fit` must pass
+        #: TARGET_IN_HISTORY with the training examples the history was built from.
+        self.reads_history = hp.history_dim > 0 and history is not None and len(history.movies) > 0
+        history = history or RatingHistory.empty(vocab)
+        self.user_tower = UserTower(vocab, hp, history, global_mean, name="user_tower")
         self.movie_tower = MovieTower(vocab, hp, name="movie_tower")
         bias_reg = keras.regularizers.L2(hp.id_l2)
         self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
@@ -238,6 +351,10 @@ class TwoTowerModel(keras.Model):
         self.movie_bias = keras.layers.Embedding(vocab.movies, 1, embeddings_initializer="zeros",
                                                  embeddings_regularizer=bias_reg, name="movie_bias")
         self.global_mean = float(global_mean)
+        # log of each movie's share of training ratings: the in-batch sampling probability
+        # (up to a constant) that the retrieval loss corrects for; unseen movies get the rarest.
+        counts = np.maximum(history.movie_counts, 1.0)
+        self.log_sampling = tf.constant(np.log(counts / counts.sum()), tf.float32)
         self.head = None
         if hp.head_units > 0:
             reg = keras.regularizers.L2(hp.l2)
@@ -253,7 +370,24 @@ class TwoTowerModel(keras.Model):
         if training and self.hp.output_l2 > 0:
             self.add_loss(self.hp.output_l2 * tf.reduce_mean(
                 tf.reduce_sum(tf.square(user), -1) + tf.reduce_sum(tf.square(movie), -1)))
+        if training and self.hp.retrieval_weight > 0:
+            self.add_loss(self.hp.retrieval_weight * self.retrieval_loss(inputs[f.MOVIE_ID_XF], user, movie))
         return self.score(inputs, user, movie, training=training)
+
+    def retrieval_loss(self, movie_ids, user, movie):
+        """Sampled softmax over the batch's distinct movies: each of the first
+        retrieval_queries examples' user should pick its own movie by <user, movie>.
+
+        The batch's movies are a popularity-weighted sample of the catalogue, so each logit is
+        corrected by the movie's log sampling share (logQ correction): the learnt inner product
+        then estimates log p(movie | user) over the full catalogue, popularity included."""
+        positions, index = _unique_rows(movie_ids)
+        candidates = tf.gather(movie, positions)
+        queries = user[: self.hp.retrieval_queries]
+        logits = tf.matmul(queries, candidates, transpose_b=True) / self.hp.retrieval_temperature
+        logits -= tf.gather(self.log_sampling, tf.gather(tf.cast(movie_ids, tf.int32), positions))[None, :]
+        labels = index[: self.hp.retrieval_queries]
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
     def score(self, inputs, user, movie, training=False):
         """Unclipped rating from tower outputs: inner product plus biases and global mean
@@ -274,10 +408,14 @@ def clip_rating(rating: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(rating, f.MIN_RATING, f.MAX_RATING)
 
 
-def build_model(vocab: Vocab, hp: HParams, global_mean: float) -> TwoTowerModel:
-    """A compiled model (MSE, Adam with per-epoch exponential learning-rate decay)."""
+def build_model(vocab: Vocab, hp: HParams, global_mean: float,
+                history: RatingHistory | None = None) -> TwoTowerModel:
+    """A compiled model (MSE, Adam with per-epoch exponential learning-rate decay).
+
+    history: the training ratings the user tower reads (HParams.history_dim); without it every
+    user's history is empty."""
     keras.utils.set_random_seed(hp.seed)
-    model = TwoTowerModel(vocab, hp, global_mean, name="two_tower")
+    model = TwoTowerModel(vocab, hp, global_mean, history, name="two_tower")
     model(example_batch(vocab))  # build the weights (checkpoint restore needs them)
     ema = dict(use_ema=hp.ema_momentum > 0, ema_momentum=hp.ema_momentum or 0.99)
     optimizer = (keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay, **ema)

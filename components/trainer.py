@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features as f
-from components.model import MODEL_INPUTS, HParams, Vocab, build_model
+from components.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model
 from components.movielens_files import load_movielens
 from components.signatures import ServingModule, export
 
@@ -96,7 +96,10 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[di
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     if checkpoint_dir:
         callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=True))
-    history = model.fit(train[0], train[1], batch_size=hp.batch_size, epochs=hp.epochs,
+    train_inputs = train[0]
+    if getattr(model, "reads_history", False):  # the history was built from exactly these examples
+        train_inputs = {**train[0], TARGET_IN_HISTORY: train[1]}
+    history = model.fit(train_inputs, train[1], batch_size=hp.batch_size, epochs=hp.epochs,
                         validation_data=evaluation, shuffle=True, callbacks=callbacks, verbose=verbose)
     result = {k: [float(x) for x in v] for k, v in history.history.items()}
     result["examples_per_second"] = throughput.rates
@@ -121,7 +124,8 @@ def run_fn(fn_args) -> None:
     train = load_transformed(fn_args.train_files, tf_transform_output)
     evaluation = load_transformed(fn_args.eval_files, tf_transform_output)
 
-    model = build_model(vocab, hp, global_mean=float(train[1].mean()))
+    ratings = RatingHistory.from_ratings(train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], train[1], vocab)
+    model = build_model(vocab, hp, global_mean=float(train[1].mean()), history=ratings)
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
     history["hparams"] = hp.to_dict()

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components import features as f
-from components.model import HParams, TitleEncoder, Vocab, build_model
+from components.model import HParams, RatingHistory, TitleEncoder, Vocab, build_model
 
 VOCAB = Vocab(users=30, movies=40, occupations=22, title_words=50)
 
@@ -75,3 +75,76 @@ def test_training_reduces_the_loss():
     first = model.evaluate(batch, labels, verbose=0)[0]
     model.fit(batch, labels, epochs=15, batch_size=256, verbose=0)
     assert model.evaluate(batch, labels, verbose=0)[0] < 0.5 * first
+
+
+def _history_model(history, **hp):
+    hparams = HParams(embedding_dim=8, lstm_units=4, history_dim=6, history_hidden=0, seed=2, **hp)
+    model = build_model(VOCAB, hparams, global_mean=3.5, history=history)
+    # the history embeddings start at zero; give them values so that the sums mean something
+    rng = np.random.default_rng(4)
+    for layer in (model.user_tower.history.implicit, model.user_tower.history.explicit):
+        layer.embeddings.assign(rng.normal(size=layer.embeddings.shape).astype(np.float32))
+    return model
+
+
+def test_rating_history_rows_hold_each_users_ratings():
+    users, movies, ratings = np.array([3, 1, 3, 0]), np.array([5, 2, 1, 7]), np.array([4., 2., 5., 1.])
+    history = RatingHistory.from_ratings(users, movies, ratings, VOCAB)
+    assert history.row_splits.shape == (VOCAB.users + 1,)
+    rows = {u: list(zip(history.movies[history.row_splits[u]:history.row_splits[u + 1]].tolist(),
+                        history.ratings[history.row_splits[u]:history.row_splits[u + 1]].tolist()))
+            for u in range(VOCAB.users)}
+    assert rows[3] == [(1, 5.0), (5, 4.0)] and rows[1] == [(2, 2.0)] and rows[0] == [(7, 1.0)]
+    assert all(not rows[u] for u in range(4, VOCAB.users))
+    assert history.movie_counts[[1, 2, 5, 7]].tolist() == [1, 1, 1, 1] and history.movie_counts.sum() == 4
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        RatingHistory.from_ratings(np.array([VOCAB.users]), np.array([0]), np.array([3.0]), VOCAB)
+
+
+def test_history_leaves_the_examples_own_rating_out_in_training():
+    rng = np.random.default_rng(1)
+    users, movies = rng.integers(0, 10, 200), rng.integers(0, VOCAB.movies, 200)
+    pairs = np.unique(np.stack([users, movies], 1), axis=0)
+    ratings = rng.integers(1, 6, len(pairs)).astype(np.float32)
+    full = _history_model(RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)).user_tower.history
+    for row in (0, 7, len(pairs) - 1):
+        keep = np.arange(len(pairs)) != row
+        without = _history_model(RatingHistory.from_ratings(pairs[keep, 0], pairs[keep, 1], ratings[keep], VOCAB))
+        user, movie = pairs[row:row + 1, 0], pairs[row:row + 1, 1]
+        left_out = full(user, movie, ratings[row:row + 1]).numpy()
+        np.testing.assert_allclose(left_out, without.user_tower.history(user).numpy(), rtol=1e-5, atol=1e-5)
+        assert not np.allclose(left_out, full(user).numpy())  # the rating was in the full history
+
+
+def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
+    history = RatingHistory.from_ratings(np.array([2, 2, 5]), np.array([1, 3, 3]), np.array([5., 1., 4.]), VOCAB)
+    with_history, empty = _history_model(history), _history_model(None)
+    for a, b in zip(empty.trainable_weights, with_history.trainable_weights):
+        a.assign(b)
+    batch = _batch(n=16)
+    batch[f.USER_ID_XF][:] = [2, 5, 9, 29] * 4  # 9 and 29 (an OOV bucket) have no ratings
+    ours, theirs = with_history.user_tower(batch).numpy(), empty.user_tower(batch).numpy()
+    assert not np.allclose(ours[0], theirs[0]) and not np.allclose(ours[1], theirs[1])
+    np.testing.assert_allclose(ours[2::4], theirs[2::4], rtol=1e-6)
+    np.testing.assert_allclose(ours[3::4], theirs[3::4], rtol=1e-6)
+
+
+def test_retrieval_loss_is_softmax_over_the_batch_movies_with_logq_correction():
+    history = RatingHistory.from_ratings(np.arange(12) % VOCAB.users, np.array([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 6, 6]),
+                                         np.full(12, 4.0), VOCAB)
+    model = _history_model(history, retrieval_weight=1.0, retrieval_queries=5)
+    rng = np.random.default_rng(0)
+    user = rng.normal(size=(8, 8)).astype(np.float32)
+    movie_ids = np.array([6, 0, 6, 2, 9, 0, 1, 3])
+    movie = rng.normal(size=(8, 8)).astype(np.float32)
+    movie[2], movie[5] = movie[0], movie[1]  # a movie's rows are equal, as the tower makes them
+    loss = float(model.retrieval_loss(tf.constant(movie_ids), tf.constant(user), tf.constant(movie)))
+    distinct = [6, 0, 2, 9, 1, 3]
+    counts = np.maximum(history.movie_counts, 1)
+    logq = np.log(counts / counts.sum())
+    expected = []
+    for i in range(5):
+        logits = np.array([user[i] @ movie[list(movie_ids).index(m)] - logq[m] for m in distinct])
+        target = distinct.index(movie_ids[i])
+        expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[target])
+    assert loss == pytest.approx(float(np.mean(expected)), rel=1e-5)
