@@ -117,18 +117,18 @@ class HParams:
     title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
     ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
-    # The user's training ratings as a user-tower input (SVD++-style): which movies they rated
-    # (implicit) and how far above/below the mean (explicit), each a history_dim-d sum of
-    # per-movie embeddings scaled by 1/sqrt(count), then a dense block of history_hidden units
-    # (0: straight into the tower's output layer).
-    history_dim: int = 32             # 0: no history input
-    history_hidden: int = 64
-    # Weight of an in-batch sampled-softmax loss on the towers' inner product (with the logQ
-    # correction for in-batch sampling): it teaches the inner product which movies a user
-    # watches, so that inner-product search (the index) ranks well; the biases absorb the
-    # per-movie offset it adds, so the rating loss is barely affected. 0: rating loss only.
-    retrieval_weight: float = 0.0
-    retrieval_queries: int = 1024; retrieval_temperature: float = 1.0  # noqa: E702 (reformat)
+    # User-tower input from the user's training ratings (SVD++-style; ML-100K 90/10 RMSE 0.894
+    # -> 0.882): which movies and how far from the mean, history_dim-d sums / sqrt(count), via
+    # a dense block of history_hidden units (0: linear, straight into the tower's output).
+    history_dim: int = 64             # 0: no history input
+    history_hidden: int = 0
+    # In-batch sampled softmax (logQ-corrected, logits = <u, m> / temperature) on the first
+    # retrieval_queries examples of a batch, weighted against the MSE: trains the inner product
+    # to rank watched movies first (ML-100K HR@10 0.30 -> 0.75); the biases absorb the per-movie
+    # offset it adds. Weight 1 at temperature 1 cost 0.04 RMSE; 0.1 at 0.2 costs none.
+    retrieval_weight: float = 0.1     # 0: rating loss only
+    retrieval_queries: int = 4096
+    retrieval_temperature: float = 0.2
     seed: int = 0
 
     @classmethod
