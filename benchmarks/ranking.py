@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help=f"MovieLens folder (default: {DEFAULT_DATA})")
     parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV instead")
-    parser.add_argument("--models", nargs="+", default=["mf", "mf-bias", "puresvd"],
+    parser.add_argument("--models", nargs="+", default=["two-tower", "mf", "mf-bias", "puresvd"],
                         choices=("mf", "mf-bias", "puresvd", "two-tower", "two-tower-bias", "saved-model"),
                         help="two-tower: the pipeline's model fitted on the training split, ranked by "
                              "the towers' inner product as the index serves it; two-tower-bias: by "
