@@ -132,7 +132,7 @@ def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
 def test_retrieval_loss_is_softmax_over_the_batch_movies_with_logq_correction():
     history = RatingHistory.from_ratings(np.arange(12) % VOCAB.users, np.array([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 6, 6]),
                                          np.full(12, 4.0), VOCAB)
-    model = _history_model(history, retrieval_weight=1.0, retrieval_queries=5)
+    model = _history_model(history, retrieval_weight=1.0, retrieval_queries=5, retrieval_temperature=0.5)
     rng = np.random.default_rng(0)
     user = rng.normal(size=(8, 8)).astype(np.float32)
     movie_ids = np.array([6, 0, 6, 2, 9, 0, 1, 3])
@@ -144,7 +144,7 @@ def test_retrieval_loss_is_softmax_over_the_batch_movies_with_logq_correction():
     logq = np.log(counts / counts.sum())
     expected = []
     for i in range(5):
-        logits = np.array([user[i] @ movie[list(movie_ids).index(m)] - logq[m] for m in distinct])
+        logits = np.array([user[i] @ movie[list(movie_ids).index(m)] / 0.5 - logq[m] for m in distinct])
         target = distinct.index(movie_ids[i])
         expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[target])
     assert loss == pytest.approx(float(np.mean(expected)), rel=1e-5)
