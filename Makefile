@@ -34,7 +34,7 @@ benchmark: install
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens
 	$(PY) -m benchmarks.index_bench
-	$(PY) -m benchmarks.ranking
+	$(PY) -m benchmarks.ranking                     # two-tower (inner product), MF, PureSVD, most popular
 	$(PY) -m benchmarks.tables --readme
 
 # The KFP v2 pipeline spec (offline): artifacts/kubeflow/movielens_pipeline.{json,yaml}.
