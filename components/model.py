@@ -8,15 +8,19 @@ is not part of this model: `components/signatures.py` chains the two inside a tf
 exports it with `tf.saved_model.save`, which is what TF-Serving and TFMA load.
 
 Shape of the model:
-  user tower  : id(32) gender(16) age(16) occupation(16) embeddings -> dense 32 + dropout each
-                -> concat -> dense D
+  user tower  : id(32) gender(16) age(16) occupation(16) embeddings -> dense 32 + dropout each,
+                + the user's training ratings (UserHistory, SVD++-style: which movies, and how far
+                from the mean each was rated) -> concat -> dense D
   movie tower : id embedding -> dense 32; genres multi-hot -> dense 32 (no bias);
                 title ids -> embedding -> LSTM(128, sequences)
                 -> mean over real tokens -> concat -> dense D
   rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
 The retrieval score is exactly the towers' inner product, so FAISS inner-product search over
-movie embeddings ranks movies for a user as the model does (biases aside).
+movie embeddings ranks movies for a user as the model does (biases aside). A second loss
+(HParams.retrieval_weight: in-batch sampled softmax with logQ correction) trains that inner
+product to rank the movies a user watches first; the user and movie biases soak up the
+per-movie offset it adds, so the rating stays calibrated (benchmarks/ranking.py measures it).
 
 Regularisation: dropout after each feature block and on the title encoding (the LSTM mean, which
 is otherwise an unregularised 128-d per-movie code), L2 on weights, optional AdamW weight decay
