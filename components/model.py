@@ -77,7 +77,9 @@ class RatingHistory:
     def from_ratings(cls, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray,
                      vocab: "Vocab") -> "RatingHistory":
         users, movies = np.asarray(users, np.int64).ravel(), np.asarray(movies, np.int64).ravel()
-        if len(users) and (users.max() >= vocab.users or movies.max() >= vocab.movies or min(users.min(), movies.min()) < 0):
+        out_of_range = (users.min() < 0 or users.max() >= vocab.users
+                        or movies.min() < 0 or movies.max() >= vocab.movies) if len(users) else False
+        if out_of_range:
             raise ValueError("rating history ids outside the vocabulary")
         order = np.lexsort((movies, users))
         counts = np.bincount(users, minlength=vocab.users)
@@ -121,15 +123,18 @@ class HParams:
     title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
     ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
-    # User-tower input from the user's training ratings (SVD++-style; ML-100K 90/10 RMSE 0.894
-    # -> 0.882): which movies and how far from the mean, history_dim-d sums / sqrt(count), via
-    # a dense block of history_hidden units (0: linear, straight into the tower's output).
+    # User-tower input from the user's training ratings (SVD++-style): which movies and how far
+    # from the mean, history_dim-d sums / sqrt(count), via a dense block of history_hidden units
+    # (0: linear, straight into the tower's output).
     history_dim: int = 64             # 0: no history input
     history_hidden: int = 0
     # In-batch sampled softmax (logQ-corrected, logits = <u, m> / temperature) on the first
     # retrieval_queries examples of a batch, weighted against the MSE: trains the inner product
-    # to rank watched movies first (ML-100K HR@10 0.30 -> 0.75); the biases absorb the per-movie
-    # offset it adds. Weight 1 at temperature 1 cost 0.04 RMSE; 0.1 at 0.2 costs none.
+    # to rank watched movies first; the biases absorb the per-movie offset it adds.
+    # Tuning runs (ML-100K, `benchmarks.accuracy` / `benchmarks.ranking --models two-tower` with
+    # --hparam; their JSON is not committed): history took 90/10 RMSE 0.894 -> 0.882; the
+    # retrieval loss took HR@10 0.30 -> 0.75 at weight 0.1, T 0.2 with no RMSE cost, while
+    # weight 1 at T 1 reached 0.81 but cost 0.04 RMSE. Committed results: benchmarks/results/.
     retrieval_weight: float = 0.1     # 0: rating loss only
     retrieval_queries: int = 1024     # a quarter of a 4096 batch: keeps the softmax cheap
     retrieval_temperature: float = 0.2
@@ -244,9 +249,10 @@ class UserHistory(keras.layers.Layer):
                                                embeddings_regularizer=reg, name="rated_movie_embedding")
         self.explicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name="rating_embedding")
-        self._values = {"row_splits": (history.row_splits, "int64"), "movies": (history.movies, "int64"),
-                        "ratings": (history.ratings, "float32")}
-        for name, (value, dtype) in self._values.items():
+        # weights, not graph constants: saved once in the SavedModel's variables rather than
+        # copied into every signature's graph; the NumPy arrays are not kept on the layer
+        for name, value, dtype in (("row_splits", history.row_splits, "int64"),
+                                   ("movies", history.movies, "int64"), ("ratings", history.ratings, "float32")):
             weight = self.add_weight(shape=value.shape, dtype=dtype, trainable=False, initializer="zeros",
                                      name=f"history_{name}")
             weight.assign(value)
@@ -272,8 +278,7 @@ class UserHistory(keras.layers.Layer):
 
 
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory | None = None,
-                 global_mean: float = 0.0, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory, global_mean: float, **kwargs):
         super().__init__(**kwargs)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
@@ -283,8 +288,7 @@ class UserTower(keras.layers.Layer):
         self.blocks = [_feature_block(hp, f"user_{n}") for n in ("id", "gender", "age", "occupation")]
         self.history = None
         if hp.history_dim > 0:
-            self.history = UserHistory(vocab, hp, history or RatingHistory.empty(vocab), global_mean,
-                                       name="rating_history")
+            self.history = UserHistory(vocab, hp, history, global_mean, name="rating_history")
             # history_hidden 0: the history enters the output layer linearly (as in SVD++)
             self.history_block = (_feature_block(hp, "user_history", units=hp.history_hidden)
                                   if hp.history_hidden > 0 else None)
