@@ -26,7 +26,8 @@ TWO_TOWER = "two-tower + title LSTM (this project)"
 # ~90 ratings per user and only ~85k training ratings: batches of 1024 (80 steps per epoch
 # instead of 20) with dropout 0.3 on the feature blocks and 0.5 on the title encoding took its
 # 90/10 RMSE from 0.8940 to 0.8899 (SVD++-style history already on), and a linear history
-# input (history_hidden 0) to 0.8824; more dropout underfits ML-1M, so the defaults are ML-1M's.
+# input (history_hidden 0) to 0.8824 (tuning runs of this command with --hparam, JSON not
+# committed); more dropout underfits ML-1M, so the defaults are ML-1M's.
 DATASET_HPARAMS: dict[str, dict] = {
     "ml-100k": {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5},
 }
