@@ -116,6 +116,46 @@ def test_history_leaves_the_examples_own_rating_out_in_training():
         assert not np.allclose(left_out, full(user).numpy())  # the rating was in the full history
 
 
+def _sampling_history_model(n_big: int, n_small: int, sample: int):
+    """User 0 rates n_big movies (more than `sample`), user 1 rates n_small (fewer)."""
+    rng = np.random.default_rng(3)
+    movies = np.concatenate([rng.permutation(VOCAB.movies)[:n_big], rng.permutation(VOCAB.movies)[:n_small]])
+    users = np.repeat([0, 1], [n_big, n_small])
+    ratings = rng.integers(1, 6, len(users)).astype(np.float32)
+    return users, movies, ratings
+
+
+def test_sampled_history_in_training_is_unbiased_and_exact_for_small_users():
+    users, movies, ratings = _sampling_history_model(36, 5, sample=8)
+    layer = _history_model(RatingHistory.from_ratings(users, movies, ratings, VOCAB),
+                           history_sample=8).user_tower.history
+    both = np.array([0, 1])
+    exact = layer(both).numpy()
+    draws = np.stack([layer(both, training=True).numpy() for _ in range(400)])
+    np.testing.assert_allclose(draws[:, 1], np.broadcast_to(exact[1], draws[:, 1].shape), rtol=1e-5, atol=1e-5)
+    assert draws[:, 0].std(0).min() > 0  # user 0 is sampled, so the draws differ
+    error = np.abs(draws[:, 0].mean(0) - exact[0])
+    assert np.all(error <= 5 * draws[:, 0].std(0) / np.sqrt(len(draws)) + 1e-6)
+
+
+def test_sampled_history_never_holds_the_examples_own_rating():
+    users, movies, ratings = _sampling_history_model(36, 0, sample=8)
+    model = _history_model(RatingHistory.from_ratings(users, movies, ratings, VOCAB), history_sample=8)
+    keep = np.arange(len(users)) != 4
+    without = _history_model(RatingHistory.from_ratings(users[keep], movies[keep], ratings[keep], VOCAB),
+                             history_sample=8)
+    for layer in (model.user_tower.history, without.user_tower.history):
+        for table in (layer.implicit, layer.explicit):  # a target term would dwarf everything else
+            table.embeddings.assign(tf.tensor_scatter_nd_update(table.embeddings, [[movies[4]]],
+                                                                tf.fill([1, table.embeddings.shape[1]], 1e4)))
+    layer = model.user_tower.history
+    draws = np.stack([layer(users[4:5], movies[4:5], ratings[4:5], training=True).numpy()[0] for _ in range(400)])
+    assert np.abs(draws).max() < 100  # the 1e4 rows of the held-out movie never count
+    exact_without = without.user_tower.history(users[4:5]).numpy()[0]
+    error = np.abs(draws.mean(0) - exact_without)
+    assert np.all(error <= 5 * draws.std(0) / np.sqrt(len(draws)) + 1e-6)
+
+
 def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
     history = RatingHistory.from_ratings(np.array([2, 2, 5]), np.array([1, 3, 3]), np.array([5., 1., 4.]), VOCAB)
     with_history, empty = _history_model(history), _history_model(None)
