@@ -29,7 +29,8 @@ TWO_TOWER = "two-tower + title LSTM (this project)"
 # input (history_hidden 0) to 0.8824 (tuning runs of this command with --hparam, JSON not
 # committed); more dropout underfits ML-1M, so the defaults are ML-1M's.
 DATASET_HPARAMS: dict[str, dict] = {
-    "ml-100k": {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5},
+    "ml-100k": {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5,
+                "history_dim": 64, "retrieval_weight": 0.1},
 }
 
 

@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
              "train_examples": history.get("train_examples"), "epochs_run": len(history.get("loss", [])),
              "train_examples_per_second_median": round(sorted(rates)[len(rates) // 2]) if rates else None,
              "train_examples_per_second_per_epoch": [round(r) for r in rates],
+             # examples/s times the training steps; these are whole epochs, validation included
+             "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],
              "best_eval_rmse": min(history["val_rmse"]) if history.get("val_rmse") else None,
              "hparams": history.get("hparams")}
     args.out_dir.mkdir(parents=True, exist_ok=True)

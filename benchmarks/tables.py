@@ -32,6 +32,11 @@ def accuracy(rows) -> list[str]:
     return lines
 
 
+def _epoch_seconds(result) -> str:
+    seconds = sorted(result.get("seconds_per_epoch") or [])
+    return f" (a whole epoch, validation included: median {seconds[len(seconds) // 2]:.1f} s)" if seconds else ""
+
+
 def pipeline(result, title: str) -> list[str]:
     lines = [f"### {title}", "", f"{result['dataset']}: {result['ratings']:,} ratings, {result['users']:,} users, "
              f"{result['movies']:,} movies; Beam `{' '.join(result['beam_args'])}`; {result['machine']['cpus']} CPUs.", "",
@@ -40,8 +45,8 @@ def pipeline(result, title: str) -> list[str]:
     lines.append(f"| **total** | **{result['seconds_total']:.1f}** |")
     if result.get("train_examples_per_second_median"):
         lines += ["", f"Training: {result['train_examples']:,} examples, {result['epochs_run']} epochs, "
-                      f"median **{result['train_examples_per_second_median']:,} examples/s**; "
-                      f"best eval RMSE {result['best_eval_rmse']:.4f}."]
+                      f"median **{result['train_examples_per_second_median']:,} examples/s** over the training "
+                      f"steps{_epoch_seconds(result)}; best eval RMSE {result['best_eval_rmse']:.4f}."]
     return lines
 
 

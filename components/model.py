@@ -61,7 +61,8 @@ class Vocab:
 
 @dataclass
 class RatingHistory:
-    """Every user's training ratings in CSR form: row u holds (movie index, rating) pairs.
+    """Every user's training ratings in CSR form: row u holds (movie index, rating) pairs,
+    sorted by rating, then movie (UserHistory sums them per rating level).
 
     Built from the training split only (never from evaluation data) and baked into the model
     as non-trainable weights, so the served user tower needs nothing but the user id; users
@@ -81,10 +82,11 @@ class RatingHistory:
                         or movies.min() < 0 or movies.max() >= vocab.movies) if len(users) else False
         if out_of_range:
             raise ValueError("rating history ids outside the vocabulary")
-        order = np.lexsort((movies, users))
+        ratings = np.asarray(ratings, np.float32).ravel()
+        order = np.lexsort((movies, ratings, users))
         counts = np.bincount(users, minlength=vocab.users)
         return cls(row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-                   movies=movies[order], ratings=np.asarray(ratings, np.float32).ravel()[order],
+                   movies=movies[order], ratings=ratings[order],
                    movie_counts=np.bincount(movies, minlength=vocab.movies).astype(np.float32))
 
     @classmethod
@@ -125,18 +127,21 @@ class HParams:
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
     # User-tower input from the user's training ratings (SVD++-style): which movies and how far
     # from the mean, history_dim-d sums / sqrt(count), via a dense block of history_hidden units
-    # (0: linear, straight into the tower's output).
-    history_dim: int = 64             # 0: no history input
+    # (0: linear, straight into the tower's output). 32: on ML-1M as accurate as 64 at about
+    # two thirds of its cost (`python -m benchmarks.tune` compares them);
+    # ML-100K uses 64 (benchmarks/accuracy.py DATASET_HPARAMS).
+    history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
-    history_sample: int = 32          # training draws at most this many ratings per user (0: all)
     # In-batch sampled softmax (logQ-corrected, logits = <u, m> / temperature) on the first
     # retrieval_queries examples of a batch, weighted against the MSE: trains the inner product
     # to rank watched movies first; the biases absorb the per-movie offset it adds.
     # Tuning runs (ML-100K, `benchmarks.accuracy` / `benchmarks.ranking --models two-tower` with
     # --hparam; their JSON is not committed): history took 90/10 RMSE 0.894 -> 0.882; the
     # retrieval loss took HR@10 0.30 -> 0.75 at weight 0.1, T 0.2 with no RMSE cost, while
-    # weight 1 at T 1 reached 0.81 but cost 0.04 RMSE. Committed results: benchmarks/results/.
-    retrieval_weight: float = 0.1     # 0: rating loss only
+    # weight 1 at T 1 reached 0.81 but cost 0.04 RMSE. On ML-1M at batch 4096, weight 0.1
+    # slowed the rating fit (test RMSE 0.857 after 30 epochs vs 0.844 without), so it is off by
+    # default; ML-100K (and so benchmarks.ranking) uses 0.1. Committed results: benchmarks/results/.
+    retrieval_weight: float = 0.0     # 0: rating loss only
     retrieval_queries: int = 1024     # a quarter of a 4096 batch: keeps the softmax cheap
     retrieval_temperature: float = 0.2
     seed: int = 0
@@ -234,95 +239,62 @@ class UserHistory(keras.layers.Layer):
 
     y (which movies were rated) and x (how they were rated) are per-movie embeddings; the
     rating history itself lives in non-trainable weights (`RatingHistory`). It is computed
-    once per distinct user of a batch, as a sparse (users x movies) by dense (movies x d)
-    product, and gathered back.
+    once per distinct user of a batch and gathered back.
 
-    Sampling in training (HParams.history_sample = K > 0): the distinct users of a 4096-example
-    ML-1M batch hold ~420k ratings, which made the exact sums cost more than the rest of the
-    model. In training, a user with more than K ratings contributes K of them drawn uniformly
-    with replacement, each weighted n/K: an unbiased estimate of the exact sum (dropout-like
-    noise). Users with at most K ratings, and every call outside training (evaluation,
-    serving, the index export), use the exact sums.
+    Speed: the distinct users of a 4,096-example ML-1M batch hold ~420k ratings, so these sums
+    are the model's second-largest cost after the title LSTM. Both are fused sparse segment
+    sums (gather and add in one kernel, no [ratings, d] intermediate): the rated-movie sum by
+    user, and the rating-weighted one by (user, rating level), each user's ratings being
+    stored sorted by level, then weighted by (level - mean) per level. Exact: drawing a sample
+    of each user's ratings instead was faster but its noise cost ML-1M accuracy.
 
     Leave-one-out in training: a training example's own rating is part of its user's history,
     which at serving time it never is (the rating is what is asked for). When the inputs carry
     TARGET_IN_HISTORY (the example's rating, only in training), that movie's terms are taken
-    out of the sums, with the weight and the number of times it was drawn, and out of the
-    count, so the model never sees the answer, sampled or not.
+    out of the sums and the count, so the model cannot learn to read the answer back.
     """
 
     def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory, global_mean: float, **kwargs):
         super().__init__(**kwargs)
-        self.global_mean, self.sample, self.n_movies = float(global_mean), int(hp.history_sample), vocab.movies
+        self.global_mean = float(global_mean)
         reg = keras.regularizers.L2(hp.id_l2)
         self.implicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name="rated_movie_embedding")
         self.explicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name="rating_embedding")
-        for table in (self.implicit, self.explicit):  # used as matrices before any call
+        for table in (self.implicit, self.explicit):  # read as whole tables before any call
             table.build()
-        self.seed_generator = keras.random.SeedGenerator(hp.seed, name="history_sampling")
+        # the distinct rating values (5 in ML-1M, 10 with half stars); an empty history gets one
+        levels, level_of = np.unique(history.ratings, return_inverse=True)
+        self.levels = tf.constant(levels if len(levels) else np.array([global_mean]), tf.float32)
         # weights, not graph constants: saved once in the SavedModel's variables rather than
         # copied into every signature's graph; the NumPy arrays are not kept on the layer
-        for name, value, dtype in (("row_splits", history.row_splits, "int64"),
-                                   ("movies", history.movies, "int64"), ("ratings", history.ratings, "float32")):
+        for name, value, dtype in (("row_splits", history.row_splits, "int64"), ("movies", history.movies, "int64"),
+                                   ("levels", level_of.astype(np.int64), "int64")):
             weight = self.add_weight(shape=value.shape, dtype=dtype, trainable=False, initializer="zeros",
                                      name=f"history_{name}")
             weight.assign(value)
-            setattr(self, name, weight)
+            setattr(self, f"entry_{name}" if name == "levels" else name, weight)
 
-    def _all_entries(self, starts, sizes):
-        """(user row, history position, weight) of every rating of each user."""
-        entries = tf.ragged.range(starts, starts + sizes)
-        positions = entries.flat_values
-        return entries.value_rowids(), positions, tf.ones_like(positions, tf.float32)
-
-    def _sampled_entries(self, starts, sizes):
-        """K draws (with replacement, weight n/K) per user with n > K ratings, all of the rest;
-        also each user's drawn movies [users, K] (-1: none) and their weight [users]."""
-        k = tf.range(self.sample, dtype=tf.int64)[None, :]
-        n = sizes[:, None]
-        exact = n <= self.sample
-        seed = tf.cast(self.seed_generator.next(), tf.int64)
-        uniform = tf.random.stateless_uniform(tf.shape(k + n), seed=seed)
-        offsets = tf.where(exact, k, tf.minimum(tf.cast(uniform * tf.cast(n, tf.float32), tf.int64), n - 1))
-        keep = tf.logical_or(tf.logical_not(exact), k < n)
-        user_weight = tf.where(exact[:, 0], 1.0, tf.cast(sizes, tf.float32) / self.sample)
-        rows = tf.broadcast_to(tf.range(tf.shape(sizes, out_type=tf.int64)[0])[:, None], tf.shape(offsets))
-        positions = tf.boolean_mask(starts[:, None] + offsets, keep)
-        drawn = tf.where(keep, tf.gather(self.movies, tf.where(keep, starts[:, None] + offsets, 0)),
-                         tf.constant(-1, tf.int64))
-        rows = tf.boolean_mask(rows, keep)
-        return rows, positions, tf.gather(user_weight, rows), drawn, user_weight
-
-    def call(self, user_ids, movie_ids=None, target_ratings=None, training=False):
+    def call(self, user_ids, movie_ids=None, target_ratings=None):
         user_ids = tf.cast(user_ids, tf.int64)
         positions, index = _unique_rows(user_ids)
         users = tf.gather(user_ids, positions)
-        starts = tf.gather(self.row_splits, users)
-        sizes = tf.gather(self.row_splits, users + 1) - starts
-        drawn = None
-        if training and self.sample > 0:
-            rows, entries, weights, drawn, user_weight = self._sampled_entries(starts, sizes)
-        else:
-            rows, entries, weights = self._all_entries(starts, sizes)
-        indices = tf.stack([rows, tf.gather(self.movies, entries)], axis=1)
-        shape = tf.stack([tf.shape(users, out_type=tf.int64)[0], tf.constant(self.n_movies, tf.int64)])
-        residuals = tf.gather(self.ratings, entries) - self.global_mean
-        sums = tf.concat([
-            tf.sparse.sparse_dense_matmul(tf.sparse.SparseTensor(indices, weights, shape), self.implicit.embeddings),
-            tf.sparse.sparse_dense_matmul(tf.sparse.SparseTensor(indices, weights * residuals, shape),
-                                          self.explicit.embeddings),
-        ], -1)
-        sums, counts = tf.gather(sums, index), tf.cast(tf.gather(sizes, index), sums.dtype)
+        starts, ends = tf.gather(self.row_splits, users), tf.gather(self.row_splits, users + 1)
+        entries = tf.ragged.range(starts, ends)
+        rows, n = entries.value_rowids(), tf.shape(users, out_type=tf.int64)[0]
+        movies = tf.gather(self.movies, entries.flat_values)
+        n_levels = tf.shape(self.levels, out_type=tf.int64)[0]
+        by_level = tf.sparse.segment_sum(self.explicit.embeddings, movies,
+                                         rows * n_levels + tf.gather(self.entry_levels, entries.flat_values),
+                                         num_segments=n * n_levels)
+        by_level = tf.reshape(by_level, [n, n_levels, -1]) * (self.levels - self.global_mean)[None, :, None]
+        sums = tf.concat([tf.sparse.segment_sum(self.implicit.embeddings, movies, rows, num_segments=n),
+                          tf.reduce_sum(by_level, axis=1)], -1)
+        sums, counts = tf.gather(sums, index), tf.cast(tf.gather(ends - starts, index), sums.dtype)
         if target_ratings is not None:  # leave the example's own rating out
-            movie_ids = tf.cast(movie_ids, tf.int64)
-            times = 1.0  # exact sums hold each training rating once
-            if drawn is not None:
-                matches = tf.cast(tf.equal(tf.gather(drawn, index), movie_ids[:, None]), sums.dtype)
-                times = (tf.reduce_sum(matches, -1) * tf.gather(user_weight, index))[:, None]
             residual = tf.cast(target_ratings, sums.dtype) - self.global_mean
-            sums -= times * tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
+            sums -= tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
             counts -= 1.0
         return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
 
@@ -354,7 +326,7 @@ class UserTower(keras.layers.Layer):
         if self.history is not None:
             target = inputs.get(TARGET_IN_HISTORY) if training else None
             history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
-                                   target, training=training)
+                                   target)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 

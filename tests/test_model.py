@@ -94,7 +94,7 @@ def test_rating_history_rows_hold_each_users_ratings():
     rows = {u: list(zip(history.movies[history.row_splits[u]:history.row_splits[u + 1]].tolist(),
                         history.ratings[history.row_splits[u]:history.row_splits[u + 1]].tolist()))
             for u in range(VOCAB.users)}
-    assert rows[3] == [(1, 5.0), (5, 4.0)] and rows[1] == [(2, 2.0)] and rows[0] == [(7, 1.0)]
+    assert rows[3] == [(5, 4.0), (1, 5.0)] and rows[1] == [(2, 2.0)] and rows[0] == [(7, 1.0)]
     assert all(not rows[u] for u in range(4, VOCAB.users))
     assert history.movie_counts[[1, 2, 5, 7]].tolist() == [1, 1, 1, 1] and history.movie_counts.sum() == 4
     with pytest.raises(ValueError, match="outside the vocabulary"):
@@ -116,44 +116,19 @@ def test_history_leaves_the_examples_own_rating_out_in_training():
         assert not np.allclose(left_out, full(user).numpy())  # the rating was in the full history
 
 
-def _sampling_history_model(n_big: int, n_small: int, sample: int):
-    """User 0 rates n_big movies (more than `sample`), user 1 rates n_small (fewer)."""
-    rng = np.random.default_rng(3)
-    movies = np.concatenate([rng.permutation(VOCAB.movies)[:n_big], rng.permutation(VOCAB.movies)[:n_small]])
-    users = np.repeat([0, 1], [n_big, n_small])
-    ratings = rng.integers(1, 6, len(users)).astype(np.float32)
-    return users, movies, ratings
-
-
-def test_sampled_history_in_training_is_unbiased_and_exact_for_small_users():
-    users, movies, ratings = _sampling_history_model(36, 5, sample=8)
-    layer = _history_model(RatingHistory.from_ratings(users, movies, ratings, VOCAB),
-                           history_sample=8).user_tower.history
-    both = np.array([0, 1])
-    exact = layer(both).numpy()
-    draws = np.stack([layer(both, training=True).numpy() for _ in range(400)])
-    np.testing.assert_allclose(draws[:, 1], np.broadcast_to(exact[1], draws[:, 1].shape), rtol=1e-5, atol=1e-5)
-    assert draws[:, 0].std(0).min() > 0  # user 0 is sampled, so the draws differ
-    error = np.abs(draws[:, 0].mean(0) - exact[0])
-    assert np.all(error <= 5 * draws[:, 0].std(0) / np.sqrt(len(draws)) + 1e-6)
-
-
-def test_sampled_history_never_holds_the_examples_own_rating():
-    users, movies, ratings = _sampling_history_model(36, 0, sample=8)
-    model = _history_model(RatingHistory.from_ratings(users, movies, ratings, VOCAB), history_sample=8)
-    keep = np.arange(len(users)) != 4
-    without = _history_model(RatingHistory.from_ratings(users[keep], movies[keep], ratings[keep], VOCAB),
-                             history_sample=8)
-    for layer in (model.user_tower.history, without.user_tower.history):
-        for table in (layer.implicit, layer.explicit):  # a target term would dwarf everything else
-            table.embeddings.assign(tf.tensor_scatter_nd_update(table.embeddings, [[movies[4]]],
-                                                                tf.fill([1, table.embeddings.shape[1]], 1e4)))
-    layer = model.user_tower.history
-    draws = np.stack([layer(users[4:5], movies[4:5], ratings[4:5], training=True).numpy()[0] for _ in range(400)])
-    assert np.abs(draws).max() < 100  # the 1e4 rows of the held-out movie never count
-    exact_without = without.user_tower.history(users[4:5]).numpy()[0]
-    error = np.abs(draws.mean(0) - exact_without)
-    assert np.all(error <= 5 * draws.std(0) / np.sqrt(len(draws)) + 1e-6)
+def test_history_sums_match_numpy_with_half_star_ratings():
+    rng = np.random.default_rng(5)
+    pairs = np.unique(np.stack([rng.integers(0, 6, 90), rng.integers(0, VOCAB.movies, 90)], 1), axis=0)
+    ratings = rng.integers(1, 11, len(pairs)).astype(np.float32) / 2  # 0.5 .. 5.0: ten levels
+    layer = _history_model(RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)).user_tower.history
+    y, x = layer.implicit.embeddings.numpy(), layer.explicit.embeddings.numpy()
+    users = np.array([3, 0, 5, 3, 7])  # 7 has no ratings
+    got = layer(users).numpy()
+    for row, user in enumerate(users):
+        mine = pairs[:, 0] == user
+        n = max(mine.sum(), 1)
+        expected = np.concatenate([y[pairs[mine, 1]].sum(0), ((ratings[mine] - 3.5)[:, None] * x[pairs[mine, 1]]).sum(0)])
+        np.testing.assert_allclose(got[row], expected / np.sqrt(n), rtol=1e-5, atol=1e-5)
 
 
 def test_history_shapes_the_user_embedding_and_unseen_users_get_none():

@@ -1,0 +1,61 @@
+"""Validation RMSE per epoch and training examples/s of the two-tower model under
+hyperparameter variants, on the train part of the accuracy benchmark's random split.
+
+For choosing defaults without touching the test split: each variant is fitted as in
+`benchmarks.accuracy` (same split, same 5% validation slice of the train part, early stopping
+off) and its per-epoch validation RMSE and examples/s are printed and written as JSON.
+
+    python -m benchmarks.tune --data ../shared/data/ml-1m \\
+        --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --epochs 8 \\
+        '{"history_dim": 32}' '{"history_dim": 64}'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.baselines import random_split
+from benchmarks.two_tower import fit_model
+from components.model import HParams
+from components.movielens_files import load_movielens
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tune", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("variants", nargs="+", metavar="JSON", help='hyperparameter overrides, e.g. \'{"history_dim": 32}\'')
+    parser.add_argument("--data", required=True, help="MovieLens folder (users/movies/ratings files)")
+    parser.add_argument("--ratings", help="ratings CSV instead of the folder's ratings file")
+    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", type=Path, help="JSON file for the results")
+    args = parser.parse_args(argv)
+    try:
+        variants = [json.loads(v) for v in args.variants]
+        hparams = [HParams.from_dict({"seed": args.seed, "epochs": args.epochs, "patience": args.epochs, **v})
+                   for v in variants]
+    except (json.JSONDecodeError, TypeError, ValueError) as error:
+        parser.error(f"bad variant: {error}")
+    data = load_movielens(args.data, ratings_csv=args.ratings)
+    train_idx, _ = random_split(len(data.ratings.rating), args.test_fraction, args.seed)
+    results = []
+    for variant, hp in zip(variants, hparams):
+        history = fit_model(data, train_idx, hp, verbose=0).history
+        rates = sorted(history["examples_per_second"])
+        results.append({"variant": variant, "val_rmse": [round(x, 4) for x in history["val_rmse"]],
+                        "examples_per_second": [round(x) for x in history["examples_per_second"]],
+                        "examples_per_second_median": round(rates[len(rates) // 2])})
+        print(json.dumps(results[-1]), flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"data": args.data, "test_fraction": args.test_fraction, "seed": args.seed,
+                                        "epochs": args.epochs, "results": results}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
