@@ -234,6 +234,18 @@ def _feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | N
     ], name=name)
 
 
+def _segment_sum(table: tf.Tensor, ids: tf.Tensor, segments: tf.Tensor, n: tf.Tensor) -> tf.Tensor:
+    """tf.sparse.segment_sum(table, ids, segments, n) (segments sorted), safe when ids is empty.
+
+    With no ids, TF 2.21's CPU gradient of SparseSegmentSum returns uninitialised memory
+    (garbage, then NaN through the L2 penalty) instead of zeros; one extra entry (row 0 into
+    an extra segment, dropped) keeps the input non-empty and adds nothing.
+    """
+    ids = tf.concat([ids, tf.zeros([1], ids.dtype)], 0)
+    segments = tf.concat([segments, tf.reshape(tf.cast(n, segments.dtype), [1])], 0)
+    return tf.sparse.segment_sum(table, ids, segments, num_segments=n + 1)[:-1]
+
+
 class UserHistory(keras.layers.Layer):
     """A user's training ratings as one vector: [sum_j y_j, sum_j (r_uj - mean) x_j] / sqrt(n).
 
@@ -285,11 +297,10 @@ class UserHistory(keras.layers.Layer):
         rows, n = entries.value_rowids(), tf.shape(users, out_type=tf.int64)[0]
         movies = tf.gather(self.movies, entries.flat_values)
         n_levels = tf.shape(self.levels, out_type=tf.int64)[0]
-        by_level = tf.sparse.segment_sum(self.explicit.embeddings, movies,
-                                         rows * n_levels + tf.gather(self.entry_levels, entries.flat_values),
-                                         num_segments=n * n_levels)
+        by_level = _segment_sum(self.explicit.embeddings, movies,
+                                rows * n_levels + tf.gather(self.entry_levels, entries.flat_values), n * n_levels)
         by_level = tf.reshape(by_level, [n, n_levels, -1]) * (self.levels - self.global_mean)[None, :, None]
-        sums = tf.concat([tf.sparse.segment_sum(self.implicit.embeddings, movies, rows, num_segments=n),
+        sums = tf.concat([_segment_sum(self.implicit.embeddings, movies, rows, n),
                           tf.reduce_sum(by_level, axis=1)], -1)
         sums, counts = tf.gather(sums, index), tf.cast(tf.gather(ends - starts, index), sums.dtype)
         if target_ratings is not None:  # leave the example's own rating out

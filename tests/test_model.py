@@ -131,6 +131,17 @@ def test_history_sums_match_numpy_with_half_star_ratings():
         np.testing.assert_allclose(got[row], expected / np.sqrt(n), rtol=1e-5, atol=1e-5)
 
 
+def test_history_gradient_is_zero_for_users_without_ratings():
+    # TF's SparseSegmentSum gradient is garbage for an empty input; the layer must give zeros
+    for history in (RatingHistory.empty(VOCAB),
+                    RatingHistory.from_ratings(np.array([2]), np.array([4]), np.array([5.0]), VOCAB)):
+        layer = _history_model(history).user_tower.history
+        with tf.GradientTape() as tape:
+            total = tf.reduce_sum(layer(np.array([9, 11])))  # neither has ratings
+        for gradient in tape.gradient(total, [layer.implicit.embeddings, layer.explicit.embeddings]):
+            np.testing.assert_array_equal(tf.convert_to_tensor(gradient).numpy(), 0.0)
+
+
 def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
     history = RatingHistory.from_ratings(np.array([2, 2, 5]), np.array([1, 3, 3]), np.array([5., 1., 4.]), VOCAB)
     with_history, empty = _history_model(history), _history_model(None)
