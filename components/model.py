@@ -29,7 +29,8 @@ and per-example L2 on tower outputs / biases, and an exponential moving average 
 
 Speed: the title LSTM dominates the cost. A batch holds far fewer distinct movies than
 examples, so the movie tower runs the LSTM once per distinct movie in the batch and gathers
-the result back (`_unique_rows`); gradients flow through the gather unchanged.
+the result back (`_unique_rows`); gradients flow through the gather unchanged. The user
+history comes second; it too runs once per distinct user, as fused sparse segment sums.
 """
 from __future__ import annotations
 
