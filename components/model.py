@@ -128,9 +128,10 @@ class HParams:
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
     # User-tower input from the user's training ratings (SVD++-style): which movies and how far
     # from the mean, history_dim-d sums / sqrt(count), via a dense block of history_hidden units
-    # (0: linear, straight into the tower's output). 32: on ML-1M as accurate as 64 at about
-    # two thirds of its cost (`python -m benchmarks.tune` compares them);
-    # ML-100K uses 64 (benchmarks/accuracy.py DATASET_HPARAMS).
+    # (0: linear, straight into the tower's output). 32: on ML-1M as accurate as 64 (validation
+    # RMSE after 8 epochs 0.8433 vs 0.8432, `python -m benchmarks.tune`, results/tune.json) with
+    # half the history work per rating; the examples/s gap there was within this host's
+    # run-to-run noise. ML-100K uses 64 (benchmarks/accuracy.py DATASET_HPARAMS).
     history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
     # In-batch sampled softmax (logQ-corrected, logits = <u, m> / temperature) on the first
