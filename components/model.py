@@ -17,8 +17,9 @@ Shape of the model:
   rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
 The retrieval score is exactly the towers' inner product, so FAISS inner-product search over
-movie embeddings ranks movies for a user as the model does (biases aside). A second loss
-(HParams.retrieval_weight: in-batch sampled softmax with logQ correction) trains that inner
+movie embeddings ranks movies for a user as the model does (biases aside). An optional second
+loss (HParams.retrieval_weight, off by default and on for ML-100K: in-batch sampled softmax
+with logQ correction) trains that inner
 product to rank the movies a user watches first; the user and movie biases soak up the
 per-movie offset it adds, so the rating stays calibrated (benchmarks/ranking.py measures it).
 
