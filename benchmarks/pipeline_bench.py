@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rates = history.get("examples_per_second") or []
     whole = {**common, "seconds_per_component": components, "seconds_total": round(total, 2),
              "train_examples": history.get("train_examples"), "epochs_run": len(history.get("loss", [])),
-             "train_examples_per_second_median": round(sorted(rates)[len(rates) // 2]) if rates else None,
+             "train_examples_per_second_median": round(statistics.median_high(rates)) if rates else None,
              "train_examples_per_second_per_epoch": [round(r) for r in rates],
              # examples/s times the training steps; these are whole epochs, validation included
              "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],

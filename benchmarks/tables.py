@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,8 +34,8 @@ def accuracy(rows) -> list[str]:
 
 
 def _epoch_seconds(result) -> str:
-    seconds = sorted(result.get("seconds_per_epoch") or [])
-    return f" (a whole epoch, validation included: median {seconds[len(seconds) // 2]:.1f} s)" if seconds else ""
+    seconds = result.get("seconds_per_epoch")
+    return f" (a whole epoch, validation included: median {statistics.median_high(seconds):.1f} s)" if seconds else ""
 
 
 def pipeline(result, title: str) -> list[str]:

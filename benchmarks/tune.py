@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -45,10 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for variant, hp in zip(variants, hparams):
         history = fit_model(data, train_idx, hp, verbose=0).history
-        rates = sorted(history["examples_per_second"])
         results.append({"variant": variant, "val_rmse": [round(x, 4) for x in history["val_rmse"]],
                         "examples_per_second": [round(x) for x in history["examples_per_second"]],
-                        "examples_per_second_median": round(rates[len(rates) // 2])})
+                        "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))})
         print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

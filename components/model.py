@@ -256,7 +256,7 @@ class UserHistory(keras.layers.Layer):
     rating history itself lives in non-trainable weights (`RatingHistory`). It is computed
     once per distinct user of a batch and gathered back.
 
-    Speed: the distinct users of a 4,096-example ML-1M batch hold ~420k ratings, so these sums
+    Speed: the distinct users of a 4,096-example ML-1M batch hold most training ratings, so these sums
     are the model's second-largest cost after the title LSTM. Both are fused sparse segment
     sums (gather and add in one kernel, no [ratings, d] intermediate): the rated-movie sum by
     user, and the rating-weighted one by (user, rating level), each user's ratings being
@@ -284,12 +284,12 @@ class UserHistory(keras.layers.Layer):
         self.levels = tf.constant(levels if len(levels) else np.array([global_mean]), tf.float32)
         # weights, not graph constants: saved once in the SavedModel's variables rather than
         # copied into every signature's graph; the NumPy arrays are not kept on the layer
-        for name, value, dtype in (("row_splits", history.row_splits, "int64"), ("movies", history.movies, "int64"),
-                                   ("levels", level_of.astype(np.int64), "int64")):
-            weight = self.add_weight(shape=value.shape, dtype=dtype, trainable=False, initializer="zeros",
+        for name, value in (("row_splits", history.row_splits), ("movies", history.movies),
+                            ("entry_levels", level_of)):
+            weight = self.add_weight(shape=value.shape, dtype="int64", trainable=False, initializer="zeros",
                                      name=f"history_{name}")
-            weight.assign(value)
-            setattr(self, f"entry_{name}" if name == "levels" else name, weight)
+            weight.assign(value.astype(np.int64))
+            setattr(self, name, weight)
 
     def call(self, user_ids, movie_ids=None, target_ratings=None):
         user_ids = tf.cast(user_ids, tf.int64)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import statistics
 from typing import Any
 
 METRICS = ("root_mean_squared_error", "mean_squared_error", "mean_absolute_error", "example_count")
@@ -91,7 +92,7 @@ def write_report(out_dir: str, *, version: str, blessed: bool, evaluation_uri: s
         lines += ["## Training", "", "![training curve](training_curve.png)", "",
                   f"- epochs run: {len(history.get('loss', []))}, best epoch: {(history.get('best_epoch') or 0) + 1}",
                   f"- best eval RMSE: {min(history.get('val_rmse') or [float('nan')]):.4f}",
-                  f"- training examples/s (median epoch): {sorted(rates)[len(rates) // 2]:.0f}" if rates else "",
+                  f"- training examples/s (median epoch): {statistics.median_high(rates):.0f}" if rates else "",
                   f"- train/eval examples: {history.get('train_examples')}/{history.get('eval_examples')}", "",
                   "## Hyperparameters", "", "```json", json.dumps(history.get("hparams", {}), indent=1), "```"]
     with open(os.path.join(out_dir, "metrics.json"), "w") as handle:
