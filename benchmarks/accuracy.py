@@ -30,7 +30,7 @@ TWO_TOWER = "two-tower + title LSTM (this project)"
 # committed); more dropout underfits ML-1M, so the defaults are ML-1M's.
 DATASET_HPARAMS: dict[str, dict] = {
     "ml-100k": {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5,
-                "history_dim": 64, "retrieval_weight": 0.1},
+                "history_dim": 64},
 }
 
 

@@ -78,6 +78,8 @@ class TwoTowerResult:
     user_table: dict[str, np.ndarray]
     movie_table: dict[str, np.ndarray]
     inputs: object = None  # callable: rating row indices -> model input columns
+    fit_idx: np.ndarray | None = None         # rating rows the model was fitted on (and its history built from)
+    validation_idx: np.ndarray | None = None  # rating rows held out for early stopping (never fitted)
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
@@ -123,4 +125,4 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()), history=ratings)
     history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
-                          movie_index, user_table, movie_table, inputs)
+                          movie_index, user_table, movie_table, inputs, fit_idx, val_idx)

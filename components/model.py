@@ -16,12 +16,14 @@ Shape of the model:
                 -> mean over real tokens -> concat -> dense D
   rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
-The retrieval score is exactly the towers' inner product, so FAISS inner-product search over
-movie embeddings ranks movies for a user as the model does (biases aside). An optional second
-loss (HParams.retrieval_weight, off by default and on for ML-100K: in-batch sampled softmax
-with logQ correction) trains that inner
-product to rank the movies a user watches first; the user and movie biases soak up the
-per-movie offset it adds, so the rating stays calibrated (benchmarks/ranking.py measures it).
+  retrieval   = <query(u), candidate(m)>: a second pair of towers (RetrievalTowers) with
+                disjoint weights: query = the user's training movies' embeddings summed / sqrt(n),
+                candidate = a movie vector plus a popularity bias, trained with a softmax over
+                the catalogue (HParams.retrieval_*). FAISS inner-product search over candidate
+                vectors ranks movies for a user exactly as this score does; the rating towers
+                then re-rank the top N (index.similarity: two-stage recommendations).
+The rating towers are trained by the MSE alone; the retrieval towers by the softmax alone, so
+adding retrieval costs no rating accuracy (benchmarks/ranking.py measures both).
 
 Regularisation: dropout after each feature block and on the title encoding (the LSTM mean, which
 is otherwise an unregularised 128-d per-movie code), L2 on weights, optional AdamW weight decay
@@ -47,6 +49,7 @@ USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
 MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
 MODEL_INPUTS = USER_INPUTS + MOVIE_INPUTS
 SHORT_TITLE = 6  # titles with at most this many words take the short LSTM pass
+RELEVANT_RATING = 4.0  # ratings at or above it are full-weight positives of the retrieval loss
 #: Training-only input: the example's own rating, removed from the user's history (below).
 TARGET_IN_HISTORY = "target_rating_in_history"
 
@@ -135,18 +138,15 @@ class HParams:
     # run-to-run noise. ML-100K uses 64 (benchmarks/accuracy.py DATASET_HPARAMS).
     history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
-    # In-batch sampled softmax (logQ-corrected, logits = <u, m> / temperature) on the first
-    # retrieval_queries examples of a batch, weighted against the MSE: trains the inner product
-    # to rank watched movies first; the biases absorb the per-movie offset it adds.
-    # Tuning runs (ML-100K, `benchmarks.accuracy` / `benchmarks.ranking --models two-tower` with
-    # --hparam; their JSON is not committed): history took 90/10 RMSE 0.894 -> 0.882; the
-    # retrieval loss took HR@10 0.30 -> 0.75 at weight 0.1, T 0.2 with no RMSE cost, while
-    # weight 1 at T 1 reached 0.81 but cost 0.04 RMSE. On ML-1M at batch 4096, weight 0.1
-    # slows the rating fit (validation RMSE after 8 epochs 0.8612 vs 0.8433 without,
-    # results/tune_retrieval.json and tune.json), so it is off by default; ML-100K (and so benchmarks.ranking) uses 0.1. Committed results: benchmarks/results/.
-    retrieval_weight: float = 0.0     # 0: rating loss only
-    retrieval_queries: int = 1024     # a quarter of a 4096 batch: keeps the softmax cheap
-    retrieval_temperature: float = 0.2
+    # Retrieval towers (RetrievalTowers): a softmax over the catalogue of each training
+    # example's movie given its user's other training movies. What each setting measured is in
+    # benchmarks/results/ranking_*.json and the README's ranking section.
+    retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
+    retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
+    retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
+    retrieval_low_rating_weight: float = 0.3  # weight of examples rated below RELEVANT_RATING
+    retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
+    retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
     seed: int = 0
 
     @classmethod
@@ -249,12 +249,58 @@ def _segment_sum(table: tf.Tensor, ids: tf.Tensor, segments: tf.Tensor, n: tf.Te
     return tf.sparse.segment_sum(table, ids, segments, num_segments=n + 1)[:-1]
 
 
+@dataclass
+class HistoryRows:
+    """The history entries of a batch's distinct users (HistoryTable.rows)."""
+
+    index: tf.Tensor         # [batch]: each example's row among the distinct users
+    n: tf.Tensor             # number of distinct users (int64 scalar)
+    segments: tf.Tensor      # [entries]: distinct-user row of each history entry (sorted)
+    movies: tf.Tensor        # [entries]: movie index of each entry
+    entry_levels: tf.Tensor  # [entries]: rating level (index into HistoryTable.levels)
+    counts: tf.Tensor        # [n]: ratings per distinct user (int64)
+
+
+class HistoryTable(keras.layers.Layer):
+    """Every user's training ratings (RatingHistory) as non-trainable weights, read by both the
+    rating tower's UserHistory and the retrieval query tower (RetrievalTowers).
+
+    Weights, not graph constants: saved once in the SavedModel's variables rather than copied
+    into every signature's graph, and shared by the two readers; the NumPy arrays are not kept.
+    """
+
+    def __init__(self, history: RatingHistory, global_mean: float, **kwargs):
+        super().__init__(**kwargs)
+        # the distinct rating values (5 in ML-1M, 10 with half stars); an empty history gets one
+        levels, level_of = np.unique(history.ratings, return_inverse=True)
+        self.levels = tf.constant(levels if len(levels) else np.array([global_mean]), tf.float32)
+        for name, value in (("row_splits", history.row_splits), ("movies", history.movies),
+                            ("entry_levels", level_of)):
+            weight = self.add_weight(shape=value.shape, dtype="int64", trainable=False, initializer="zeros",
+                                     name=f"history_{name}")
+            weight.assign(value.astype(np.int64))
+            setattr(self, name, weight)
+
+    def rows(self, user_ids) -> HistoryRows:
+        """The history entries of the distinct users among ``user_ids`` (each read once)."""
+        user_ids = tf.cast(user_ids, tf.int64)
+        positions, index = _unique_rows(user_ids)
+        users = tf.gather(user_ids, positions)
+        starts, ends = tf.gather(self.row_splits, users), tf.gather(self.row_splits, users + 1)
+        entries = tf.ragged.range(starts, ends)
+        return HistoryRows(index=index, n=tf.shape(users, out_type=tf.int64)[0],
+                           segments=entries.value_rowids(),
+                           movies=tf.gather(self.movies, entries.flat_values),
+                           entry_levels=tf.gather(self.entry_levels, entries.flat_values),
+                           counts=ends - starts)
+
+
 class UserHistory(keras.layers.Layer):
     """A user's training ratings as one vector: [sum_j y_j, sum_j (r_uj - mean) x_j] / sqrt(n).
 
     y (which movies were rated) and x (how they were rated) are per-movie embeddings; the
-    rating history itself lives in non-trainable weights (`RatingHistory`). It is computed
-    once per distinct user of a batch and gathered back.
+    rating history itself lives in non-trainable weights (`HistoryTable`, shared with the
+    retrieval query tower). It is computed once per distinct user of a batch and gathered back.
 
     Speed: the distinct users of a 4,096-example ML-1M batch hold most training ratings, so these sums
     are the model's second-largest cost after the title LSTM. Both are fused sparse segment
@@ -269,43 +315,28 @@ class UserHistory(keras.layers.Layer):
     out of the sums and the count, so the model cannot learn to read the answer back.
     """
 
-    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory, global_mean: float, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, table: "HistoryTable", global_mean: float, **kwargs):
         super().__init__(**kwargs)
         self.global_mean = float(global_mean)
+        self.table = table
         reg = keras.regularizers.L2(hp.id_l2)
         self.implicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name="rated_movie_embedding")
         self.explicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name="rating_embedding")
-        for table in (self.implicit, self.explicit):  # read as whole tables before any call
-            table.build()
-        # the distinct rating values (5 in ML-1M, 10 with half stars); an empty history gets one
-        levels, level_of = np.unique(history.ratings, return_inverse=True)
-        self.levels = tf.constant(levels if len(levels) else np.array([global_mean]), tf.float32)
-        # weights, not graph constants: saved once in the SavedModel's variables rather than
-        # copied into every signature's graph; the NumPy arrays are not kept on the layer
-        for name, value in (("row_splits", history.row_splits), ("movies", history.movies),
-                            ("entry_levels", level_of)):
-            weight = self.add_weight(shape=value.shape, dtype="int64", trainable=False, initializer="zeros",
-                                     name=f"history_{name}")
-            weight.assign(value.astype(np.int64))
-            setattr(self, name, weight)
+        for embedding in (self.implicit, self.explicit):  # read as whole tables before any call
+            embedding.build()
 
     def call(self, user_ids, movie_ids=None, target_ratings=None):
-        user_ids = tf.cast(user_ids, tf.int64)
-        positions, index = _unique_rows(user_ids)
-        users = tf.gather(user_ids, positions)
-        starts, ends = tf.gather(self.row_splits, users), tf.gather(self.row_splits, users + 1)
-        entries = tf.ragged.range(starts, ends)
-        rows, n = entries.value_rowids(), tf.shape(users, out_type=tf.int64)[0]
-        movies = tf.gather(self.movies, entries.flat_values)
-        n_levels = tf.shape(self.levels, out_type=tf.int64)[0]
-        by_level = _segment_sum(self.explicit.embeddings, movies,
-                                rows * n_levels + tf.gather(self.entry_levels, entries.flat_values), n * n_levels)
-        by_level = tf.reshape(by_level, [n, n_levels, -1]) * (self.levels - self.global_mean)[None, :, None]
-        sums = tf.concat([_segment_sum(self.implicit.embeddings, movies, rows, n),
+        rows = self.table.rows(user_ids)
+        levels = self.table.levels
+        n_levels = tf.shape(levels, out_type=tf.int64)[0]
+        by_level = _segment_sum(self.explicit.embeddings, rows.movies,
+                                rows.segments * n_levels + rows.entry_levels, rows.n * n_levels)
+        by_level = tf.reshape(by_level, [rows.n, n_levels, -1]) * (levels - self.global_mean)[None, :, None]
+        sums = tf.concat([_segment_sum(self.implicit.embeddings, rows.movies, rows.segments, rows.n),
                           tf.reduce_sum(by_level, axis=1)], -1)
-        sums, counts = tf.gather(sums, index), tf.cast(tf.gather(ends - starts, index), sums.dtype)
+        sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
         if target_ratings is not None:  # leave the example's own rating out
             residual = tf.cast(target_ratings, sums.dtype) - self.global_mean
             sums -= tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
@@ -314,7 +345,7 @@ class UserHistory(keras.layers.Layer):
 
 
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, history: RatingHistory, global_mean: float, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
         super().__init__(**kwargs)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
@@ -324,7 +355,7 @@ class UserTower(keras.layers.Layer):
         self.blocks = [_feature_block(hp, f"user_{n}") for n in ("id", "gender", "age", "occupation")]
         self.history = None
         if hp.history_dim > 0:
-            self.history = UserHistory(vocab, hp, history, global_mean, name="rating_history")
+            self.history = UserHistory(vocab, hp, table, global_mean, name="rating_history")
             # history_hidden 0: the history enters the output layer linearly (as in SVD++)
             self.history_block = (_feature_block(hp, "user_history", units=hp.history_hidden)
                                   if hp.history_hidden > 0 else None)
@@ -376,6 +407,92 @@ class MovieTower(keras.layers.Layer):
         return self.out(tf.concat(parts, axis=-1))
 
 
+class RetrievalTowers(keras.layers.Layer):
+    """A second pair of towers trained only to retrieve: which movies will this user watch?
+
+    query(u)     = sum over the user's training movies j of e_j / sqrt(n)   (R-d; the history
+                   of HistoryTable, leave-one-out in training like UserHistory)
+    candidate(m) = [c_m, b_m]: an R-d movie vector and a popularity bias
+    score(u, m)  = <query(u), c_m> + b_m, trained with a softmax over the movie catalogue
+
+    Why a separate pair: the rating towers regress ratings, and their inner product ranks
+    movies poorly (below most-popular on ML-1M); a softmax over the catalogue trains exactly
+    what the index ranks by. Its weights are disjoint from the rating towers', so the rating
+    loss and its accuracy are untouched (Adam scales each weight's step by its own gradient
+    history). The query reads only the user's history, an item-to-item model in the spirit of
+    EASE or a linear Mult-DAE, factorised so that FAISS can search it: the served query vector
+    is [query(u), 1] and the candidate vector [c_m, b_m], so their inner product is the score.
+    """
+
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, **kwargs):
+        super().__init__(**kwargs)
+        self.hp, self.table = hp, table
+        init = keras.initializers.RandomNormal(stddev=0.01, seed=hp.seed)
+        self.history_embed = keras.layers.Embedding(vocab.movies, hp.retrieval_dim, embeddings_initializer=init,
+                                                    name="query_movie_embedding")
+        self.candidate_embed = keras.layers.Embedding(vocab.movies, hp.retrieval_dim, embeddings_initializer=init,
+                                                      name="candidate_embedding")
+        self.candidate_bias = keras.layers.Embedding(vocab.movies, 1, embeddings_initializer="zeros",
+                                                     name="candidate_bias")
+        for embedding in (self.history_embed, self.candidate_embed, self.candidate_bias):
+            embedding.build()
+
+    def query(self, user_ids, leave_out_movie_ids=None) -> tf.Tensor:
+        """[batch, R] query vectors (without the trailing 1 of the served vector)."""
+        rows = self.table.rows(user_ids)
+        sums = _segment_sum(self.history_embed.embeddings, rows.movies, rows.segments, rows.n)
+        sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
+        if leave_out_movie_ids is not None:
+            sums -= self.history_embed(leave_out_movie_ids)
+            counts -= 1.0
+        return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
+
+    def served_query(self, user_ids) -> tf.Tensor:
+        """[batch, R + 1]: [query, 1], the vector the index searches with."""
+        q = self.query(user_ids)
+        return tf.concat([q, tf.ones_like(q[:, :1])], -1)
+
+    def served_candidate(self, movie_ids) -> tf.Tensor:
+        """[batch, R + 1]: [c_m, b_m], the vector the index holds."""
+        return tf.concat([self.candidate_embed(movie_ids), self.candidate_bias(movie_ids)], -1)
+
+    def loss(self, user_ids, movie_ids, ratings, log_sampling: tf.Tensor) -> tf.Tensor:
+        """Weighted softmax cross-entropy of each example's movie given its user's history.
+
+        The first retrieval_queries examples of the (shuffled) batch are the queries. Full
+        softmax over every movie when the catalogue has at most retrieval_full_softmax_max
+        movies; above that, a sampled softmax over the batch's distinct movies, each logit
+        corrected by the movie's log sampling share (logQ correction), so the learnt score
+        still estimates log p(movie | user) over the whole catalogue. Examples rated below
+        RELEVANT_RATING weigh retrieval_low_rating_weight: a watched-but-disliked movie is
+        weaker evidence of what to recommend. Per-example L2 (retrieval_l2) on the rows used.
+        """
+        hp = self.hp
+        users, movies = user_ids[:hp.retrieval_queries], tf.cast(movie_ids[:hp.retrieval_queries], tf.int64)
+        weights = tf.where(tf.cast(ratings[:hp.retrieval_queries], tf.float32) >= RELEVANT_RATING, 1.0,
+                           hp.retrieval_low_rating_weight)
+        query = self.query(users, movies)
+        n_movies = self.candidate_embed.input_dim
+        if n_movies <= hp.retrieval_full_softmax_max:
+            labels = movies
+            logits = (tf.matmul(query, self.candidate_embed.embeddings, transpose_b=True)
+                      + tf.transpose(self.candidate_bias.embeddings))
+        else:
+            all_movies = tf.cast(movie_ids, tf.int64)
+            positions, index = _unique_rows(all_movies)
+            candidates = tf.gather(all_movies, positions)
+            labels = index[:hp.retrieval_queries]
+            logits = tf.matmul(query, self.candidate_embed(candidates), transpose_b=True)
+            logits += tf.transpose(self.candidate_bias(candidates))
+            logits -= tf.gather(log_sampling, candidates)[None, :]
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        loss = tf.reduce_sum(weights * cross_entropy) / tf.reduce_sum(weights)
+        if hp.retrieval_l2 > 0:
+            used = tf.reduce_sum(tf.square(self.history_embed(movies)) + tf.square(self.candidate_embed(movies)), -1)
+            loss += hp.retrieval_l2 * tf.reduce_mean(used)
+        return loss
+
+
 class TwoTowerModel(keras.Model):
     """rating = <user_tower(u), movie_tower(m)> + b_u + b_m + global mean."""
 
@@ -387,7 +504,11 @@ class TwoTowerModel(keras.Model):
         #: TARGET_IN_HISTORY with the training examples the history was built from.
         self.reads_history = hp.history_dim > 0 and history is not None and len(history.movies) > 0
         history = history or RatingHistory.empty(vocab)
-        self.user_tower = UserTower(vocab, hp, history, global_mean, name="user_tower")
+        self.history_table = HistoryTable(history, global_mean, name="history_table")
+        self.user_tower = UserTower(vocab, hp, self.history_table, global_mean, name="user_tower")
+        #: the retrieval towers (None when HParams.retrieval_dim is 0)
+        self.retrieval = (RetrievalTowers(vocab, hp, self.history_table, name="retrieval")
+                          if hp.retrieval_dim > 0 else None)
         self.movie_tower = MovieTower(vocab, hp, name="movie_tower")
         bias_reg = keras.regularizers.L2(hp.id_l2)
         self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
@@ -414,24 +535,11 @@ class TwoTowerModel(keras.Model):
         if training and self.hp.output_l2 > 0:
             self.add_loss(self.hp.output_l2 * tf.reduce_mean(
                 tf.reduce_sum(tf.square(user), -1) + tf.reduce_sum(tf.square(movie), -1)))
-        if training and self.hp.retrieval_weight > 0:
-            self.add_loss(self.hp.retrieval_weight * self.retrieval_loss(inputs[f.MOVIE_ID_XF], user, movie))
+        ratings = inputs.get(TARGET_IN_HISTORY) if training else None
+        if ratings is not None and self.retrieval is not None and self.hp.retrieval_weight > 0:
+            self.add_loss(self.hp.retrieval_weight * self.retrieval.loss(
+                inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF], ratings, self.log_sampling))
         return self.score(inputs, user, movie, training=training)
-
-    def retrieval_loss(self, movie_ids, user, movie):
-        """Sampled softmax over the batch's distinct movies: each of the first
-        retrieval_queries examples' user should pick its own movie by <user, movie>.
-
-        The batch's movies are a popularity-weighted sample of the catalogue, so each logit is
-        corrected by the movie's log sampling share (logQ correction): the learnt inner product
-        then estimates log p(movie | user) over the full catalogue, popularity included."""
-        positions, index = _unique_rows(movie_ids)
-        candidates = tf.gather(movie, positions)
-        queries = user[: self.hp.retrieval_queries]
-        logits = tf.matmul(queries, candidates, transpose_b=True) / self.hp.retrieval_temperature
-        logits -= tf.gather(self.log_sampling, tf.gather(tf.cast(movie_ids, tf.int32), positions))[None, :]
-        labels = index[: self.hp.retrieval_queries]
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
 
     def score(self, inputs, user, movie, training=False):
         """Unclipped rating from tower outputs: inner product plus biases and global mean

@@ -6,10 +6,15 @@ users/movies files), and exposes these signatures:
 
   serving_default                 user_id, movie_id -> rating           (ids only)
   rate_with_features              all raw features  -> rating           (unseen users/movies)
-  user_embedding                  user_id  -> embedding [D]
-  movie_embedding                 movie_id -> embedding [D]
-  user_embedding_with_features    raw user features  -> embedding
-  movie_embedding_with_features   raw movie features -> embedding
+  user_embedding                  user_id  -> embedding [D], bias (user bias + global mean)
+  movie_embedding                 movie_id -> embedding [D], bias (movie bias)
+  user_embedding_with_features    raw user features  -> embedding, bias
+  movie_embedding_with_features   raw movie features -> embedding, bias
+                                  rating = clip(<user, movie> + user bias + movie bias, 1, 5)
+                                  when the model has no MLP head (HParams.head_units 0)
+  user_query_embedding            user_id  -> embedding [R + 1], the retrieval query
+  movie_candidate_embedding       movie_id -> embedding [R + 1], the retrieval candidate;
+                                  <query, candidate> is the retrieval score (RetrievalTowers)
   serving_tf_example              serialized tf.Examples (`examples`) -> outputs; TFMA uses it
   regress                         the same with TF-Serving's Regress names (`inputs` ->
                                   `outputs`) and method_name tensorflow/serving/regress, which
@@ -36,12 +41,15 @@ SIGNATURE_USER_EMBEDDING = "user_embedding"
 SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
 SIGNATURE_USER_EMBEDDING_FEATURES = "user_embedding_with_features"
 SIGNATURE_MOVIE_EMBEDDING_FEATURES = "movie_embedding_with_features"
+SIGNATURE_USER_QUERY = "user_query_embedding"
+SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
 SIGNATURE_TF_EXAMPLE = "serving_tf_example"
 SIGNATURE_REGRESS = "regress"
 REGRESS_INPUT = "inputs"
 REGRESS_METHOD = "tensorflow/serving/regress"
 RATING_OUTPUT = "rating"
 EMBEDDING_OUTPUT = "embedding"
+BIAS_OUTPUT = "bias"
 EXAMPLES_INPUT = "examples"
 REGRESS_OUTPUT = "outputs"
 
@@ -123,11 +131,21 @@ class ServingModule(tf.Module):
 
     def _user_vector(self, user: dict) -> dict:
         transformed = self._transform(self._raw(user, None, tf.shape(user[f.USER_ID])[0]))
-        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False)}
+        bias = tf.squeeze(self.model.user_bias(transformed[f.USER_ID_XF]), -1) + self.model.global_mean
+        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False), BIAS_OUTPUT: bias}
 
     def _movie_vector(self, movie: dict) -> dict:
         transformed = self._transform(self._raw(None, movie, tf.shape(movie[f.MOVIE_ID])[0]))
-        return {EMBEDDING_OUTPUT: self.model.movie_tower(transformed, training=False)}
+        bias = tf.squeeze(self.model.movie_bias(transformed[f.MOVIE_ID_XF]), -1)
+        return {EMBEDDING_OUTPUT: self.model.movie_tower(transformed, training=False), BIAS_OUTPUT: bias}
+
+    def _user_query(self, user_id: tf.Tensor) -> dict:
+        transformed = self._transform(self._raw({f.USER_ID: user_id}, None, tf.shape(user_id)[0]))
+        return {EMBEDDING_OUTPUT: self.model.retrieval.served_query(transformed[f.USER_ID_XF])}
+
+    def _movie_candidate(self, movie_id: tf.Tensor) -> dict:
+        transformed = self._transform(self._raw(None, {f.MOVIE_ID: movie_id}, tf.shape(movie_id)[0]))
+        return {EMBEDDING_OUTPUT: self.model.retrieval.served_candidate(transformed[f.MOVIE_ID_XF])}
 
     # --- signatures -------------------------------------------------------------------
     @tf.function(input_signature=[_IDS, _IDS])
@@ -145,6 +163,14 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[_IDS])
     def serve_movie_embedding(self, movie_id):
         return self._movie_vector(self._known_movie(movie_id))
+
+    @tf.function(input_signature=[_IDS])
+    def serve_user_query(self, user_id):
+        return self._user_query(user_id)
+
+    @tf.function(input_signature=[_IDS])
+    def serve_movie_candidate(self, movie_id):
+        return self._movie_candidate(movie_id)
 
     @tf.function(input_signature=[USER_FEATURE_SPECS])
     def serve_user_embedding_features(self, user):
@@ -182,7 +208,12 @@ class ServingModule(tf.Module):
             lambda movie_id, title, genres: self.serve_movie_embedding_features(
                 {f.MOVIE_ID: movie_id, f.TITLE: title, f.GENRES: genres}),
             input_signature=[_IDS, _STRINGS, _STRINGS])
+        retrieval = {} if self.model.retrieval is None else {
+            SIGNATURE_USER_QUERY: self.serve_user_query.get_concrete_function(),
+            SIGNATURE_MOVIE_CANDIDATE: self.serve_movie_candidate.get_concrete_function(),
+        }
         return {
+            **retrieval,
             SIGNATURE_DEFAULT: self.serve_ids.get_concrete_function(),
             SIGNATURE_RATE_WITH_FEATURES: rate_features.get_concrete_function(),
             SIGNATURE_USER_EMBEDDING: self.serve_user_embedding.get_concrete_function(),
@@ -197,7 +228,8 @@ class ServingModule(tf.Module):
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[int]) -> str:
+def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[int],
+                          retrieval: bool = False) -> str:
     """TF-Serving's warm-up file: PredictionLogs replayed before a version goes AVAILABLE.
 
     One request per signature that clients call by id (1 and 100 pairs for ratings), so the
@@ -217,6 +249,9 @@ def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[
             request(SIGNATURE_DEFAULT, user_id=users, movie_id=movies),
             request(SIGNATURE_USER_EMBEDDING, user_id=users[:10]),
             request(SIGNATURE_MOVIE_EMBEDDING, movie_id=movies[:10])]
+    if retrieval:
+        logs += [request(SIGNATURE_USER_QUERY, user_id=users[:10]),
+                 request(SIGNATURE_MOVIE_CANDIDATE, movie_id=movies[:10])]
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
@@ -247,4 +282,4 @@ def export(module: ServingModule, export_dir: str, user_ids: list[int], movie_id
     """Writes the SavedModel with every signature and its TF-Serving warm-up requests."""
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     mark_regress_signature(export_dir)
-    write_warmup_requests(export_dir, list(user_ids), list(movie_ids))
+    write_warmup_requests(export_dir, list(user_ids), list(movie_ids), retrieval=module.model.retrieval is not None)

@@ -155,22 +155,82 @@ def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
     np.testing.assert_allclose(ours[3::4], theirs[3::4], rtol=1e-6)
 
 
-def test_retrieval_loss_is_softmax_over_the_batch_movies_with_logq_correction():
-    history = RatingHistory.from_ratings(np.arange(12) % VOCAB.users, np.array([0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 6, 6]),
-                                         np.full(12, 4.0), VOCAB)
-    model = _history_model(history, retrieval_weight=1.0, retrieval_queries=5, retrieval_temperature=0.5)
-    rng = np.random.default_rng(0)
-    user = rng.normal(size=(8, 8)).astype(np.float32)
-    movie_ids = np.array([6, 0, 6, 2, 9, 0, 1, 3])
-    movie = rng.normal(size=(8, 8)).astype(np.float32)
-    movie[2], movie[5] = movie[0], movie[1]  # a movie's rows are equal, as the tower makes them
-    loss = float(model.retrieval_loss(tf.constant(movie_ids), tf.constant(user), tf.constant(movie)))
-    distinct = [6, 0, 2, 9, 1, 3]
-    counts = np.maximum(history.movie_counts, 1)
+def _retrieval_setup(**hp):
+    pairs = np.array([[2, 0], [2, 1], [2, 3], [5, 1], [5, 6], [7, 6], [7, 0], [7, 2], [7, 9]])
+    ratings = np.array([5., 2., 4., 4., 3., 5., 1., 4., 4.], np.float32)
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
+    model = _history_model(history, retrieval_dim=5, retrieval_queries=6, retrieval_low_rating_weight=0.25,
+                           retrieval_l2=0.01, **hp)
+    rng = np.random.default_rng(3)
+    towers = model.retrieval
+    for table in (towers.history_embed, towers.candidate_embed, towers.candidate_bias):
+        table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
+    return model, pairs, ratings
+
+
+def _numpy_queries(towers, pairs, users, leave_out=None):
+    e = towers.history_embed.embeddings.numpy()
+    out = []
+    for i, user in enumerate(users):
+        movies = [m for u, m in pairs if u == user]
+        if leave_out is not None:
+            movies.remove(leave_out[i])
+        out.append(e[movies].sum(0) / np.sqrt(max(len(movies), 1)) if movies else np.zeros(e.shape[1]))
+    return np.array(out)
+
+
+def test_retrieval_loss_is_a_weighted_full_softmax_over_the_catalogue_leaving_the_example_out():
+    model, pairs, ratings = _retrieval_setup()
+    towers = model.retrieval
+    order = np.array([4, 0, 7, 2, 8, 5, 1])  # 7 examples; the first 6 are the queries
+    users, movies, labels = pairs[order, 0], pairs[order, 1], ratings[order]
+    loss = float(towers.loss(tf.constant(users), tf.constant(movies), tf.constant(labels), model.log_sampling))
+    q = _numpy_queries(towers, pairs, users[:6], leave_out=movies[:6])
+    c, b = towers.candidate_embed.embeddings.numpy(), towers.candidate_bias.embeddings.numpy()[:, 0]
+    logits = q @ c.T + b
+    log_softmax = logits - (np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1))[:, None]
+    ce = -log_softmax[np.arange(6), movies[:6]]
+    w = np.where(labels[:6] >= 4, 1.0, 0.25)
+    e = towers.history_embed.embeddings.numpy()
+    l2 = 0.01 * np.mean((e[movies[:6]] ** 2).sum(1) + (c[movies[:6]] ** 2).sum(1))
+    assert loss == pytest.approx(float((w * ce).sum() / w.sum() + l2), rel=1e-5)
+
+
+def test_retrieval_loss_above_the_full_softmax_limit_is_in_batch_with_logq_correction():
+    model, pairs, ratings = _retrieval_setup(retrieval_full_softmax_max=10)  # 40 movies > 10
+    towers = model.retrieval
+    order = np.array([0, 3, 5, 1, 4, 8, 6])
+    users, movies, labels = pairs[order, 0], pairs[order, 1], ratings[order]
+    loss = float(towers.loss(tf.constant(users), tf.constant(movies), tf.constant(labels), model.log_sampling))
+    distinct = list(dict.fromkeys(movies.tolist()))
+    q = _numpy_queries(towers, pairs, users[:6], leave_out=movies[:6])
+    c, b = towers.candidate_embed.embeddings.numpy(), towers.candidate_bias.embeddings.numpy()[:, 0]
+    counts = np.maximum(np.bincount(pairs[:, 1], minlength=VOCAB.movies), 1)
     logq = np.log(counts / counts.sum())
-    expected = []
-    for i in range(5):
-        logits = np.array([user[i] @ movie[list(movie_ids).index(m)] / 0.5 - logq[m] for m in distinct])
-        target = distinct.index(movie_ids[i])
-        expected.append(np.log(np.exp(logits - logits.max()).sum()) + logits.max() - logits[target])
-    assert loss == pytest.approx(float(np.mean(expected)), rel=1e-5)
+    logits = q @ c[distinct].T + b[distinct] - logq[distinct]
+    targets = [distinct.index(m) for m in movies[:6]]
+    lse = np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1)
+    ce = lse - logits[np.arange(6), targets]
+    w = np.where(labels[:6] >= 4, 1.0, 0.25)
+    e = towers.history_embed.embeddings.numpy()
+    l2 = 0.01 * np.mean((e[movies[:6]] ** 2).sum(1) + (c[movies[:6]] ** 2).sum(1))
+    assert loss == pytest.approx(float((w * ce).sum() / w.sum() + l2), rel=1e-5)
+
+
+def test_served_retrieval_vectors_score_as_query_dot_candidate_plus_bias():
+    model, pairs, _ = _retrieval_setup()
+    towers = model.retrieval
+    users, movies = np.array([2, 7, 11]), np.arange(12)  # 11 has no ratings: a popularity-only query
+    query, candidate = towers.served_query(tf.constant(users)).numpy(), towers.served_candidate(tf.constant(movies)).numpy()
+    assert query.shape == (3, 6) and candidate.shape == (12, 6)
+    np.testing.assert_allclose(query[:, :5], _numpy_queries(towers, pairs, users), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(query[:, 5], 1.0)
+    c, b = towers.candidate_embed.embeddings.numpy(), towers.candidate_bias.embeddings.numpy()[:, 0]
+    np.testing.assert_allclose(query @ candidate.T, query[:, :5] @ c[movies].T + b[movies], rtol=1e-5, atol=1e-5)
+
+
+def test_retrieval_weights_are_disjoint_from_the_rating_model():
+    model, _, _ = _retrieval_setup()
+    retrieval = {id(w) for w in model.retrieval.trainable_weights}
+    rating_towers = model.user_tower.trainable_weights + model.movie_tower.trainable_weights
+    assert retrieval and not retrieval & {id(w) for w in rating_towers}

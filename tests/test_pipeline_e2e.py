@@ -115,6 +115,26 @@ def test_every_signature_answers_raw_values_including_unseen_ids(runs):
     assert 1 <= float(out[0]) <= 5
 
 
+def test_retrieval_and_bias_signatures_score_as_documented(runs):
+    """query . candidate is the retrieval score; <u, m> + biases, clipped, is served_default's rating."""
+    root, *_, versions = runs
+    model = tf.saved_model.load(str(root / "artifacts" / "serving" / "movielens" / versions[0]))
+    users, movies = tf.constant([1, 2, 3, 99_999], tf.int64), tf.constant([1, 3, 5, 99_999], tf.int64)
+    query = model.signatures["user_query_embedding"](user_id=users)["embedding"].numpy()
+    candidate = model.signatures["movie_candidate_embedding"](movie_id=movies)["embedding"].numpy()
+    rank = GOOD.get("retrieval_dim", 128)
+    assert query.shape == (4, rank + 1) and candidate.shape == (4, rank + 1)
+    np.testing.assert_allclose(query[:, -1], 1.0)  # the slot that carries the candidate's bias
+    assert np.isfinite(query).all() and np.isfinite(candidate).all()
+    assert not np.allclose(query[0], query[1])  # queries read each user's own history
+    user = model.signatures["user_embedding"](user_id=users)
+    movie = model.signatures["movie_embedding"](movie_id=movies)
+    decomposed = np.clip(np.sum(user["embedding"].numpy() * movie["embedding"].numpy(), 1)
+                         + user["bias"].numpy() + movie["bias"].numpy(), 1, 5)
+    served = model.signatures["serving_default"](user_id=users, movie_id=movies)["rating"].numpy()
+    np.testing.assert_allclose(decomposed, served, rtol=1e-4, atol=1e-4)
+
+
 def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
     data = tmp_path / "bad"
     synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)
@@ -153,6 +173,7 @@ def test_pushed_model_carries_tf_serving_warmup_requests(runs):
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(str(path))]
     signatures = [log.predict_log.request.model_spec.signature_name for log in logs]
     assert signatures.count("serving_default") == 2 and "user_embedding" in signatures
+    assert "user_query_embedding" in signatures and "movie_candidate_embedding" in signatures
     sizes = sorted(len(tf.make_ndarray(log.predict_log.request.inputs["user_id"])) for log in logs
                    if log.predict_log.request.model_spec.signature_name == "serving_default")
     assert sizes == [1, 100]
