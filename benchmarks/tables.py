@@ -77,12 +77,26 @@ def index(result) -> list[str]:
 
 def ranking(result) -> list[str]:
     split = result["split"]
-    lines = ["### Ranking (`python -m benchmarks.ranking`, full catalogue, test ratings ≥ 4)", "",
-             f"{result['dataset']}, random split {1 - split['test_fraction']:.0%}/{split['test_fraction']:.0%} seed {split['seed']}.", "",
-             "| model | HR@10 | NDCG@10 | Recall@50 |", "|---|---|---|---|"]
+    lines = [f"### Ranking on {result['dataset']} (`python -m benchmarks.ranking`, full catalogue, test ratings ≥ 4)", "",
+             f"{result['dataset']} ({result['catalogue']['ratings']:,} ratings), random split "
+             f"{1 - split['test_fraction']:.0%}/{split['test_fraction']:.0%} seed {split['seed']}; "
+             f"knobs chosen on validation data cut from the training split.", "",
+             "| model | NDCG@10 | HR@10 | Recall@50 | fit s | test RMSE |", "|---|---|---|---|---|---|"]
     for r in result["results"]:
-        lines.append(f"| {r['model']} | {r['HR@10']:.4f} | {r['NDCG@10']:.4f} | {r['Recall@50']:.4f} |")
+        rmse = f"{r['test_rmse']:.4f}" if "test_rmse" in r else ""
+        lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
+                     f"{r['fit_seconds']:.1f} | {rmse} |")
+    if result.get("similar_movies"):
+        lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 |", "|---|---|---|"]
+        lines += [f"| {r['source']} | {r['co_like@10']:.4f} | {r['hit@10']:.4f} |" for r in result["similar_movies"]]
     return lines
+
+
+def _rankings() -> list[str]:
+    blocks = []
+    for path in sorted(RESULTS.glob("ranking_*.json")):
+        blocks += ranking(json.loads(path.read_text())) + [""]
+    return blocks[:-1]
 
 
 SECTIONS: list[tuple[str, Callable]] = [
@@ -91,7 +105,6 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("pipeline.json", lambda r: pipeline(r, "Whole pipeline (`python -m benchmarks.pipeline_bench --size ml-1m --hparam epochs=15`)")),
     ("serving.json", serving),
     ("index.json", index),
-    ("ranking.json", ranking),
 ]
 
 
@@ -101,6 +114,9 @@ def render() -> str:
         result = _load(name)
         if result is not None:
             blocks.append("\n".join(fn(result)))
+    rankings = _rankings()
+    if rankings:
+        blocks.append("\n".join(rankings))
     return "\n\n".join(blocks)
 
 
