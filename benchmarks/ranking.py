@@ -1,38 +1,46 @@
-"""Top-N ranking quality of the similarity index: HR@10, NDCG@10 and Recall@50.
+"""Top-N ranking quality of the recommendations: HR@10, NDCG@10 and Recall@50, plus a check
+of the similar-movies lists.
 
-Why this benchmark: RMSE (benchmarks.baselines) says how well ratings are predicted, not
-whether the index puts the right movies at the top, which is what /recommendations serves.
-Here every user's held-out test movies rated >= 4 are the relevant items; the user's
-recommendations are the index's answer (``Similarity.recommend``, the exact code the service
-runs) over the *full* catalogue with the user's training movies excluded. A most-popular
-ranking (training rating counts, training movies excluded too) is the floor to beat.
+Why this benchmark: RMSE (benchmarks.accuracy) says how well ratings are predicted, not whether
+/recommendations puts the right movies first. Every user's held-out test movies rated >= 4 are
+the relevant items; a user's recommendations are ranked over the *full* catalogue with the
+user's training movies excluded. Rows:
 
-The model is pluggable: a ``ModelSource`` is any function from the training data to
-``index.embed.Embeddings`` (user and movie matrices). Built in:
+* ``EASE``: Steck's closed-form item-item model (benchmarks.ease), the bar to reach; its
+  lambda is chosen on a validation split cut from the training data, never on test.
+* ``PureSVD``: truncated SVD of the zero-filled rating matrix; its rank chosen on the same
+  validation split.
+* ``most popular``: training rating counts, the floor.
+* the two-tower model (benchmarks.two_tower, the pipeline's model fitted on the training
+  split), ranked through the index exactly as the service does (``index.similarity``):
+  - ``retrieval index``: stage one alone, FAISS inner product of the retrieval towers;
+  - ``two-stage``: FAISS top-N by retrieval score, re-ranked by retrieval score
+    + w * predicted rating; N is ``--candidates``, w is chosen on the model's own
+    early-stopping slice of the training data (never fitted on, never test);
+  - ``rating towers``: the rating towers' inner product, what the index ranked by before.
+  The two-tower rows also carry the model's test RMSE, so one run shows the rating target too.
 
-* ``mf`` / ``mf-bias``: ``benchmarks.baselines.MatrixFactorization`` fitted on the training
-  split, a stand-in until the two-tower model is plugged in. ``mf-bias`` appends the item
-  bias as one more dimension (user side 1.0), so the inner product equals the MF's predicted
-  rating up to the user's constant terms: the standard MIPS trick to rank with biases.
-* ``puresvd``: truncated SVD of the zero-filled rating matrix, a classic top-N baseline.
-* ``saved-model``: the pushed two-tower SavedModel (``--model-dir``). For a fair number it
-  must have been trained on this benchmark's training split (same ``random_split`` seed).
+Similar movies: for each movie's top-10 list (EASE's item-item weights, genre-only Jaccard,
+cosine in either of the two-tower model's spaces), how often the movie's training likers like
+the listed movies in the test split (benchmarks.similar_quality).
 
-Split: ``benchmarks.baselines.random_split`` over all ratings (seeded), the same split the
-rating baselines use.
+Split: ``benchmarks.baselines.random_split`` over all ratings (seeded), the same split as the
+rating benchmark (benchmarks.accuracy), so the two-tower fit of one matches the other's.
 
     python -m benchmarks.ranking --data ../shared/data/ml-100k
+    python -m benchmarks.ranking --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -47,8 +55,13 @@ from index.similarity import Similarity
 ModelSource = Callable[[MovieLensData], Embeddings]
 
 RELEVANT_RATING = 4.0
+RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "ranking.json"
+VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
+EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 4000.0)
+PURESVD_RANKS = (10, 25, 50, 100, 200)
+RERANK_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_CANDIDATES = 200
 DEFINITIONS = {
     "relevant": "test-split movies the user rated >= 4",
     "candidates": "every movie of the catalogue except the user's training-split movies",
@@ -56,10 +69,129 @@ DEFINITIONS = {
     "NDCG@10": "binary-relevance DCG@10 / ideal DCG@10 (ideal: min(|relevant|, 10) hits first)",
     "Recall@50": "|top 50 & relevant| / |relevant|, averaged over users",
     "users": "users with at least one relevant test movie",
+    "validation": "knobs (EASE lambda, PureSVD rank, the two-stage weight) are chosen on data cut "
+                  "from the training split; the test split is only scored",
+    "co_like@10": "for a movie's top-10 similar movies: the share of the movie's training likers "
+                  "(rating >= 4) who like each listed movie in the test split, averaged",
+    "hit@10": "share of (training liker, movie) pairs where the liker likes at least one of the "
+              "movie's top-10 similar movies in the test split",
 }
 
 
-# --- model sources -----------------------------------------------------------------------
+# --- data ----------------------------------------------------------------------------------
+def split(data: MovieLensData, test_fraction: float, seed: int) -> tuple[MovieLensData, Ratings]:
+    """(training data set, test ratings) by ``random_split`` over all ratings."""
+    r = data.ratings
+    train_idx, test_idx = random_split(len(r), test_fraction, seed)
+    return dataclasses.replace(data, ratings=take(r, train_idx)), take(r, test_idx)
+
+
+def take(r: Ratings, idx: np.ndarray) -> Ratings:
+    return Ratings(r.user_id[idx], r.movie_id[idx], r.rating[idx], r.timestamp[idx])
+
+
+def relevant_test_items(test: Ratings) -> dict[int, set[int]]:
+    keep = test.rating >= RELEVANT_RATING
+    out: dict[int, set[int]] = {}
+    for u, m in zip(test.user_id[keep].tolist(), test.movie_id[keep].tolist()):
+        out.setdefault(u, set()).add(m)
+    return out
+
+
+def dataset_name(data_dir: Path) -> str:
+    """A repo-neutral name for results: the folder's name (``ml-1m``), never an absolute path."""
+    return Path(data_dir).resolve().name
+
+
+# --- metrics -------------------------------------------------------------------------------
+def ranking_metrics(ranked: Mapping[int, Sequence[int]],
+                    relevant: Mapping[int, set[int]]) -> dict[str, float]:
+    """HR@10, NDCG@10, Recall@50 averaged over the users of ``relevant``."""
+    discounts = 1.0 / np.log2(np.arange(2, 12))
+    hr, ndcg, recall = [], [], []
+    for user, items in relevant.items():
+        top = list(ranked.get(user, ()))
+        hits10 = np.array([m in items for m in top[:10]], float)
+        hr.append(float(hits10.any()))
+        ideal = discounts[:min(len(items), 10)].sum()
+        ndcg.append(float((hits10 * discounts[:len(hits10)]).sum() / ideal))
+        recall.append(len(items.intersection(top[:50])) / len(items))
+    return {"HR@10": float(np.mean(hr)), "NDCG@10": float(np.mean(ndcg)),
+            "Recall@50": float(np.mean(recall)), "users": len(relevant)}
+
+
+def most_popular(train: MovieLensData, users: Sequence[int], n: int = 50) -> dict[int, list[int]]:
+    """Movies by training rating count, each user's training movies removed."""
+    movie_ids = np.array(sorted(train.movies), np.int64)
+    counts = np.zeros(len(movie_ids))
+    np.add.at(counts, np.searchsorted(movie_ids, train.ratings.movie_id), 1)
+    order = movie_ids[np.argsort(-counts, kind="stable")].tolist()
+    seen: dict[int, set[int]] = {}
+    for u, m in zip(train.ratings.user_id.tolist(), train.ratings.movie_id.tolist()):
+        seen.setdefault(u, set()).add(m)
+    out = {}
+    for user in users:
+        s = seen.get(user, set())
+        out[user] = [m for m in order[:n + len(s)] if m not in s][:n]
+    return out
+
+
+# --- ranking through the index (the service's own code) ------------------------------------
+@contextlib.contextmanager
+def indexed(embeddings: Embeddings, train: MovieLensData, index_type: str = "flat",
+            workdir: Path | None = None) -> Iterator[tuple[Similarity, dict]]:
+    """An index version built like the export job's, its seen map from ``train``'s ratings."""
+    seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids, train.ratings.user_id,
+                             train.ratings.movie_id)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        result = build_index_version(
+            Path(tmp), "benchmark", embeddings,
+            metadata.user_records(embeddings.user_ids.tolist(), train.users),
+            metadata.movie_records(embeddings.movie_ids.tolist(), train.movies), seen,
+            ann.AnnConfig(index_type=index_type), Gate(min_recall=0.0, max_latency_ms=1e9))
+        yield Similarity.load(result.folder), result.manifest
+
+
+def rank_through(similarity: Similarity, users: Sequence[int], n: int = 50,
+                 **recommend: object) -> tuple[dict[int, list[int]], float]:
+    """Each user's top n from ``Similarity.recommend`` (training movies excluded); ms per user."""
+    known = set(similarity.user_ids.tolist())
+    start = time.perf_counter()
+    ranked = {u: [h.id for h in similarity.recommend(u, n, exclude_seen=True, **recommend)]
+              for u in users if u in known}
+    return ranked, 1000 * (time.perf_counter() - start) / max(len(ranked), 1)
+
+
+def evaluate_source(name: str, source: ModelSource, train: MovieLensData,
+                    relevant: Mapping[int, set[int]], index_type: str = "flat",
+                    workdir: Path | None = None) -> dict:
+    """Embed with ``source``, build the index like the export job, rank through it, score."""
+    started = time.perf_counter()
+    embeddings = source(train)
+    fit_s = time.perf_counter() - started
+    with indexed(embeddings, train, index_type, workdir) as (similarity, manifest):
+        ranked, ms = rank_through(similarity, list(relevant))
+    return {"model": name, **ranking_metrics(ranked, relevant),
+            "dimension": embeddings.dimension, "index_type": index_type,
+            "index_recall_at_10": manifest["recall_at_10"], "fit_seconds": round(fit_s, 2),
+            "index_build_seconds": manifest["build_seconds"], "query_ms_per_user": round(ms, 4)}
+
+
+# --- validation: knobs are chosen on data cut from the training split ----------------------
+def validation_split(train: MovieLensData) -> tuple[MovieLensData, dict[int, set[int]]]:
+    """(the training data minus a validation cut, the cut's relevant movies per user)."""
+    fit, held_out = split(train, VALIDATION_FRACTION, VALIDATION_SEED)
+    return fit, relevant_test_items(held_out)
+
+
+def choose(name: str, grid: Sequence, score: Callable[[object], float]) -> tuple[object, list[dict]]:
+    """The grid value with the best validation NDCG@10, and every value's score."""
+    scores = [{name: value, "validation_NDCG@10": round(float(score(value)), 5)} for value in grid]
+    best = max(scores, key=lambda row: row["validation_NDCG@10"])
+    return best[name], scores
+
+
+# --- model sources -------------------------------------------------------------------------
 def mf_source(item_bias: bool = False, **mf_kwargs) -> ModelSource:
     """Biased MF fitted on the training ratings; users/movies without ratings get zero vectors."""
 
@@ -82,11 +214,7 @@ def mf_source(item_bias: bool = False, **mf_kwargs) -> ModelSource:
 
 
 def pure_svd_source(rank: int = 50) -> ModelSource:
-    """PureSVD (Cremonesi et al. 2010): truncated SVD of the zero-filled training rating matrix.
-
-    Not a rating predictor but a known strong top-N ranker; here as a sanity check that the
-    index + metric path can beat the popularity floor with plain inner products.
-    """
+    """PureSVD (Cremonesi et al. 2010): truncated SVD of the zero-filled training rating matrix."""
 
     def source(train: MovieLensData) -> Embeddings:
         import scipy.sparse as sp
@@ -104,155 +232,184 @@ def pure_svd_source(rank: int = 50) -> ModelSource:
     return source
 
 
-def two_tower_source(movie_bias: bool = False, **hparams) -> ModelSource:
-    """The pipeline's two-tower model trained on the training ratings (benchmarks.two_tower).
+def puresvd_row(train: MovieLensData, relevant: Mapping[int, set[int]], index_type: str) -> dict:
+    fit, relevant_val = validation_split(train)
 
-    Without movie_bias the vectors are the towers' outputs, exactly what the export job
-    indexes and /recommendations ranks by (the retrieval score). With movie_bias, the movie
-    vector gets the movie bias appended and the user vector a 1: the inner product is then
-    the model's predicted rating minus terms constant per user (ranking by predicted rating).
-    """
+    def score(rank: int) -> float:
+        return evaluate_source("", pure_svd_source(rank), fit, relevant_val, index_type)["NDCG@10"]
 
-    def source(train: MovieLensData) -> Embeddings:
-        from benchmarks.two_tower import fit_model
-        from components.model import HParams
-
-        result = fit_model(train, np.arange(len(train.ratings)), HParams.from_dict(hparams), verbose=0)
-        model = result.model
-        user_ids = np.array(sorted(result.user_index), np.int64)
-        movie_ids = np.array(sorted(result.movie_index), np.int64)
-        p = model.user_tower(result.user_table, training=False).numpy()
-        q = model.movie_tower(result.movie_table, training=False).numpy()
-        if movie_bias:
-            from components import features as f
-
-            b = model.movie_bias(result.movie_table[f.MOVIE_ID_XF]).numpy()
-            p = np.hstack([p, np.ones((len(p), 1), np.float32)])
-            q = np.hstack([q, b])
-        return Embeddings(user_ids, p, movie_ids, q)
-
-    return source
-
-
-def saved_model_source(model_dir: Path, batch_size: int = 1024) -> ModelSource:
-    """The pushed two-tower model's embedding signatures over every user and movie."""
-
-    def source(train: MovieLensData) -> Embeddings:
-        from index.embed import saved_model_embeddings
-
-        return saved_model_embeddings(Path(model_dir), sorted(train.users), sorted(train.movies),
-                                      batch_size, progress=False)
-
-    return source
-
-
-# --- metrics -----------------------------------------------------------------------------
-def ranking_metrics(ranked: Mapping[int, Sequence[int]],
-                    relevant: Mapping[int, set[int]]) -> dict[str, float]:
-    """HR@10, NDCG@10, Recall@50 averaged over the users of ``relevant``."""
-    discounts = 1.0 / np.log2(np.arange(2, 12))
-    hr, ndcg, recall = [], [], []
-    for user, items in relevant.items():
-        top = list(ranked.get(user, ()))
-        hits10 = np.array([m in items for m in top[:10]], float)
-        hr.append(float(hits10.any()))
-        ideal = discounts[:min(len(items), 10)].sum()
-        ndcg.append(float((hits10 * discounts[:len(hits10)]).sum() / ideal))
-        recall.append(len(items.intersection(top[:50])) / len(items))
-    return {"HR@10": float(np.mean(hr)), "NDCG@10": float(np.mean(ndcg)),
-            "Recall@50": float(np.mean(recall)), "users": len(relevant)}
-
-
-def relevant_test_items(test: Ratings) -> dict[int, set[int]]:
-    keep = test.rating >= RELEVANT_RATING
-    out: dict[int, set[int]] = {}
-    for u, m in zip(test.user_id[keep].tolist(), test.movie_id[keep].tolist()):
-        out.setdefault(u, set()).add(m)
-    return out
-
-
-def most_popular(train: MovieLensData, users: Sequence[int], n: int = 50) -> dict[int, list[int]]:
-    """Movies by training rating count, each user's training movies removed."""
-    movie_ids = np.array(sorted(train.movies), np.int64)
-    counts = np.zeros(len(movie_ids))
-    np.add.at(counts, np.searchsorted(movie_ids, train.ratings.movie_id), 1)
-    order = movie_ids[np.argsort(-counts, kind="stable")].tolist()
-    seen: dict[int, set[int]] = {}
-    for u, m in zip(train.ratings.user_id.tolist(), train.ratings.movie_id.tolist()):
-        seen.setdefault(u, set()).add(m)
-    out = {}
-    for user in users:
-        s = seen.get(user, set())
-        out[user] = [m for m in order[:n + len(s)] if m not in s][:n]
-    return out
-
-
-# --- benchmark ---------------------------------------------------------------------------
-def split(data: MovieLensData, test_fraction: float, seed: int) -> tuple[MovieLensData, Ratings]:
-    """(training data set, test ratings) by ``random_split`` over all ratings."""
-    r = data.ratings
-    train_idx, test_idx = random_split(len(r), test_fraction, seed)
-
-    def take(idx: np.ndarray) -> Ratings:
-        return Ratings(r.user_id[idx], r.movie_id[idx], r.rating[idx], r.timestamp[idx])
-
-    return dataclasses.replace(data, ratings=take(train_idx)), take(test_idx)
-
-
-def evaluate_source(name: str, source: ModelSource, train: MovieLensData,
-                    relevant: Mapping[int, set[int]], index_type: str = "flat",
-                    workdir: Path | None = None) -> dict:
-    """Embed with ``source``, build the index like the export job, rank through it, score."""
     started = time.perf_counter()
-    embeddings = source(train)
+    rank, scores = choose("rank", PURESVD_RANKS, score)
+    tuning_s = time.perf_counter() - started
+    row = evaluate_source(f"PureSVD (rank {rank}, chosen on validation)", pure_svd_source(rank), train,
+                          relevant, index_type)
+    return {**row, "params": {"rank": rank}, "validation": scores, "tuning_seconds": round(tuning_s, 2)}
+
+
+def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[dict, object]:
+    """EASE's row (lambda chosen on validation) and its item-item weights for similar movies."""
+    from benchmarks import ease
+
+    started = time.perf_counter()
+    lam, scores = ease.choose_lambda(train, EASE_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
+    tuning_s = time.perf_counter() - started
+    started = time.perf_counter()
+    weights = ease.fit_ease(ease.interaction_matrix(train), lam)
     fit_s = time.perf_counter() - started
-    seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids, train.ratings.user_id,
-                             train.ratings.movie_id)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        result = build_index_version(
-            Path(tmp), "benchmark", embeddings,
-            metadata.user_records(embeddings.user_ids.tolist(), train.users),
-            metadata.movie_records(embeddings.movie_ids.tolist(), train.movies), seen,
-            ann.AnnConfig(index_type=index_type), Gate(min_recall=0.0, max_latency_ms=1e9))
-        similarity = Similarity.load(result.folder)
-        start = time.perf_counter()
-        ranked = {u: [n.id for n in similarity.recommend(u, 50, exclude_seen=True)]
-                  for u in relevant if u in train.users}
-        query_s = time.perf_counter() - start
-    return {"model": name, **ranking_metrics(ranked, relevant),
-            "dimension": embeddings.dimension, "index_type": index_type,
-            "index_recall_at_10": result.manifest["recall_at_10"],
-            "fit_seconds": round(fit_s, 2),
-            "index_build_seconds": result.manifest["build_seconds"],
-            "query_ms_per_user": round(1000 * query_s / max(len(ranked), 1), 4)}
+    start = time.perf_counter()
+    ranked = ease.ease_rankings(train, list(relevant), lam, n=50, weights=weights)
+    ms = 1000 * (time.perf_counter() - start) / max(len(ranked), 1)
+    row = {"model": f"EASE (lambda {lam:g}, chosen on validation)", **ranking_metrics(ranked, relevant),
+           "fit_seconds": round(fit_s, 2), "tuning_seconds": round(tuning_s, 2),
+           "query_ms_per_user": round(ms, 4), "params": {"lambda": lam}, "validation": scores}
+    return row, weights
 
 
-def run(data_dir: Path, sources: Mapping[str, ModelSource], test_fraction: float = 0.2,
-        seed: int = 0, index_type: str = "flat", ratings_csv: Path | None = None) -> dict:
+def two_tower_embeddings(result) -> Embeddings:
+    """Every user's and movie's vectors in both of the model's spaces, plus the rating biases,
+    computed by the model's own layers (what the SavedModel's signatures return)."""
+    from components import features as f
+
+    model = result.model
+    user_ids = np.array(sorted(result.user_index), np.int64)
+    movie_ids = np.array(sorted(result.movie_index), np.int64)
+    users, movies = result.user_table[f.USER_ID_XF], result.movie_table[f.MOVIE_ID_XF]
+    retrieval = model.retrieval
+    return Embeddings(
+        user_ids, model.user_tower(result.user_table, training=False).numpy(),
+        movie_ids, model.movie_tower(result.movie_table, training=False).numpy(),
+        user_bias=model.user_bias(users).numpy()[:, 0] + model.global_mean,
+        movie_bias=model.movie_bias(movies).numpy()[:, 0],
+        query_vectors=None if retrieval is None else retrieval.served_query(users).numpy(),
+        candidate_vectors=None if retrieval is None else retrieval.served_candidate(movies).numpy())
+
+
+def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, set[int]],
+                   hparams: dict, candidates: int, index_type: str) -> tuple[list[dict], Embeddings]:
+    """The pipeline's model fitted once on the training split, ranked three ways."""
+    from benchmarks.baselines import mae, rmse
+    from benchmarks.two_tower import fit_model
+    from components.model import HParams
+
+    hp = HParams.from_dict(hparams)
+    started = time.perf_counter()
+    result = fit_model(train, np.arange(len(train.ratings)), hp, verbose=2)
+    fit_s = time.perf_counter() - started
+    embeddings = two_tower_embeddings(result)
+    rating = predicted_ratings(embeddings, test.user_id, test.movie_id)
+    common = {"fit_seconds": round(fit_s, 2), "epochs_run": len(result.history.get("loss", [])),
+              "test_rmse": rmse(rating, test.rating), "test_mae": mae(rating, test.rating),
+              "hparams": hp.to_dict()}
+    rows = []
+    if embeddings.query_vectors is not None:
+        # the rerank weight, on the model's early-stopping slice: rated there, never fitted on
+        fit_part = dataclasses.replace(train, ratings=take(train.ratings, result.fit_idx))
+        relevant_val = relevant_test_items(take(train.ratings, result.validation_idx))
+        with indexed(embeddings, fit_part, index_type) as (similarity, _):
+            weight, scores = choose("rerank_weight", RERANK_WEIGHTS, lambda w: ranking_metrics(
+                rank_through(similarity, list(relevant_val), candidates=candidates, rerank_weight=w)[0],
+                relevant_val)["NDCG@10"])
+        with indexed(embeddings, train, index_type) as (similarity, manifest):
+            stage_one, ms_one = rank_through(similarity, list(relevant), candidates=candidates, rerank_weight=0.0)
+            two_stage, ms_two = rank_through(similarity, list(relevant), candidates=candidates,
+                                             rerank_weight=weight)
+        rows.append({"model": "two-tower retrieval index (stage one)", **ranking_metrics(stage_one, relevant),
+                     **common, "query_ms_per_user": round(ms_one, 4),
+                     "dimension": int(embeddings.query_vectors.shape[1])})
+        rows.append({"model": f"two-tower two-stage (top {candidates}, re-ranked, weight {weight:g})",
+                     **ranking_metrics(two_stage, relevant), **common, "query_ms_per_user": round(ms_two, 4),
+                     "params": {"candidates": candidates, "rerank_weight": weight}, "validation": scores})
+    rating_space = Embeddings(embeddings.user_ids, embeddings.user_vectors, embeddings.movie_ids,
+                              embeddings.movie_vectors)
+    with indexed(rating_space, train, index_type) as (similarity, _):
+        by_rating_towers, ms = rank_through(similarity, list(relevant))
+    rows.append({"model": "two-tower rating towers (inner product)", **ranking_metrics(by_rating_towers, relevant),
+                 **common, "query_ms_per_user": round(ms, 4), "dimension": embeddings.dimension})
+    return rows, embeddings
+
+
+def predicted_ratings(embeddings: Embeddings, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
+    """clip(<u, m> + user bias + movie bias, 1, 5): the served rating (no MLP head)."""
+    u = np.searchsorted(embeddings.user_ids, user_ids)
+    m = np.searchsorted(embeddings.movie_ids, movie_ids)
+    dot = np.einsum("ij,ij->i", embeddings.user_vectors[u], embeddings.movie_vectors[m])
+    return np.clip(dot + embeddings.user_bias[u] + embeddings.movie_bias[m], 1.0, 5.0)
+
+
+# --- similar movies --------------------------------------------------------------------------
+def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object | None,
+                       embeddings: Embeddings | None) -> list[dict]:
+    """co_like@10 / hit@10 of each similar-movies source (benchmarks.similar_quality)."""
+    from benchmarks import similar_quality as sq
+
+    movie_ids = np.array(sorted(train.movies), np.int64)
+    popularity = np.bincount(np.searchsorted(movie_ids, train.ratings.movie_id), minlength=len(movie_ids))
+    sources: dict[str, Callable[[], Mapping[int, Sequence[int]]]] = {
+        "genre-only (Jaccard, ties by popularity)":
+            lambda: sq.genre_similar_movies(train.movies, dict(zip(movie_ids.tolist(), popularity.tolist()))),
+    }
+    if ease_weights is not None:
+        from benchmarks import ease
+
+        sources["EASE item-item weights"] = lambda: ease.ease_similar_movies(ease_weights, movie_ids)
+    if embeddings is not None:
+        sources["two-tower rating space (cosine)"] = lambda: sq.cosine_similar_movies(
+            embeddings.movie_ids, embeddings.movie_vectors)
+        if embeddings.candidate_vectors is not None:
+            sources["two-tower retrieval space (cosine)"] = lambda: sq.cosine_similar_movies(
+                embeddings.movie_ids, embeddings.candidate_vectors)
+    rows = []
+    for name, neighbours in sources.items():
+        rows.append({"source": name, **sq.similar_movies_quality(neighbours(), train.ratings, test)})
+    return rows
+
+
+# --- the run ---------------------------------------------------------------------------------
+def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: float = 0.2, seed: int = 0,
+        index_type: str = "flat", ratings_csv: Path | None = None,
+        candidates: int = DEFAULT_CANDIDATES) -> dict:
     data = load_movielens(data_dir, ratings_csv=ratings_csv)
     train, test = split(data, test_fraction, seed)
     relevant = relevant_test_items(test)
-    rows = [evaluate_source(name, source, train, relevant, index_type)
-            for name, source in sources.items()]
+    rows: list[dict] = []
+    ease_weights = embeddings = None
+    if "ease" in models:
+        row, ease_weights = ease_row(train, relevant)
+        rows.append(row)
+    if "two-tower" in models:
+        tower_rows, embeddings = two_tower_rows(train, test, relevant, hparams, candidates, index_type)
+        rows += tower_rows
+    if "puresvd" in models:
+        rows.append(puresvd_row(train, relevant, index_type))
+    for name in models:
+        if name in ("mf", "mf-bias"):
+            rows.append(evaluate_source(f"MF (dot{' + item bias' if name == 'mf-bias' else ' product'})",
+                                        mf_source(item_bias=name == "mf-bias"), train, relevant, index_type))
     start = time.perf_counter()
     popular = most_popular(train, list(relevant))
     rows.append({"model": "most popular", **ranking_metrics(popular, relevant),
                  "fit_seconds": round(time.perf_counter() - start, 2)})
-    return {"dataset": data.source, "format": data.fmt,
+    return {"dataset": dataset_name(data_dir), "format": data.fmt,
+            "ratings_source": Path(ratings_csv).name if ratings_csv else None,
             "catalogue": {"users": len(data.users), "movies": len(data.movies),
                           "ratings": len(data.ratings)},
             "split": {"method": "benchmarks.baselines.random_split", "test_fraction": test_fraction,
                       "seed": seed, "train_ratings": len(train.ratings),
                       "test_ratings": len(test), "relevant_test_pairs":
                           int(sum(len(v) for v in relevant.values()))},
-            "definitions": DEFINITIONS, "results": rows}
+            "definitions": DEFINITIONS, "results": rows,
+            "similar_movies": similar_movie_rows(train, test, ease_weights, embeddings)}
 
 
 def format_table(report: dict) -> str:
-    lines = [f"{'model':<28}{'HR@10':>8}{'NDCG@10':>9}{'Recall@50':>11}{'users':>7}"]
+    lines = [f"{'model':<58}{'HR@10':>8}{'NDCG@10':>9}{'Recall@50':>11}{'fit s':>9}"]
     for r in report["results"]:
-        lines.append(f"{r['model']:<28}{r['HR@10']:>8.4f}{r['NDCG@10']:>9.4f}"
-                     f"{r['Recall@50']:>11.4f}{r['users']:>7}")
+        lines.append(f"{r['model']:<58}{r['HR@10']:>8.4f}{r['NDCG@10']:>9.4f}"
+                     f"{r['Recall@50']:>11.4f}{r['fit_seconds']:>9.1f}")
+    lines.append("")
+    lines.append(f"{'similar movies':<58}{'co_like@10':>11}{'hit@10':>8}")
+    for r in report["similar_movies"]:
+        lines.append(f"{r['source']:<58}{r['co_like@10']:>11.4f}{r['hit@10']:>8.4f}")
     return "\n".join(lines)
 
 
@@ -260,56 +417,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ranking", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help=f"MovieLens folder (default: {DEFAULT_DATA})")
+                        help="MovieLens folder (default: ../shared/data/ml-100k)")
     parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV instead")
-    parser.add_argument("--models", nargs="+", default=["two-tower", "mf", "mf-bias", "puresvd"],
-                        choices=("mf", "mf-bias", "puresvd", "two-tower", "two-tower-bias", "saved-model"),
-                        help="two-tower: the pipeline's model fitted on the training split, ranked by "
-                             "the towers' inner product as the index serves it; two-tower-bias: by "
-                             "predicted rating (inner product + movie bias)")
+    parser.add_argument("--models", nargs="+", default=["ease", "two-tower", "puresvd"],
+                        choices=("ease", "two-tower", "puresvd", "mf", "mf-bias"),
+                        help="most popular is always added (default: ease two-tower puresvd)")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
                         help="two-tower hyperparameter override (components.model.HParams)")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="SavedModel version folder for --models saved-model")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                        help=f"two-stage: FAISS candidates re-ranked per user (default: {DEFAULT_CANDIDATES})")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default: benchmarks/results/ranking_<dataset>.json)")
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data} does not exist (the real MovieLens files are not shipped; "
                      f"pass --data)")
+    if args.candidates < 1:
+        parser.error("--candidates must be >= 1")
     from pipeline.run import UserError, parse_hparams
 
     from benchmarks.accuracy import DATASET_HPARAMS
 
     try:  # the accuracy benchmark's per-dataset settings (by folder name), then --hparam
-        hparams = {**DATASET_HPARAMS.get(args.data.name, {}), **parse_hparams(args.hparam)}
+        hparams = {"seed": args.seed, **DATASET_HPARAMS.get(dataset_name(args.data), {}),
+                   **parse_hparams(args.hparam)}
     except UserError as error:
         parser.error(str(error))
-    sources: dict[str, ModelSource] = {}
-    for name in args.models:
-        if name == "mf":
-            sources["MF (dot product)"] = mf_source()
-        elif name == "mf-bias":
-            sources["MF (dot + item bias)"] = mf_source(item_bias=True)
-        elif name == "two-tower":
-            sources["two-tower (inner product)"] = two_tower_source(**hparams)
-        elif name == "two-tower-bias":
-            sources["two-tower (dot + movie bias)"] = two_tower_source(movie_bias=True, **hparams)
-        elif name == "puresvd":
-            sources["PureSVD (rank 50)"] = pure_svd_source()
-        else:
-            if args.model_dir is None:
-                parser.error("--models saved-model needs --model-dir")
-            sources[f"SavedModel {args.model_dir.name}"] = saved_model_source(args.model_dir)
-    report = run(args.data, sources, args.test_fraction, args.seed, args.index_type, args.ratings)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    report = run(args.data, args.models, hparams, args.test_fraction, args.seed, args.index_type,
+                 args.ratings, args.candidates)
+    out = args.out or RESULTS / f"ranking_{report['dataset']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(f"{report['dataset']}: {report['split']['test_ratings']:,} test ratings, "
           f"{report['split']['relevant_test_pairs']:,} relevant (>= 4) pairs; seed {args.seed}")
     print(format_table(report))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0
 
 

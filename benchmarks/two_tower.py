@@ -24,7 +24,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import features as f
 from components import preprocessing
-from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model
+from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from components.movielens_files import MovieLensData
 from components.trainer import fit, vocab_from_transform
 
@@ -123,6 +123,10 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     ratings = RatingHistory.from_ratings(user_table[f.USER_ID_XF][u[fit_idx]],
                                          movie_table[f.MOVIE_ID_XF][m[fit_idx]], labels[fit_idx], vocab)
     model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()), history=ratings)
+    user_x, movie_x = user_table[f.USER_ID_XF][u], movie_table[f.MOVIE_ID_XF][m]
+    retrieval = fit_retrieval(model, user_x[fit_idx], movie_x[fit_idx], user_x[val_idx], movie_x[val_idx],
+                              labels[val_idx])
     history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
+    history["retrieval"] = retrieval or {"method": "softmax" if model.retrieval is not None else "none"}
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
                           movie_index, user_table, movie_table, inputs, fit_idx, val_idx)

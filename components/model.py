@@ -147,6 +147,11 @@ class HParams:
     retrieval_low_rating_weight: float = 0.3  # weight of examples rated below RELEVANT_RATING
     retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
     retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
+    # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
+    # chosen on the eval split; used when the catalogue has at most retrieval_closed_form_max
+    # movies (the n x n inverse), else the softmax. "softmax": always train by the softmax.
+    retrieval_fit: str = "closed_form"
+    retrieval_closed_form_max: int = 20_000
     seed: int = 0
 
     @classmethod
@@ -427,6 +432,10 @@ class RetrievalTowers(keras.layers.Layer):
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, **kwargs):
         super().__init__(**kwargs)
         self.hp, self.table = hp, table
+        if hp.retrieval_fit not in ("closed_form", "softmax"):
+            raise ValueError(f"retrieval_fit must be 'closed_form' or 'softmax', got {hp.retrieval_fit!r}")
+        #: fitted in closed form (fit_closed_form, before training) instead of by the softmax
+        self.closed_form = hp.retrieval_fit == "closed_form" and vocab.movies <= hp.retrieval_closed_form_max
         init = keras.initializers.RandomNormal(stddev=0.01, seed=hp.seed)
         self.history_embed = keras.layers.Embedding(vocab.movies, hp.retrieval_dim, embeddings_initializer=init,
                                                     name="query_movie_embedding")
@@ -436,15 +445,30 @@ class RetrievalTowers(keras.layers.Layer):
                                                      name="candidate_bias")
         for embedding in (self.history_embed, self.candidate_embed, self.candidate_bias):
             embedding.build()
+        if self.closed_form:
+            self.trainable = False  # set by fit_closed_form; the optimiser never touches them
+
+    def fit_closed_form(self, query_table: np.ndarray, candidate_table: np.ndarray) -> None:
+        """Sets the towers to a factorised item-item model (components.item_item): query(u) =
+        sum of the user's movies' rows of ``query_table``, candidate(m) = ``candidate_table[m]``,
+        no bias, so <query, candidate> reproduces the item-item score."""
+        if not self.closed_form:
+            raise ValueError("these retrieval towers are trained by the softmax (HParams.retrieval_fit)")
+        self.history_embed.embeddings.assign(query_table)
+        self.candidate_embed.embeddings.assign(candidate_table)
+        self.candidate_bias.embeddings.assign(np.zeros_like(self.candidate_bias.embeddings.numpy()))
 
     def query(self, user_ids, leave_out_movie_ids=None) -> tf.Tensor:
-        """[batch, R] query vectors (without the trailing 1 of the served vector)."""
+        """[batch, R] query vectors (without the trailing 1 of the served vector): the history
+        sum, / sqrt(n) for the softmax-trained towers (the closed form is a plain sum)."""
         rows = self.table.rows(user_ids)
         sums = _segment_sum(self.history_embed.embeddings, rows.movies, rows.segments, rows.n)
         sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
         if leave_out_movie_ids is not None:
             sums -= self.history_embed(leave_out_movie_ids)
             counts -= 1.0
+        if self.closed_form:
+            return sums
         return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
 
     def served_query(self, user_ids) -> tf.Tensor:
@@ -536,7 +560,8 @@ class TwoTowerModel(keras.Model):
             self.add_loss(self.hp.output_l2 * tf.reduce_mean(
                 tf.reduce_sum(tf.square(user), -1) + tf.reduce_sum(tf.square(movie), -1)))
         ratings = inputs.get(TARGET_IN_HISTORY) if training else None
-        if ratings is not None and self.retrieval is not None and self.hp.retrieval_weight > 0:
+        if (ratings is not None and self.retrieval is not None and not self.retrieval.closed_form
+                and self.hp.retrieval_weight > 0):
             self.add_loss(self.hp.retrieval_weight * self.retrieval.loss(
                 inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF], ratings, self.log_sampling))
         return self.score(inputs, user, movie, training=training)
@@ -554,6 +579,23 @@ class TwoTowerModel(keras.Model):
             pair = tf.concat([user, movie, user * movie], axis=-1)
             rating = rating + tf.squeeze(self.head(pair, training=training), -1)
         return rating
+
+
+def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies: np.ndarray,
+                  eval_users: np.ndarray, eval_movies: np.ndarray, eval_ratings: np.ndarray) -> dict | None:
+    """Fits closed-form retrieval towers from the training interactions (vocabulary indices),
+    lambda chosen on the eval ratings; returns what was chosen, or None when the towers are
+    trained by the softmax instead (or absent)."""
+    from components import item_item
+
+    if model.retrieval is None or not model.retrieval.closed_form:
+        return None
+    matrix = item_item.interactions(train_users, train_movies, model.vocab.users, model.vocab.movies)
+    lam, scores = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
+    query, candidate = item_item.factorise(item_item.ease_weights(matrix, lam), model.hp.retrieval_dim)
+    model.retrieval.fit_closed_form(query, candidate)
+    return {"method": "closed_form (EASE, factorised)", "lambda": lam, "eval_ndcg_at_10_by_lambda": scores,
+            "rank": model.hp.retrieval_dim}
 
 
 def clip_rating(rating: tf.Tensor) -> tf.Tensor:

@@ -24,7 +24,8 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features as f
-from components.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model
+from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
+                              fit_retrieval)
 from components.movielens_files import load_movielens
 from components.signatures import ServingModule, export
 
@@ -140,9 +141,12 @@ def run_fn(fn_args) -> None:
 
     ratings = RatingHistory.from_ratings(train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], train[1], vocab)
     model = build_model(vocab, hp, global_mean=float(train[1].mean()), history=ratings)
+    retrieval = fit_retrieval(model, train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], evaluation[0][f.USER_ID_XF],
+                              evaluation[0][f.MOVIE_ID_XF], evaluation[1])
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
     history["hparams"] = hp.to_dict()
+    history["retrieval"] = retrieval or {"method": "softmax" if model.retrieval is not None else "none"}
     history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:

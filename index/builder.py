@@ -170,6 +170,12 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
     save_npy(folder / layout.MOVIE_IDS, e.movie_ids)
     save_npy(folder / layout.USER_VECTORS, e.user_vectors)
     save_npy(folder / layout.MOVIE_VECTORS, e.movie_vectors)
+    if e.can_rate:
+        save_npy(folder / layout.USER_BIAS, e.user_bias)
+        save_npy(folder / layout.MOVIE_BIAS, e.movie_bias)
+    if e.has_retrieval:
+        save_npy(folder / layout.QUERY_VECTORS, e.query_vectors)
+        save_npy(folder / layout.CANDIDATE_VECTORS, e.candidate_vectors)
     save_json(folder / layout.USERS_META, list(users_meta))
     save_json(folder / layout.MOVIES_META, list(movies_meta))
     indptr, seen_rows = seen
@@ -178,11 +184,13 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
     save_npy(folder / layout.SEEN_INDPTR, np.asarray(indptr, np.int64))
     save_npy(folder / layout.SEEN_MOVIES, np.asarray(seen_rows, np.int64))
 
-    movie_unit, user_unit = ann.l2_normalise(e.movie_vectors), ann.l2_normalise(e.user_vectors)
+    similar_users, similar_movies = e.similar_vectors()
+    movie_unit, user_unit = ann.l2_normalise(similar_movies), ann.l2_normalise(similar_users)
+    queries, candidates = e.search_vectors()
     plans = {  # index -> (database vectors, the queries it will be asked)
         "movies_cosine": (movie_unit, movie_unit),
         "users_cosine": (user_unit, user_unit),
-        "movies_ip": (e.movie_vectors, e.user_vectors),
+        "movies_ip": (candidates, queries),
     }
     entries = {}
     for name, (database, queries) in plans.items():
@@ -231,6 +239,11 @@ def build_index_version(
             "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "index_type": config.index_type,
             "dimension": embeddings.dimension,
+            "retrieval_dimension": (int(embeddings.query_vectors.shape[1]) if embeddings.has_retrieval
+                                    else None),
+            "similar_space": embeddings.similar_space,
+            "retrieval": embeddings.has_retrieval,  # movies_ip searches the retrieval space
+            "rerank": embeddings.can_rate,          # the rating terms are there to re-rank with
             "counts": {"users": len(embeddings.user_ids), "movies": len(embeddings.movie_ids),
                        "seen_pairs": int(len(seen[1]))},
             "indexes": indexes,

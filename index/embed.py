@@ -18,7 +18,12 @@ from components.features import MOVIE_ID, USER_ID
 
 SIGNATURE_USER_EMBEDDING = "user_embedding"
 SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
+SIGNATURE_USER_QUERY = "user_query_embedding"
+SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
 EMBEDDING_OUTPUT = "embedding"
+BIAS_OUTPUT = "bias"
+RATING_SPACE, RETRIEVAL_SPACE = "rating", "retrieval"
+SPACES = (RATING_SPACE, RETRIEVAL_SPACE)
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
@@ -32,12 +37,24 @@ class Embeddings:
 
     The benchmark's pluggable model sources return this too, so any model (the two-tower
     SavedModel, a matrix factorisation, random vectors) can be indexed the same way.
+
+    Two spaces. ``user_vectors`` / ``movie_vectors`` are the rating towers' outputs; with
+    ``user_bias`` (which includes the global mean) and ``movie_bias`` they give the predicted
+    rating clip(<u, m> + user_bias + movie_bias, 1, 5) that re-ranks candidates.
+    ``query_vectors`` / ``candidate_vectors`` are the retrieval towers' (R may differ from D):
+    <query, candidate> is the retrieval score that FAISS searches by. ``similar_space`` says
+    which space the cosine indexes (similar movies, similar users) are built from.
     """
 
     user_ids: np.ndarray       # int64 [n_users]
     user_vectors: np.ndarray   # float32 [n_users, D]
     movie_ids: np.ndarray      # int64 [n_movies]
     movie_vectors: np.ndarray  # float32 [n_movies, D]
+    user_bias: np.ndarray | None = None          # float32 [n_users]
+    movie_bias: np.ndarray | None = None         # float32 [n_movies]
+    query_vectors: np.ndarray | None = None      # float32 [n_users, R]
+    candidate_vectors: np.ndarray | None = None  # float32 [n_movies, R]
+    similar_space: str = RATING_SPACE
 
     def __post_init__(self) -> None:
         self.user_ids = np.asarray(self.user_ids, np.int64)
@@ -54,10 +71,51 @@ class Embeddings:
         for name, ids in (("user", self.user_ids), ("movie", self.movie_ids)):
             if len(np.unique(ids)) != len(ids):
                 raise ValueError(f"duplicate {name} ids")
+        if (self.user_bias is None) != (self.movie_bias is None):
+            raise ValueError("user_bias and movie_bias come together (the rating needs both)")
+        if self.user_bias is not None:
+            self.user_bias = np.ascontiguousarray(self.user_bias, np.float32).reshape(-1)
+            self.movie_bias = np.ascontiguousarray(self.movie_bias, np.float32).reshape(-1)
+            if len(self.user_bias) != len(self.user_ids) or len(self.movie_bias) != len(self.movie_ids):
+                raise ValueError("biases are not row-aligned with the ids")
+        if (self.query_vectors is None) != (self.candidate_vectors is None):
+            raise ValueError("query_vectors and candidate_vectors come together (one retrieval space)")
+        if self.query_vectors is not None:
+            self.query_vectors = np.ascontiguousarray(self.query_vectors, np.float32)
+            self.candidate_vectors = np.ascontiguousarray(self.candidate_vectors, np.float32)
+            if len(self.query_vectors) != len(self.user_ids) or len(self.candidate_vectors) != len(self.movie_ids):
+                raise ValueError("retrieval vectors are not row-aligned with the ids")
+            if self.query_vectors.shape[1] != self.candidate_vectors.shape[1]:
+                raise ValueError(f"query and candidate vectors differ in dimension "
+                                 f"({self.query_vectors.shape[1]} vs {self.candidate_vectors.shape[1]})")
+        if self.similar_space not in SPACES:
+            raise ValueError(f"similar_space must be one of {SPACES}, got {self.similar_space!r}")
+        if self.similar_space == RETRIEVAL_SPACE and self.query_vectors is None:
+            raise ValueError("similar_space 'retrieval' needs query and candidate vectors")
 
     @property
     def dimension(self) -> int:
         return int(self.movie_vectors.shape[1])
+
+    @property
+    def has_retrieval(self) -> bool:
+        return self.query_vectors is not None
+
+    @property
+    def can_rate(self) -> bool:
+        return self.user_bias is not None
+
+    def similar_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(user, movie) vectors of the space the cosine indexes use."""
+        if self.similar_space == RETRIEVAL_SPACE:
+            return self.query_vectors, self.candidate_vectors
+        return self.user_vectors, self.movie_vectors
+
+    def search_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(queries, database) of the recommendation index: retrieval space when present."""
+        if self.has_retrieval:
+            return self.query_vectors, self.candidate_vectors
+        return self.user_vectors, self.movie_vectors
 
 
 def model_versions(base_path: Path) -> list[int]:
@@ -109,6 +167,10 @@ class SavedModelTowers:
         self._loaded = loaded  # keeps the signatures' variables alive
         self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
         self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]
+        #: older pushes have neither the retrieval signatures nor the bias outputs
+        self.has_retrieval = all(s in loaded.signatures for s in (SIGNATURE_USER_QUERY, SIGNATURE_MOVIE_CANDIDATE))
+        self.has_bias = all(BIAS_OUTPUT in loaded.signatures[s].structured_outputs
+                            for s in (SIGNATURE_USER_EMBEDDING, SIGNATURE_MOVIE_EMBEDDING))
 
     @property
     def signatures(self):
@@ -123,31 +185,59 @@ class SavedModelTowers:
                       progress: bool = True) -> np.ndarray:
         return self._run(self._movie, MOVIE_ID, ids, batch_size, progress, "movie embeddings")
 
+    def user_biases(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
+        return self._run(self._user, USER_ID, ids, batch_size, progress, "user biases", BIAS_OUTPUT)
+
+    def movie_biases(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
+        return self._run(self._movie, MOVIE_ID, ids, batch_size, progress, "movie biases", BIAS_OUTPUT)
+
+    def query_vectors(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
+        return self._run(self._loaded.signatures[SIGNATURE_USER_QUERY], USER_ID, ids, batch_size, progress,
+                         "retrieval queries")
+
+    def candidate_vectors(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
+        return self._run(self._loaded.signatures[SIGNATURE_MOVIE_CANDIDATE], MOVIE_ID, ids, batch_size,
+                         progress, "retrieval candidates")
+
     def _run(self, signature: Callable, key: str, ids: Sequence[int], batch_size: int,
-             progress: bool, desc: str) -> np.ndarray:
+             progress: bool, desc: str, output: str = EMBEDDING_OUTPUT) -> np.ndarray:
         ids = np.asarray(ids, np.int64)
         chunks: list[np.ndarray] = []
         with _progress(len(ids), desc, progress) as bar:
             for start in range(0, len(ids), batch_size):
                 batch = ids[start:start + batch_size]
                 out = signature(**{key: self._tf.constant(batch, self._tf.int64)})
-                chunks.append(np.asarray(out[EMBEDDING_OUTPUT], np.float32))
+                chunks.append(np.asarray(out[output], np.float32))
                 bar.update(len(batch))
         if not chunks:
             raise ValueError(f"no ids to compute {desc} for")
         vectors = np.concatenate(chunks)
-        if vectors.ndim != 2 or len(vectors) != len(ids):
-            raise ValueError(f"{desc}: expected [{len(ids)}, D], got {vectors.shape}")
+        expected_ndim = 2 if output == EMBEDDING_OUTPUT else 1
+        if vectors.ndim != expected_ndim or len(vectors) != len(ids):
+            raise ValueError(f"{desc}: expected {len(ids)} rows of rank {expected_ndim}, got {vectors.shape}")
         if not np.isfinite(vectors).all():
             raise ValueError(f"{desc}: the model returned NaN/inf for some ids")
         return vectors
 
 
 def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: Sequence[int],
-                           batch_size: int = 1024, progress: bool = True) -> Embeddings:
-    """Both towers over every given id (sorted ids in, rows aligned with them out)."""
+                           batch_size: int = 1024, progress: bool = True,
+                           similar_space: str = RATING_SPACE) -> Embeddings:
+    """Every tower over every given id (sorted ids in, rows aligned with them out).
+
+    The retrieval vectors and rating biases come along when the SavedModel has them; an older
+    push without them gives rating-space vectors only (single-stage recommendations), and
+    ``similar_space`` then falls back to the rating space."""
     towers = SavedModelTowers(model_dir)
+    args = (batch_size, progress)
+    extra: dict = {}
+    if towers.has_bias:
+        extra.update(user_bias=towers.user_biases(user_ids, *args), movie_bias=towers.movie_biases(movie_ids, *args))
+    if towers.has_retrieval:
+        extra.update(query_vectors=towers.query_vectors(user_ids, *args),
+                     candidate_vectors=towers.candidate_vectors(movie_ids, *args))
     return Embeddings(user_ids=np.asarray(user_ids, np.int64),
-                      user_vectors=towers.user_vectors(user_ids, batch_size, progress),
+                      user_vectors=towers.user_vectors(user_ids, *args),
                       movie_ids=np.asarray(movie_ids, np.int64),
-                      movie_vectors=towers.movie_vectors(movie_ids, batch_size, progress))
+                      movie_vectors=towers.movie_vectors(movie_ids, *args),
+                      similar_space=similar_space if towers.has_retrieval else RATING_SPACE, **extra)

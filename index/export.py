@@ -6,9 +6,12 @@
    layout, what the Pusher writes) or ``--version``;
 2. read users, movies and ratings from ``--data`` (any folder ``load_movielens`` reads;
    ``--ratings`` swaps in a ratings CSV): the ratings are the "seen" map for exclude_seen;
-3. run the model's ``user_embedding`` / ``movie_embedding`` signatures over every user and
-   movie (batched, with a progress bar);
-4. ``index.builder``: cosine indexes (movies, users), an inner-product index (user -> movie),
+3. run the model's ``user_embedding`` / ``movie_embedding`` signatures (rating vectors and
+   biases) and ``user_query_embedding`` / ``movie_candidate_embedding`` (retrieval vectors)
+   over every user and movie (batched, with a progress bar);
+4. ``index.builder``: cosine indexes (movies, users) in the ``--similar-space``, an
+   inner-product index over the retrieval candidates (stage one of /recommendations; the
+   rating terms stored beside it re-rank),
    optional poster index; recall@10 vs exact search and p50 query latency; the gate decides
    whether ``LATEST`` moves.
 
@@ -25,6 +28,11 @@ from pathlib import Path
 from typing import Sequence
 
 from index import ann, layout, metadata
+from index.embed import RATING_SPACE, SPACES
+
+#: The space similar movies/users are searched in. benchmarks.ranking measures both spaces'
+#: similar-movies lists against held-out likes (results/ranking_*.json, "similar_movies").
+DEFAULT_SIMILAR_SPACE = RATING_SPACE
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -52,6 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("index")
     out.add_argument("--index-dir", type=Path, default=None,
                      help="where versions and LATEST live (default: <artifacts>/index)")
+    out.add_argument("--similar-space", choices=SPACES, default=DEFAULT_SIMILAR_SPACE,
+                     help="embedding space of the similar-movies/users indexes: the rating towers' "
+                          "or the retrieval towers' (default: %(default)s, the one that measured "
+                          "better in benchmarks.ranking); recommendations always search the "
+                          "retrieval space when the model has one")
     out.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat",
                      help="flat = exact; hnsw / ivf = approximate (default: flat)")
     out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree (default: 32)")
@@ -125,7 +138,15 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{args.data}: no users or no movies to index")
         user_ids, movie_ids = sorted(data.users), sorted(data.movies)
         embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, args.batch_size,
-                                            progress=not args.no_progress)
+                                            progress=not args.no_progress,
+                                            similar_space=args.similar_space)
+        if not embeddings.has_retrieval:
+            _log("this model has no retrieval signatures (an older push): recommendations rank by "
+                 "the rating towers' inner product, similar items in the rating space")
+        else:
+            _log(f"recommendations: FAISS over the retrieval space (R={embeddings.query_vectors.shape[1]})"
+                 f"{', re-ranked by predicted rating' if embeddings.can_rate else ''}; "
+                 f"similar movies/users: {embeddings.similar_space} space")
         seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
                                  data.ratings.user_id, data.ratings.movie_id)
         extra = None
@@ -171,7 +192,9 @@ def run(args: argparse.Namespace) -> int:
 def describe(result: BuildResult, index_dir: Path) -> str:
     """A short human summary of one build (printed by the job, useful in Kubeflow logs)."""
     m = result.manifest
-    lines = [f"index version {result.version} ({m['index_type']}, D={m['dimension']}): "
+    spaces = (f", retrieval R={m['retrieval_dimension']}, similar in the {m['similar_space']} space"
+              if m.get("retrieval") else "")
+    lines = [f"index version {result.version} ({m['index_type']}, D={m['dimension']}{spaces}): "
              f"{m['counts']['movies']:,} movies, {m['counts']['users']:,} users, "
              f"built in {m['build_seconds']:.1f} s"]
     for name, entry in m["indexes"].items():

@@ -23,20 +23,26 @@ from typing import Any, Mapping
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions Similarity reads: 1 had one embedding space and no rating terms
+READABLE_FORMAT_VERSIONS = (1, 2)
 
 # --- files of one version folder (all NumPy .npy, JSON or faiss.write_index; no pickle) ---
 USER_IDS = "user_ids.npy"              # int64 [n_users], row -> raw user id
 MOVIE_IDS = "movie_ids.npy"            # int64 [n_movies], row -> raw movie id
 USER_VECTORS = "user_vectors.npy"      # float32 [n_users, D], raw tower outputs
 MOVIE_VECTORS = "movie_vectors.npy"    # float32 [n_movies, D], raw tower outputs
+USER_BIAS = "user_bias.npy"            # float32 [n_users]: rating bias + global mean (optional)
+MOVIE_BIAS = "movie_bias.npy"          # float32 [n_movies]: rating bias (optional)
+QUERY_VECTORS = "query_vectors.npy"    # float32 [n_users, R]: retrieval queries (optional)
+CANDIDATE_VECTORS = "candidate_vectors.npy"  # float32 [n_movies, R]: retrieval candidates (optional)
 USERS_META = "users.json"              # list of demographics dicts, in row order
 MOVIES_META = "movies.json"            # list of title/year/genres dicts, in row order
 SEEN_INDPTR = "seen_indptr.npy"        # int64 [n_users + 1], CSR row pointers
 SEEN_MOVIES = "seen_movies.npy"        # int64 [n_seen], movie *rows* each user rated
 MOVIES_COSINE = "movies_cosine.faiss"  # inner product over L2-normalised movie vectors
 USERS_COSINE = "users_cosine.faiss"    # inner product over L2-normalised user vectors
-MOVIES_IP = "movies_ip.faiss"          # raw inner product: user vector -> movies
+MOVIES_IP = "movies_ip.faiss"          # raw inner product: query (or user) vector -> movies
 POSTERS_INDEX = "posters.faiss"        # optional: cosine over poster CNN features
 POSTER_IDS = "poster_ids.npy"          # int64, row -> raw movie id (movies with a poster)
 POSTER_VECTORS = "poster_vectors.npy"  # float32, L2-normalised poster features

@@ -5,7 +5,9 @@
 Endpoints (OpenAPI docs at /docs):
   GET /movies/{movie_id}/similar?k=10&by=embedding|posters   cosine-similar movies
   GET /users/{user_id}/similar?k=10                          cosine-similar users
-  GET /users/{user_id}/recommendations?k=10&exclude_seen=true  top movies by <user, movie>
+  GET /users/{user_id}/recommendations?k=10&exclude_seen=true&candidates=200&rerank_weight=0.5
+                  two-stage: FAISS top-N by retrieval score, re-ranked by
+                  retrieval score + rerank_weight * predicted rating
   GET /healthz    200 once an index is loaded (503 before)
   GET /version    model version and build facts of the index being served
 
@@ -30,13 +32,15 @@ from pydantic import BaseModel
 
 from index import layout
 from index.live import LiveIndex
-from index.similarity import BY_EMBEDDING, Neighbour, Similarity, UnknownIdError
+from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
+                              Neighbour, Similarity, UnknownIdError)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
 MAX_K = 1000
 
 K = Query(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
+MAX_RERANK_WEIGHT = 100.0
 
 
 # --- response models (they are the OpenAPI schema) --------------------------------------
@@ -86,16 +90,26 @@ class SimilarUsers(BaseModel):
     results: list[UserHit]
 
 
+class RecommendedMovie(MovieHit):
+    retrieval_score: float | None
+    predicted_rating: float | None
+
+
 class Recommendations(BaseModel):
     index_version: str
     model_version: str
     metric: str
+    stages: str
+    candidates: int
+    rerank_weight: float
     exclude_seen: bool
     seen_count: int
     query: UserInfo
     ids: list[int]
     scores: list[float]
-    results: list[MovieHit]
+    retrieval_scores: list[float | None]
+    predicted_ratings: list[float | None]
+    results: list[RecommendedMovie]
 
 
 # --- app ----------------------------------------------------------------------------------
@@ -105,7 +119,8 @@ def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
 
 
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
-               live: LiveIndex | None = None) -> FastAPI:
+               live: LiveIndex | None = None, candidates: int = DEFAULT_CANDIDATES,
+               rerank_weight: float = DEFAULT_RERANK_WEIGHT) -> FastAPI:
     """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
 
     The first load happens here, synchronously, so the app answers as soon as it exists;
@@ -113,6 +128,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     """
     live = live or LiveIndex(index_dir, verify=verify)
     live.refresh()
+    default_candidates, default_rerank_weight = int(candidates), float(rerank_weight)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -175,22 +191,39 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         return {**meta(s), "metric": "cosine", "query": query, **_hits(hits)}
 
     @app.get("/users/{user_id}/recommendations", response_model=Recommendations,
-             summary="Top movies for a user by <user, movie> inner product",
+             summary="Top movies for a user: FAISS candidates by retrieval score, re-ranked with "
+                     "the predicted rating",
              responses={404: {"description": "unknown user"}})
     async def recommendations(user_id: int = PathParam(..., description="MovieLens user id"),
                               k: int = K,
                               exclude_seen: bool = Query(
-                                  True, description="leave out movies the user rated")
+                                  True, description="leave out movies the user rated"),
+                              candidates: int = Query(
+                                  default_candidates, ge=1, le=MAX_CANDIDATES,
+                                  description="movies FAISS returns for re-ranking (raised to k)"),
+                              rerank_weight: float = Query(
+                                  default_rerank_weight, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
+                                  description="score = retrieval score + rerank_weight * predicted "
+                                              "rating (0: retrieval order)")
                               ) -> dict[str, Any]:
         s = snapshot()
         try:
-            hits = s.recommend(user_id, k, exclude_seen=exclude_seen)
+            hits = s.recommend(user_id, k, exclude_seen=exclude_seen, candidates=candidates,
+                               rerank_weight=rerank_weight)
             query = s.user(user_id)
             seen_count = len(s.seen(user_id))
         except UnknownIdError as error:
             raise HTTPException(status_code=404, detail=error.message) from None
-        return {**meta(s), "metric": "inner_product", "exclude_seen": exclude_seen,
-                "seen_count": seen_count, "query": query, **_hits(hits)}
+        stages = s.stages
+        metric = ("retrieval_score + rerank_weight * predicted_rating" if stages.endswith("rerank")
+                  else "inner_product")
+        return {**meta(s), "metric": metric, "stages": stages, "candidates": max(candidates, k),
+                "rerank_weight": rerank_weight, "exclude_seen": exclude_seen,
+                "seen_count": seen_count, "query": query, **_hits(hits),
+                "retrieval_scores": [n.retrieval_score for n in hits],
+                "predicted_ratings": [n.predicted_rating for n in hits],
+                "results": [{**n.info, "score": n.score, "retrieval_score": n.retrieval_score,
+                             "predicted_rating": n.predicted_rating} for n in hits]}
 
     @app.get("/healthz", summary="Liveness/readiness: 200 once an index is loaded")
     async def healthz() -> dict[str, Any]:
@@ -220,6 +253,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between LATEST checks; 0 disables reloading (default: 1)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip sha256 verification of index files on load")
+    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+                        help=f"two-stage recommendations: movies FAISS returns for re-ranking "
+                             f"(default: {DEFAULT_CANDIDATES}; a request's ?candidates= overrides)")
+    parser.add_argument("--rerank-weight", type=float, default=DEFAULT_RERANK_WEIGHT,
+                        help=f"weight w of the predicted rating in retrieval score + w * rating "
+                             f"(default: {DEFAULT_RERANK_WEIGHT}, chosen on validation data by "
+                             f"benchmarks.ranking; a request's ?rerank_weight= overrides)")
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads per FAISS query (default: 1: requests already run "
                              "concurrently, more threads only oversubscribe)")
@@ -244,7 +284,15 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faiss.omp_set_num_threads(max(1, args.faiss_threads))
     index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
-    app = create_app(index_dir, poll_interval_s=args.poll_interval, verify=not args.no_verify)
+    if not 1 <= args.candidates <= MAX_CANDIDATES:
+        print(f"error: --candidates must be in 1..{MAX_CANDIDATES}, got {args.candidates}", file=sys.stderr)
+        return 2
+    if not abs(args.rerank_weight) <= MAX_RERANK_WEIGHT:
+        print(f"error: --rerank-weight must be within ±{MAX_RERANK_WEIGHT:g}, got {args.rerank_weight}",
+              file=sys.stderr)
+        return 2
+    app = create_app(index_dir, poll_interval_s=args.poll_interval, verify=not args.no_verify,
+                     candidates=args.candidates, rerank_weight=args.rerank_weight)
     live: LiveIndex = app.state.live
     if live.current is None:
         print(f"warning: no index in {index_dir} yet ({live.last_error or 'no LATEST'}); "

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence, TextIO
 
 from index import layout
 from index.metadata import movie_label, user_label
-from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
+from index.similarity import (BY_EMBEDDING, BY_POSTERS, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, Neighbour,
+                              Similarity, UnknownIdError)
 
 
 def _movie_line(movie: Mapping[str, Any]) -> str:
@@ -28,7 +29,9 @@ def _table(title: str, neighbours: list[Neighbour], describe, out: TextIO) -> No
     if not neighbours:
         print("  (none)", file=out)
     for rank, n in enumerate(neighbours, 1):
-        print(f"  {rank:>3}. {n.score:8.4f}  #{n.id:<6} {describe(n.info)}", file=out)
+        scores = (f"  retrieval {n.retrieval_score:7.3f}  rating {n.predicted_rating:4.2f}"
+                  if n.predicted_rating is not None and n.retrieval_score is not None else "")
+        print(f"  {rank:>3}. {n.score:8.4f}{scores}  #{n.id:<6} {describe(n.info)}", file=out)
 
 
 def print_movie(similarity: Similarity, movie_id: int, k: int, by: str, out: TextIO) -> None:
@@ -47,7 +50,11 @@ def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
     _table(f"\n{k} most similar users (cosine):", similarity.similar_users(user_id, k),
            user_label, out)
     note = "rated movies excluded" if exclude_seen else "rated movies included"
-    _table(f"\nTop {k} recommended movies (inner product; {note}):",
+    how = {"retrieval+rerank": f"two-stage: top {DEFAULT_CANDIDATES} by retrieval score, re-ranked by "
+                               f"retrieval score + {DEFAULT_RERANK_WEIGHT:g} x predicted rating",
+           "retrieval": "retrieval score", "inner_product+rerank": "inner product, re-ranked by rating"
+           }.get(similarity.stages, "inner product")
+    _table(f"\nTop {k} recommended movies ({how}; {note}):",
            similarity.recommend(user_id, k, exclude_seen=exclude_seen), _movie_line, out)
 
 

@@ -20,6 +20,12 @@ from index import ann, layout
 
 BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"
+#: Two-stage recommendations: FAISS candidates per request, and the weight w of the predicted
+#: rating in `retrieval score + w * predicted rating`. Chosen on validation data by
+#: benchmarks.ranking (results/ranking_*.json, "params" of the two-stage rows).
+DEFAULT_CANDIDATES = 200
+DEFAULT_RERANK_WEIGHT = 0.5
+MAX_CANDIDATES = 2000
 
 
 class UnknownIdError(KeyError):
@@ -39,11 +45,18 @@ class UnknownIdError(KeyError):
 
 @dataclass(frozen=True)
 class Neighbour:
-    """One result: raw id, score (cosine or inner product) and its metadata record."""
+    """One result: raw id, score and its metadata record.
+
+    ``score`` is what the list is ordered by: a cosine for similar movies/users; for
+    recommendations, retrieval_score + rerank_weight * predicted_rating (or the plain inner
+    product of an index version without a retrieval space or rating terms).
+    """
 
     id: int
     score: float
     info: Mapping[str, Any]
+    retrieval_score: float | None = None
+    predicted_rating: float | None = None
 
 
 class _Table:
@@ -61,19 +74,24 @@ class Similarity:
     """An immutable, fully loaded index version. Build with ``Similarity.load(folder)``."""
 
     def __init__(self, folder: Path, manifest: dict[str, Any], users: _Table, movies: _Table,
-                 user_vectors: np.ndarray, movie_vectors: np.ndarray,
+                 user_vectors: np.ndarray, rating_vectors: tuple[np.ndarray, np.ndarray],
                  indexes: dict[str, faiss.Index], seen_indptr: np.ndarray,
                  seen_movies: np.ndarray, poster_ids: np.ndarray | None,
-                 poster_vectors: np.ndarray | None) -> None:
+                 poster_vectors: np.ndarray | None, similar_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+                 rating_terms: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.version = folder.name
         self.model_version = str(manifest.get("model_version", folder.name))
         self.loaded_at = time.time()
         self._users, self._movies = users, movies
+        # the recommendation index's query space (retrieval queries, or the rating user vectors)
         self._user_vectors = user_vectors
-        self._user_unit = ann.l2_normalise(user_vectors)
-        self._movie_unit = ann.l2_normalise(movie_vectors)
+        self._rating_users, self._rating_movies = rating_vectors
+        similar_users, similar_movies = similar_vectors or rating_vectors
+        self._user_unit = ann.l2_normalise(similar_users)
+        self._movie_unit = ann.l2_normalise(similar_movies)
+        self._rating_terms = rating_terms  # (user bias incl. global mean, movie bias) or None
         self._indexes = indexes
         self._params = {name: manifest["indexes"][name]["params"] for name in indexes}
         self._seen_indptr, self._seen_movies = seen_indptr, seen_movies
@@ -87,10 +105,10 @@ class Similarity:
         """Read a version folder; ``verify`` checks every file's sha256 against the manifest."""
         folder = Path(folder)
         manifest = layout.read_json(folder / layout.MANIFEST)
-        if manifest.get("format_version") != layout.FORMAT_VERSION:
+        if manifest.get("format_version") not in layout.READABLE_FORMAT_VERSIONS:
             raise ValueError(f"{folder}: unsupported index format "
                              f"{manifest.get('format_version')!r} "
-                             f"(expected {layout.FORMAT_VERSION})")
+                             f"(this version reads {layout.READABLE_FORMAT_VERSIONS})")
         if verify:
             layout.verify_checksums(folder, manifest)
 
@@ -106,9 +124,14 @@ class Similarity:
         if layout.POSTERS in manifest.get("indexes", {}):
             indexes[layout.POSTERS] = faiss.read_index(str(folder / layout.POSTERS_INDEX))
             poster_ids, poster_vectors = npy(layout.POSTER_IDS), npy(layout.POSTER_VECTORS)
-        return cls(folder, manifest, users, movies, npy(layout.USER_VECTORS),
-                   npy(layout.MOVIE_VECTORS), indexes, npy(layout.SEEN_INDPTR),
-                   npy(layout.SEEN_MOVIES), poster_ids, poster_vectors)
+        rating = (npy(layout.USER_VECTORS), npy(layout.MOVIE_VECTORS))
+        retrieval = ((npy(layout.QUERY_VECTORS), npy(layout.CANDIDATE_VECTORS))
+                     if manifest.get("retrieval") else None)
+        terms = (npy(layout.USER_BIAS), npy(layout.MOVIE_BIAS)) if manifest.get("rerank") else None
+        similar = retrieval if manifest.get("similar_space") == "retrieval" else rating
+        return cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
+                   npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
+                   similar_vectors=similar, rating_terms=terms)
 
     # --- lookups -----------------------------------------------------------------------
     @property
@@ -173,17 +196,64 @@ class Similarity:
         return self._neighbours("users_cosine", self._user_unit[row], k, self._users,
                                 exclude_row=row)
 
-    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True) -> list[Neighbour]:
-        """Top-k movies by <user, movie> inner product (the model's ranking, biases aside)."""
+    @property
+    def stages(self) -> str:
+        """What recommend() does with this version: 'retrieval+rerank', 'retrieval', or
+        'inner_product' (a version-1 index: one space, no rating terms)."""
+        if self.manifest.get("retrieval"):
+            return "retrieval+rerank" if self._rating_terms is not None else "retrieval"
+        return "inner_product+rerank" if self._rating_terms is not None else "inner_product"
+
+    def predicted_ratings(self, user_id: int, movie_ids: np.ndarray) -> np.ndarray:
+        """clip(<u, m> + user bias + movie bias, 1, 5): the rating model's answer, in NumPy."""
+        if self._rating_terms is None:
+            raise ValueError(f"index version {self.version} has no rating terms to predict with")
+        row = self._user_row(user_id)
+        rows = np.array([self._movie_row(m) for m in np.asarray(movie_ids).tolist()], np.int64)
+        return self._rate_rows(row, rows)
+
+    def _rate_rows(self, user_row: int, movie_rows: np.ndarray) -> np.ndarray:
+        user_bias, movie_bias = self._rating_terms
+        dot = self._rating_movies[movie_rows] @ self._rating_users[user_row]
+        return np.clip(dot + user_bias[user_row] + movie_bias[movie_rows], 1.0, 5.0)
+
+    def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True,
+                  candidates: int | None = None, rerank_weight: float | None = None) -> list[Neighbour]:
+        """Top-k movies for a user, in two stages when the version allows.
+
+        1. FAISS ``movies_ip``: the top max(candidates, k) movies by retrieval score
+           <query(u), candidate(m)> (version 1: by the rating towers' inner product), the
+           user's training movies excluded inside the search when ``exclude_seen``.
+        2. When the version carries rating terms: each candidate's predicted rating
+           clip(<u, m> + user bias + movie bias, 1, 5) (one matrix-vector product), and the
+           order by ``retrieval score + rerank_weight * predicted rating``.
+        Every Neighbour carries both scores; ``score`` is the blended one.
+        """
+        candidates = DEFAULT_CANDIDATES if candidates is None else int(candidates)
+        weight = DEFAULT_RERANK_WEIGHT if rerank_weight is None else float(rerank_weight)
+        if not 1 <= candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be in 1..{MAX_CANDIDATES}, got {candidates}")
+        if not np.isfinite(weight):
+            raise ValueError(f"rerank_weight must be a finite number, got {rerank_weight}")
         row = self._user_row(user_id)
         query = self._user_vectors[row]
         seen = self._seen_rows(row) if exclude_seen else np.empty(0, np.int64)
-        if len(seen) == 0:
-            return self._neighbours("movies_ip", query, k, self._movies)
-        # Filter inside the search so exactly k unseen movies come back (no over-fetching).
-        batch = faiss.IDSelectorBatch(np.ascontiguousarray(seen, np.int64))
-        selector = faiss.IDSelectorNot(batch)
-        return self._neighbours("movies_ip", query, k, self._movies, selector=selector)
+        fetch = max(candidates, k) if self._rating_terms is not None else k
+        selector = None
+        if len(seen):  # filter inside the search so exactly `fetch` unseen movies come back
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(seen, np.int64)))
+        scores, rows = ann.search(self._indexes["movies_ip"], self._params["movies_ip"], query, fetch, selector)
+        keep = rows[0] >= 0
+        scores, rows = scores[0][keep], rows[0][keep]
+        if self._rating_terms is None:
+            return [Neighbour(int(self._movies.ids[r]), float(s), self._movies.meta[r], retrieval_score=float(s))
+                    for s, r in zip(scores.tolist(), rows.tolist())][:k]
+        ratings = self._rate_rows(row, rows)
+        blended = scores + weight * ratings
+        order = np.argsort(-blended, kind="stable")[:k]
+        return [Neighbour(int(self._movies.ids[rows[i]]), float(blended[i]), self._movies.meta[rows[i]],
+                          retrieval_score=float(scores[i]), predicted_rating=float(ratings[i]))
+                for i in order.tolist()]
 
     def _similar_posters(self, movie_id: int, k: int) -> list[Neighbour]:
         self._movie_row(movie_id)  # unknown movie -> 404 before "no poster"
@@ -231,6 +301,9 @@ class Similarity:
             "build_seconds": m.get("build_seconds"),
             "index_type": m.get("index_type"),
             "dimension": m.get("dimension"),
+            "retrieval_dimension": m.get("retrieval_dimension"),
+            "similar_space": m.get("similar_space", "rating"),
+            "recommendation_stages": self.stages,
             "counts": m.get("counts"),
             "recall_at_10": m.get("recall_at_10"),
             "latency_ms": m.get("latency_ms"),

@@ -94,12 +94,15 @@ def clustered_vectors(n: int, dim: int, n_clusters: int, rng: np.random.Generato
 def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
                         movie_vectors: np.ndarray, seed: int = 0, index_type: str = "flat",
                         gate: Gate = Gate(max_latency_ms=50.0), seen_per_user: int = 5,
-                        extra=None, **config) -> BuildResult:
-    """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets."""
+                        extra=None, two_stage: dict | None = None, **config) -> BuildResult:
+    """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets.
+
+    two_stage: optional Embeddings fields (user_bias, movie_bias, query_vectors,
+    candidate_vectors, similar_space) for a version with a retrieval space and rating terms."""
     rng = np.random.default_rng(seed)
     n_users, n_movies = len(user_vectors), len(movie_vectors)
     emb = Embeddings(np.arange(1, n_users + 1), user_vectors, np.arange(1, n_movies + 1),
-                     movie_vectors)
+                     movie_vectors, **(two_stage or {}))
     movies_meta = [{"movie_id": i, "title": f"Movie {i} v{version}", "year": 1990 + i % 10,
                     "genres": ["Drama"] if i % 2 else ["Comedy", "Romance"]}
                    for i in emb.movie_ids.tolist()]

@@ -160,7 +160,7 @@ def _retrieval_setup(**hp):
     ratings = np.array([5., 2., 4., 4., 3., 5., 1., 4., 4.], np.float32)
     history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
     model = _history_model(history, retrieval_dim=5, retrieval_queries=6, retrieval_low_rating_weight=0.25,
-                           retrieval_l2=0.01, **hp)
+                           retrieval_l2=0.01, retrieval_fit="softmax", **hp)
     rng = np.random.default_rng(3)
     towers = model.retrieval
     for table in (towers.history_embed, towers.candidate_embed, towers.candidate_bias):
@@ -234,3 +234,23 @@ def test_retrieval_weights_are_disjoint_from_the_rating_model():
     retrieval = {id(w) for w in model.retrieval.trainable_weights}
     rating_towers = model.user_tower.trainable_weights + model.movie_tower.trainable_weights
     assert retrieval and not retrieval & {id(w) for w in rating_towers}
+
+
+def test_closed_form_retrieval_reproduces_ease_scores_with_lambda_chosen_on_eval():
+    from components import item_item
+    from components.model import fit_retrieval
+
+    rng = np.random.default_rng(4)
+    pairs = np.unique(np.stack([rng.integers(0, 20, 160), rng.integers(0, 12, 160)], 1), axis=0)
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], np.full(len(pairs), 4.0), VOCAB)
+    model = _history_model(history, retrieval_dim=VOCAB.movies)  # full rank: exact
+    assert model.retrieval.closed_form and not model.retrieval.trainable_weights
+    held_out = np.array([[1, 12], [2, 13], [3, 12], [4, 14]])
+    chosen = fit_retrieval(model, pairs[:, 0], pairs[:, 1], held_out[:, 0], held_out[:, 1], np.full(4, 5.0))
+    assert chosen["lambda"] in item_item.DEFAULT_LAMBDAS
+    assert chosen["lambda"] == max(chosen["eval_ndcg_at_10_by_lambda"], key=chosen["eval_ndcg_at_10_by_lambda"].get)
+    x = item_item.interactions(pairs[:, 0], pairs[:, 1], VOCAB.users, VOCAB.movies)
+    expected = (x @ item_item.ease_weights(x, chosen["lambda"]))[:20]
+    users = tf.constant(np.arange(20))
+    served = model.retrieval.served_query(users).numpy() @ model.retrieval.served_candidate(tf.constant(np.arange(VOCAB.movies))).numpy().T
+    np.testing.assert_allclose(served, expected, rtol=1e-3, atol=1e-4)

@@ -97,6 +97,30 @@ def test_unknown_ids_are_404_and_bad_parameters_422(client):
                       params={"exclude_seen": "maybe"}).status_code == 422
 
 
+def test_two_stage_recommendations_carry_both_scores_over_http(tmp_path):
+    rng = np.random.default_rng(9)
+    users, movies = _vectors(9)
+    two_stage = {"user_bias": rng.normal(3.5, 0.2, N_USERS), "movie_bias": rng.normal(0, 0.3, N_MOVIES),
+                 "query_vectors": rng.normal(size=(N_USERS, 5)), "candidate_vectors": rng.normal(size=(N_MOVIES, 5))}
+    assert build_numpy_version(tmp_path, "7", users, movies, two_stage=two_stage).passed
+    sim = Similarity.load(tmp_path / "7")
+    with TestClient(create_app(tmp_path, poll_interval_s=0, candidates=30, rerank_weight=0.5)) as client:
+        body = client.get("/users/4/recommendations", params={"k": 5}).json()
+        assert body["stages"] == "retrieval+rerank" and body["candidates"] == 30 and body["rerank_weight"] == 0.5
+        expected = sim.recommend(4, 5, candidates=30, rerank_weight=0.5)
+        assert body["ids"] == [h.id for h in expected]
+        assert body["predicted_ratings"] == pytest.approx([h.predicted_rating for h in expected])
+        assert body["retrieval_scores"] == pytest.approx([h.retrieval_score for h in expected])
+        for hit in body["results"]:
+            assert 1 <= hit["predicted_rating"] <= 5
+            assert hit["score"] == pytest.approx(hit["retrieval_score"] + 0.5 * hit["predicted_rating"], abs=1e-4)
+        other = client.get("/users/4/recommendations", params={"k": 5, "rerank_weight": 0}).json()
+        assert other["scores"] == sorted(other["retrieval_scores"], reverse=True)
+        for params in ({"candidates": 0}, {"candidates": 2001}, {"rerank_weight": "x"}, {"rerank_weight": 1e6}):
+            assert client.get("/users/4/recommendations", params=params).status_code == 422, params
+        assert client.get("/version").json()["recommendation_stages"] == "retrieval+rerank"
+
+
 def test_similar_by_posters(tmp_path):
     poster_ids = np.array([2, 4, 6, 8, 10])
     poster_vectors = ann.l2_normalise(np.random.default_rng(0).normal(size=(5, 16)))

@@ -1,0 +1,95 @@
+"""EASE (Steck 2019, "Embarrassingly Shallow Autoencoders for Sparse Data"): the ranking bar.
+
+Why it is here: a closed-form item-item model that fits in seconds and, on MovieLens, ranks as
+well as anything on public leaderboards. The retrieval half of this project is measured
+against it (benchmarks.ranking), so it gets the same care as the model: its one knob, the
+L2 weight lambda, is chosen on a validation split cut from the training data, never on test.
+
+Model: X is the binary user x movie matrix of training interactions (any rating counts).
+G = XᵀX + λI, P = G⁻¹, B = -P / diag(P) (column-wise), diag(B) = 0; a user's scores are X_u·B.
+B[i, j] is the weight movie i's presence gives movie j: row i doubles as movie i's
+similar-movies list.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from components.item_item import ease_weights, interactions
+from components.movielens_files import MovieLensData
+
+
+def interaction_matrix(train: MovieLensData) -> sp.csr_matrix:
+    """Binary float32 [users, movies] in ``sorted(train.users)`` x ``sorted(train.movies)`` order."""
+    user_ids = np.array(sorted(train.users), np.int64)
+    movie_ids = np.array(sorted(train.movies), np.int64)
+    r = train.ratings
+    return interactions(np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id),
+                        len(user_ids), len(movie_ids))
+
+
+def fit_ease(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE's item-item weights B (float32 [movies, movies], zero diagonal): the same code the
+    Trainer's closed-form retrieval towers use (components.item_item)."""
+    return ease_weights(matrix, lam)
+
+
+def top_movies(scores: np.ndarray, exclude: sp.csr_matrix, n: int) -> np.ndarray:
+    """Column indices of the n best scores per row, ``exclude``'s non-zeros left out, best first."""
+    scores = np.array(scores, np.float32)
+    rows, cols = exclude.nonzero()
+    scores[rows, cols] = -np.inf
+    n = min(n, scores.shape[1])
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)
+
+
+def ease_rankings(train: MovieLensData, users: Sequence[int], lam: float, n: int = 50,
+                  weights: np.ndarray | None = None, chunk: int = 1024) -> dict[int, list[int]]:
+    """Each known user's top n movies by X_u·B, their training movies excluded."""
+    matrix = interaction_matrix(train)
+    weights = fit_ease(matrix, lam) if weights is None else weights
+    user_ids = np.array(sorted(train.users), np.int64)
+    movie_ids = np.array(sorted(train.movies), np.int64)
+    wanted = np.array([u for u in users if u in train.users], np.int64)
+    rows = np.searchsorted(user_ids, wanted)
+    out: dict[int, list[int]] = {}
+    for start in range(0, len(rows), chunk):
+        part = rows[start:start + chunk]
+        block = matrix[part]
+        top = top_movies(block @ weights, block, n)
+        for user, picks in zip(wanted[start:start + chunk].tolist(), top):
+            out[user] = movie_ids[picks].tolist()
+    return out
+
+
+def choose_lambda(train: MovieLensData, lambdas: Sequence[float], validation_fraction: float = 0.1,
+                  seed: int = 1) -> tuple[float, list[dict]]:
+    """The lambda with the best NDCG@10 on a validation split cut from ``train`` (only).
+
+    The fit part's movies are excluded from each user's ranking; relevant = validation
+    ratings >= 4, over the full catalogue: the same protocol as the test.
+    """
+    from benchmarks.ranking import choose, ranking_metrics, relevant_test_items, split
+
+    fit, held_out = split(train, validation_fraction, seed)
+    relevant = relevant_test_items(held_out)
+    matrix = interaction_matrix(fit)
+
+    def score(lam: float) -> float:
+        ranked = ease_rankings(fit, list(relevant), lam, n=10, weights=fit_ease(matrix, lam))
+        return ranking_metrics(ranked, relevant)["NDCG@10"]
+
+    best, scores = choose("lambda", lambdas, score)
+    return float(best), scores
+
+
+def ease_similar_movies(weights: np.ndarray, movie_ids: np.ndarray, k: int = 10) -> dict[int, list[int]]:
+    """Each movie's k largest item-item weights (row B[i, :]), itself excluded."""
+    movie_ids = np.asarray(movie_ids, np.int64)
+    top = top_movies(weights, sp.identity(len(movie_ids), format="csr"), k)
+    return {int(m): movie_ids[picks].tolist() for m, picks in zip(movie_ids, top)}
+

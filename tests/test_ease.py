@@ -1,0 +1,72 @@
+"""EASE (benchmarks.ease): the closed form, lambda chosen on validation only, and the ML-100K bar."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from benchmarks import ease
+from benchmarks.ranking import most_popular, ranking_metrics, relevant_test_items, split
+from components.movielens_files import Movie, MovieLensData, Ratings, User, load_movielens
+
+
+def _tiny() -> MovieLensData:
+    # movies 10 and 20 always go together; 30 is rated by everyone; 40 and 50 by one user each
+    pairs = [(1, 10), (1, 20), (1, 30), (2, 10), (2, 20), (2, 30), (3, 10), (3, 30), (3, 40),
+             (4, 20), (4, 30), (5, 30), (5, 50), (6, 10), (6, 20)]
+    users, movies = zip(*pairs)
+    ratings = Ratings(np.array(users, np.int64), np.array(movies, np.int64), np.full(len(pairs), 4.0, np.float32),
+                      np.zeros(len(pairs), np.int64))
+    return MovieLensData(users={u: User(u, "F", 25, 1, "00000") for u in set(users)},
+                         movies={m: Movie(m, f"Movie {m}", 2000, ("Drama",)) for m in (10, 20, 30, 40, 50, 60)},
+                         ratings=ratings, source="tiny", fmt="test")
+
+
+def test_weights_follow_the_closed_form():
+    data = _tiny()
+    x = ease.interaction_matrix(data).toarray().astype(np.float64)
+    assert x.shape == (6, 6) and x.sum() == 15 and x[:, 5].sum() == 0  # movie 60: no ratings, still a column
+    lam = 0.7
+    weights = ease.fit_ease(sp.csr_matrix(x), lam)
+    # independently: B minimises ||X - XB||² + λ||B||² with diag(B) = 0, column by column
+    for j in range(6):
+        others = [i for i in range(6) if i != j]
+        a = x[:, others]
+        expected = np.linalg.solve(a.T @ a + lam * np.eye(5), a.T @ x[:, j])
+        np.testing.assert_allclose(weights[others, j], expected, rtol=1e-4, atol=1e-5)
+        assert weights[j, j] == 0
+
+
+def test_a_movie_that_always_co_occurs_is_ranked_first():
+    data = _tiny()
+    data = dataclasses.replace(data, ratings=Ratings(*(np.append(a, v) for a, v in zip(
+        (data.ratings.user_id, data.ratings.movie_id, data.ratings.rating, data.ratings.timestamp),
+        (7, 10, 4.0, 0)))))
+    data.users[7] = User(7, "M", 25, 1, "00000")
+    ranked = ease.ease_rankings(data, [7], lam=0.5, n=3)
+    assert ranked[7][0] == 20 and 10 not in ranked[7]  # its partner first; its own movie excluded
+    neighbours = ease.ease_similar_movies(ease.fit_ease(ease.interaction_matrix(data), 0.5), np.array(sorted(data.movies)), k=2)
+    assert neighbours[10][0] == 20 and 10 not in neighbours[10]
+
+
+def test_lambda_is_chosen_on_a_validation_cut_of_the_training_data_only():
+    data = _tiny()
+    lam, scores = ease.choose_lambda(data, (0.1, 1.0, 10.0), validation_fraction=0.3, seed=1)
+    assert lam in (0.1, 1.0, 10.0) and [s["lambda"] for s in scores] == [0.1, 1.0, 10.0]
+    assert lam == max(scores, key=lambda s: s["validation_NDCG@10"])["lambda"]
+    with pytest.raises(ValueError, match="lambda"):
+        ease.fit_ease(ease.interaction_matrix(data), 0.0)
+
+
+def test_ease_beats_most_popular_on_ml100k(shared_data):
+    train, test = split(load_movielens(shared_data / "ml-100k"), 0.2, 0)
+    relevant = relevant_test_items(test)
+    users = list(relevant)
+    ranked = ease.ease_rankings(train, users, lam=300.0, n=50)
+    metrics = ranking_metrics(ranked, relevant)
+    popular = ranking_metrics(most_popular(train, users), relevant)
+    assert metrics["NDCG@10"] > 0.30 and metrics["NDCG@10"] > popular["NDCG@10"] + 0.1
+    train_pairs = set(zip(train.ratings.user_id.tolist(), train.ratings.movie_id.tolist()))
+    assert not any((u, m) in train_pairs for u, top in ranked.items() for m in top)
