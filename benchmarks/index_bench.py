@@ -4,7 +4,9 @@ Why: the service promises p50 <= 2 ms for k=10 over HTTP and the export gate pro
 recall@10 >= 0.95 for approximate indexes; this measures both at the ML-1M catalogue size
 (3,883 movies, 6,040 users) for every index type, with the same builder, loader and service
 the project ships. Vectors are random (timing does not depend on what they mean; Gaussian
-vectors are also the hardest case for approximate search). Everything runs on 127.0.0.1
+vectors are also the hardest case for approximate search). Each version carries a retrieval
+space (R = 129, the model's 128 + the bias slot) and rating terms, so "recommendations" is the
+service's two-stage path: FAISS top 200 by retrieval score, re-ranked by predicted rating. Everything runs on 127.0.0.1
 with a bounded number of requests.
 
     python -m benchmarks.index_bench                # writes benchmarks/results/index.json
@@ -33,6 +35,7 @@ from index.similarity import Similarity
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "index.json"
 ML_1M = {"users": 6040, "movies": 3883}
 QUERY_KINDS = ("similar_movies", "similar_users", "recommendations")
+RETRIEVAL_DIM = 129
 
 
 def random_embeddings(n_users: int, n_movies: int, dim: int, kind: str, seed: int) -> Embeddings:
@@ -43,7 +46,11 @@ def random_embeddings(n_users: int, n_movies: int, dim: int, kind: str, seed: in
         centres = rng.normal(size=(50, dim))
         users = centres[rng.integers(0, 50, n_users)] + 0.7 * rng.normal(size=(n_users, dim))
         movies = centres[rng.integers(0, 50, n_movies)] + 0.7 * rng.normal(size=(n_movies, dim))
-    return Embeddings(np.arange(1, n_users + 1), users, np.arange(1, n_movies + 1), movies)
+    retrieval_dim = RETRIEVAL_DIM
+    return Embeddings(np.arange(1, n_users + 1), users, np.arange(1, n_movies + 1), movies,
+                      user_bias=rng.normal(3.6, 0.3, n_users), movie_bias=rng.normal(0.0, 0.4, n_movies),
+                      query_vectors=rng.normal(size=(n_users, retrieval_dim)),
+                      candidate_vectors=rng.normal(size=(n_movies, retrieval_dim)))
 
 
 def _percentiles(ms: Sequence[float]) -> dict[str, float]:

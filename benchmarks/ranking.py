@@ -281,7 +281,8 @@ def two_tower_embeddings(result) -> Embeddings:
         user_bias=model.user_bias(users).numpy()[:, 0] + model.global_mean,
         movie_bias=model.movie_bias(movies).numpy()[:, 0],
         query_vectors=None if retrieval is None else retrieval.served_query(users).numpy(),
-        candidate_vectors=None if retrieval is None else retrieval.served_candidate(movies).numpy())
+        candidate_vectors=None if retrieval is None else retrieval.served_candidate(movies).numpy(),
+        movie_query_vectors=None if retrieval is None else retrieval.served_movie_query(movies).numpy())
 
 
 def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, set[int]],
@@ -355,9 +356,9 @@ def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object
     if embeddings is not None:
         sources["two-tower rating space (cosine)"] = lambda: sq.cosine_similar_movies(
             embeddings.movie_ids, embeddings.movie_vectors)
-        if embeddings.candidate_vectors is not None:
-            sources["two-tower retrieval space (cosine)"] = lambda: sq.cosine_similar_movies(
-                embeddings.movie_ids, embeddings.candidate_vectors)
+        if embeddings.movie_query_vectors is not None:
+            sources["two-tower retrieval space (one-movie query)"] = lambda: sq.inner_product_similar_movies(
+                embeddings.movie_ids, embeddings.movie_query_vectors, embeddings.candidate_vectors)
     rows = []
     for name, neighbours in sources.items():
         rows.append({"source": name, **sq.similar_movies_quality(neighbours(), train.ratings, test)})

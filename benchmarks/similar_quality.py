@@ -28,42 +28,58 @@ from components.movielens_files import Movie, Ratings
 LIKED = 4.0
 
 
-def _likes(ratings: Ratings, user_ids: np.ndarray, movie_ids: np.ndarray) -> sp.csc_matrix:
+def _likes(ratings: Ratings, user_ids: np.ndarray, movie_ids: np.ndarray) -> sp.csr_matrix:
+    """Binary [users, movies]: 1 where the user rated the movie >= 4 (ids must be in the axes)."""
     keep = (ratings.rating >= LIKED) & np.isin(ratings.user_id, user_ids) & np.isin(ratings.movie_id, movie_ids)
     rows = np.searchsorted(user_ids, ratings.user_id[keep])
     cols = np.searchsorted(movie_ids, ratings.movie_id[keep])
-    likes = sp.csc_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(user_ids), len(movie_ids)))
+    likes = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(user_ids), len(movie_ids)))
     likes.data[:] = 1.0
     return likes
 
 
-def similar_movies_quality(neighbours: Mapping[int, Sequence[int]], train: Ratings, test: Ratings,
-                           k: int = 10) -> dict[str, float]:
-    """co_like@k and hit@k of ``neighbours`` (movie -> its list, best first; the first k count)."""
-    user_ids = np.unique(np.concatenate([train.user_id, test.user_id]))
-    movie_ids = np.unique(np.concatenate([train.movie_id, test.movie_id,
-                                          np.fromiter(neighbours, np.int64, len(neighbours))]))
-    liked_train, liked_test = _likes(train, user_ids, movie_ids), _likes(test, user_ids, movie_ids)
-    per_movie, hits, pairs, observed, expected = [], 0, 0, 0.0, 0.0
-    base_rate = np.asarray(liked_test.sum(0)).ravel() / len(user_ids)  # share of users liking each in test
+def _listed(neighbours: Mapping[int, Sequence[int]], movie_ids: np.ndarray, k: int) -> sp.csr_matrix:
+    """Binary [movies, movies]: row m marks m's first k listed movies (itself and repeats dropped)."""
+    rows, cols = [], []
     for movie, listed in neighbours.items():
-        col = int(np.searchsorted(movie_ids, movie))
-        likers = liked_train[:, col].indices
-        if len(likers) == 0:
-            continue
-        listed = [int(n) for n in list(listed)[:k] if n != movie]
-        if not listed:
-            continue
-        cols = np.searchsorted(movie_ids, listed)
-        block = liked_test[likers][:, cols].toarray()  # [likers, listed]
-        per_movie.append(float(block.mean(0).sum() / k))
-        observed += float(block.sum())
-        expected += len(likers) * float(base_rate[cols].sum())
-        hits += int((block.sum(1) > 0).sum())
-        pairs += len(likers)
-    return {f"co_like@{k}": float(np.mean(per_movie)) if per_movie else 0.0,
-            f"hit@{k}": hits / pairs if pairs else 0.0,
-            f"lift@{k}": observed / expected if expected else 0.0, "movies": len(per_movie)}
+        picked = list(dict.fromkeys(int(n) for n in list(listed)[:k] if int(n) != int(movie)))
+        rows += [int(movie)] * len(picked)
+        cols += picked
+    n = len(movie_ids)
+    return sp.csr_matrix((np.ones(len(rows), np.float32),
+                          (np.searchsorted(movie_ids, np.array(rows, np.int64)),
+                           np.searchsorted(movie_ids, np.array(cols, np.int64)))), shape=(n, n))
+
+
+def similar_movies_quality(neighbours: Mapping[int, Sequence[int]], train: Ratings, test: Ratings,
+                           k: int = 10, min_likers: int = 1) -> dict[str, float]:
+    """co_like@k, hit@k and lift@k of ``neighbours`` (movie -> its list, best first; the first
+    k count) over the movies with at least ``min_likers`` training likers and a non-empty list.
+
+    A list shorter than k counts its missing places as zero, so listing fewer cannot help.
+    Vectorised: with L (users x movies) the training likes, T the test likes and N (movies x
+    movies) the lists, H = T·Nᵀ counts for each (user, movie) how many of the movie's listed
+    movies the user likes in test; L ∘ H summed per movie is the movie's co-likes.
+    """
+    listed_ids = [int(n) for lst in neighbours.values() for n in list(lst)[:k]]
+    user_ids = np.unique(np.concatenate([train.user_id, test.user_id]))
+    movie_ids = np.unique(np.concatenate([train.movie_id, test.movie_id, np.array(list(neighbours), np.int64),
+                                          np.array(listed_ids, np.int64)]))
+    liked_train, liked_test = _likes(train, user_ids, movie_ids), _likes(test, user_ids, movie_ids)
+    lists = _listed(neighbours, movie_ids, k)
+    likers = np.asarray(liked_train.sum(0)).ravel()
+    evaluated = (likers >= max(min_likers, 1)) & (np.diff(lists.indptr) > 0)
+    liked_listed = liked_test @ lists.T  # [users, movies]: listed movies the user likes in test
+    both = liked_train.multiply(liked_listed).tocsc()  # only each movie's training likers
+    both.eliminate_zeros()
+    co_likes = np.asarray(both.sum(0)).ravel()[evaluated]
+    hits = np.diff(both.indptr)[evaluated]  # likers liking >= 1 listed movie (stored entries are > 0)
+    base_rate = np.asarray(liked_test.sum(0)).ravel() / len(user_ids)  # share of users liking each in test
+    expected = float((likers * (lists @ base_rate))[evaluated].sum())
+    pairs = float(likers[evaluated].sum())
+    return {f"co_like@{k}": float(np.mean(co_likes / (likers[evaluated] * k))) if evaluated.any() else 0.0,
+            f"hit@{k}": float(hits.sum() / pairs) if pairs else 0.0,
+            f"lift@{k}": float(co_likes.sum() / expected) if expected else 0.0, "movies": int(evaluated.sum())}
 
 
 def cosine_similar_movies(movie_ids: np.ndarray, vectors: np.ndarray, k: int = 10) -> dict[int, list[int]]:
@@ -71,13 +87,23 @@ def cosine_similar_movies(movie_ids: np.ndarray, vectors: np.ndarray, k: int = 1
     from benchmarks.ease import top_movies
 
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    top = top_movies(unit @ unit.T, sp.identity(len(movie_ids), format="csr"), k)
+    top = top_movies(unit @ unit.T, sp.identity(len(movie_ids), format="csr"), min(k, len(movie_ids) - 1))
     return {int(m): np.asarray(movie_ids)[picks].tolist() for m, picks in zip(movie_ids, top)}
 
 
-def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, int],
+def inner_product_similar_movies(movie_ids: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
+                                 k: int = 10) -> dict[int, list[int]]:
+    """Top-k candidates by <queries[i], candidates[j]> per movie i (itself excluded)."""
+    from benchmarks.ease import top_movies
+
+    top = top_movies(queries @ candidates.T, sp.identity(len(movie_ids), format="csr"), k)
+    return {int(m): np.asarray(movie_ids)[picks].tolist() for m, picks in zip(movie_ids, top)}
+
+
+def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, int] | np.ndarray,
                          k: int = 10) -> dict[int, list[int]]:
-    """Genre-only similarity: Jaccard of genre sets, ties broken by training popularity."""
+    """Genre-only similarity, the floor: Jaccard of genre sets, ties broken by training
+    popularity (a mapping movie id -> count, or an array in ``sorted(movies)`` order)."""
     movie_ids = np.array(sorted(movies), np.int64)
     genres = sorted({g for m in movies.values() for g in m.genres})
     column = {g: i for i, g in enumerate(genres)}
@@ -88,10 +114,16 @@ def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, i
     shared = onehot @ onehot.T
     sizes = onehot.sum(1)
     jaccard = shared / np.maximum(sizes[:, None] + sizes[None, :] - shared, 1.0)
-    pop = np.array([popularity.get(int(m), 0) for m in movie_ids], np.float64)
+    if isinstance(popularity, np.ndarray):
+        if popularity.shape != (len(movie_ids),):
+            raise ValueError(f"popularity array must have one count per movie ({len(movie_ids)}), "
+                             f"got shape {popularity.shape}")
+        pop = popularity.astype(np.float64)
+    else:
+        pop = np.array([popularity.get(int(m), 0) for m in movie_ids], np.float64)
     # popularity as a tie-breaker only: scaled below the smallest Jaccard step (1 / 18^2)
     scores = jaccard + 1e-4 * pop[None, :] / max(pop.max(), 1.0)
     from benchmarks.ease import top_movies
 
-    top = top_movies(scores, sp.identity(len(movie_ids), format="csr"), k)
+    top = top_movies(scores, sp.identity(len(movie_ids), format="csr"), min(k, len(movie_ids) - 1))
     return {int(m): movie_ids[picks].tolist() for m, picks in zip(movie_ids, top)}

@@ -476,6 +476,13 @@ class RetrievalTowers(keras.layers.Layer):
         q = self.query(user_ids)
         return tf.concat([q, tf.ones_like(q[:, :1])], -1)
 
+    def served_movie_query(self, movie_ids) -> tf.Tensor:
+        """[batch, R + 1]: the query of a history holding just this movie. Its inner product
+        with the candidates ranks "people who watched this watch next": the retrieval space's
+        similar movies (for the closed form, a row of the factorised item-item weights)."""
+        q = self.history_embed(movie_ids)
+        return tf.concat([q, tf.ones_like(q[:, :1])], -1)
+
     def served_candidate(self, movie_ids) -> tf.Tensor:
         """[batch, R + 1]: [c_m, b_m], the vector the index holds."""
         return tf.concat([self.candidate_embed(movie_ids), self.candidate_bias(movie_ids)], -1)

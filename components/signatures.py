@@ -15,6 +15,8 @@ users/movies files), and exposes these signatures:
   user_query_embedding            user_id  -> embedding [R + 1], the retrieval query
   movie_candidate_embedding       movie_id -> embedding [R + 1], the retrieval candidate;
                                   <query, candidate> is the retrieval score (RetrievalTowers)
+  movie_query_embedding           movie_id -> embedding [R + 1], the query of a one-movie
+                                  history: <it, candidate> ranks the retrieval space's similar movies
   serving_tf_example              serialized tf.Examples (`examples`) -> outputs; TFMA uses it
   regress                         the same with TF-Serving's Regress names (`inputs` ->
                                   `outputs`) and method_name tensorflow/serving/regress, which
@@ -43,6 +45,7 @@ SIGNATURE_USER_EMBEDDING_FEATURES = "user_embedding_with_features"
 SIGNATURE_MOVIE_EMBEDDING_FEATURES = "movie_embedding_with_features"
 SIGNATURE_USER_QUERY = "user_query_embedding"
 SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
+SIGNATURE_MOVIE_QUERY = "movie_query_embedding"
 SIGNATURE_TF_EXAMPLE = "serving_tf_example"
 SIGNATURE_REGRESS = "regress"
 REGRESS_INPUT = "inputs"
@@ -147,6 +150,10 @@ class ServingModule(tf.Module):
         transformed = self._transform(self._raw(None, {f.MOVIE_ID: movie_id}, tf.shape(movie_id)[0]))
         return {EMBEDDING_OUTPUT: self.model.retrieval.served_candidate(transformed[f.MOVIE_ID_XF])}
 
+    def _movie_query(self, movie_id: tf.Tensor) -> dict:
+        transformed = self._transform(self._raw(None, {f.MOVIE_ID: movie_id}, tf.shape(movie_id)[0]))
+        return {EMBEDDING_OUTPUT: self.model.retrieval.served_movie_query(transformed[f.MOVIE_ID_XF])}
+
     # --- signatures -------------------------------------------------------------------
     @tf.function(input_signature=[_IDS, _IDS])
     def serve_ids(self, user_id, movie_id):
@@ -171,6 +178,10 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[_IDS])
     def serve_movie_candidate(self, movie_id):
         return self._movie_candidate(movie_id)
+
+    @tf.function(input_signature=[_IDS])
+    def serve_movie_query(self, movie_id):
+        return self._movie_query(movie_id)
 
     @tf.function(input_signature=[USER_FEATURE_SPECS])
     def serve_user_embedding_features(self, user):
@@ -211,6 +222,7 @@ class ServingModule(tf.Module):
         retrieval = {} if self.model.retrieval is None else {
             SIGNATURE_USER_QUERY: self.serve_user_query.get_concrete_function(),
             SIGNATURE_MOVIE_CANDIDATE: self.serve_movie_candidate.get_concrete_function(),
+            SIGNATURE_MOVIE_QUERY: self.serve_movie_query.get_concrete_function(),
         }
         return {
             **retrieval,

@@ -176,6 +176,8 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
     if e.has_retrieval:
         save_npy(folder / layout.QUERY_VECTORS, e.query_vectors)
         save_npy(folder / layout.CANDIDATE_VECTORS, e.candidate_vectors)
+    if e.movie_query_vectors is not None:
+        save_npy(folder / layout.MOVIE_QUERY_VECTORS, e.movie_query_vectors)
     save_json(folder / layout.USERS_META, list(users_meta))
     save_json(folder / layout.MOVIES_META, list(movies_meta))
     indptr, seen_rows = seen

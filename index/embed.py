@@ -20,6 +20,7 @@ SIGNATURE_USER_EMBEDDING = "user_embedding"
 SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
 SIGNATURE_USER_QUERY = "user_query_embedding"
 SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
+SIGNATURE_MOVIE_QUERY = "movie_query_embedding"
 EMBEDDING_OUTPUT = "embedding"
 BIAS_OUTPUT = "bias"
 RATING_SPACE, RETRIEVAL_SPACE = "rating", "retrieval"
@@ -43,7 +44,9 @@ class Embeddings:
     rating clip(<u, m> + user_bias + movie_bias, 1, 5) that re-ranks candidates.
     ``query_vectors`` / ``candidate_vectors`` are the retrieval towers' (R may differ from D):
     <query, candidate> is the retrieval score that FAISS searches by. ``similar_space`` says
-    which space the cosine indexes (similar movies, similar users) are built from.
+    which space similar movies and users come from: "rating", cosine of the rating towers'
+    outputs; "retrieval", a movie's ``movie_query_vectors`` row searched against the candidates
+    (what a one-movie history is recommended) and cosine of the users' queries.
     """
 
     user_ids: np.ndarray       # int64 [n_users]
@@ -54,6 +57,7 @@ class Embeddings:
     movie_bias: np.ndarray | None = None         # float32 [n_movies]
     query_vectors: np.ndarray | None = None      # float32 [n_users, R]
     candidate_vectors: np.ndarray | None = None  # float32 [n_movies, R]
+    movie_query_vectors: np.ndarray | None = None  # float32 [n_movies, R]: one-movie-history queries
     similar_space: str = RATING_SPACE
 
     def __post_init__(self) -> None:
@@ -88,10 +92,14 @@ class Embeddings:
             if self.query_vectors.shape[1] != self.candidate_vectors.shape[1]:
                 raise ValueError(f"query and candidate vectors differ in dimension "
                                  f"({self.query_vectors.shape[1]} vs {self.candidate_vectors.shape[1]})")
+        if self.movie_query_vectors is not None:
+            self.movie_query_vectors = np.ascontiguousarray(self.movie_query_vectors, np.float32)
+            if self.candidate_vectors is None or self.movie_query_vectors.shape != self.candidate_vectors.shape:
+                raise ValueError("movie_query_vectors need candidate_vectors of the same shape")
         if self.similar_space not in SPACES:
             raise ValueError(f"similar_space must be one of {SPACES}, got {self.similar_space!r}")
-        if self.similar_space == RETRIEVAL_SPACE and self.query_vectors is None:
-            raise ValueError("similar_space 'retrieval' needs query and candidate vectors")
+        if self.similar_space == RETRIEVAL_SPACE and self.movie_query_vectors is None:
+            raise ValueError("similar_space 'retrieval' needs query, candidate and movie query vectors")
 
     @property
     def dimension(self) -> int:
@@ -168,7 +176,8 @@ class SavedModelTowers:
         self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
         self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]
         #: older pushes have neither the retrieval signatures nor the bias outputs
-        self.has_retrieval = all(s in loaded.signatures for s in (SIGNATURE_USER_QUERY, SIGNATURE_MOVIE_CANDIDATE))
+        self.has_retrieval = all(s in loaded.signatures for s in (SIGNATURE_USER_QUERY, SIGNATURE_MOVIE_CANDIDATE,
+                                                                  SIGNATURE_MOVIE_QUERY))
         self.has_bias = all(BIAS_OUTPUT in loaded.signatures[s].structured_outputs
                             for s in (SIGNATURE_USER_EMBEDDING, SIGNATURE_MOVIE_EMBEDDING))
 
@@ -198,6 +207,10 @@ class SavedModelTowers:
     def candidate_vectors(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
         return self._run(self._loaded.signatures[SIGNATURE_MOVIE_CANDIDATE], MOVIE_ID, ids, batch_size,
                          progress, "retrieval candidates")
+
+    def movie_query_vectors(self, ids: Sequence[int], batch_size: int = 1024, progress: bool = True) -> np.ndarray:
+        return self._run(self._loaded.signatures[SIGNATURE_MOVIE_QUERY], MOVIE_ID, ids, batch_size,
+                         progress, "one-movie queries")
 
     def _run(self, signature: Callable, key: str, ids: Sequence[int], batch_size: int,
              progress: bool, desc: str, output: str = EMBEDDING_OUTPUT) -> np.ndarray:
@@ -235,7 +248,8 @@ def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: 
         extra.update(user_bias=towers.user_biases(user_ids, *args), movie_bias=towers.movie_biases(movie_ids, *args))
     if towers.has_retrieval:
         extra.update(query_vectors=towers.query_vectors(user_ids, *args),
-                     candidate_vectors=towers.candidate_vectors(movie_ids, *args))
+                     candidate_vectors=towers.candidate_vectors(movie_ids, *args),
+                     movie_query_vectors=towers.movie_query_vectors(movie_ids, *args))
     return Embeddings(user_ids=np.asarray(user_ids, np.int64),
                       user_vectors=towers.user_vectors(user_ids, *args),
                       movie_ids=np.asarray(movie_ids, np.int64),

@@ -36,6 +36,7 @@ USER_BIAS = "user_bias.npy"            # float32 [n_users]: rating bias + global
 MOVIE_BIAS = "movie_bias.npy"          # float32 [n_movies]: rating bias (optional)
 QUERY_VECTORS = "query_vectors.npy"    # float32 [n_users, R]: retrieval queries (optional)
 CANDIDATE_VECTORS = "candidate_vectors.npy"  # float32 [n_movies, R]: retrieval candidates (optional)
+MOVIE_QUERY_VECTORS = "movie_query_vectors.npy"  # float32 [n_movies, R]: one-movie queries (optional)
 USERS_META = "users.json"              # list of demographics dicts, in row order
 MOVIES_META = "movies.json"            # list of title/year/genres dicts, in row order
 SEEN_INDPTR = "seen_indptr.npy"        # int64 [n_users + 1], CSR row pointers

@@ -175,7 +175,8 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
             query = s.movie(movie_id)
         except UnknownIdError as error:
             raise HTTPException(status_code=404, detail=error.message) from None
-        return {**meta(s), "by": by, "metric": "cosine", "query": query, **_hits(hits)}
+        metric = s.similar_metric if by == BY_EMBEDDING else "cosine"
+        return {**meta(s), "by": by, "metric": metric, "query": query, **_hits(hits)}
 
     @app.get("/users/{user_id}/similar", response_model=SimilarUsers,
              summary="Users most similar to a user (cosine of user-tower embeddings)",

@@ -37,8 +37,10 @@ def _table(title: str, neighbours: list[Neighbour], describe, out: TextIO) -> No
 def print_movie(similarity: Similarity, movie_id: int, k: int, by: str, out: TextIO) -> None:
     movie = similarity.movie(movie_id)
     print(f"Movie {movie_id}: {_movie_line(movie)}", file=out)
-    what = "poster CNN" if by == BY_POSTERS else "model embedding"
-    _table(f"\n{k} most similar movies (cosine of {what}):",
+    what = ("cosine of poster CNN features" if by == BY_POSTERS else
+            "retrieval score of a one-movie history" if similarity.similar_metric == "retrieval_score"
+            else "cosine of the rating towers' embeddings")
+    _table(f"\n{k} most similar movies ({what}):",
            similarity.similar_movies(movie_id, k, by=by), _movie_line, out)
 
 

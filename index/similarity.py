@@ -78,7 +78,8 @@ class Similarity:
                  indexes: dict[str, faiss.Index], seen_indptr: np.ndarray,
                  seen_movies: np.ndarray, poster_ids: np.ndarray | None,
                  poster_vectors: np.ndarray | None, similar_vectors: tuple[np.ndarray, np.ndarray] | None = None,
-                 rating_terms: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 rating_terms: tuple[np.ndarray, np.ndarray] | None = None,
+                 movie_queries: np.ndarray | None = None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.version = folder.name
@@ -92,6 +93,8 @@ class Similarity:
         self._user_unit = ann.l2_normalise(similar_users)
         self._movie_unit = ann.l2_normalise(similar_movies)
         self._rating_terms = rating_terms  # (user bias incl. global mean, movie bias) or None
+        #: retrieval-space similar movies: a one-movie history's query, searched in movies_ip
+        self._movie_queries = movie_queries
         self._indexes = indexes
         self._params = {name: manifest["indexes"][name]["params"] for name in indexes}
         self._seen_indptr, self._seen_movies = seen_indptr, seen_movies
@@ -128,10 +131,12 @@ class Similarity:
         retrieval = ((npy(layout.QUERY_VECTORS), npy(layout.CANDIDATE_VECTORS))
                      if manifest.get("retrieval") else None)
         terms = (npy(layout.USER_BIAS), npy(layout.MOVIE_BIAS)) if manifest.get("rerank") else None
-        similar = retrieval if manifest.get("similar_space") == "retrieval" else rating
+        in_retrieval = manifest.get("similar_space") == "retrieval"
+        similar = retrieval if in_retrieval else rating
         return cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
                    npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
-                   similar_vectors=similar, rating_terms=terms)
+                   similar_vectors=similar, rating_terms=terms,
+                   movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if in_retrieval else None)
 
     # --- lookups -----------------------------------------------------------------------
     @property
@@ -180,13 +185,22 @@ class Similarity:
         return self._seen_movies[self._seen_indptr[user_row]:self._seen_indptr[user_row + 1]]
 
     # --- queries -----------------------------------------------------------------------
+    @property
+    def similar_metric(self) -> str:
+        """What similar_movies scores by: 'cosine' (rating space) or 'retrieval_score'."""
+        return "retrieval_score" if self._movie_queries is not None else "cosine"
+
     def similar_movies(self, movie_id: int, k: int = 10, by: str = BY_EMBEDDING) -> list[Neighbour]:
-        """The k movies most cosine-similar to ``movie_id`` (itself excluded)."""
+        """The k movies most similar to ``movie_id`` (itself excluded): by cosine of the rating
+        towers' outputs, or, in the retrieval space, by the retrieval score of a history holding
+        just this movie ("watched this, will watch"): the movies_ip index searched with it."""
         if by == BY_POSTERS:
             return self._similar_posters(movie_id, k)
         if by != BY_EMBEDDING:
             raise ValueError(f"by must be {BY_EMBEDDING!r} or {BY_POSTERS!r}, got {by!r}")
         row = self._movie_row(movie_id)
+        if self._movie_queries is not None:
+            return self._neighbours("movies_ip", self._movie_queries[row], k, self._movies, exclude_row=row)
         return self._neighbours("movies_cosine", self._movie_unit[row], k, self._movies,
                                 exclude_row=row)
 

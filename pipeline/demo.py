@@ -3,7 +3,8 @@
 1. runs the whole pipeline (ExampleGen ... Pusher) on synthetic MovieLens files,
 2. prints the pushed model's test RMSE next to classical baselines on the same split,
 3. builds the FAISS indexes from the pushed model (`export-index`) and prints similar
-   movies and recommendations for a user,
+   movies and a user's two-stage recommendations (FAISS candidates by retrieval score,
+   re-ranked by predicted rating; both scores shown),
 4. starts the model server (`movielens-tfx serve`), sends a few gRPC rating requests and
    prints the answers, then stops it,
 5. says where the model, its evaluation report and every artifact are.
@@ -59,7 +60,7 @@ def _index_step(config, model_dir) -> None:
     user = int(data.ratings.user_id[0])
     print(f"\n== movielens-tfx similar --movie {popular} -k 5 ==", flush=True)
     similar.main(["--movie", str(popular), "-k", "5", "--artifacts", str(config.paths.root)])
-    print(f"\n== movielens-tfx similar --user {user} -k 5 ==", flush=True)
+    print(f"\n== movielens-tfx similar --user {user} -k 5  (two-stage recommendations) ==", flush=True)
     similar.main(["--user", str(user), "-k", "5", "--artifacts", str(config.paths.root)])
 
 

@@ -125,6 +125,8 @@ def test_retrieval_and_bias_signatures_score_as_documented(runs):
     rank = GOOD.get("retrieval_dim", 128)
     assert query.shape == (4, rank + 1) and candidate.shape == (4, rank + 1)
     np.testing.assert_allclose(query[:, -1], 1.0)  # the slot that carries the candidate's bias
+    one_movie = model.signatures["movie_query_embedding"](movie_id=movies)["embedding"].numpy()
+    assert one_movie.shape == (4, rank + 1) and np.isfinite(one_movie).all()
     assert np.isfinite(query).all() and np.isfinite(candidate).all()
     assert not np.allclose(query[0], query[1])  # queries read each user's own history
     user = model.signatures["user_embedding"](user_id=users)

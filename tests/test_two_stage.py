@@ -76,14 +76,24 @@ def test_candidates_below_k_are_raised_to_k_and_bad_values_refused(version):
         similarity.recommend(3, 10, rerank_weight=float("nan"))
 
 
-def test_similar_space_chooses_the_cosine_indexes(tmp_path):
+def test_similar_space_chooses_how_similar_movies_and_users_are_found(tmp_path):
     users, movies, two_stage = _spaces(1)
-    built = build_numpy_version(tmp_path, "1", users, movies, two_stage={**two_stage, "similar_space": "retrieval"})
+    movie_queries = np.random.default_rng(5).normal(size=(N_MOVIES, R))
+    built = build_numpy_version(tmp_path / "r", "1", users, movies, two_stage={
+        **two_stage, "movie_query_vectors": movie_queries, "similar_space": "retrieval"})
     similarity = Similarity.load(built.folder)
-    unit = two_stage["candidate_vectors"] / np.linalg.norm(two_stage["candidate_vectors"], axis=1, keepdims=True)
-    expected = np.argsort(-(unit @ unit[0]))[1:6] + 1
-    assert [h.id for h in similarity.similar_movies(1, 5)] == expected.tolist()
-    assert similarity.info()["similar_space"] == "retrieval"
+    # retrieval space: a one-movie history's query against the candidates, itself excluded
+    scores = two_stage["candidate_vectors"] @ movie_queries[0]
+    scores[0] = -np.inf
+    assert [h.id for h in similarity.similar_movies(1, 5)] == (np.argsort(-scores)[:5] + 1).tolist()
+    assert similarity.similar_metric == "retrieval_score" and similarity.info()["similar_space"] == "retrieval"
+    unit = two_stage["query_vectors"] / np.linalg.norm(two_stage["query_vectors"], axis=1, keepdims=True)
+    assert [h.id for h in similarity.similar_users(1, 4)] == (np.argsort(-(unit @ unit[0]))[1:5] + 1).tolist()
+    # rating space: cosine of the rating towers' movie vectors
+    rating = Similarity.load(build_numpy_version(tmp_path / "c", "1", users, movies, two_stage=two_stage).folder)
+    unit = movies / np.linalg.norm(movies, axis=1, keepdims=True)
+    assert [h.id for h in rating.similar_movies(1, 5)] == (np.argsort(-(unit @ unit[0]))[1:6] + 1).tolist()
+    assert rating.similar_metric == "cosine"
     with pytest.raises(ValueError, match="retrieval"):
         Embeddings(np.arange(3), np.ones((3, 2)), np.arange(3), np.ones((3, 2)), similar_space="retrieval")
 
