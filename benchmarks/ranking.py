@@ -75,6 +75,9 @@ DEFINITIONS = {
                   "(rating >= 4) who like each listed movie in the test split, averaged",
     "hit@10": "share of (training liker, movie) pairs where the liker likes at least one of the "
               "movie's top-10 similar movies in the test split",
+    "lift@10": "observed co-likes of the listed movies / those expected at everybody's like rate",
+    "similar users": "a user's 10 most similar users vote with their training likes (the user's "
+                     "training movies excluded); NDCG@10 / HR@10 of that list against the test likes",
 }
 
 
@@ -365,6 +368,20 @@ def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object
     return rows
 
 
+def similar_user_rows(train: MovieLensData, test: Ratings, embeddings: Embeddings | None) -> list[dict]:
+    """User-kNN quality of each space's similar-users lists (benchmarks.similar_quality)."""
+    from benchmarks import similar_quality as sq
+
+    if embeddings is None:
+        return []
+    spaces = {"two-tower rating space (cosine)": embeddings.user_vectors}
+    if embeddings.query_vectors is not None:
+        spaces["two-tower retrieval space (cosine of queries)"] = embeddings.query_vectors
+    return [{"source": name, **sq.similar_users_quality(
+                sq.cosine_similar_movies(embeddings.user_ids, vectors), train.ratings, test)}
+            for name, vectors in spaces.items()]
+
+
 # --- the run ---------------------------------------------------------------------------------
 def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: float = 0.2, seed: int = 0,
         index_type: str = "flat", ratings_csv: Path | None = None,
@@ -399,7 +416,8 @@ def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: flo
                       "test_ratings": len(test), "relevant_test_pairs":
                           int(sum(len(v) for v in relevant.values()))},
             "definitions": DEFINITIONS, "results": rows,
-            "similar_movies": similar_movie_rows(train, test, ease_weights, embeddings)}
+            "similar_movies": similar_movie_rows(train, test, ease_weights, embeddings),
+            "similar_users": similar_user_rows(train, test, embeddings)}
 
 
 def format_table(report: dict) -> str:
@@ -411,6 +429,10 @@ def format_table(report: dict) -> str:
     lines.append(f"{'similar movies':<58}{'co_like@10':>11}{'hit@10':>8}")
     for r in report["similar_movies"]:
         lines.append(f"{r['source']:<58}{r['co_like@10']:>11.4f}{r['hit@10']:>8.4f}")
+    if report.get("similar_users"):
+        lines.append(f"{'similar users (their likes, as recommendations)':<58}{'NDCG@10':>11}{'HR@10':>8}")
+        for r in report["similar_users"]:
+            lines.append(f"{r['source']:<58}{r['NDCG@10']:>11.4f}{r['HR@10']:>8.4f}")
     return "\n".join(lines)
 
 

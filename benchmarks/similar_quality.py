@@ -15,6 +15,10 @@ the *test* split. Test likes were never seen by any model, so the check cannot b
 
 Sources compared in benchmarks.ranking: EASE's item-item weights, cosine in either of the
 two-tower model's embedding spaces, and genre-only similarity (the floor).
+
+Similar users are checked the same way from the other side: a user's 10 nearest users vote
+with their training likes, the user's own training movies are excluded, and the top of the
+vote is scored against the user's test likes (NDCG@10, HR@10), as user-kNN recommendations.
 """
 from __future__ import annotations
 
@@ -127,3 +131,28 @@ def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, i
 
     top = top_movies(scores, sp.identity(len(movie_ids), format="csr"), min(k, len(movie_ids) - 1))
     return {int(m): movie_ids[picks].tolist() for m, picks in zip(movie_ids, top)}
+
+
+def similar_users_quality(neighbours: Mapping[int, Sequence[int]], train: Ratings, test: Ratings,
+                          k: int = 10) -> dict[str, float]:
+    """NDCG@10 / HR@10 of recommending what a user's k nearest users liked in training."""
+    from benchmarks.ranking import ranking_metrics, relevant_test_items
+
+    user_ids = np.unique(np.concatenate([train.user_id, test.user_id]))
+    movie_ids = np.unique(np.concatenate([train.movie_id, test.movie_id]))
+    liked = _likes(train, user_ids, movie_ids).tocsr()
+    rated = sp.csr_matrix((np.ones(len(train.user_id), np.float32),
+                           (np.searchsorted(user_ids, train.user_id), np.searchsorted(movie_ids, train.movie_id))),
+                          shape=liked.shape)
+    relevant = relevant_test_items(test)
+    ranked = {}
+    for user in relevant:
+        if user not in neighbours:
+            continue
+        rows = np.searchsorted(user_ids, [v for v in list(neighbours[user])[:k]])
+        votes = np.asarray(liked[rows].sum(0)).ravel()
+        votes[rated[np.searchsorted(user_ids, user)].indices] = -1.0
+        top = np.argsort(-votes, kind="stable")[:10]
+        ranked[user] = movie_ids[top[votes[top] > 0]].tolist()  # only what the neighbours liked
+    metrics = ranking_metrics(ranked, relevant)
+    return {"NDCG@10": metrics["NDCG@10"], "HR@10": metrics["HR@10"], "users": metrics["users"]}

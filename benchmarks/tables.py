@@ -93,6 +93,9 @@ def ranking(result) -> list[str]:
     if result.get("similar_movies"):
         lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 |", "|---|---|---|"]
         lines += [f"| {r['source']} | {r['co_like@10']:.4f} | {r['hit@10']:.4f} |" for r in result["similar_movies"]]
+    if result.get("similar_users"):
+        lines += ["", "| similar users (top 10 vote with their likes) | NDCG@10 | HR@10 |", "|---|---|---|"]
+        lines += [f"| {r['source']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} |" for r in result["similar_users"]]
     return lines
 
 

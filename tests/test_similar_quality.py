@@ -46,7 +46,8 @@ def test_genre_similarity_lists_shared_genres_first_and_breaks_ties_by_popularit
               5: Movie(5, "e", 2000, ("Comedy",))}
     lists = sq.genre_similar_movies(movies, {3: 5, 5: 50}, k=3)
     assert lists[1] == [2, 5, 3] and 1 not in lists[1]  # same pair of genres, then the likelier Comedy
-    assert lists[4][:1] != [4] and lists[3][:2] == [5, 1]  # Horror shares nothing; 5 = {Comedy} exactly
+    assert lists[3][0] == 5 and set(lists[3][1:]) == {1, 2}  # {Comedy}: 5 exactly, then the halves
+    assert lists[4][:2] == [5, 3]  # Horror shares with nobody: popularity alone orders the list
     # the same counts as an array in sorted(movies) order
     assert sq.genre_similar_movies(movies, np.array([0, 0, 5, 0, 50]), k=3) == lists
 
@@ -78,3 +79,13 @@ def test_ease_neighbours_beat_genre_only_on_ml100k(shared_data):
     genre_20 = sq.similar_movies_quality(by_genre_lists, train.ratings, test, min_likers=20)
     assert ease_20["movies"] == genre_20["movies"] > 500
     assert ease_20["co_like@10"] > genre_20["co_like@10"] + 0.005
+
+
+def test_similar_users_vote_with_their_training_likes():
+    # user 1's neighbour 2 liked movie 7 in training; user 1 likes 7 in test: a hit at rank 1
+    train = _ratings([(1, 5, 4), (2, 5, 5), (2, 7, 5), (3, 8, 5), (3, 5, 1)])
+    test = _ratings([(1, 7, 5), (2, 8, 4)])
+    got = sq.similar_users_quality({1: [2], 2: [3]}, train, test, k=1)
+    assert got == {"NDCG@10": 1.0, "HR@10": 1.0, "users": 2}
+    worse = sq.similar_users_quality({1: [3], 2: [1]}, train, test, k=1)  # 3 liked only 8; 1 liked only 5
+    assert worse["HR@10"] == 0.0  # user 1 gets 8 (not liked in test); user 2 only 5, which it rated
