@@ -45,6 +45,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from benchmarks.baselines import MatrixFactorization, RatingData, random_split
+from components.features import RELEVANT_RATING
 from components.movielens_files import MovieLensData, Ratings, load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
@@ -54,7 +55,6 @@ from index.similarity import Similarity
 #: Training data (users, movies, training ratings only) -> embeddings of every user and movie.
 ModelSource = Callable[[MovieLensData], Embeddings]
 
-RELEVANT_RATING = 4.0
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1

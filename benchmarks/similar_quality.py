@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from components.movielens_files import Movie, Ratings
 
-LIKED = 4.0
+from components.features import RELEVANT_RATING as LIKED
 
 
 def _likes(ratings: Ratings, user_ids: np.ndarray, movie_ids: np.ndarray) -> sp.csr_matrix:

@@ -40,6 +40,9 @@ AGE_CODES: Final = (1, 18, 25, 35, 45, 50, 56)
 NUM_OCCUPATIONS: Final = 21
 MIN_RATING: Final = 1.0
 MAX_RATING: Final = 5.0
+#: A rating at or above this is a "like": a relevant test item in the ranking benchmarks, a
+#: full-weight positive of the retrieval softmax.
+RELEVANT_RATING: Final = 4.0
 
 # --- transformed features (outputs of preprocessing_fn, inputs of the model) -------------
 def transformed_name(key: str) -> str:

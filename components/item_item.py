@@ -21,7 +21,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-RELEVANT_RATING = 4.0
+from components.features import RELEVANT_RATING
+
 DEFAULT_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
 
 

@@ -49,7 +49,6 @@ USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
 MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
 MODEL_INPUTS = USER_INPUTS + MOVIE_INPUTS
 SHORT_TITLE = 6  # titles with at most this many words take the short LSTM pass
-RELEVANT_RATING = 4.0  # ratings at or above it are full-weight positives of the retrieval loss
 #: Training-only input: the example's own rating, removed from the user's history (below).
 TARGET_IN_HISTORY = "target_rating_in_history"
 
@@ -144,7 +143,7 @@ class HParams:
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
     retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
-    retrieval_low_rating_weight: float = 0.3  # weight of examples rated below RELEVANT_RATING
+    retrieval_low_rating_weight: float = 0.3  # weight of examples rated below features.RELEVANT_RATING
     retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
     retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
     # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
@@ -495,12 +494,12 @@ class RetrievalTowers(keras.layers.Layer):
         movies; above that, a sampled softmax over the batch's distinct movies, each logit
         corrected by the movie's log sampling share (logQ correction), so the learnt score
         still estimates log p(movie | user) over the whole catalogue. Examples rated below
-        RELEVANT_RATING weigh retrieval_low_rating_weight: a watched-but-disliked movie is
+        features.RELEVANT_RATING weigh retrieval_low_rating_weight: a watched-but-disliked movie is
         weaker evidence of what to recommend. Per-example L2 (retrieval_l2) on the rows used.
         """
         hp = self.hp
         users, movies = user_ids[:hp.retrieval_queries], tf.cast(movie_ids[:hp.retrieval_queries], tf.int64)
-        weights = tf.where(tf.cast(ratings[:hp.retrieval_queries], tf.float32) >= RELEVANT_RATING, 1.0,
+        weights = tf.where(tf.cast(ratings[:hp.retrieval_queries], tf.float32) >= f.RELEVANT_RATING, 1.0,
                            hp.retrieval_low_rating_weight)
         query = self.query(users, movies)
         n_movies = self.candidate_embed.input_dim
