@@ -28,6 +28,7 @@ from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHi
                               fit_retrieval)
 from components.movielens_files import load_movielens
 from components.signatures import ServingModule, export
+from components.two_stage import choose_rerank_weight, write_two_stage
 
 HISTORY_FILE = "history.json"
 
@@ -145,6 +146,8 @@ def run_fn(fn_args) -> None:
                               evaluation[0][f.MOVIE_ID_XF], evaluation[1])
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
+    two_stage = choose_rerank_weight(model, train[0], evaluation[0], evaluation[1])
+    history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
     history["retrieval"] = retrieval or {"method": "softmax" if model.retrieval is not None else "none"}
     history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
@@ -156,3 +159,5 @@ def run_fn(fn_args) -> None:
                           skip_bad_rows=bool(config.get("skip_bad_rows", False)))
     export(ServingModule(model, tf_transform_output, data.users, data.movies), fn_args.serving_model_dir,
            user_ids=sorted(data.users)[:100], movie_ids=sorted(data.movies)[:100])
+    if two_stage is not None:  # the similarity service's default re-ranking weight for this model
+        write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})

@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             metadata.movie_records(movie_ids, data.movies), seen, config,
             Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
             provenance={"model_path": str(model_dir), "data_source": data.source,
+                        "two_stage": _two_stage_settings(model_dir),
                         "ratings_source": str(args.ratings) if args.ratings else None,
                         "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
             extra=extra, overwrite=args.overwrite, keep_rejected=args.keep_rejected,
@@ -189,6 +190,18 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_GATE_FAILED
     return EXIT_OK
+
+
+def _two_stage_settings(model_dir: Path) -> dict | None:
+    """The re-ranking weight and candidate count the Trainer chose for this model on its eval
+    split (assets.extra/two_stage.json, components.two_stage); None for older pushes."""
+    path = model_dir / "assets.extra" / "two_stage.json"
+    if not path.is_file():
+        return None
+    settings = layout.read_json(path)
+    _log(f"two-stage defaults from the model: top {settings['candidates']} candidates, rerank weight "
+         f"{settings['rerank_weight']:g} (chosen on the Trainer's eval split)")
+    return {k: settings[k] for k in ("rerank_weight", "candidates", "eval_ndcg_at_10_by_weight")}
 
 
 def describe(result: BuildResult, index_dir: Path) -> str:

@@ -119,8 +119,10 @@ def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
 
 
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
-               live: LiveIndex | None = None, candidates: int = DEFAULT_CANDIDATES,
-               rerank_weight: float = DEFAULT_RERANK_WEIGHT) -> FastAPI:
+               live: LiveIndex | None = None, candidates: int | None = None,
+               rerank_weight: float | None = None) -> FastAPI:
+    """candidates / rerank_weight: service-wide defaults for /recommendations; None takes the
+    served index version's own (the Trainer's choice for its model)."""
     """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
 
     The first load happens here, synchronously, so the app answers as soon as it exists;
@@ -128,7 +130,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     """
     live = live or LiveIndex(index_dir, verify=verify)
     live.refresh()
-    default_candidates, default_rerank_weight = int(candidates), float(rerank_weight)
+    default_candidates, default_rerank_weight = candidates, rerank_weight
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -199,15 +201,19 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
                               k: int = K,
                               exclude_seen: bool = Query(
                                   True, description="leave out movies the user rated"),
-                              candidates: int = Query(
+                              candidates: int | None = Query(
                                   default_candidates, ge=1, le=MAX_CANDIDATES,
-                                  description="movies FAISS returns for re-ranking (raised to k)"),
-                              rerank_weight: float = Query(
+                                  description="movies FAISS returns for re-ranking, raised to k "
+                                              "(default: the index version's)"),
+                              rerank_weight: float | None = Query(
                                   default_rerank_weight, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
                                   description="score = retrieval score + rerank_weight * predicted "
-                                              "rating (0: retrieval order)")
+                                              "rating; 0: retrieval order (default: the index "
+                                              "version's, chosen for its model on eval data)")
                               ) -> dict[str, Any]:
         s = snapshot()
+        candidates = s.default_candidates if candidates is None else candidates
+        rerank_weight = s.default_rerank_weight if rerank_weight is None else rerank_weight
         try:
             hits = s.recommend(user_id, k, exclude_seen=exclude_seen, candidates=candidates,
                                rerank_weight=rerank_weight)
@@ -254,13 +260,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between LATEST checks; 0 disables reloading (default: 1)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip sha256 verification of index files on load")
-    parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
+    parser.add_argument("--candidates", type=int, default=None,
                         help=f"two-stage recommendations: movies FAISS returns for re-ranking "
-                             f"(default: {DEFAULT_CANDIDATES}; a request's ?candidates= overrides)")
-    parser.add_argument("--rerank-weight", type=float, default=DEFAULT_RERANK_WEIGHT,
+                             f"(default: the index version's, else {DEFAULT_CANDIDATES}; a "
+                             f"request's ?candidates= overrides)")
+    parser.add_argument("--rerank-weight", type=float, default=None,
                         help=f"weight w of the predicted rating in retrieval score + w * rating "
-                             f"(default: {DEFAULT_RERANK_WEIGHT}, chosen on validation data by "
-                             f"benchmarks.ranking; a request's ?rerank_weight= overrides)")
+                             f"(default: the index version's, which the Trainer chose for its model "
+                             f"on eval data, else {DEFAULT_RERANK_WEIGHT}; ?rerank_weight= overrides)")
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads per FAISS query (default: 1: requests already run "
                              "concurrently, more threads only oversubscribe)")
@@ -285,10 +292,10 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     faiss.omp_set_num_threads(max(1, args.faiss_threads))
     index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
-    if not 1 <= args.candidates <= MAX_CANDIDATES:
+    if args.candidates is not None and not 1 <= args.candidates <= MAX_CANDIDATES:
         print(f"error: --candidates must be in 1..{MAX_CANDIDATES}, got {args.candidates}", file=sys.stderr)
         return 2
-    if not abs(args.rerank_weight) <= MAX_RERANK_WEIGHT:
+    if args.rerank_weight is not None and not abs(args.rerank_weight) <= MAX_RERANK_WEIGHT:
         print(f"error: --rerank-weight must be within ±{MAX_RERANK_WEIGHT:g}, got {args.rerank_weight}",
               file=sys.stderr)
         return 2

@@ -15,8 +15,7 @@ from typing import Any, Mapping, Sequence, TextIO
 
 from index import layout
 from index.metadata import movie_label, user_label
-from index.similarity import (BY_EMBEDDING, BY_POSTERS, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, Neighbour,
-                              Similarity, UnknownIdError)
+from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
 
 
 def _movie_line(movie: Mapping[str, Any]) -> str:
@@ -52,8 +51,8 @@ def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
     _table(f"\n{k} most similar users (cosine):", similarity.similar_users(user_id, k),
            user_label, out)
     note = "rated movies excluded" if exclude_seen else "rated movies included"
-    how = {"retrieval+rerank": f"two-stage: top {DEFAULT_CANDIDATES} by retrieval score, re-ranked by "
-                               f"retrieval score + {DEFAULT_RERANK_WEIGHT:g} x predicted rating",
+    how = {"retrieval+rerank": f"two-stage: top {similarity.default_candidates} by retrieval score, re-ranked "
+                               f"by retrieval score + {similarity.default_rerank_weight:g} x predicted rating",
            "retrieval": "retrieval score", "inner_product+rerank": "inner product, re-ranked by rating"
            }.get(similarity.stages, "inner product")
     _table(f"\nTop {k} recommended movies ({how}; {note}):",

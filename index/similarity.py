@@ -21,10 +21,11 @@ from index import ann, layout
 BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"
 #: Two-stage recommendations: FAISS candidates per request, and the weight w of the predicted
-#: rating in `retrieval score + w * predicted rating`. Chosen on validation data by
-#: benchmarks.ranking (results/ranking_*.json, "params" of the two-stage rows).
+#: rating in `retrieval score + w * predicted rating`. An index version built from a model
+#: that carries its own (the Trainer chooses w on its eval split: components.two_stage) uses
+#: those; these are the fallbacks, for versions without them.
 DEFAULT_CANDIDATES = 200
-DEFAULT_RERANK_WEIGHT = 0.5
+DEFAULT_RERANK_WEIGHT = 0.1
 MAX_CANDIDATES = 2000
 
 
@@ -95,6 +96,10 @@ class Similarity:
         self._rating_terms = rating_terms  # (user bias incl. global mean, movie bias) or None
         #: retrieval-space similar movies: a one-movie history's query, searched in movies_ip
         self._movie_queries = movie_queries
+        chosen = manifest.get("two_stage") or {}
+        #: this version's defaults: the model's own choice, else the module's fallbacks
+        self.default_candidates = int(chosen.get("candidates", DEFAULT_CANDIDATES))
+        self.default_rerank_weight = float(chosen.get("rerank_weight", DEFAULT_RERANK_WEIGHT))
         self._indexes = indexes
         self._params = {name: manifest["indexes"][name]["params"] for name in indexes}
         self._seen_indptr, self._seen_movies = seen_indptr, seen_movies
@@ -241,10 +246,11 @@ class Similarity:
         2. When the version carries rating terms: each candidate's predicted rating
            clip(<u, m> + user bias + movie bias, 1, 5) (one matrix-vector product), and the
            order by ``retrieval score + rerank_weight * predicted rating``.
+        ``candidates`` and ``rerank_weight`` default to this version's (the model's choice).
         Every Neighbour carries both scores; ``score`` is the blended one.
         """
-        candidates = DEFAULT_CANDIDATES if candidates is None else int(candidates)
-        weight = DEFAULT_RERANK_WEIGHT if rerank_weight is None else float(rerank_weight)
+        candidates = self.default_candidates if candidates is None else int(candidates)
+        weight = self.default_rerank_weight if rerank_weight is None else float(rerank_weight)
         if not 1 <= candidates <= MAX_CANDIDATES:
             raise ValueError(f"candidates must be in 1..{MAX_CANDIDATES}, got {candidates}")
         if not np.isfinite(weight):
@@ -318,6 +324,8 @@ class Similarity:
             "retrieval_dimension": m.get("retrieval_dimension"),
             "similar_space": m.get("similar_space", "rating"),
             "recommendation_stages": self.stages,
+            "default_candidates": self.default_candidates,
+            "default_rerank_weight": self.default_rerank_weight,
             "counts": m.get("counts"),
             "recall_at_10": m.get("recall_at_10"),
             "latency_ms": m.get("latency_ms"),

@@ -137,6 +137,21 @@ def test_retrieval_and_bias_signatures_score_as_documented(runs):
     np.testing.assert_allclose(decomposed, served, rtol=1e-4, atol=1e-4)
 
 
+def test_pushed_model_carries_the_rerank_weight_chosen_on_eval(runs):
+    import json
+
+    from components.two_stage import RERANK_WEIGHTS
+
+    root, *_, versions = runs
+    path = root / "artifacts" / "serving" / "movielens" / versions[0] / "assets.extra" / "two_stage.json"
+    chosen = json.loads(path.read_text())
+    scores = chosen["eval_ndcg_at_10_by_weight"]
+    assert chosen["rerank_weight"] in RERANK_WEIGHTS and chosen["candidates"] == 200
+    assert sorted(map(float, scores)) == sorted(RERANK_WEIGHTS) and chosen["eval_users"] > 0
+    assert scores[str(float(chosen["rerank_weight"]))] == max(scores.values())
+    assert chosen["retrieval"]["method"].startswith("closed_form")
+
+
 def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
     data = tmp_path / "bad"
     synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)
