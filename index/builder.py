@@ -164,7 +164,10 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
 def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequence[dict],
                         movies_meta: Sequence[dict], seen: tuple[np.ndarray, np.ndarray],
                         config: ann.AnnConfig) -> dict[str, Any]:
-    """Write vectors, id maps, metadata, seen map and the three indexes; return their entries."""
+    """Write vectors, id maps, metadata, seen map and the three indexes; return their entries.
+
+    The rating terms and the retrieval vectors are written only when the embeddings carry them
+    (an older model's version has neither, like a format-1 folder)."""
     e = embeddings
     save_npy(folder / layout.USER_IDS, e.user_ids)
     save_npy(folder / layout.MOVIE_IDS, e.movie_ids)
@@ -188,7 +191,11 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
 
     similar_users, similar_movies = e.similar_vectors()
     movie_unit, user_unit = ann.l2_normalise(similar_movies), ann.l2_normalise(similar_users)
+    # Stage one of /recommendations: the retrieval candidates searched with the users' queries
+    # (a model without a retrieval space: the rating towers' movie vectors with the users').
     queries, candidates = e.search_vectors()
+    if e.similar_by_movie_query:  # similar movies ask movies_ip too: measure both kinds of query
+        queries = np.concatenate([queries, e.movie_query_vectors])
     plans = {  # index -> (database vectors, the queries it will be asked)
         "movies_cosine": (movie_unit, movie_unit),
         "users_cosine": (user_unit, user_unit),
@@ -231,8 +238,9 @@ def build_index_version(
     tmp = index_dir / f".tmp-{version}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
+        retrieval = (f", retrieval R={embeddings.query_vectors.shape[1]}" if embeddings.has_retrieval else "")
         log(f"building {config.index_type} indexes over {len(embeddings.movie_ids):,} movies and "
-            f"{len(embeddings.user_ids):,} users (D={embeddings.dimension}) in {tmp}")
+            f"{len(embeddings.user_ids):,} users (D={embeddings.dimension}{retrieval}) in {tmp}")
         indexes = write_version_files(tmp, embeddings, users_meta, movies_meta, seen, config)
         manifest: dict[str, Any] = {
             "format_version": layout.FORMAT_VERSION,
@@ -244,6 +252,8 @@ def build_index_version(
             "retrieval_dimension": (int(embeddings.query_vectors.shape[1]) if embeddings.has_retrieval
                                     else None),
             "similar_space": embeddings.similar_space,
+            # similar movies: a one-movie history's query searched in movies_ip (else cosine)
+            "movie_queries": embeddings.similar_by_movie_query,
             "retrieval": embeddings.has_retrieval,  # movies_ip searches the retrieval space
             "rerank": embeddings.can_rate,          # the rating terms are there to re-rank with
             "counts": {"users": len(embeddings.user_ids), "movies": len(embeddings.movie_ids),

@@ -44,9 +44,14 @@ class Embeddings:
     rating clip(<u, m> + user_bias + movie_bias, 1, 5) that re-ranks candidates.
     ``query_vectors`` / ``candidate_vectors`` are the retrieval towers' (R may differ from D):
     <query, candidate> is the retrieval score that FAISS searches by. ``similar_space`` says
-    which space similar movies and users come from: "rating", cosine of the rating towers'
-    outputs; "retrieval", a movie's ``movie_query_vectors`` row searched against the candidates
-    (what a one-movie history is recommended) and cosine of the users' queries.
+    which space the cosine indexes (similar movies, similar users) are built from: "rating",
+    the rating towers' outputs; "retrieval", the users' queries and the movies' candidates.
+    In the retrieval space, optional ``movie_query_vectors`` (a one-movie history's query)
+    replace the movies' cosine: a movie's similar movies are then what that history is
+    recommended ("watched this, will watch").
+
+    All the optional fields default to None: an older model gives one space and no rating
+    terms, and its index recommends by the rating towers' inner product (single stage).
     """
 
     user_ids: np.ndarray       # int64 [n_users]
@@ -98,8 +103,13 @@ class Embeddings:
                 raise ValueError("movie_query_vectors need candidate_vectors of the same shape")
         if self.similar_space not in SPACES:
             raise ValueError(f"similar_space must be one of {SPACES}, got {self.similar_space!r}")
-        if self.similar_space == RETRIEVAL_SPACE and self.movie_query_vectors is None:
-            raise ValueError("similar_space 'retrieval' needs query, candidate and movie query vectors")
+        if self.similar_space == RETRIEVAL_SPACE and not self.has_retrieval:
+            raise ValueError("similar_space 'retrieval' needs the retrieval space "
+                             "(query_vectors and candidate_vectors)")
+        for name in ("user_bias", "movie_bias", "query_vectors", "candidate_vectors", "movie_query_vectors"):
+            value = getattr(self, name)
+            if value is not None and not np.isfinite(value).all():
+                raise ValueError(f"{name} contains NaN or infinity")
 
     @property
     def dimension(self) -> int:
@@ -112,6 +122,11 @@ class Embeddings:
     @property
     def can_rate(self) -> bool:
         return self.user_bias is not None
+
+    @property
+    def similar_by_movie_query(self) -> bool:
+        """Similar movies by a one-movie history's retrieval query (else by cosine)."""
+        return self.similar_space == RETRIEVAL_SPACE and self.movie_query_vectors is not None
 
     def similar_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """(user, movie) vectors of the space the cosine indexes use."""
@@ -176,8 +191,9 @@ class SavedModelTowers:
         self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
         self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]
         #: older pushes have neither the retrieval signatures nor the bias outputs
-        self.has_retrieval = all(s in loaded.signatures for s in (SIGNATURE_USER_QUERY, SIGNATURE_MOVIE_CANDIDATE,
-                                                                  SIGNATURE_MOVIE_QUERY))
+        self.has_retrieval = all(s in loaded.signatures for s in (SIGNATURE_USER_QUERY, SIGNATURE_MOVIE_CANDIDATE))
+        #: one-movie-history queries (retrieval-space similar movies) came later still
+        self.has_movie_query = self.has_retrieval and SIGNATURE_MOVIE_QUERY in loaded.signatures
         self.has_bias = all(BIAS_OUTPUT in loaded.signatures[s].structured_outputs
                             for s in (SIGNATURE_USER_EMBEDDING, SIGNATURE_MOVIE_EMBEDDING))
 
@@ -240,7 +256,10 @@ def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: 
 
     The retrieval vectors and rating biases come along when the SavedModel has them; an older
     push without them gives rating-space vectors only (single-stage recommendations), and
-    ``similar_space`` then falls back to the rating space."""
+    ``similar_space`` then falls back to the rating space (compare the result's
+    ``similar_space`` with the one asked for to tell)."""
+    if similar_space not in SPACES:
+        raise ValueError(f"similar_space must be one of {SPACES}, got {similar_space!r}")
     towers = SavedModelTowers(model_dir)
     args = (batch_size, progress)
     extra: dict = {}
@@ -248,8 +267,9 @@ def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: 
         extra.update(user_bias=towers.user_biases(user_ids, *args), movie_bias=towers.movie_biases(movie_ids, *args))
     if towers.has_retrieval:
         extra.update(query_vectors=towers.query_vectors(user_ids, *args),
-                     candidate_vectors=towers.candidate_vectors(movie_ids, *args),
-                     movie_query_vectors=towers.movie_query_vectors(movie_ids, *args))
+                     candidate_vectors=towers.candidate_vectors(movie_ids, *args))
+        if towers.has_movie_query:
+            extra.update(movie_query_vectors=towers.movie_query_vectors(movie_ids, *args))
     return Embeddings(user_ids=np.asarray(user_ids, np.int64),
                       user_vectors=towers.user_vectors(user_ids, *args),
                       movie_ids=np.asarray(movie_ids, np.int64),

@@ -7,8 +7,9 @@
 2. read users, movies and ratings from ``--data`` (any folder ``load_movielens`` reads;
    ``--ratings`` swaps in a ratings CSV): the ratings are the "seen" map for exclude_seen;
 3. run the model's ``user_embedding`` / ``movie_embedding`` signatures (rating vectors and
-   biases) and ``user_query_embedding`` / ``movie_candidate_embedding`` (retrieval vectors)
-   over every user and movie (batched, with a progress bar);
+   biases) and ``user_query_embedding`` / ``movie_candidate_embedding`` (retrieval vectors;
+   ``movie_query_embedding`` too when present) over every user and movie (batched, with a
+   progress bar); a model without them gives a single-stage, rating-space version;
 4. ``index.builder``: cosine indexes (movies, users) in the ``--similar-space``, an
    inner-product index over the retrieval candidates (stage one of /recommendations; the
    rating terms stored beside it re-rank),
@@ -28,14 +29,14 @@ from pathlib import Path
 from typing import Sequence
 
 from index import ann, layout, metadata
-from index.embed import RETRIEVAL_SPACE, SPACES
+from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
+from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
 
 #: The space similar movies/users are searched in. benchmarks.ranking measures both spaces'
 #: similar-movies lists against held-out likes (results/ranking_*.json, "similar_movies"): the
 #: retrieval space's one-movie queries beat the rating towers' cosine (and EASE's item-item
 #: weights) in co_like@10 and hit@10 on ML-100K and ML-1M.
 DEFAULT_SIMILAR_SPACE = RETRIEVAL_SPACE
-from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -142,13 +143,7 @@ def run(args: argparse.Namespace) -> int:
         embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, args.batch_size,
                                             progress=not args.no_progress,
                                             similar_space=args.similar_space)
-        if not embeddings.has_retrieval:
-            _log("this model has no retrieval signatures (an older push): recommendations rank by "
-                 "the rating towers' inner product, similar items in the rating space")
-        else:
-            _log(f"recommendations: FAISS over the retrieval space (R={embeddings.query_vectors.shape[1]})"
-                 f"{', re-ranked by predicted rating' if embeddings.can_rate else ''}; "
-                 f"similar movies/users: {embeddings.similar_space} space")
+        _log(describe_stages(embeddings, args.similar_space))
         seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
                                  data.ratings.user_id, data.ratings.movie_id)
         extra = None
@@ -202,6 +197,25 @@ def _two_stage_settings(model_dir: Path) -> dict | None:
     _log(f"two-stage defaults from the model: top {settings['candidates']} candidates, rerank weight "
          f"{settings['rerank_weight']:g} (chosen on the Trainer's eval split)")
     return {k: settings[k] for k in ("rerank_weight", "candidates", "eval_ndcg_at_10_by_weight")}
+
+
+def describe_stages(embeddings: Embeddings, asked_space: str) -> str:
+    """What the version will support: recommendation stages and where similar items come from
+    (with a note when the model cannot give the similar space that was asked for)."""
+    e = embeddings
+    if e.has_retrieval:
+        recs = f"stage 1 FAISS over the retrieval space (R={e.query_vectors.shape[1]})"
+    else:
+        recs = "stage 1 FAISS by the rating towers' inner product (no retrieval signatures: an older model)"
+    recs += (", stage 2 re-rank by predicted rating" if e.can_rate
+             else "; no stage 2 (the model has no rating bias outputs)")
+    similar = f"similar movies/users: {e.similar_space} space"
+    if e.similar_by_movie_query:
+        similar += " (movies by a one-movie history's query)"
+    if asked_space != e.similar_space:
+        similar += f" (note: --similar-space {asked_space} asked, but the model has no retrieval " \
+                   f"signatures: falling back to {RATING_SPACE})"
+    return f"recommendations: {recs}; {similar}"
 
 
 def describe(result: BuildResult, index_dir: Path) -> str:

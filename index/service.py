@@ -28,7 +28,7 @@ from typing import Any, AsyncIterator, Literal, Sequence
 
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query
 from fastapi.responses import RedirectResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from index import layout
 from index.live import LiveIndex
@@ -91,16 +91,21 @@ class SimilarUsers(BaseModel):
 
 
 class RecommendedMovie(MovieHit):
-    retrieval_score: float | None
-    predicted_rating: float | None
+    retrieval_score: float | None = Field(description="stage one: <query, candidate> (or the rating "
+                                                      "towers' inner product without a retrieval space)")
+    predicted_rating: float | None = Field(description="stage two: clip(<u, m> + biases, 1, 5); null "
+                                                       "without rating terms")
 
 
 class Recommendations(BaseModel):
     index_version: str
     model_version: str
-    metric: str
-    stages: str
-    candidates: int
+    metric: str = Field(description="what `scores` are: 'retrieval_score + rerank_weight * "
+                                    "predicted_rating' when both stages ran")
+    stages: str = Field(description="'retrieval+rerank', 'retrieval', 'inner_product' (an index of "
+                                    "a model without retrieval towers) or 'inner_product+rerank'")
+    candidates: int = Field(description="movies stage one returned (max(candidates, k); k when "
+                                        "there is no stage two)")
     rerank_weight: float
     exclude_seen: bool
     seen_count: int
@@ -121,12 +126,13 @@ def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
                live: LiveIndex | None = None, candidates: int | None = None,
                rerank_weight: float | None = None) -> FastAPI:
-    """candidates / rerank_weight: service-wide defaults for /recommendations; None takes the
-    served index version's own (the Trainer's choice for its model)."""
     """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
 
     The first load happens here, synchronously, so the app answers as soon as it exists;
     the watcher thread runs while the app's lifespan does (uvicorn, ``with TestClient(app)``).
+    ``candidates`` / ``rerank_weight``: service-wide defaults for /recommendations (the
+    ``--candidates`` / ``--rerank-weight`` flags); None takes the served index version's own
+    (the Trainer's choice for its model, else index.similarity's DEFAULT_* constants).
     """
     live = live or LiveIndex(index_dir, verify=verify)
     live.refresh()
@@ -164,7 +170,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         return RedirectResponse("/docs")
 
     @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
-             summary="Movies most similar to a movie (cosine; itself excluded)",
+             summary="Movies most similar to a movie (itself excluded; `metric` says how)",
              responses={404: {"description": "unknown movie, or no poster for it"}})
     async def similar_movies(movie_id: int = PathParam(..., description="MovieLens movie id"),
                              k: int = K,
@@ -181,7 +187,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         return {**meta(s), "by": by, "metric": metric, "query": query, **_hits(hits)}
 
     @app.get("/users/{user_id}/similar", response_model=SimilarUsers,
-             summary="Users most similar to a user (cosine of user-tower embeddings)",
+             summary="Users most similar to a user (cosine in the index's similar space)",
              responses={404: {"description": "unknown user"}})
     async def similar_users(user_id: int = PathParam(..., description="MovieLens user id"),
                             k: int = K) -> dict[str, Any]:
@@ -221,10 +227,8 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
             seen_count = len(s.seen(user_id))
         except UnknownIdError as error:
             raise HTTPException(status_code=404, detail=error.message) from None
-        stages = s.stages
-        metric = ("retrieval_score + rerank_weight * predicted_rating" if stages.endswith("rerank")
-                  else "inner_product")
-        return {**meta(s), "metric": metric, "stages": stages, "candidates": max(candidates, k),
+        return {**meta(s), "metric": s.recommend_metric, "stages": s.stages,
+                "candidates": s.candidates_fetched(k, candidates),
                 "rerank_weight": rerank_weight, "exclude_seen": exclude_seen,
                 "seen_count": seen_count, "query": query, **_hits(hits),
                 "retrieval_scores": [n.retrieval_score for n in hits],

@@ -28,8 +28,11 @@ def _table(title: str, neighbours: list[Neighbour], describe, out: TextIO) -> No
     if not neighbours:
         print("  (none)", file=out)
     for rank, n in enumerate(neighbours, 1):
-        scores = (f"  retrieval {n.retrieval_score:7.3f}  rating {n.predicted_rating:4.2f}"
-                  if n.predicted_rating is not None and n.retrieval_score is not None else "")
+        scores = ""  # the two stages' own scores, when the version has them
+        if n.predicted_rating is not None:
+            scores += f"  retrieval {n.retrieval_score:7.3f}  predicted rating {n.predicted_rating:4.2f}"
+        elif n.retrieval_score is not None and n.retrieval_score != n.score:
+            scores += f"  retrieval {n.retrieval_score:7.3f}"
         print(f"  {rank:>3}. {n.score:8.4f}{scores}  #{n.id:<6} {describe(n.info)}", file=out)
 
 
@@ -48,7 +51,8 @@ def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
     user = similarity.user(user_id)
     seen = similarity.seen(user_id)
     print(f"User {user_id}: {user_label(user)}  ({len(seen)} rated movies)", file=out)
-    _table(f"\n{k} most similar users (cosine):", similarity.similar_users(user_id, k),
+    space = similarity.manifest.get("similar_space", "rating")
+    _table(f"\n{k} most similar users (cosine, {space} space):", similarity.similar_users(user_id, k),
            user_label, out)
     note = "rated movies excluded" if exclude_seen else "rated movies included"
     how = {"retrieval+rerank": f"two-stage: top {similarity.default_candidates} by retrieval score, re-ranked "

@@ -136,12 +136,14 @@ class Similarity:
         retrieval = ((npy(layout.QUERY_VECTORS), npy(layout.CANDIDATE_VECTORS))
                      if manifest.get("retrieval") else None)
         terms = (npy(layout.USER_BIAS), npy(layout.MOVIE_BIAS)) if manifest.get("rerank") else None
-        in_retrieval = manifest.get("similar_space") == "retrieval"
+        in_retrieval = manifest.get("similar_space") == "retrieval" and retrieval is not None
         similar = retrieval if in_retrieval else rating
+        # format 2 before "movie_queries" was recorded: the retrieval space always had them
+        by_movie_query = in_retrieval and manifest.get("movie_queries", True)
         return cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
                    npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
                    similar_vectors=similar, rating_terms=terms,
-                   movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if in_retrieval else None)
+                   movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None)
 
     # --- lookups -----------------------------------------------------------------------
     @property
@@ -210,18 +212,32 @@ class Similarity:
                                 exclude_row=row)
 
     def similar_users(self, user_id: int, k: int = 10) -> list[Neighbour]:
-        """The k users most cosine-similar to ``user_id`` (itself excluded)."""
+        """The k users most cosine-similar to ``user_id`` (itself excluded), in the version's
+        similar space: the rating towers' user vectors, or the users' retrieval queries."""
         row = self._user_row(user_id)
         return self._neighbours("users_cosine", self._user_unit[row], k, self._users,
                                 exclude_row=row)
 
     @property
+    def can_rerank(self) -> bool:
+        """The version carries the rating terms: recommend() runs stage two."""
+        return self._rating_terms is not None
+
+    @property
+    def recommend_metric(self) -> str:
+        """What a recommendation's ``score`` is, for this version's stages."""
+        first = "retrieval_score" if self.manifest.get("retrieval") else "inner_product"
+        return f"{first} + rerank_weight * predicted_rating" if self.can_rerank else first
+
+    @property
     def stages(self) -> str:
-        """What recommend() does with this version: 'retrieval+rerank', 'retrieval', or
-        'inner_product' (a version-1 index: one space, no rating terms)."""
+        """What recommend() does with this version: 'retrieval+rerank' (both stages),
+        'retrieval' (retrieval space, no rating terms), 'inner_product' (a format-1 index or an
+        older model: one space, no rating terms) or 'inner_product+rerank' (rating terms but no
+        retrieval space: the rating towers' inner product picks the candidates)."""
         if self.manifest.get("retrieval"):
-            return "retrieval+rerank" if self._rating_terms is not None else "retrieval"
-        return "inner_product+rerank" if self._rating_terms is not None else "inner_product"
+            return "retrieval+rerank" if self.can_rerank else "retrieval"
+        return "inner_product+rerank" if self.can_rerank else "inner_product"
 
     def predicted_ratings(self, user_id: int, movie_ids: np.ndarray) -> np.ndarray:
         """clip(<u, m> + user bias + movie bias, 1, 5): the rating model's answer, in NumPy."""
@@ -240,15 +256,29 @@ class Similarity:
                   candidates: int | None = None, rerank_weight: float | None = None) -> list[Neighbour]:
         """Top-k movies for a user, in two stages when the version allows.
 
-        1. FAISS ``movies_ip``: the top max(candidates, k) movies by retrieval score
-           <query(u), candidate(m)> (version 1: by the rating towers' inner product), the
-           user's training movies excluded inside the search when ``exclude_seen``.
+        1. FAISS ``movies_ip``: the top N = max(candidates, k) movies by retrieval score
+           <query(u), candidate(m)> (a version without a retrieval space: by the rating
+           towers' inner product), the user's training movies excluded inside the search when
+           ``exclude_seen``, so exactly N unseen movies come back (fewer only if the catalogue
+           runs out).
         2. When the version carries rating terms: each candidate's predicted rating
-           clip(<u, m> + user bias + movie bias, 1, 5) (one matrix-vector product), and the
-           order by ``retrieval score + rerank_weight * predicted rating``.
-        ``candidates`` and ``rerank_weight`` default to this version's (the model's choice).
-        Every Neighbour carries both scores; ``score`` is the blended one.
+           clip(<u, m> + user bias + movie bias, 1, 5) (one matrix-vector product over the N),
+           and the blend
+
+               score = retrieval_score + rerank_weight * predicted_rating
+
+           sorted descending (stable: ties keep the retrieval order); the top k are returned.
+           ``rerank_weight`` 0 keeps the retrieval order and still reports the ratings; a large
+           one orders the N candidates by predicted rating. Without rating terms, the top k of
+           stage one are returned and N is just k.
+        ``candidates`` (1..MAX_CANDIDATES) and ``rerank_weight`` (finite) default to this
+        version's (the model's choice, else DEFAULT_CANDIDATES / DEFAULT_RERANK_WEIGHT);
+        anything else is a ValueError. Every Neighbour carries ``retrieval_score`` (the
+        stage-one score) and ``predicted_rating`` (None without rating terms); ``score`` is
+        the blended one.
         """
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         candidates = self.default_candidates if candidates is None else int(candidates)
         weight = self.default_rerank_weight if rerank_weight is None else float(rerank_weight)
         if not 1 <= candidates <= MAX_CANDIDATES:
@@ -258,7 +288,7 @@ class Similarity:
         row = self._user_row(user_id)
         query = self._user_vectors[row]
         seen = self._seen_rows(row) if exclude_seen else np.empty(0, np.int64)
-        fetch = max(candidates, k) if self._rating_terms is not None else k
+        fetch = self.candidates_fetched(k, candidates)
         selector = None
         if len(seen):  # filter inside the search so exactly `fetch` unseen movies come back
             selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(seen, np.int64)))
@@ -274,6 +304,10 @@ class Similarity:
         return [Neighbour(int(self._movies.ids[rows[i]]), float(blended[i]), self._movies.meta[rows[i]],
                           retrieval_score=float(scores[i]), predicted_rating=float(ratings[i]))
                 for i in order.tolist()]
+
+    def candidates_fetched(self, k: int, candidates: int) -> int:
+        """N, the movies stage one returns: max(candidates, k) to re-rank, or k without stage two."""
+        return max(int(candidates), k) if self.can_rerank else k
 
     def _similar_posters(self, movie_id: int, k: int) -> list[Neighbour]:
         self._movie_row(movie_id)  # unknown movie -> 404 before "no poster"
@@ -323,7 +357,11 @@ class Similarity:
             "dimension": m.get("dimension"),
             "retrieval_dimension": m.get("retrieval_dimension"),
             "similar_space": m.get("similar_space", "rating"),
+            "similar_movies_by": self.similar_metric,
+            "retrieval": bool(m.get("retrieval", False)),
+            "rerank": self.can_rerank,
             "recommendation_stages": self.stages,
+            "recommendation_metric": self.recommend_metric,
             "default_candidates": self.default_candidates,
             "default_rerank_weight": self.default_rerank_weight,
             "counts": m.get("counts"),

@@ -36,9 +36,21 @@ def lowrank_factors(user_idx: np.ndarray, movie_idx: np.ndarray, ratings: np.nda
 
 
 def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.ndarray,
-                    movie_ids: np.ndarray, movie_vectors: np.ndarray) -> Path:
-    """A SavedModel whose towers look up fixed vectors (zeros for unknown ids)."""
+                    movie_ids: np.ndarray, movie_vectors: np.ndarray,
+                    two_stage: dict[str, np.ndarray] | None = None) -> Path:
+    """A SavedModel whose towers look up fixed vectors (zeros for unknown ids).
+
+    two_stage: optional ``user_bias`` / ``movie_bias`` (then the embedding signatures also
+    output ``bias``) and ``query_vectors`` / ``candidate_vectors`` (then it has the
+    ``user_query_embedding`` / ``movie_candidate_embedding`` signatures), plus an optional
+    ``movie_query_vectors`` (``movie_query_embedding``): the newer model's interface. Without
+    it the model looks like an older push (one space, no bias outputs)."""
     import tensorflow as tf
+
+    from index.embed import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
+                             SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_QUERY)
+
+    extra = {k: np.asarray(v, np.float32) for k, v in (two_stage or {}).items()}
 
     ids_spec = tf.TensorSpec([None], tf.int64)
 
@@ -50,23 +62,48 @@ def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.nda
         padded = tf.Variable(np.vstack([vectors, zero_row]).astype(np.float32))
         return table, padded
 
+    def column(values: np.ndarray) -> np.ndarray:
+        return values.reshape(-1, 1)
+
     class Towers(tf.Module):
         def __init__(self) -> None:
             super().__init__()
             self.user_table, self.user_vectors = lookup(user_ids, user_vectors)
             self.movie_table, self.movie_vectors = lookup(movie_ids, movie_vectors)
+            # [n + 1, width] lookups sharing the id tables (row n: unknown id)
+            self.extra = {name: lookup(user_ids if name in ("user_bias", "query_vectors") else movie_ids,
+                                       column(values) if values.ndim == 1 else values)[1]
+                          for name, values in extra.items()}
 
         def _gather(self, table, vectors, ids):
             rows = table.lookup(ids)
             return tf.gather(vectors, tf.where(rows < 0, tf.shape(vectors, tf.int64)[0] - 1, rows))
 
+        def _tower(self, table, vectors, bias: str, ids):
+            out = {EMBEDDING_OUTPUT: self._gather(table, vectors, ids)}
+            if bias in self.extra:
+                out[BIAS_OUTPUT] = self._gather(table, self.extra[bias], ids)[:, 0]
+            return out
+
         @tf.function(input_signature=[ids_spec])
         def user_embedding(self, user_id):
-            return {"embedding": self._gather(self.user_table, self.user_vectors, user_id)}
+            return self._tower(self.user_table, self.user_vectors, "user_bias", user_id)
 
         @tf.function(input_signature=[ids_spec])
         def movie_embedding(self, movie_id):
-            return {"embedding": self._gather(self.movie_table, self.movie_vectors, movie_id)}
+            return self._tower(self.movie_table, self.movie_vectors, "movie_bias", movie_id)
+
+        def user_signature(self, name: str):
+            @tf.function(input_signature=[ids_spec])
+            def signature(user_id):
+                return {EMBEDDING_OUTPUT: self._gather(self.user_table, self.extra[name], user_id)}
+            return signature
+
+        def movie_signature(self, name: str):
+            @tf.function(input_signature=[ids_spec])
+            def signature(movie_id):
+                return {EMBEDDING_OUTPUT: self._gather(self.movie_table, self.extra[name], movie_id)}
+            return signature
 
         @tf.function(input_signature=[ids_spec, ids_spec])
         def serving_default(self, user_id, movie_id):
@@ -75,11 +112,14 @@ def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.nda
             return {"rating": tf.reduce_sum(u * m, axis=1) + 3.5}
 
     module = Towers()
-    tf.saved_model.save(module, str(export_dir), signatures={
-        "serving_default": module.serving_default,
-        "user_embedding": module.user_embedding,
-        "movie_embedding": module.movie_embedding,
-    })
+    signatures = {"serving_default": module.serving_default, "user_embedding": module.user_embedding,
+                  "movie_embedding": module.movie_embedding}
+    for name, needs, make in ((SIGNATURE_USER_QUERY, "query_vectors", module.user_signature),
+                              (SIGNATURE_MOVIE_CANDIDATE, "candidate_vectors", module.movie_signature),
+                              (SIGNATURE_MOVIE_QUERY, "movie_query_vectors", module.movie_signature)):
+        if needs in extra:
+            signatures[name] = make(needs)
+    tf.saved_model.save(module, str(export_dir), signatures=signatures)
     return Path(export_dir)
 
 
@@ -98,7 +138,8 @@ def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
     """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets.
 
     two_stage: optional Embeddings fields (user_bias, movie_bias, query_vectors,
-    candidate_vectors, similar_space) for a version with a retrieval space and rating terms."""
+    candidate_vectors, movie_query_vectors, similar_space) for a version with a retrieval space
+    and rating terms."""
     rng = np.random.default_rng(seed)
     n_users, n_movies = len(user_vectors), len(movie_vectors)
     emb = Embeddings(np.arange(1, n_users + 1), user_vectors, np.arange(1, n_movies + 1),

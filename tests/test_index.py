@@ -318,3 +318,73 @@ def test_posters_index_added_to_published_version(exported, tmp_path):
     assert {h.id for h in hits} <= set(range(2, 9))
     with pytest.raises(UnknownIdError, match="poster"):
         sim.similar_movies(50, 3, by="posters")  # a known movie without a poster
+
+
+# --- a model with a retrieval space and rating terms -------------------------------------
+def _two_stage_arrays(world, seed: int = 4, r: int = 6) -> dict:
+    rng = np.random.default_rng(seed)
+    n_users, n_movies = len(world["user_ids"]), len(world["movie_ids"])
+    return {"user_bias": rng.normal(3.5, 0.3, n_users), "movie_bias": rng.normal(0, 0.5, n_movies),
+            "query_vectors": rng.normal(size=(n_users, r)), "candidate_vectors": rng.normal(size=(n_movies, r)),
+            "movie_query_vectors": rng.normal(size=(n_movies, r))}
+
+
+def test_export_reads_bias_outputs_and_retrieval_signatures(world, tmp_path, capsys):
+    arrays = _two_stage_arrays(world)
+    base = tmp_path / "serving"
+    save_tiny_model(base / "1", world["user_ids"], world["user_vectors"], world["movie_ids"],
+                    world["movie_vectors"], two_stage=arrays)
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--similar-space", "retrieval", base=base) == EXIT_OK
+    assert "stage 2 re-rank by predicted rating" in capsys.readouterr().err
+    folder = index_dir / "1"
+    manifest = json.loads((folder / layout.MANIFEST).read_text())
+    assert manifest["format_version"] == layout.FORMAT_VERSION == 2
+    assert (manifest["retrieval"], manifest["rerank"], manifest["similar_space"], manifest["movie_queries"]) == \
+        (True, True, "retrieval", True)
+    assert (manifest["dimension"], manifest["retrieval_dimension"]) == (world["movie_vectors"].shape[1], 6)
+    for name, key in ((layout.USER_BIAS, "user_bias"), (layout.MOVIE_BIAS, "movie_bias"),
+                      (layout.QUERY_VECTORS, "query_vectors"), (layout.CANDIDATE_VECTORS, "candidate_vectors"),
+                      (layout.MOVIE_QUERY_VECTORS, "movie_query_vectors")):
+        np.testing.assert_allclose(np.load(folder / name), arrays[key], rtol=1e-6, atol=1e-6)
+    sim = Similarity.load(folder)
+    assert sim.stages == "retrieval+rerank"
+    # stage one searched the retrieval space, stage two rated with the stored terms
+    user = int(world["user_ids"][3])
+    hits = sim.recommend(user, 5, exclude_seen=False, candidates=len(world["movie_ids"]), rerank_weight=0.7)
+    retrieval = arrays["candidate_vectors"] @ arrays["query_vectors"][3]
+    rating = np.clip(world["movie_vectors"] @ world["user_vectors"][3] + arrays["user_bias"][3]
+                     + arrays["movie_bias"], 1, 5)
+    expected = world["movie_ids"][np.argsort(-(retrieval + 0.7 * rating), kind="stable")[:5]]
+    assert [h.id for h in hits] == expected.tolist()
+
+
+def test_retrieval_model_without_movie_queries_keeps_both_stages(world, tmp_path):
+    arrays = _two_stage_arrays(world)
+    arrays.pop("movie_query_vectors")
+    base = tmp_path / "serving"
+    save_tiny_model(base / "1", world["user_ids"], world["user_vectors"], world["movie_ids"],
+                    world["movie_vectors"], two_stage=arrays)
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--similar-space", "retrieval", base=base) == EXIT_OK
+    sim = Similarity.load(index_dir / "1")
+    assert sim.stages == "retrieval+rerank" and sim.similar_metric == "cosine"
+    assert sim.info()["similar_space"] == "retrieval" and not sim.manifest["movie_queries"]
+    unit = ann.l2_normalise(arrays["candidate_vectors"])  # cosine of the retrieval candidates
+    cos = unit @ unit[0]
+    cos[0] = -np.inf
+    assert [h.id for h in sim.similar_movies(int(world["movie_ids"][0]), 4)] == \
+        world["movie_ids"][np.argsort(-cos)[:4]].tolist()
+
+
+def test_an_older_model_exports_single_stage_in_the_rating_space(exported):
+    from index.embed import Embeddings
+    from index.export import describe_stages
+
+    manifest = json.loads((exported / "1" / layout.MANIFEST).read_text())
+    assert (manifest["retrieval"], manifest["rerank"], manifest["similar_space"]) == (False, False, "rating")
+    assert not {layout.USER_BIAS, layout.QUERY_VECTORS} & set(manifest["files"])
+    sim = Similarity.load(exported / "1")
+    assert sim.stages == "inner_product" and sim.recommend(1, 3)[0].predicted_rating is None
+    note = describe_stages(Embeddings(np.arange(2), np.ones((2, 3)), np.arange(2), np.ones((2, 3))), "retrieval")
+    assert "falling back to rating" in note and "no stage 2" in note

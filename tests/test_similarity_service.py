@@ -116,9 +116,25 @@ def test_two_stage_recommendations_carry_both_scores_over_http(tmp_path):
             assert hit["score"] == pytest.approx(hit["retrieval_score"] + 0.5 * hit["predicted_rating"], abs=1e-4)
         other = client.get("/users/4/recommendations", params={"k": 5, "rerank_weight": 0}).json()
         assert other["scores"] == sorted(other["retrieval_scores"], reverse=True)
+        assert other["metric"] == "retrieval_score + rerank_weight * predicted_rating"
+        assert all(r is not None for r in other["predicted_ratings"])  # weight 0 still rates
+        raised = client.get("/users/4/recommendations", params={"k": 8, "candidates": 3}).json()
+        assert raised["candidates"] == 8 and len(raised["ids"]) == 8  # N below k is raised to k
         for params in ({"candidates": 0}, {"candidates": 2001}, {"rerank_weight": "x"}, {"rerank_weight": 1e6}):
             assert client.get("/users/4/recommendations", params=params).status_code == 422, params
-        assert client.get("/version").json()["recommendation_stages"] == "retrieval+rerank"
+        version = client.get("/version").json()
+        assert version["recommendation_stages"] == "retrieval+rerank"
+        assert (version["similar_space"], version["retrieval"], version["rerank"]) == ("rating", True, True)
+
+
+def test_single_stage_version_reports_null_ratings(client):
+    body = client.get("/users/4/recommendations", params={"k": 4, "candidates": 50}).json()
+    assert body["stages"] == "inner_product" and body["metric"] == "inner_product"
+    assert body["candidates"] == 4  # no stage two: FAISS returns just k
+    assert body["predicted_ratings"] == [None] * 4 and body["scores"] == body["retrieval_scores"]
+    assert all(hit["predicted_rating"] is None for hit in body["results"])
+    version = client.get("/version").json()
+    assert (version["similar_space"], version["retrieval"], version["rerank"]) == ("rating", False, False)
 
 
 def test_similar_by_posters(tmp_path):
@@ -231,14 +247,24 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
                     failures.append(f"{path}: {type(error).__name__}: {error}")
                 counts[worker] += 1
 
+    def wait_until_serving(url: str, version: str) -> None:
+        # wait for each flip to be picked up: on a loaded machine a reload can take longer
+        # than the gap between two flips, and the poller would then see only the second
+        deadline = time.monotonic() + 10
+        with httpx.Client(base_url=url) as http:
+            while http.get("/version").json()["model_version"] != version:
+                assert time.monotonic() < deadline, f"service did not reload version {version}"
+                time.sleep(0.02)
+
     with _Server(app) as server:
         workers = [threading.Thread(target=hammer, args=(w, server.url)) for w in range(4)]
         for w in workers:
             w.start()
         try:
             for step in range(8):
-                time.sleep(0.08)
+                time.sleep(0.04)
                 layout.write_latest(index_dir, "2" if step % 2 == 0 else "1")
+                wait_until_serving(server.url, "2" if step % 2 == 0 else "1")
             time.sleep(0.08)
             layout.write_latest(index_dir, "3")  # corrupt: reload fails, old snapshot serves
             time.sleep(0.2)
@@ -247,11 +273,8 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
                 assert health["model_version"] == "1"
                 assert "sha256" in health["last_reload_error"]
             layout.write_latest(index_dir, "2")
-            deadline = time.monotonic() + 5
+            wait_until_serving(server.url, "2")
             with httpx.Client(base_url=server.url) as http:
-                while http.get("/version").json()["model_version"] != "2":
-                    assert time.monotonic() < deadline, "service did not reload version 2"
-                    time.sleep(0.02)
                 assert http.get("/healthz").json()["last_reload_error"] is None
             time.sleep(0.05)
         finally:
@@ -261,4 +284,4 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
     assert failures == []
     assert versions_seen == {"1", "2"}
     assert sum(counts) > 100
-    assert app.state.live.reloads >= 9
+    assert app.state.live.reloads == 10  # the first load, 8 flips and the last; not the corrupt one
