@@ -17,13 +17,13 @@ Shape of the model:
   rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
   retrieval   = <query(u), candidate(m)>: a second pair of towers (RetrievalTowers) with
-                disjoint weights: query = the user's training movies' embeddings summed / sqrt(n),
-                candidate = a movie vector plus a popularity bias, trained with a softmax over
-                the catalogue (HParams.retrieval_*). FAISS inner-product search over candidate
+                disjoint weights: query = the user's training movies' embeddings summed,
+                candidate = a movie vector plus a popularity bias, fitted in closed form (EASE,
+                factorised) or by a softmax over the catalogue (HParams.retrieval_*). FAISS inner-product search over candidate
                 vectors ranks movies for a user exactly as this score does; the rating towers
                 then re-rank the top N (index.similarity: two-stage recommendations).
-The rating towers are trained by the MSE alone; the retrieval towers by the softmax alone, so
-adding retrieval costs no rating accuracy (benchmarks/ranking.py measures both).
+The rating towers are trained by the MSE alone and the retrieval towers never by it, so adding
+retrieval costs no rating accuracy (benchmarks/ranking.py measures both).
 
 Regularisation: dropout after each feature block and on the title encoding (the LSTM mean, which
 is otherwise an unregularised 128-d per-movie code), L2 on weights, optional AdamW weight decay
@@ -414,10 +414,16 @@ class MovieTower(keras.layers.Layer):
 class RetrievalTowers(keras.layers.Layer):
     """A second pair of towers trained only to retrieve: which movies will this user watch?
 
-    query(u)     = sum over the user's training movies j of e_j / sqrt(n)   (R-d; the history
-                   of HistoryTable, leave-one-out in training like UserHistory)
+    query(u)     = sum over the user's training movies j of e_j (R-d; the history of
+                   HistoryTable), / sqrt(n) when trained by the softmax
     candidate(m) = [c_m, b_m]: an R-d movie vector and a popularity bias
-    score(u, m)  = <query(u), c_m> + b_m, trained with a softmax over the movie catalogue
+    score(u, m)  = <query(u), c_m> + b_m
+
+    Fitted one of two ways (HParams.retrieval_fit): in closed form before training
+    (fit_closed_form: EASE's item-item weights factorised, components.item_item; the default up
+    to retrieval_closed_form_max movies, since on ML-1M it ranked far better than the softmax
+    did in the epochs the rating fit takes), or by a softmax over the catalogue during training
+    (loss(); leave-one-out like UserHistory).
 
     Why a separate pair: the rating towers regress ratings, and their inner product ranks
     movies poorly (below most-popular on ML-1M); a softmax over the catalogue trains exactly
