@@ -85,14 +85,16 @@ def ranking(result) -> list[str]:
              f"{result['dataset']} ({result['catalogue']['ratings']:,} ratings), random split "
              f"{1 - split['test_fraction']:.0%}/{split['test_fraction']:.0%} seed {split['seed']}; "
              f"knobs chosen on validation data cut from the training split.", "",
-             "| model | NDCG@10 | HR@10 | Recall@50 | fit s | test RMSE |", "|---|---|---|---|---|---|"]
+             "| model | NDCG@10 | HR@10 | Recall@50 | fit s | tuning s | test RMSE |", "|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         rmse = f"{r['test_rmse']:.4f}" if "test_rmse" in r else ""
+        tuning = f"{r['tuning_seconds']:.1f}" if "tuning_seconds" in r else ""
         lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
-                     f"{r['fit_seconds']:.1f} | {rmse} |")
+                     f"{r['fit_seconds']:.1f} | {tuning} | {rmse} |")
     if result.get("similar_movies"):
-        lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 |", "|---|---|---|"]
-        lines += [f"| {r['source']} | {r['co_like@10']:.4f} | {r['hit@10']:.4f} |" for r in result["similar_movies"]]
+        lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 | lift@10 |", "|---|---|---|---|"]
+        lines += [f"| {r['source']} | {r['co_like@10']:.4f} | {r['hit@10']:.4f} | {r.get('lift@10', float('nan')):.2f} |"
+                  for r in result["similar_movies"]]
     if result.get("similar_users"):
         lines += ["", "| similar users (top 10 vote with their likes) | NDCG@10 | HR@10 |", "|---|---|---|"]
         lines += [f"| {r['source']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} |" for r in result["similar_users"]]
