@@ -46,6 +46,7 @@ import numpy as np
 
 from benchmarks.baselines import MatrixFactorization, RatingData, random_split
 from components.features import RELEVANT_RATING
+from components.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from components.movielens_files import MovieLensData, Ratings, load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
@@ -58,10 +59,7 @@ ModelSource = Callable[[MovieLensData], Embeddings]
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
-EASE_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 4000.0)
 PURESVD_RANKS = (10, 25, 50, 100, 200)
-RERANK_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-DEFAULT_CANDIDATES = 200
 DEFINITIONS = {
     "relevant": "test-split movies the user rated >= 4",
     "candidates": "every movie of the catalogue except the user's training-split movies",
@@ -254,7 +252,7 @@ def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[di
     from benchmarks import ease
 
     started = time.perf_counter()
-    lam, scores = ease.choose_lambda(train, EASE_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
+    lam, scores = ease.choose_lambda(train, ease.DEFAULT_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
     tuning_s = time.perf_counter() - started
     started = time.perf_counter()
     weights = ease.fit_ease(ease.interaction_matrix(train), lam)

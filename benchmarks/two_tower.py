@@ -27,7 +27,6 @@ from components import preprocessing
 from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from components.movielens_files import MovieLensData
 from components.trainer import fit, vocab_from_transform
-from components.two_stage import choose_rerank_weight
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 USER_XF = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
@@ -128,8 +127,6 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     retrieval = fit_retrieval(model, user_x[fit_idx], movie_x[fit_idx], user_x[val_idx], movie_x[val_idx],
                               labels[val_idx])
     history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
-    history["retrieval"] = retrieval or {"method": "softmax" if model.retrieval is not None else "none"}
-    # what the Trainer would write into the SavedModel: w chosen on this fit's validation slice
-    history["two_stage"] = choose_rerank_weight(model, inputs(fit_idx), inputs(val_idx), labels[val_idx])
+    history["retrieval"] = retrieval
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
                           movie_index, user_table, movie_table, inputs, fit_idx, val_idx)

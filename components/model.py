@@ -594,14 +594,16 @@ class TwoTowerModel(keras.Model):
 
 
 def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies: np.ndarray,
-                  eval_users: np.ndarray, eval_movies: np.ndarray, eval_ratings: np.ndarray) -> dict | None:
+                  eval_users: np.ndarray, eval_movies: np.ndarray, eval_ratings: np.ndarray) -> dict:
     """Fits closed-form retrieval towers from the training interactions (vocabulary indices),
-    lambda chosen on the eval ratings; returns what was chosen, or None when the towers are
-    trained by the softmax instead (or absent)."""
+    lambda chosen on the eval ratings; returns how the towers are fitted (and what was chosen):
+    the softmax fits them during training instead, and a model may have none."""
     from components import item_item
 
-    if model.retrieval is None or not model.retrieval.closed_form:
-        return None
+    if model.retrieval is None:
+        return {"method": "none"}
+    if not model.retrieval.closed_form:
+        return {"method": "softmax"}
     matrix = item_item.interactions(train_users, train_movies, model.vocab.users, model.vocab.movies)
     lam, scores = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
     query, candidate = item_item.factorise(item_item.ease_weights(matrix, lam), model.hp.retrieval_dim)

@@ -149,7 +149,7 @@ def run_fn(fn_args) -> None:
     two_stage = choose_rerank_weight(model, train[0], evaluation[0], evaluation[1])
     history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
-    history["retrieval"] = retrieval or {"method": "softmax" if model.retrieval is not None else "none"}
+    history["retrieval"] = retrieval
     history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
+from components.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
 
 BY_EMBEDDING = "embedding"
@@ -24,7 +25,6 @@ BY_POSTERS = "posters"
 #: rating in `retrieval score + w * predicted rating`. An index version built from a model
 #: that carries its own (the Trainer chooses w on its eval split: components.two_stage) uses
 #: those; these are the fallbacks, for versions without them.
-DEFAULT_CANDIDATES = 200
 DEFAULT_RERANK_WEIGHT = 0.1
 MAX_CANDIDATES = 2000
 
@@ -238,14 +238,6 @@ class Similarity:
         if self.manifest.get("retrieval"):
             return "retrieval+rerank" if self.can_rerank else "retrieval"
         return "inner_product+rerank" if self.can_rerank else "inner_product"
-
-    def predicted_ratings(self, user_id: int, movie_ids: np.ndarray) -> np.ndarray:
-        """clip(<u, m> + user bias + movie bias, 1, 5): the rating model's answer, in NumPy."""
-        if self._rating_terms is None:
-            raise ValueError(f"index version {self.version} has no rating terms to predict with")
-        row = self._user_row(user_id)
-        rows = np.array([self._movie_row(m) for m in np.asarray(movie_ids).tolist()], np.int64)
-        return self._rate_rows(row, rows)
 
     def _rate_rows(self, user_row: int, movie_rows: np.ndarray) -> np.ndarray:
         user_bias, movie_bias = self._rating_terms
