@@ -9,7 +9,7 @@ IMAGE ?= movielens-tfx:0.1.0
 PIPELINE_ROOT ?= gs://your-bucket/movielens/pipeline-root
 KUBEFLOW_ARGS ?=
 
-.PHONY: install demo test benchmark kubeflow image clean
+.PHONY: install demo test test-unit test-e2e benchmark kubeflow image clean
 
 install: $(STAMP)
 
@@ -22,10 +22,20 @@ $(STAMP): pyproject.toml requirements.lock tools/provision_venv.sh
 	touch $(STAMP)
 
 demo: install
-	$(PY) -m pipeline.cli demo --artifacts $(ARTIFACTS)
+	$(PY) -m commands.cli demo --artifacts $(ARTIFACTS)
 
+# Two tiers: the unit tier (seconds to a few minutes), then the end-to-end pipeline runs
+# (marked e2e). The import-layer contract (pyproject.toml [tool.importlinter]) runs first.
 test: install
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
+
+test-e2e: install
+	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
 
 # Every number in the README comes from these; results land in benchmarks/results/*.json.
 # Needs ../shared/data (the real MovieLens files); about 1.5 hours on 2 cores.

@@ -90,10 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args(argv)
-    from pipeline.run import UserError, parse_hparams
+    from settings.errors import UserError
+    from settings.hparams import HParams
 
     try:
-        hparams = parse_hparams(args.hparam)
+        hparams = HParams.parse(args.hparam)
     except UserError as error:
         parser.error(str(error))
     rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines)

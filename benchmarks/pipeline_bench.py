@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline import configs
-from pipeline.run import parse_hparams, resolve_data, run_pipeline
+from pipeline.run import resolve_data, run_pipeline
+from settings.hparams import HParams
+from settings.paths import DEFAULT_SEED, ArtifactPaths
 
 DATA_HALF = ("ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen", "ExampleValidator",
              "DataAnomaliesGate", "Transform")
@@ -36,19 +38,19 @@ def _machine() -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="ml-1m", choices=("tiny", "small", "demo", "ml-1m"))
-    parser.add_argument("--seed", type=int, default=configs.DEFAULT_SEED)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--stop-after", default="pusher")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
-        paths = configs.ArtifactPaths(Path(tmp))
+        paths = ArtifactPaths(tmp)
         start = time.perf_counter()
         data_dir = resolve_data("synthetic", paths, size=args.size, seed=args.seed)
         generate_seconds = time.perf_counter() - start
         config = configs.PipelineConfig(data_dir=str(data_dir), paths=paths, enable_cache=False,
-                                        stop_after=args.stop_after, hparams=parse_hparams(args.hparam))
+                                        stop_after=args.stop_after, hparams=HParams.parse(args.hparam))
         start = time.perf_counter()
         result = run_pipeline(config)
         total = time.perf_counter() - start

@@ -458,13 +458,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"pass --data)")
     if args.candidates < 1:
         parser.error("--candidates must be >= 1")
-    from pipeline.run import UserError, parse_hparams
+    from settings.errors import UserError
+    from settings.hparams import HParams
 
     from benchmarks.accuracy import DATASET_HPARAMS
 
     try:  # the accuracy benchmark's per-dataset settings (by folder name), then --hparam
         hparams = {"seed": args.seed, **DATASET_HPARAMS.get(dataset_name(args.data), {}),
-                   **parse_hparams(args.hparam)}
+                   **HParams.parse(args.hparam)}
     except UserError as error:
         parser.error(str(error))
     report = run(args.data, args.models, hparams, args.test_fraction, args.seed, args.index_type,

@@ -37,13 +37,14 @@ history comes second; it too runs once per distinct user, as fused sparse segmen
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from components import features as f
+from settings.hparams import HParams
 
 USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
 MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
@@ -99,70 +100,6 @@ class RatingHistory:
                    np.zeros(vocab.movies, np.float32))
 
 
-@dataclass
-class HParams:
-    """Hyperparameters; the pipeline's Trainer custom_config overrides any of them."""
-
-    embedding_dim: int = 200          # D, the tower output size
-    user_id_dim: int = 32
-    feature_dim: int = 16
-    movie_id_dim: int = 32
-    title_embedding_dim: int = 32
-    lstm_units: int = 128
-    hidden: int = 32
-    dropout: float = 0.2
-    l2: float = 1e-5
-    id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
-    # Tuned on ML-1M 80/20 (benchmarks/accuracy.py overrides some for ML-100K): at batch 4096 a
-    # high rate decaying slowly, plus an EMA of the weights, beats 2e-3 decaying by 0.7 per epoch
-    # (which underfits) and matches batch 512 at ~8x the speed; id_l2 2e-6 -> 2e-5 (with EMA
-    # 0.99 -> 0.995) took ML-1M validation RMSE from 0.854 to 0.850.
-    learning_rate: float = 1e-2
-    decay_rate: float = 0.9           # learning rate multiplier per epoch
-    batch_size: int = 4096
-    epochs: int = 30
-    patience: int = 3                 # early stopping on eval RMSE
-    unique_titles: bool = True        # run the LSTM once per distinct movie in a batch
-    weight_decay: float = 0.0         # AdamW decoupled weight decay (0: plain Adam)
-    output_l2: float = 0.0            # per-example L2 on the tower outputs (MF-style regulariser)
-    bias_l2: float = 0.0              # per-example L2 on the user/movie biases
-    title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
-    ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
-    head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
-    # User-tower input from the user's training ratings (SVD++-style): which movies and how far
-    # from the mean, history_dim-d sums / sqrt(count), via a dense block of history_hidden units
-    # (0: linear, straight into the tower's output). 32: on ML-1M as accurate as 64 (validation
-    # RMSE after 8 epochs 0.8433 vs 0.8432, `python -m benchmarks.tune`, results/tune.json) with
-    # half the history work per rating; the examples/s gap there was within this host's
-    # run-to-run noise. ML-100K uses 64 (benchmarks/accuracy.py DATASET_HPARAMS).
-    history_dim: int = 32             # 0: no history input
-    history_hidden: int = 0
-    # Retrieval towers (RetrievalTowers): a softmax over the catalogue of each training
-    # example's movie given its user's other training movies. What each setting measured is in
-    # benchmarks/results/ranking_*.json and the README's ranking section.
-    retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
-    retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
-    retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
-    retrieval_low_rating_weight: float = 0.3  # weight of examples rated below features.RELEVANT_RATING
-    retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
-    retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
-    # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
-    # chosen on the eval split; used when the catalogue has at most retrieval_closed_form_max
-    # movies (the n x n inverse), else the softmax. "softmax": always train by the softmax.
-    retrieval_fit: str = "closed_form"
-    retrieval_closed_form_max: int = 20_000
-    seed: int = 0
-
-    @classmethod
-    def from_dict(cls, values: dict | None) -> "HParams":
-        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
-        unknown = sorted(set(values or {}) - set(known))
-        if unknown:
-            raise ValueError(f"unknown hyperparameters: {unknown}; known: {sorted(cls.__dataclass_fields__)}")
-        return cls(**known)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _unique_rows(ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

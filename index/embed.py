@@ -7,7 +7,6 @@ imported lazily: the similarity service and the CLI read the index without it.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from components.features import MOVIE_ID, USER_ID
+from settings.logs import quiet_libraries
 
 SIGNATURE_USER_EMBEDDING = "user_embedding"
 SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
@@ -176,7 +176,7 @@ class SavedModelTowers:
     """Calls a SavedModel's embedding signatures in batches."""
 
     def __init__(self, model_dir: Path) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        quiet_libraries()
         import tensorflow as tf  # lazily: only the export job needs TensorFlow
 
         self._tf = tf

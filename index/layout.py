@@ -58,18 +58,17 @@ POSTERS = "posters"
 
 
 def default_index_dir(artifacts: Path | None = None) -> Path:
-    """``<artifacts>/index`` (pipeline.configs decides the artifacts root and its env var)."""
-    from pipeline.configs import ArtifactPaths
+    """``<artifacts>/index`` (settings.paths decides the artifacts root and its env var)."""
+    from settings.paths import ArtifactPaths
 
-    return (ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()).index_dir
+    return Path((ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()).index_dir)
 
 
 def default_model_base_path(artifacts: Path | None = None) -> Path:
     """``<artifacts>/serving/<model>``: where the Pusher puts numbered SavedModel versions."""
-    from pipeline.configs import MODEL_NAME, ArtifactPaths
+    from settings.paths import ArtifactPaths
 
-    paths = ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()
-    return paths.serving_dir / MODEL_NAME
+    return Path((ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()).model_base_path)
 
 
 class IndexNotFoundError(FileNotFoundError):

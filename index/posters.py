@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from index import ann, layout
+from settings.logs import quiet_libraries
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: --model -> (keras.applications constructor, preprocessing module)
@@ -62,7 +63,7 @@ def load_cnn(model: str = "vgg16", weights: str | None = None, image_size: int =
                              "or 'none'")
         if not Path(weights).is_file():
             raise FileNotFoundError(f"poster CNN weights file not found: {weights}")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_libraries()
     import importlib
 
     import keras

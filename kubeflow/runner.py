@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from pipeline import configs
+from settings.paths import PIPELINE_NAME, ArtifactPaths
 
 # Where kubeflow/Dockerfile puts the project's source tree inside the image.
 IMAGE_PROJECT_DIR = PurePosixPath("/opt/movielens")
@@ -52,29 +53,6 @@ TARGETS = ("kfp", "vertex")
 
 class UsageError(Exception):
     """A bad flag value: printed without a traceback."""
-
-
-class ClusterPaths(configs.ArtifactPaths):
-    """ArtifactPaths for paths inside the pipeline's containers.
-
-    configs.ArtifactPaths resolves its paths against this machine's working directory and
-    derives the serving folder from the artifacts root; here every path is a POSIX path as
-    a step sees it, kept as written, and the serving folder is its own mount.
-    """
-
-    def __init__(self, work_dir: str, serving_dir: str, pipeline_root: str):
-        self.root = PurePosixPath(work_dir)
-        self.pipeline_root_override = None
-        self._serving_dir = PurePosixPath(serving_dir)
-        self._pipeline_root = pipeline_root
-
-    @property
-    def pipeline_root(self) -> str:  # a URI (gs://...) or a path; never resolved here
-        return self._pipeline_root
-
-    @property
-    def serving_dir(self) -> PurePosixPath:
-        return self._serving_dir
 
 
 def _container_path(flag: str, value: str) -> str:
@@ -99,38 +77,26 @@ def beam_args(extra: Sequence[str]) -> list[str]:
 
 
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
-    from pipeline.run import parse_hparams
+    from settings.hparams import HParams
 
-    paths = ClusterPaths(work_dir=_container_path("--work-dir", args.work_dir),
-                         serving_dir=_container_path("--serving-dir", args.serving_dir),
-                         pipeline_root=args.pipeline_root)
+    # Paths as a step sees them: POSIX paths inside its container (mounted volumes) or URIs.
+    paths = ArtifactPaths(_container_path("--work-dir", args.work_dir),
+                          pipeline_root_override=args.pipeline_root,
+                          serving_dir_override=_container_path("--serving-dir", args.serving_dir))
     return configs.PipelineConfig(
         data_dir=_container_path("--data", args.data), paths=paths,
         ratings_csv=_container_path("--ratings", args.ratings) if args.ratings else None,
         skip_bad_rows=args.skip_bad_rows, beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache, stop_after=args.stop_after,
-        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold,
+        hparams=HParams.parse(args.hparam), rmse_threshold=args.rmse_threshold,
         baseline=args.target != "kfp", schema_path=args.schema_file)
 
 
 def build_pipeline(config: configs.PipelineConfig):
-    """The shared components in a tfx.dsl.Pipeline with no metadata config (KFP's MLMD is used).
+    """The shared pipeline with no metadata config: on the cluster, KFP's own MLMD is used."""
+    from pipeline.pipeline import create_pipeline
 
-    Built here rather than with create_pipeline, which fills in a local SQLite store when
-    given no metadata config and takes the pipeline root from resolved local paths.
-    """
-    from tfx import v1 as tfx
-
-    from pipeline.pipeline import create_components
-
-    components = create_components(config)
-    return tfx.dsl.Pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
-        pipeline_root=str(config.paths.pipeline_root),
-        components=components,
-        enable_cache=config.enable_cache,
-        beam_pipeline_args=list(config.beam_args),
-    )
+    return create_pipeline(config, metadata_connection_config=None)
 
 
 def compile_pipeline_job(pipeline, image: str, display_name: str | None = None) -> dict[str, Any]:
@@ -256,7 +222,7 @@ def compile_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from pipeline.run import UserError
+    from settings.errors import UserError
 
     try:
         result = compile_from_args(args)

@@ -6,6 +6,8 @@ and the Kubeflow runner (`kubeflow/runner.py`) both call this function.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.proto import config_pb2 as tfma_config
 from tfx import v1 as tfx
@@ -14,13 +16,13 @@ from tfx.proto import transform_pb2
 from components.data_gate import DataAnomaliesGate
 from components import features
 from components.example_gen import MovieLensExampleGen
-from components.model import HParams
+from settings.hparams import HParams
 from components.pusher import MovieLensPusher
 from components.signatures import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from pipeline import configs
+from settings.paths import PIPELINE_NAME
 
-STAGES = ("example_gen", "statistics_gen", "schema_gen", "example_validator", "transform",
-          "trainer", "evaluator", "pusher")
+STAGES = configs.STAGES
 
 
 SLICE_FEATURES = (features.GENDER, features.AGE, features.OCCUPATION)
@@ -116,15 +118,17 @@ def create_components(config: configs.PipelineConfig) -> list:
     return components
 
 
-def create_pipeline(config: configs.PipelineConfig,
-                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
-    """The TFX pipeline for `config`; metadata defaults to SQLite under the artifacts root."""
-    if metadata_connection_config is None:
-        config.paths.metadata_path.parent.mkdir(parents=True, exist_ok=True)
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            str(config.paths.metadata_path))
+def local_metadata_config(config: configs.PipelineConfig):
+    """SQLite ML-Metadata under the (local) artifacts root, for the local runner."""
+    Path(config.paths.metadata_path).parent.mkdir(parents=True, exist_ok=True)
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(str(config.paths.metadata_path))
+
+
+def create_pipeline(config: configs.PipelineConfig, metadata_connection_config) -> tfx.dsl.Pipeline:
+    """The TFX pipeline for `config`, recording to `metadata_connection_config` (the local
+    runner's SQLite store; None on Kubeflow, whose orchestrator brings its own)."""
     return tfx.dsl.Pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
+        pipeline_name=PIPELINE_NAME,
         pipeline_root=str(config.paths.pipeline_root),
         components=create_components(config),
         enable_cache=config.enable_cache,

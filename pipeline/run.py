@@ -1,53 +1,49 @@
 """Local runner: LocalDagRunner, Beam DirectRunner, SQLite ML-Metadata, caching on.
 
-Thin on purpose: it resolves `--data` to a folder of MovieLens files, builds the
-pipeline with `pipeline.pipeline.create_pipeline` and runs it, printing one line per
-component and, at the end, where every artifact is. `python -m pipeline.run --help`.
+Thin on purpose: it resolves a data spec to a folder of MovieLens files, builds the pipeline
+with `pipeline.pipeline.create_pipeline` and runs it, printing one line per component, and
+returns what ran and where every artifact is. The flags live in `commands.run`.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from pipeline import configs
+from settings import paths as settings_paths
+from settings.errors import UserError
 
 DATA_CHOICES = "synthetic | ml-1m | ml-100k | PATH (a folder or .zip of MovieLens files)"
 
 
-class UserError(Exception):
-    """A problem the user can fix (bad input, missing data): printed without a traceback."""
-
-
-def resolve_data(spec: str, paths: configs.ArtifactPaths, *, size: str = configs.DEFAULT_SYNTHETIC_SIZE,
-                 seed: int = configs.DEFAULT_SEED) -> Path:
+def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
+                 size: str = settings_paths.DEFAULT_SYNTHETIC_SIZE, seed: int = settings_paths.DEFAULT_SEED) -> str:
     """Turns `--data` into a folder holding MovieLens files, generating/downloading if needed."""
     from components import dataset_download, movielens_files
 
     if spec == "synthetic":
         from components import synthetic_data
 
-        folder = paths.data_dir / f"synthetic-{size}-seed{seed}"
+        folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
         if not (folder / "ratings.dat").exists():
             print(f"[data] generating synthetic MovieLens data ({size}, seed {seed}) in {folder}",
                   file=sys.stderr)
             tmp = folder.with_name(folder.name + ".tmp")
             synthetic_data.generate(tmp, **synthetic_data.size_kwargs(size), seed=seed)
             tmp.rename(folder)
-        return folder
+        return str(folder)
     try:
         if spec in ("ml-1m", "ml-100k"):
-            return dataset_download.fetch_movielens(spec, paths.root / "downloads")
+            return str(dataset_download.fetch_movielens(spec, Path(paths.downloads_dir)))
         path = Path(spec).expanduser()
         if not path.exists():
             raise UserError(f"--data {spec}: no such file or folder (expected {DATA_CHOICES})")
         if path.suffix == ".zip":
-            path = movielens_files.extract_zip(path, paths.root / "downloads")
-        return movielens_files.find_data_dir(path.resolve())
+            path = movielens_files.extract_zip(path, Path(paths.downloads_dir))
+        return str(movielens_files.find_data_dir(path.resolve()))
     except (OSError, ValueError, RuntimeError) as error:
         raise UserError(str(error)) from error
 
@@ -159,10 +155,10 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
     """Runs the pipeline locally and reports what ran, what was cached and where outputs are."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, local_metadata_config
 
-    pipeline = create_pipeline(config)
-    log_file = config.paths.logs_dir / time.strftime("run-%Y%m%d-%H%M%S.log")
+    pipeline = create_pipeline(config, local_metadata_config(config))
+    log_file = Path(config.paths.logs_dir) / time.strftime("run-%Y%m%d-%H%M%S.log")
     handlers = _configure_logging(log_file, len(pipeline.components), verbose)
     progress = handlers[1]
     print(f"[run] pipeline root {config.paths.pipeline_root}\n[run] data {config.data_dir}\n"
@@ -178,7 +174,7 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
             logging.getLogger("absl").removeHandler(handler)
             handler.close()
     _report_quarantine(config)
-    return RunResult(progress.finished, latest_artifacts(config.paths.metadata_path))
+    return RunResult(progress.finished, latest_artifacts(Path(config.paths.metadata_path)))
 
 
 def _report_quarantine(config: configs.PipelineConfig) -> None:
@@ -187,93 +183,3 @@ def _report_quarantine(config: configs.PipelineConfig) -> None:
     if config.skip_bad_rows and path.exists():
         rows = max(sum(1 for _ in path.open(encoding="utf-8")) - 1, 0)
         print(f"[data] {rows} bad row(s) skipped and written to {path}", file=sys.stderr)
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `movielens-tfx run` (shared with `demo`)."""
-    parser.add_argument("--data", default="synthetic", help=f"dataset: {DATA_CHOICES}. Default: synthetic (offline)")
-    parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's ratings file")
-    parser.add_argument("--size", default=configs.DEFAULT_SYNTHETIC_SIZE, choices=("tiny", "small", "demo", "ml-1m"),
-                        help="size of generated data with --data synthetic (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=configs.DEFAULT_SEED, help="seed of generated data (default: %(default)s)")
-    parser.add_argument("--artifacts", type=Path, default=configs.DEFAULT_ARTIFACTS,
-                        help="root folder for everything the pipeline writes (default: %(default)s, or $MOVIELENS_ARTIFACTS)")
-    parser.add_argument("--pipeline-root", type=Path, help="override <artifacts>/pipelines/movielens")
-    parser.add_argument("--skip-bad-rows", action="store_true",
-                        help="count malformed rows and write them to <artifacts>/quarantine/ instead of stopping")
-    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                        help="a Beam pipeline option passed through, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
-    parser.add_argument("--no-cache", action="store_true", help="re-run every component even if its inputs are unchanged")
-    parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT",
-                        help="last stage to run: example_gen, statistics_gen, schema_gen, example_validator, "
-                             "transform, trainer, evaluator, pusher (default: %(default)s)")
-    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                        help="a Trainer hyperparameter (see components/model.py HParams), e.g. --hparam epochs=5 (repeatable)")
-    parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
-                        help="bless a model only if its test RMSE is below this (default: %(default)s)")
-    parser.add_argument("--verbose", action="store_true", help="also print TFX's own log lines")
-
-
-def parse_hparams(pairs: Sequence[str]) -> dict:
-    """`name=value` strings -> a dict with values typed like HParams' defaults."""
-    from components.model import HParams
-
-    defaults = HParams().to_dict()
-    result = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or name not in defaults:
-            raise UserError(f"--hparam {pair!r}: expected NAME=VALUE with NAME one of {sorted(defaults)}")
-        kind = type(defaults[name])
-        try:
-            result[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-        except ValueError:
-            raise UserError(f"--hparam {pair!r}: {value!r} is not a valid {kind.__name__}") from None
-    return result
-
-
-def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
-    """A PipelineConfig from parsed `run` flags (the data is resolved here)."""
-    paths = configs.ArtifactPaths(args.artifacts, pipeline_root_override=args.pipeline_root)
-    data_dir = resolve_data(args.data, paths, size=args.size, seed=args.seed)
-    beam_args = list(configs.DEFAULT_BEAM_ARGS) + list(args.beam_arg)
-    return configs.PipelineConfig(
-        data_dir=str(data_dir), paths=paths, ratings_csv=args.ratings, skip_bad_rows=args.skip_bad_rows,
-        beam_args=beam_args, enable_cache=not args.no_cache, stop_after=args.stop_after,
-        hparams=parse_hparams(args.hparam), rmse_threshold=args.rmse_threshold)
-
-
-def print_summary(result: RunResult) -> None:
-    """Where each component's newest output is."""
-    print("\nArtifacts:")
-    width = max((len(f"{c}.{k}") for c, k, _ in result.artifacts), default=10)
-    for component, key, uri in result.artifacts:
-        print(f"  {component + '.' + key:<{width}}  {uri}")
-
-
-def quiet_tensorflow() -> None:
-    """TensorFlow's C++ banner and deprecation notes drown the progress lines; the full log
-    of a pipeline run is kept in <artifacts>/logs/ anyway."""
-    import os
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    quiet_tensorflow()
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.run",
-        description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML-Metadata).")
-    add_run_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        print_summary(run_pipeline(config_from_args(args), verbose=args.verbose))
-    except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

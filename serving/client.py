@@ -28,7 +28,7 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from pipeline import configs
+from settings import paths as configs
 from serving.tensors import make_shape, to_ndarray
 
 DEFAULT_TARGET = "127.0.0.1:8500"

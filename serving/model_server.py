@@ -5,7 +5,7 @@ protocol (tensorflow.serving gRPC on 8500, REST on 8501), but `tensorflow_model_
 is a separate native binary that is not always installable (no Docker, no apt repository,
 other CPU architectures). This server speaks the same protocol with the same flags on top of
 the TensorFlow already in the virtualenv, so everything downstream works either way
-(`serving.launcher` prefers the binary when it is on PATH).
+(`commands.serve` prefers the binary when it is on PATH).
 
 What it serves:
   gRPC  tensorflow.serving.PredictionService  Predict, Regress, Classify, MultiInference,
@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from typing import Sequence
 
 from serving.options import ServerOptions, add_server_arguments, check_options, options_from_args
+from settings.logs import quiet_libraries
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,13 +58,6 @@ def parse_options(argv: Sequence[str] | None = None) -> ServerOptions:
     return options
 
 
-def _quiet_tensorflow() -> None:
-    """TF's C++ INFO/WARNING lines (oneDNN, CUDA probing, one per failed op) would drown the
-    server log, whose own messages say what failed; the user's own
-    TF_CPP_MIN_LOG_LEVEL wins."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def serve(options: ServerOptions) -> int:
     """Runs until SIGTERM/SIGINT; 0 after a graceful stop, 1 if the server cannot start."""
     stop = threading.Event()
@@ -75,7 +68,7 @@ def serve(options: ServerOptions) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        _quiet_tensorflow()
+        quiet_libraries()  # the server log says what failed; TF's C++ lines would drown it
         from serving.config import ConfigError
         from serving.server import ModelServer
 

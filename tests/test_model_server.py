@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 from tensorflow_serving.config import file_system_storage_path_source_pb2
 
 import serving_testlib as lib
-from serving import launcher
+from commands import serve as launcher
 from serving.options import ServerOptions
 from serving.server import ModelServer
 from serving.versions import aspired_versions

@@ -19,14 +19,16 @@ from components import features as f
 from components import synthetic_data
 from pipeline import configs
 from pipeline.run import run_pipeline
+from settings.paths import ArtifactPaths
 
 GOOD = {"epochs": 8, "batch_size": 256, "embedding_dim": 32, "lstm_units": 32}
 WORSE = {"epochs": 1, "batch_size": 4096, "learning_rate": 1e-5, "embedding_dim": 32, "lstm_units": 32}
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
 
 
 def _config(root: Path, data: Path, hparams: dict) -> configs.PipelineConfig:
-    return configs.PipelineConfig(data_dir=str(data), paths=configs.ArtifactPaths(root / "artifacts"),
+    return configs.PipelineConfig(data_dir=str(data), paths=ArtifactPaths(root / "artifacts"),
                                   hparams=dict(hparams), rmse_threshold=1.1)
 
 
@@ -159,7 +161,7 @@ def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
     user, movie, _, stamp = lines[2].split("::")
     lines[2] = f"{user}::{movie}::9::{stamp}"
     (data / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.run", "--data", str(data), "--stop-after", "example_gen",
+    proc = subprocess.run([sys.executable, "-m", "commands.run", "--data", str(data), "--stop-after", "example_gen",
                            "--artifacts", str(tmp_path / "artifacts")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{data / 'ratings.dat'}:3: field 'rating'" in proc.stderr
@@ -169,7 +171,7 @@ def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
 def test_explain_prints_rating_and_five_similar_users_and_movies(runs):
     import io
 
-    from serving.explain import explain
+    from commands.explain import explain
 
     root, *_, versions = runs
     out = io.StringIO()

@@ -19,7 +19,7 @@ import numpy as np
 
 from index.embed import SavedModelTowers, resolve_model_dir
 from index.metadata import movie_label, movie_record, user_label, user_record
-from pipeline import configs
+from settings import paths as configs
 
 
 def _cosine_neighbours(vectors: np.ndarray, row: int, k: int) -> list[tuple[int, float]]:
@@ -74,8 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = configs.ArtifactPaths(args.artifacts)
-    base = args.model_base_path or paths.serving_dir / configs.MODEL_NAME
-    data = args.data or str(paths.data_dir / f"synthetic-{configs.DEFAULT_SYNTHETIC_SIZE}-seed{configs.DEFAULT_SEED}")
+    base = args.model_base_path or paths.model_base_path
+    data = args.data or configs.join(paths.data_dir, f"synthetic-{configs.DEFAULT_SYNTHETIC_SIZE}-seed{configs.DEFAULT_SEED}")
     if not 1 <= args.k <= 100:
         print("error: -k must be within 1..100", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ Subcommands:
   serve               start tensorflow_model_server if on PATH, else the project's compatible
                       server (takes TF-Serving's own flags: --port, --rest_api_port, ...)
   rate                gRPC rating requests: rate --user 1 --movie 1193 | rate --pairs FILE.csv
-  run                 run the TFX pipeline locally (same as `python -m pipeline.run`)
+  run                 run the TFX pipeline locally (same as `python -m commands.run`)
   demo                the offline end-to-end demo on generated data (what `make demo` runs)
   generate            write synthetic MovieLens files (ML-1M format) with planted structure
   explain             predicted rating of a pair, 5 most similar users and movies
@@ -19,18 +19,22 @@ import argparse
 import sys
 from typing import Sequence
 
-from pipeline import run as local_run
+from commands import run as run_command
+from settings.errors import UserError
+from settings.logs import quiet_libraries
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = local_run.config_from_args(args)
-    local_run.print_summary(local_run.run_pipeline(config, verbose=args.verbose))
+    from pipeline.run import run_pipeline
+
+    config = run_command.config_from_args(args)
+    run_command.print_summary(run_pipeline(config, verbose=args.verbose))
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """Generated data -> the whole pipeline, then the model's RMSE next to baselines."""
-    from pipeline import demo
+    from commands import demo
 
     return demo.run_demo(args)
 
@@ -54,12 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the TFX pipeline locally",
                          description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam "
                                      "DirectRunner, SQLite ML-Metadata, caching on).")
-    local_run.add_run_arguments(run)
+    run_command.add_run_arguments(run)
     run.set_defaults(handler=_cmd_run)
 
     demo = sub.add_parser("demo", help="offline end-to-end demo on generated data",
                           description="Generate synthetic MovieLens data and run the pipeline end to end, offline.")
-    local_run.add_run_arguments(demo)
+    run_command.add_run_arguments(demo)
     demo.set_defaults(handler=_cmd_demo)
 
     gen = sub.add_parser("generate", help="write synthetic MovieLens files",
@@ -76,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Jobs that live in their own packages; each module offers add_arguments(parser) and run(args).
 MODULE_COMMANDS = (
-    ("explain", "serving.explain", "a user/movie pair: predicted rating, similar users and movies"),
+    ("explain", "commands.explain", "a user/movie pair: predicted rating, similar users and movies"),
     ("export-index", "index.export", "build FAISS indexes from the pushed model's tower embeddings"),
     ("similarity-service", "index.service", "HTTP service: similar movies, similar users, recommendations"),
     ("similar", "index.similar", "print similar movies / users and recommendations from the index"),
@@ -95,13 +99,13 @@ def _add_module_commands(sub) -> None:
 
 
 # Commands whose flags are another program's (TF-Serving's, the client's): passed through whole.
-PASS_THROUGH = {"serve": ("serving.launcher", "serve"), "rate": ("serving.client", "main")}
+PASS_THROUGH = {"serve": ("commands.serve", "serve"), "rate": ("serving.client", "main")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     import importlib
 
-    local_run.quiet_tensorflow()
+    quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASS_THROUGH:
         module_name, function = PASS_THROUGH[argv[0]]
@@ -110,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except local_run.UserError as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

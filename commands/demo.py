@@ -15,25 +15,28 @@ import argparse
 import os
 import sys
 
-from pipeline import run as local_run
+from pathlib import Path
+
+from commands import run as run_command
+from pipeline.run import run_pipeline
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from pipeline.compare import compare, format_rows
+    from commands.compare import compare, format_rows
 
-    config = local_run.config_from_args(args)
-    result = local_run.run_pipeline(config, verbose=args.verbose)
-    local_run.print_summary(result)
+    config = run_command.config_from_args(args)
+    result = run_pipeline(config, verbose=args.verbose)
+    run_command.print_summary(result)
     if args.stop_after not in ("evaluator", "pusher"):
         return 0
     blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
     print(f"\nModel blessed: {'yes' if blessed else 'no'} (RMSE threshold {config.rmse_threshold})")
     print("Test split RMSE, this model next to baselines fitted on train+eval:")
     print(format_rows(compare(result.uri("MovieLensExampleGen", "examples"), result.uri("Evaluator", "evaluation"))))
-    versions = sorted((v for v in os.listdir(config.model_base_path) if v.isdigit()), key=int) \
-        if config.model_base_path.exists() else []
+    base = Path(config.model_base_path)
+    versions = sorted((v for v in os.listdir(base) if v.isdigit()), key=int) if base.exists() else []
     if versions:
-        latest = config.model_base_path / versions[-1]
+        latest = base / versions[-1]
         print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
     if versions:
         _index_step(config, latest)
@@ -77,11 +80,11 @@ def _serving_step(config) -> None:
     from serving.client import RatingClient, ServingClientError
 
     port = portpicker.pick_unused_port()
-    log_path = config.paths.logs_dir / "demo-model-server.log"
+    log_path = Path(config.paths.logs_dir) / "demo-model-server.log"
     print(f"\n== movielens-tfx serve --port {port} --model_base_path {config.model_base_path} ==", flush=True)
     with open(log_path, "ab") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", f"--port={port}", "--rest_api_port=0",
+            [sys.executable, "-m", "commands.cli", "serve", f"--port={port}", "--rest_api_port=0",
              f"--model_base_path={config.model_base_path}", "--model_name=movielens"],
             stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -1,12 +1,12 @@
 """Start model serving for the project: the real TF-Serving binary if installed, else ours.
 
-    python -m serving.launcher                      # serves artifacts/serving/movielens as "movielens"
-    python -m serving.launcher --port=9000 --rest_api_port=0
-    python -m serving.launcher --server=python      # force the Python server
+    python -m commands.serve                        # serves artifacts/serving/movielens as "movielens"
+    python -m commands.serve --port=9000 --rest_api_port=0
+    python -m commands.serve --server=python      # force the Python server
 
 Why: `tensorflow_model_server` is the production server (C++, batching, lower latency), but
 it is not installable everywhere; `serving.model_server` speaks the same protocol with the same
-flags. This picks one, fills in the project's defaults (model `configs.MODEL_NAME` at
+flags. This picks one, fills in the project's defaults (model `settings.paths.MODEL_NAME` at
 `<artifacts>/serving/<model>`), and passes every other flag through unchanged.
 
 One flag cannot be translated: tensorflow_model_server always listens on all interfaces, so
@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from pipeline import configs
+from settings import paths as configs
 from serving import model_server
 from serving.options import ServerOptions, add_server_arguments, check_options, options_from_args
 
@@ -39,12 +39,12 @@ class LaunchError(Exception):
 
 
 def default_base_path(artifacts: Path | None = None) -> Path:
-    return configs.ArtifactPaths(artifacts or configs.DEFAULT_ARTIFACTS).serving_dir / configs.MODEL_NAME
+    return Path(configs.ArtifactPaths(artifacts or configs.DEFAULT_ARTIFACTS).model_base_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m serving.launcher",
+        prog="python -m commands.serve",
         description="Serve the MovieLens model: tensorflow_model_server when on PATH, else the Python server.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--server", choices=("auto", "binary", "python"), default="auto",

@@ -1,0 +1,90 @@
+"""The Trainer's hyperparameters, their defaults, and `NAME=VALUE` parsing.
+
+One dataclass for every runner: the local CLI (`--hparam`), the Kubeflow runner and the
+benchmarks parse overrides with `HParams.parse`, the pipeline passes every effective value to
+the Trainer's custom_config (so a changed default changes the cache key), and the Trainer
+rebuilds them with `HParams.from_dict`. What each default measured is in
+benchmarks/results/ (tune*.json, accuracy_*.json, ranking_*.json) and the README.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from settings.errors import UserError
+
+
+@dataclass
+class HParams:
+    """Hyperparameters; the pipeline's Trainer custom_config overrides any of them."""
+
+    embedding_dim: int = 200          # D, the tower output size
+    user_id_dim: int = 32
+    feature_dim: int = 16
+    movie_id_dim: int = 32
+    title_embedding_dim: int = 32
+    lstm_units: int = 128
+    hidden: int = 32
+    dropout: float = 0.2
+    l2: float = 1e-5
+    id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
+    learning_rate: float = 1e-2
+    decay_rate: float = 0.9           # learning rate multiplier per epoch
+    batch_size: int = 4096
+    epochs: int = 30
+    patience: int = 3                 # early stopping on eval RMSE
+    unique_titles: bool = True        # run the LSTM once per distinct movie in a batch
+    weight_decay: float = 0.0         # AdamW decoupled weight decay (0: plain Adam)
+    output_l2: float = 0.0            # per-example L2 on the tower outputs (MF-style regulariser)
+    bias_l2: float = 0.0              # per-example L2 on the user/movie biases
+    title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
+    ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
+    head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
+    # User-tower input from the user's training ratings (SVD++-style: which movies, and how far
+    # from the mean each was rated), history_dim-d sums / sqrt(count).
+    history_dim: int = 32             # 0: no history input
+    history_hidden: int = 0
+    # Retrieval towers (components.model.RetrievalTowers), disjoint from the rating towers.
+    retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
+    retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
+    retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
+    retrieval_low_rating_weight: float = 0.3  # weight of examples rated below features.RELEVANT_RATING
+    retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
+    retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
+    # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
+    # chosen on the eval split, for catalogues of at most retrieval_closed_form_max movies (the
+    # n x n inverse); "softmax": the towers are trained by the softmax above.
+    retrieval_fit: str = "closed_form"
+    retrieval_closed_form_max: int = 20_000
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> "HParams":
+        known = {k: v for k, v in (values or {}).items() if k in cls.__dataclass_fields__}
+        unknown = sorted(set(values or {}) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hyperparameters: {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**known)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def parse(cls, pairs: Sequence[str], flag: str = "--hparam") -> dict[str, Any]:
+        """`name=value` strings -> {name: value} typed like the defaults (only the overrides).
+
+        Raises UserError naming the flag and the known names for an unknown name or a value
+        of the wrong type.
+        """
+        defaults = cls().to_dict()
+        result: dict[str, Any] = {}
+        for pair in pairs:
+            name, sep, value = pair.partition("=")
+            if not sep or name not in defaults:
+                raise UserError(f"{flag} {pair!r}: expected NAME=VALUE with NAME one of {sorted(defaults)}")
+            kind = type(defaults[name])
+            try:
+                result[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+            except ValueError:
+                raise UserError(f"{flag} {pair!r}: {value!r} is not a valid {kind.__name__}") from None
+        return result
