@@ -26,7 +26,7 @@ from typing import Sequence
 
 from settings import paths as configs
 from serving import model_server
-from serving.options import ServerOptions, add_server_arguments, check_options, options_from_args
+from serving.options import ServerOptions, add_server_arguments, options_from_args
 
 BINARY = "tensorflow_model_server"
 ALL_INTERFACES = ("0.0.0.0", "::", "[::]")
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which server: auto = the binary if on PATH (default %(default)s)")
     parser.add_argument("--artifacts", type=Path, default=None,
                         help=f"artifacts root for the default model path (default {configs.DEFAULT_ARTIFACTS})")
-    add_server_arguments(parser, ServerOptions(model_name=configs.MODEL_NAME))
+    add_server_arguments(parser, ServerOptions(model_name=configs.MODEL_NAME), require_model=False)
     # None = "not given": lets the binary keep its own default instead of a refused translation.
     parser.set_defaults(host=None)
     return parser
@@ -96,11 +96,10 @@ def resolve_options(args: argparse.Namespace) -> tuple[ServerOptions, bool]:
         args.host = ServerOptions().host
     if not args.model_config_file and not args.model_base_path:
         args.model_base_path = str(default_base_path(args.artifacts))
-    options = options_from_args(args)
-    problem = check_options(options)
-    if problem:
-        raise LaunchError(problem)
-    return options, host_given
+    try:
+        return options_from_args(args), host_given
+    except ValueError as error:
+        raise LaunchError(str(error)) from None
 
 
 def serve(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ import sys
 import threading
 from typing import Sequence
 
-from serving.options import ServerOptions, add_server_arguments, check_options, options_from_args
+from serving.options import ServerOptions, add_server_arguments, options_from_args
 from settings.logs import quiet_libraries
 
 
@@ -51,11 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_options(argv: Sequence[str] | None = None) -> ServerOptions:
     parser = build_parser()
-    options = options_from_args(parser.parse_args(argv))
-    problem = check_options(options)
-    if problem:
-        parser.error(problem)
-    return options
+    try:
+        return options_from_args(parser.parse_args(argv))
+    except ValueError as error:
+        parser.error(str(error))
 
 
 def serve(options: ServerOptions) -> int:

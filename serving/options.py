@@ -40,6 +40,22 @@ class ServerOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     shutdown_grace_seconds: float = 30.0
 
+    def __post_init__(self) -> None:
+        """Options are checked here, once, whoever builds them (a command line or a test):
+        a ServerOptions that exists is valid. That a model is named at all is the parser's
+        job (a required group) and, for options built in code, the server's."""
+        if self.model_config_file and self.model_base_path:
+            raise ValueError("--model_base_path and --model_config_file cannot both be given")
+        if not 0 <= self.port <= 65535 or not 0 <= self.rest_api_port <= 65535:
+            raise ValueError("ports must be between 0 and 65535")
+        if self.rest_api_port and self.rest_api_port == self.port:
+            raise ValueError("--rest_api_port cannot be the same as --port")
+        if self.max_message_bytes <= 0:
+            raise ValueError("--max_message_bytes must be positive")
+        parse_channel_arguments(self.grpc_channel_arguments)  # ValueError names the bad item
+        if not self.tags:
+            raise ValueError("--saved_model_tags is empty")
+
     @property
     def tags(self) -> tuple[str, ...]:
         return tuple(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
@@ -71,7 +87,11 @@ def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
     return result
 
 
-def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOptions | None = None) -> None:
+def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOptions | None = None,
+                         *, require_model: bool = True) -> None:
+    """TF-Serving's flags. With require_model, exactly one of --model_base_path and
+    --model_config_file must be given (argparse says so, exit 2); without it, at most one
+    (a launcher that fills in a default model)."""
     d = defaults or ServerOptions()
     parser.add_argument("--port", type=int, default=d.port, help="gRPC port (default %(default)s)")
     parser.add_argument("--rest_api_port", type=int, default=d.rest_api_port,
@@ -81,9 +101,10 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
                              "Use 0.0.0.0 to accept connections from other machines.")
     parser.add_argument("--model_name", default=d.model_name,
                         help="name of the model served with --model_base_path (default %(default)s)")
-    parser.add_argument("--model_base_path", default=d.model_base_path,
-                        help="folder holding numbered version folders: BASE/1/saved_model.pb, BASE/2/...")
-    parser.add_argument("--model_config_file", default=d.model_config_file,
+    model = parser.add_mutually_exclusive_group(required=require_model)
+    model.add_argument("--model_base_path", default=d.model_base_path,
+                       help="folder holding numbered version folders: BASE/1/saved_model.pb, BASE/2/...")
+    model.add_argument("--model_config_file", default=d.model_config_file,
                         help="ModelServerConfig text proto (several models, version policies, labels); "
                              "replaces --model_name/--model_base_path")
     parser.add_argument("--model_config_file_poll_wait_seconds", type=float,
@@ -118,26 +139,6 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
 
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
+    """ServerOptions from parsed flags; ValueError (from ServerOptions) says what is wrong."""
     values = {f.name: getattr(args, f.name) for f in fields(ServerOptions) if hasattr(args, f.name)}
     return ServerOptions(**values)
-
-
-def check_options(options: ServerOptions) -> str | None:
-    """A problem with the flags, as a message, or None."""
-    if not options.model_config_file and not options.model_base_path:
-        return "one of --model_base_path or --model_config_file is required"
-    if options.model_config_file and options.model_base_path:
-        return "--model_base_path and --model_config_file cannot both be given"
-    if not 0 <= options.port <= 65535 or not 0 <= options.rest_api_port <= 65535:
-        return "ports must be between 0 and 65535"
-    if options.rest_api_port and options.rest_api_port == options.port:
-        return "--rest_api_port cannot be the same as --port"
-    if options.max_message_bytes <= 0:
-        return "--max_message_bytes must be positive"
-    try:
-        parse_channel_arguments(options.grpc_channel_arguments)
-    except ValueError as error:
-        return str(error)
-    if not options.tags:
-        return "--saved_model_tags is empty"
-    return None

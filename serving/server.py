@@ -14,16 +14,18 @@ from pathlib import Path
 
 import grpc
 
-from serving.config import ModelServerConfig, read_config_file, single_model_config
+from serving.config import ConfigError, ModelServerConfig, read_config_file, single_model_config
 from serving.grpc_api import Health, add_services
 from serving.manager import ModelManager
-from serving.options import ServerOptions, check_options, parse_channel_arguments
+from serving.options import ServerOptions, parse_channel_arguments
 from serving.rest_api import RestHandler, RestServer, create_app
 
 log = logging.getLogger(__name__)
 
 
 def model_config(options: ServerOptions) -> ModelServerConfig:
+    if not options.model_config_file and not options.model_base_path:
+        raise ConfigError("one of --model_base_path or --model_config_file is required")
     if options.model_config_file:
         return read_config_file(options.model_config_file)
     return single_model_config(options.model_name, options.model_base_path or "")
@@ -37,9 +39,6 @@ class ModelServer:
     """One server process's worth of serving; usable in-process (tests, benchmarks)."""
 
     def __init__(self, options: ServerOptions):
-        problem = check_options(options)
-        if problem:
-            raise ValueError(problem)
         self.options = options
         self.manager = ModelManager(
             model_config(options), poll_wait_seconds=options.file_system_poll_wait_seconds,
