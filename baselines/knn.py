@@ -180,4 +180,3 @@ class UserUserCF(KNNBaseline):
 
     name = "UserUserCF"
     by = "user"
-
