@@ -3,7 +3,7 @@
     python -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k \
         --test-fraction 0.1 --seed 0 --out benchmarks/results/accuracy.json
 
-Every model sees the identical random split (`benchmarks.baselines.random_split`). Rows
+Every model sees the identical random split (`baselines.data.random_split`). Rows
 `{dataset, split, seed, model, rmse, mae, seconds}` are merged into the JSON file (rows of
 other dataset/split/seed combinations are kept), and a table is printed.
 """
@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.baselines import RatingData, evaluate_baselines, mae, random_split, rmse
+from baselines.data import random_split, rating_data
+from baselines.metrics import mae, rmse
+from baselines.scoring import evaluate_baselines
 from benchmarks.two_tower import fit_predict
 from components.model import HParams
 from components.movielens_files import load_movielens
@@ -46,7 +48,7 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
     common = {"dataset": dataset, "split": split_name(test_fraction), "seed": seed}
     rows = []
     if not skip_baselines:
-        for row in evaluate_baselines(RatingData(r.user_id, r.movie_id, r.rating), test_fraction, seed):
+        for row in evaluate_baselines(rating_data(r), test_fraction, seed):
             rows.append({**common, **row})
             print(f"  {row['model']:<28} RMSE {row['rmse']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr)
     train_idx, test_idx = random_split(len(r), test_fraction, seed)

@@ -24,7 +24,7 @@ Similar movies: for each movie's top-10 list (EASE's item-item weights, genre-on
 cosine in either of the two-tower model's spaces), how often the movie's training likers like
 the listed movies in the test split (benchmarks.similar_quality).
 
-Split: ``benchmarks.baselines.random_split`` over all ratings (seeded), the same split as the
+Split: ``baselines.data.random_split`` over all ratings (seeded), the same split as the
 rating benchmark (benchmarks.accuracy), so the two-tower fit of one matches the other's.
 
     python -m benchmarks.ranking --data ../shared/data/ml-100k
@@ -44,7 +44,8 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from benchmarks.baselines import MatrixFactorization, RatingData, random_split
+from baselines.data import random_split, rating_data
+from baselines.factorization import MatrixFactorization
 from components.features import RELEVANT_RATING
 from components.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from components.movielens_files import MovieLensData, Ratings, load_movielens
@@ -197,8 +198,7 @@ def mf_source(item_bias: bool = False, **mf_kwargs) -> ModelSource:
     """Biased MF fitted on the training ratings; users/movies without ratings get zero vectors."""
 
     def source(train: MovieLensData) -> Embeddings:
-        r = train.ratings
-        model = MatrixFactorization(**mf_kwargs).fit(RatingData(r.user_id, r.movie_id, r.rating))
+        model = MatrixFactorization(**mf_kwargs).fit(rating_data(train.ratings))
         user_ids = np.array(sorted(train.users), np.int64)
         movie_ids = np.array(sorted(train.movies), np.int64)
         u = model.users.encode(user_ids)
@@ -289,7 +289,7 @@ def two_tower_embeddings(result) -> Embeddings:
 def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, set[int]],
                    hparams: dict, candidates: int, index_type: str) -> tuple[list[dict], Embeddings]:
     """The pipeline's model fitted once on the training split, ranked three ways."""
-    from benchmarks.baselines import mae, rmse
+    from baselines.metrics import mae, rmse
     from benchmarks.two_tower import fit_model
     from components.model import HParams
 
@@ -409,7 +409,7 @@ def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: flo
             "ratings_source": Path(ratings_csv).name if ratings_csv else None,
             "catalogue": {"users": len(data.users), "movies": len(data.movies),
                           "ratings": len(data.ratings)},
-            "split": {"method": "benchmarks.baselines.random_split", "test_fraction": test_fraction,
+            "split": {"method": "baselines.data.random_split", "test_fraction": test_fraction,
                       "seed": seed, "train_ratings": len(train.ratings),
                       "test_ratings": len(test), "relevant_test_pairs":
                           int(sum(len(v) for v in relevant.values()))},

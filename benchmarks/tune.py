@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.baselines import random_split
+from baselines.data import random_split
 from benchmarks.two_tower import fit_model
 from components.model import HParams
 from components.movielens_files import load_movielens

@@ -12,7 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from benchmarks.baselines import RatingData, score_baselines
+from baselines.data import RatingData
+from baselines.scoring import score_baselines
 from components import features as f
 from components.report import slice_metrics
 
