@@ -2,7 +2,8 @@
 
 Thin on purpose: it resolves a data spec to a folder of MovieLens files, builds the pipeline
 with `pipeline.pipeline.create_pipeline` and runs it, printing one line per component, and
-returns what ran and where every artifact is. The flags live in `commands.run`.
+returns what ran and where every artifact is. The flags live in `commands.run`. SIGINT and
+SIGTERM stop a run cleanly (`PipelineInterrupted`, see `pipeline.recovery`).
 """
 from __future__ import annotations
 
@@ -235,9 +236,13 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
             where = f" during {progress.current}" if progress.current else ""
             with _signals_held():
                 logging.getLogger("absl").warning("Interrupted by %s%s; reconciling ML-Metadata.", signame, where)
-                cancelled = recovery.reconcile(metadata_path, pipeline_root, f"interrupted by {signame}")
-            what = (f"execution {', '.join(str(c.execution_id) for c in cancelled)} marked CANCELED and "
-                    f"its partial outputs removed; " if cancelled else "")
+                try:
+                    cancelled = recovery.reconcile(metadata_path, pipeline_root, f"interrupted by {signame}")
+                    what = (f"execution {', '.join(str(c.execution_id) for c in cancelled)} marked CANCELED "
+                            f"and its partial outputs removed; " if cancelled else "")
+                except Exception as error:  # noqa: BLE001 - the next run's start reconciles
+                    logging.getLogger("absl").exception("Reconciling after the interrupt failed")
+                    what = f"clean-up failed ({error}), the next run will redo it; "
             raise PipelineInterrupted(f"interrupted by {signame}{where}: {what}run the same command "
                                       f"again to resume (finished components come from the cache)") from None
         except Exception as error:  # noqa: BLE001 - reported below, with the log file
