@@ -117,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:  # SIGINT, or SIGTERM during a pipeline run
+        print(str(interrupt) or "interrupted", file=sys.stderr)
         return 130
 
 

@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interrupt:  # SIGINT, or SIGTERM during the run (pipeline.run)
+        print(str(interrupt) or "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

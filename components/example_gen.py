@@ -27,6 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 
 from components import features
+from components.input_fingerprint import ContentFingerprintDriver
 from components.movielens_files import MovieLensData, load_movielens, summary
 
 CHUNK_ROWS = 20_000
@@ -137,8 +138,11 @@ def output_config(splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> examp
 def MovieLensExampleGen(input_base: str, *, ratings_csv: str | None = None,
                         skip_bad_rows: bool = False, quarantine_path: str | None = None,
                         splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> FileBasedExampleGen:
-    """The ExampleGen component for a MovieLens folder (ML-1M or ML-100K layout)."""
-    return FileBasedExampleGen(
+    """The ExampleGen component for a MovieLens folder (ML-1M or ML-100K layout).
+
+    Its driver fingerprints every input file by content (see `input_fingerprint`), the
+    `ratings_csv` too, so an edited input is never served from cache."""
+    component = FileBasedExampleGen(
         input_base=input_base,
         input_config=example_gen_utils.make_default_input_config("*"),
         output_config=output_config(splits),
@@ -146,3 +150,5 @@ def MovieLensExampleGen(input_base: str, *, ratings_csv: str | None = None,
                                          quarantine_path=quarantine_path),
         custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("MovieLensExampleGen")
+    component.driver_class = ContentFingerprintDriver
+    return component

@@ -16,6 +16,7 @@ trust it. So the loader
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -690,12 +691,15 @@ def extract_zip(zip_path: Path, cache_dir: Path | None = None) -> Path:
     The archive goes to ``<cache_dir or the zip's folder>/<stem>.extracted`` (falling back to
     ``~/.cache/movielens`` when the zip's folder is read-only). Extraction happens in a
     temporary folder that is renamed into place, so an interrupted run never leaves a
-    half-extracted data set that a later run would trust; a stamp of the zip's size and mtime
-    makes a replaced zip get re-extracted.
+    half-extracted data set that a later run would trust; a stamp of the zip's content (its
+    sha256, not its name, size or mtime) makes a replaced zip get re-extracted.
     """
     zip_path = Path(zip_path).resolve()
-    st = zip_path.stat()
-    stamp = f"{zip_path.name} {st.st_size} {st.st_mtime_ns}\n"
+    digest = hashlib.sha256()
+    with zip_path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    stamp = f"{zip_path.name} sha256:{digest.hexdigest()}\n"
     bases = [Path(cache_dir)] if cache_dir is not None else [zip_path.parent, _default_cache_dir()]
     last_error: OSError | None = None
     for base in bases:

@@ -2,17 +2,22 @@
 
 Thin on purpose: it resolves a data spec to a folder of MovieLens files, builds the pipeline
 with `pipeline.pipeline.create_pipeline` and runs it, printing one line per component, and
-returns what ran and where every artifact is. The flags live in `commands.run`.
+returns what ran and where every artifact is. The flags live in `commands.run`. SIGINT and
+SIGTERM stop a run cleanly (`PipelineInterrupted`, see `pipeline.recovery`).
 """
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-from pipeline import configs
+from pipeline import configs, recovery
 from settings import paths as settings_paths
 from settings.errors import UserError
 
@@ -151,28 +156,103 @@ class RunResult:
         raise KeyError(f"no artifact {component}.{key}")
 
 
+class PipelineInterrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM after `recovery.reconcile` cleaned up after it;
+    str() is the one-line message for the user."""
+
+
+class _Signalled(KeyboardInterrupt):
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signame = signal.Signals(signum).name
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While the pipeline runs, SIGTERM raises KeyboardInterrupt just as SIGINT does (a
+    signal the process was told to ignore stays ignored); the old handlers come back after."""
+    def raise_interrupt(signum, frame):
+        raise _Signalled(signum)
+
+    old = {}
+    if _in_main_thread():  # Python runs signal handlers in the main thread only
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                old[signum] = signal.signal(signum, raise_interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """A second Ctrl-C must not cut the clean-up after the first one short."""
+    old = {}
+    if _in_main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            old[signum] = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)
+
+
 def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> RunResult:
-    """Runs the pipeline locally and reports what ran, what was cached and where outputs are."""
+    """Runs the pipeline locally and reports what ran, what was cached and where outputs are.
+
+    SIGINT or SIGTERM stops it with PipelineInterrupted after the unfinished execution is
+    marked CANCELED in ML-Metadata and its partial output folders are removed; what a
+    SIGKILLed run left behind is reconciled the same way when the next run starts."""
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline, local_metadata_config
 
     pipeline = create_pipeline(config, local_metadata_config(config))
-    log_file = Path(config.paths.logs_dir) / time.strftime("run-%Y%m%d-%H%M%S.log")
-    handlers = _configure_logging(log_file, len(pipeline.components), verbose)
-    progress = handlers[1]
-    print(f"[run] pipeline root {config.paths.pipeline_root}\n[run] data {config.data_dir}\n"
-          f"[run] full log {log_file}", file=sys.stderr)
-    try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as error:  # noqa: BLE001 - reported below, with the log file
-        cause = _root_cause(error)
-        where = f" in {progress.current}" if progress.current else ""
-        raise UserError(f"pipeline failed{where}: {cause}\n(full log: {log_file})") from error
-    finally:
-        for handler in handlers:
-            logging.getLogger("absl").removeHandler(handler)
-            handler.close()
+    metadata_path, pipeline_root = str(config.paths.metadata_path), str(config.paths.pipeline_root)
+    with recovery.run_lock(metadata_path):
+        with _signals_held():
+            leftovers = recovery.reconcile(metadata_path, pipeline_root,
+                                           "left unfinished by an earlier run that was killed")
+        for item in leftovers:
+            print(f"[run] execution {item.execution_id} ({item.node}) was left unfinished by an earlier "
+                  f"run: marked CANCELED, {len(item.removed)} partial folder(s) removed", file=sys.stderr)
+        log_file = Path(config.paths.logs_dir) / time.strftime("run-%Y%m%d-%H%M%S.log")
+        handlers = _configure_logging(log_file, len(pipeline.components), verbose)
+        progress = handlers[1]
+        print(f"[run] pipeline root {config.paths.pipeline_root}\n[run] data {config.data_dir}\n"
+              f"[run] full log {log_file}", file=sys.stderr)
+        try:
+            with _signals_interrupt():
+                tfx.orchestration.LocalDagRunner().run(pipeline)
+        except KeyboardInterrupt as interrupt:
+            signame = getattr(interrupt, "signame", "SIGINT")
+            where = f" during {progress.current}" if progress.current else ""
+            with _signals_held():
+                logging.getLogger("absl").warning("Interrupted by %s%s; reconciling ML-Metadata.", signame, where)
+                try:
+                    cancelled = recovery.reconcile(metadata_path, pipeline_root, f"interrupted by {signame}")
+                    what = (f"execution {', '.join(str(c.execution_id) for c in cancelled)} marked CANCELED "
+                            f"and its partial outputs removed; " if cancelled else "")
+                except Exception as error:  # noqa: BLE001 - the next run's start reconciles
+                    logging.getLogger("absl").exception("Reconciling after the interrupt failed")
+                    what = f"clean-up failed ({error}), the next run will redo it; "
+            raise PipelineInterrupted(f"interrupted by {signame}{where}: {what}run the same command "
+                                      f"again to resume (finished components come from the cache)") from None
+        except Exception as error:  # noqa: BLE001 - reported below, with the log file
+            cause = _root_cause(error)
+            where = f" in {progress.current}" if progress.current else ""
+            raise UserError(f"pipeline failed{where}: {cause}\n(full log: {log_file})") from error
+        finally:
+            for handler in handlers:
+                logging.getLogger("absl").removeHandler(handler)
+                handler.close()
     _report_quarantine(config)
     return RunResult(progress.finished, latest_artifacts(Path(config.paths.metadata_path)))
 
