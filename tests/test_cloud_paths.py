@@ -83,3 +83,42 @@ def test_push_to_ram_and_read_back(ram_root: str, tmp_path: Path) -> None:
     push_atomically(str(other), base, "1700000001")
     assert fileio.listdir(base) == ["1700000000", "1700000001"]
     assert already_pushed(str(other), base) == "1700000001"
+
+
+def test_load_movielens_from_ram(ram_root: str, tmp_path: Path) -> None:
+    import shutil
+
+    import numpy as np
+
+    from components import synthetic_data
+    from components.movielens_files import detect_format, find_data_dir, load_movielens
+
+    local = tmp_path / "ml-synthetic"
+    synthetic_data.generate(local, n_users=30, n_movies=20, n_ratings=200, seed=3)
+    remote_parent = fileio.join(ram_root, "bucket")
+    fileio.copy_tree(local, fileio.join(remote_parent, "ml-synthetic"))
+    remote = fileio.join(remote_parent, "ml-synthetic")
+
+    assert detect_format(remote) == "ml-1m"
+    assert find_data_dir(remote_parent) == remote  # the single data set one level below
+    expected = load_movielens(local)
+    data = load_movielens(remote)
+    assert data.source == remote and data.fmt == "ml-1m"
+    assert data.users == expected.users and data.movies == expected.movies
+    np.testing.assert_array_equal(data.ratings.rating, expected.ratings.rating)
+    np.testing.assert_array_equal(data.ratings.movie_id, expected.ratings.movie_id)
+
+    # A ratings CSV on the remote filesystem, one bad row quarantined to it too.
+    csv = fileio.join(ram_root, "ratings.csv")
+    fileio.write_text(csv, "user,movie,rating\n1,1,4\n1,1,9\n")
+    quarantine = fileio.join(ram_root, "quarantine", "bad_rows.tsv")
+    data = load_movielens(remote, ratings_csv=csv, skip_bad_rows=True, quarantine_path=quarantine)
+    assert len(data.ratings) == 1 and len(data.bad_rows) == 1
+    rows = fileio.read_text(quarantine).splitlines()
+    assert rows[0].startswith("path\tline") and rows[1].startswith(f"{csv}\t3\trating")
+
+    # A remote .zip is copied to a local temp folder and extracted there.
+    archive = shutil.make_archive(str(tmp_path / "ml-zip"), "zip", root_dir=tmp_path, base_dir="ml-synthetic")
+    fileio.copy_file(archive, fileio.join(ram_root, "ml-zip.zip"))
+    zipped = load_movielens(fileio.join(ram_root, "ml-zip.zip"), cache_dir=tmp_path / "cache")
+    assert zipped.users == expected.users and len(zipped.ratings) == len(expected.ratings)
