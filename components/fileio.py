@@ -25,6 +25,7 @@ import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -111,8 +112,13 @@ def makedirs(path: PathLike) -> None:
 def read_bytes(path: PathLike) -> bytes:
     text = os.fspath(path)
     if is_uri(text):
-        with _gfile().GFile(text, "rb") as handle:
-            return handle.read()
+        import tensorflow as tf
+
+        try:
+            with tf.io.gfile.GFile(text, "rb") as handle:
+                return handle.read()
+        except tf.errors.NotFoundError:  # the same exception as for a local path
+            raise FileNotFoundError(f"{text}: no such file") from None
     with open(text, "rb") as handle:
         return handle.read()
 
@@ -122,14 +128,26 @@ def read_text(path: PathLike, encoding: str = "utf-8") -> str:
 
 
 def write_bytes(path: PathLike, data: bytes) -> None:
-    """Write a whole file (its folder is created). Not atomic: see ``rename``."""
+    """Write a whole file, replacing it (its folder is created).
+
+    On a URI the bytes go to a temp name that is then renamed over ``path``: some gfile
+    filesystems do not truncate a file opened for writing (ram:// appends), and on an object
+    store the rename (a server-side copy) replaces the object whole, so a reader sees the old
+    or the new content. Locally a plain write; use ``rename`` for atomic replacement."""
     text = os.fspath(path)
     parent = dirname(text)
     if parent:
         makedirs(parent)
     if is_uri(text):
-        with _gfile().GFile(text, "wb") as handle:
-            handle.write(data)
+        gfile = _gfile()
+        tmp = f"{text}.tmp-{uuid.uuid4().hex[:12]}"
+        try:
+            with gfile.GFile(tmp, "wb") as handle:
+                handle.write(data)
+            gfile.rename(tmp, text, overwrite=True)
+        finally:
+            if gfile.exists(tmp):
+                gfile.remove(tmp)
     else:
         with open(text, "wb") as handle:
             handle.write(data)

@@ -122,3 +122,75 @@ def test_load_movielens_from_ram(ram_root: str, tmp_path: Path) -> None:
     fileio.copy_file(archive, fileio.join(ram_root, "ml-zip.zip"))
     zipped = load_movielens(fileio.join(ram_root, "ml-zip.zip"), cache_dir=tmp_path / "cache")
     assert zipped.users == expected.users and len(zipped.ratings) == len(expected.ratings)
+
+
+def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
+    import numpy as np
+
+    from index import layout, metadata
+    from index.builder import Gate, VersionExistsError, build_index_version
+    from index.embed import Embeddings
+    from index.live import LiveIndex
+    from index.similarity import Similarity
+    from tests.index_testkit import build_numpy_version, clustered_vectors
+
+    rng = np.random.default_rng(0)
+    users, movies = clustered_vectors(40, 8, 4, rng), clustered_vectors(30, 8, 4, rng)
+    index_dir = fileio.join(ram_root, "index")
+    assert layout.read_latest(index_dir) is None and layout.latest_stamp(index_dir) is None
+
+    result = build_numpy_version(index_dir, "101", users, movies)
+    assert result.passed and result.folder == f"{index_dir}/101"
+    assert layout.read_latest(index_dir) == "101"
+    # Only the version and LATEST: no .tmp-* upload left behind.
+    assert fileio.listdir(index_dir) == ["101", layout.LATEST]
+    manifest = layout.read_json(fileio.join(index_dir, "101", layout.MANIFEST))
+    assert set(manifest["files"]) <= set(fileio.listdir(fileio.join(index_dir, "101")))
+
+    folder = layout.latest_version_dir(index_dir)
+    assert folder == f"{index_dir}/101"
+    similarity = Similarity.load(folder)  # copied locally, sha256-verified, loaded
+    assert similarity.version == "101" and similarity.folder == folder
+    assert similarity.n_users == 40 and similarity.n_movies == 30
+    assert len(similarity.similar_movies(1, 5)) == 5
+    assert len(similarity.recommend(1, 5)) == 5
+
+    with pytest.raises(VersionExistsError):
+        build_numpy_version(index_dir, "101", users, movies)
+
+    live = LiveIndex(index_dir)
+    assert live.refresh() and live.current.version == "101"
+    assert not live.refresh()  # LATEST unchanged: nothing to reload
+    build_numpy_version(index_dir, "102", users * 2, movies)
+    assert layout.read_latest(index_dir) == "102"
+    assert live.refresh() and live.current.version == "102"
+    assert live.current.folder == f"{index_dir}/102"
+
+    # --overwrite replaces a published version in place (the old one is moved aside first).
+    emb = Embeddings(np.arange(1, 41), users, np.arange(1, 31), movies)
+    users_meta = [metadata.placeholder_user(i) for i in range(1, 41)]
+    movies_meta = [{"movie_id": i, "title": f"Movie {i}", "year": 1990, "genres": ["Drama"]}
+                   for i in range(1, 31)]
+    seen = metadata.seen_csr(emb.user_ids, emb.movie_ids, np.array([1, 2]), np.array([3, 4]))
+    again = build_index_version(index_dir, "102", emb, users_meta, movies_meta, seen,
+                                gate=Gate(max_latency_ms=50.0), latency_queries=30, overwrite=True)
+    assert again.passed and fileio.listdir(index_dir) == ["101", "102", layout.LATEST]
+    assert layout.read_json(fileio.join(index_dir, "102", layout.MANIFEST))["build_id"] == \
+        again.manifest["build_id"]
+    assert Similarity.load(layout.latest_version_dir(index_dir)).seen(1).tolist() == [3]
+
+
+def test_index_gate_failure_keeps_latest_on_ram(ram_root: str) -> None:
+    import numpy as np
+
+    from index import layout
+    from index.builder import Gate
+    from tests.index_testkit import build_numpy_version, clustered_vectors
+
+    rng = np.random.default_rng(1)
+    users, movies = clustered_vectors(20, 4, 2, rng), clustered_vectors(15, 4, 2, rng)
+    index_dir = fileio.join(ram_root, "index")
+    assert build_numpy_version(index_dir, "1", users, movies).passed
+    failed = build_numpy_version(index_dir, "2", users, movies, gate=Gate(max_latency_ms=0.0))
+    assert not failed.passed and failed.folder is None
+    assert layout.read_latest(index_dir) == "1" and fileio.listdir(index_dir) == ["1", layout.LATEST]
