@@ -192,7 +192,7 @@ def add_posters(index_dir: Path, version: str | None, posters_dir: Path, model: 
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Add (or replace) the poster index of a published version; returns the new manifest."""
     if is_uri(index_dir):  # it rewrites a published folder in place: local folders only
-        raise ValueError(f"{index_dir}: add-posters updates a local index folder; for a remote "
+        raise ValueError(f"{index_dir}: `movielens-tfx posters` updates a local index folder; for a remote "
                          f"one, rebuild with `export-index --posters` (which uploads the result)")
     folder = layout.version_dir(Path(index_dir), version)
     manifest = layout.read_json(folder / layout.MANIFEST)
