@@ -132,7 +132,7 @@ def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
     from index.embed import Embeddings
     from index.live import LiveIndex
     from index.similarity import Similarity
-    from tests.index_testkit import build_numpy_version, clustered_vectors
+    from index_testkit import build_numpy_version, clustered_vectors
 
     rng = np.random.default_rng(0)
     users, movies = clustered_vectors(40, 8, 4, rng), clustered_vectors(30, 8, 4, rng)
@@ -185,7 +185,7 @@ def test_index_gate_failure_keeps_latest_on_ram(ram_root: str) -> None:
 
     from index import layout
     from index.builder import Gate
-    from tests.index_testkit import build_numpy_version, clustered_vectors
+    from index_testkit import build_numpy_version, clustered_vectors
 
     rng = np.random.default_rng(1)
     users, movies = clustered_vectors(20, 4, 2, rng), clustered_vectors(15, 4, 2, rng)
@@ -194,3 +194,53 @@ def test_index_gate_failure_keeps_latest_on_ram(ram_root: str) -> None:
     failed = build_numpy_version(index_dir, "2", users, movies, gate=Gate(max_latency_ms=0.0))
     assert not failed.passed and failed.folder is None
     assert layout.read_latest(index_dir) == "1" and fileio.listdir(index_dir) == ["1", layout.LATEST]
+
+
+def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: str, tmp_path: Path,
+                                                                      capsys) -> None:
+    """export-index with every path a URI: SavedModel and MovieLens folder read through gfile,
+    index built locally and uploaded, the `similar` CLI reading it back."""
+    import numpy as np
+
+    from components import synthetic_data
+    from components.movielens_files import load_movielens
+    from index import layout
+    from index.export import EXIT_OK
+    from index.export import main as export_main
+    from index.similar import main as similar_main
+    from index_testkit import lowrank_factors, save_tiny_model
+
+    data_dir = tmp_path / "data"
+    synthetic_data.generate(data_dir, n_users=40, n_movies=30, n_ratings=400, seed=2)
+    data = load_movielens(data_dir)
+    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
+    r = data.ratings
+    user_vectors, movie_vectors = lowrank_factors(
+        np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id), r.rating,
+        len(user_ids), len(movie_ids), rank=4)
+    save_tiny_model(tmp_path / "model", user_ids, user_vectors, movie_ids, movie_vectors)
+
+    remote_data = fileio.join(ram_root, "data", "ml")
+    base = fileio.join(ram_root, "serving", "movielens")
+    fileio.copy_tree(data_dir, remote_data)
+    fileio.copy_tree(tmp_path / "model", fileio.join(base, "7"))
+    index_dir = fileio.join(ram_root, "index")
+    manifest_copy = fileio.join(ram_root, "outputs", "manifest.json")
+
+    rc = export_main(["--model-base-path", base, "--data", remote_data, "--index-dir", index_dir,
+                      "--output-manifest", manifest_copy, "--no-progress", "--max-latency-ms", "50"])
+    assert rc == EXIT_OK
+    assert layout.read_latest(index_dir) == "7"
+    manifest = layout.read_json(manifest_copy)
+    assert manifest["model_path"] == f"{base}/7" and manifest["data_source"] == remote_data
+    assert manifest["counts"] == {"users": 40, "movies": 30, "seen_pairs": 400}
+    capsys.readouterr()
+
+    # Idempotent: the same model version is published already.
+    assert export_main(["--model-base-path", base, "--data", remote_data, "--index-dir", index_dir,
+                        "--no-progress"]) == EXIT_OK
+    assert "already published" in capsys.readouterr().out
+
+    assert similar_main(["--movie", str(int(movie_ids[0])), "-k", "3", "--index-dir", index_dir]) == 0
+    out = capsys.readouterr().out
+    assert f"Movie {int(movie_ids[0])}:" in out and "3 most similar movies" in out
