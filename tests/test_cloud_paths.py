@@ -244,3 +244,47 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     assert similar_main(["--movie", str(int(movie_ids[0])), "-k", "3", "--index-dir", index_dir]) == 0
     out = capsys.readouterr().out
     assert f"Movie {int(movie_ids[0])}:" in out and "3 most similar movies" in out
+
+
+def test_pusher_executor_pushes_to_a_ram_base_directory(ram_root: str, tmp_path: Path) -> None:
+    """The Pusher executor's Do with the model, run history, base directory and output on ram://."""
+    import json
+
+    from tfx.proto import pusher_pb2
+    from tfx.types import standard_artifacts, standard_component_specs as specs
+    from tfx.utils import proto_utils
+
+    from components.pusher import MODEL_RUN_KEY, REPORT_DIR, Executor
+
+    def artifact(kind, uri: str):
+        a = kind()
+        a.uri = uri
+        return a
+
+    model = artifact(standard_artifacts.Model, fileio.join(ram_root, "Trainer", "model", "5"))
+    fileio.copy_tree(_fake_saved_model(tmp_path / "m", b"executor"), fileio.join(model.uri, "Format-Serving"))
+    blessing = artifact(standard_artifacts.ModelBlessing, fileio.join(ram_root, "Evaluator", "blessing"))
+    blessing.set_int_custom_property("blessed", 1)
+    run = artifact(standard_artifacts.ModelRun, fileio.join(ram_root, "Trainer", "model_run"))
+    fileio.write_text(fileio.join(run.uri, "history.json"),
+                      json.dumps({"loss": [1.0], "rmse": [1.0], "val_rmse": [0.9], "best_epoch": 0}))
+    pushed = artifact(standard_artifacts.PushedModel, fileio.join(ram_root, "Pusher", "pushed_model", "6"))
+    base = fileio.join(ram_root, "serving", "movielens")
+    destination = pusher_pb2.PushDestination(
+        filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=base))
+    inputs = {specs.MODEL_KEY: [model], specs.MODEL_BLESSING_KEY: [blessing], MODEL_RUN_KEY: [run]}
+    props = {specs.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination)}
+
+    Executor().Do(inputs, {specs.PUSHED_MODEL_KEY: [pushed]}, props)
+    (version,) = fileio.listdir(base)
+    assert version.isdigit() and pushed.get_int_custom_property("pushed") == 1
+    assert pushed.get_string_custom_property("pushed_destination") == f"{base}/{version}"
+    assert fileio.read_bytes(fileio.join(base, version, "saved_model.pb")) == b"executor"
+    assert "best eval RMSE: 0.9000" in fileio.read_text(fileio.join(base, version, REPORT_DIR, "report.md"))
+    assert fileio.read_bytes(fileio.join(pushed.uri, "saved_model.pb")) == b"executor"
+
+    # The same model again (a cached Trainer re-blessed): no second version.
+    again = artifact(standard_artifacts.PushedModel, fileio.join(ram_root, "Pusher", "pushed_model", "7"))
+    Executor().Do(inputs, {specs.PUSHED_MODEL_KEY: [again]}, props)
+    assert fileio.listdir(base) == [version]
+    assert again.get_string_custom_property("pushed_version") == version
