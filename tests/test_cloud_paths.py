@@ -288,3 +288,18 @@ def test_pusher_executor_pushes_to_a_ram_base_directory(ram_root: str, tmp_path:
     Executor().Do(inputs, {specs.PUSHED_MODEL_KEY: [again]}, props)
     assert fileio.listdir(base) == [version]
     assert again.get_string_custom_property("pushed_version") == version
+
+
+def test_run_data_flag_accepts_a_uri(ram_root: str, tmp_path: Path) -> None:
+    """`movielens-tfx run --data gs://...`: the folder (or the one data set below it) is used in place."""
+    from components import synthetic_data
+    from pipeline.run import resolve_data
+    from settings.errors import UserError
+    from settings.paths import ArtifactPaths
+
+    synthetic_data.generate(tmp_path / "ml", n_users=10, n_movies=10, n_ratings=30, seed=0)
+    fileio.copy_tree(tmp_path / "ml", fileio.join(ram_root, "datasets", "ml-x"))
+    paths = ArtifactPaths(str(tmp_path / "artifacts"))
+    assert resolve_data(fileio.join(ram_root, "datasets"), paths) == fileio.join(ram_root, "datasets", "ml-x")
+    with pytest.raises(UserError, match="no such file or folder"):
+        resolve_data(fileio.join(ram_root, "missing"), paths)
