@@ -8,9 +8,11 @@ report under `assets.extra/evaluation/`, and renames the folder into place in on
 The base directory may be local or any filesystem TensorFlow opens (gs://, ram://...):
 all I/O goes through `components.fileio` (tf.io.gfile for URIs). On a local disk the final
 rename is atomic. On an object store it is not (GCS renames object by object, a copy +
-delete each), so a poll may see `<version>/` while it is being filled; TF-Serving loads a
-version only once its `saved_model.pb` is readable, and the copy below renames the
-variables first and `saved_model.pb` last, so what it can load is a complete SavedModel.
+delete each), so a poll may see `<version>/` while it is being filled. The staging name
+still keeps the slow part (copying the model and rendering the report) invisible, and the
+rename moves `saved_model.pb` last: a poll during the rename finds a version without it,
+whose load fails and is retried by TF-Serving's load retries, never a SavedModel whose
+variables are still missing.
 The component is TFX's Pusher with two extra optional inputs (the Evaluator's evaluation
 and the Trainer's model_run), which the report reads.
 """
