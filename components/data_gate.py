@@ -13,6 +13,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
+from components import fileio
+
 
 class DataAnomaliesError(RuntimeError):
     """The data does not match the curated schema."""
@@ -24,8 +26,7 @@ def read_anomalies(uri: str, split_names: str) -> Dict[str, anomalies_pb2.Anomal
     for split in artifact_utils.decode_split_names(split_names):
         path = os.path.join(uri, f"Split-{split}", "SchemaDiff.pb")
         anomalies = anomalies_pb2.Anomalies()
-        with open(path, "rb") as handle:
-            anomalies.ParseFromString(handle.read())
+        anomalies.ParseFromString(fileio.read_bytes(path))  # the artifact may be on gs://
         result[split] = anomalies
     return result
 

@@ -11,6 +11,10 @@ trust it. So the loader
   so that a broken file is fixed at its source instead of silently skewing a model; with
   ``skip_bad_rows=True`` it keeps going, but returns (and can quarantine) every rejected row:
   nothing is ever dropped silently;
+* reads local folders and any filesystem TensorFlow opens (``gs://bucket/ml-1m``, ``ram://``)
+  through ``components.fileio``, so a cloud run reads its data straight from the bucket; a
+  local folder is returned as a ``Path``, a remote one as its URI ``str`` (a URI must never
+  become a ``Path``, which collapses ``gs://`` to ``gs:/``);
 * is fast: the 1,000,209 ML-1M ratings are parsed column-wise with numpy (no per-row Python
   objects) and only fall back to a slower line-by-line parse to pinpoint errors.
 """
@@ -28,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from components import fileio
 from components.features import (
     AGE,
     AGE_CODES,
@@ -273,19 +278,21 @@ class _Problems:
         sink.extend(row for row, _ in self._rows)
 
 
-def _write_quarantine(path: Path, rows: Sequence[BadRow]) -> None:
-    """Write rejected rows as TSV; tabs/newlines in values are escaped to keep one row per line."""
+def _write_quarantine(path: Path | str, rows: Sequence[BadRow]) -> None:
+    """Write rejected rows as TSV; tabs/newlines in values are escaped to keep one row per line.
+
+    Written to a temp name and renamed, so a reader never sees a half-written file (on an
+    object store the rename is a copy + delete, still never a partial file)."""
 
     def esc(text: object) -> str:
         return (str(text).replace("\\", "\\\\").replace("\t", "\\t")
                 .replace("\n", "\\n").replace("\r", "\\r"))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["path\tline\tfield\treason\traw"]
     lines += ["\t".join(esc(v) for v in (r.path, r.line_no, r.field, r.reason, r.raw)) for r in rows]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = f"{os.fspath(path)}.tmp"
+    fileio.write_text(tmp, "\n".join(lines) + "\n")
+    fileio.rename(tmp, path, overwrite=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,8 +309,8 @@ def _normalise(data: bytes) -> bytes:
     return data if end < 0 else data[:end]
 
 
-def _text_lines(path: Path) -> list[str]:
-    data = _normalise(path.read_bytes())
+def _text_lines(path: Path | str) -> list[str]:
+    data = _normalise(fileio.read_bytes(path))
     return data.decode(ENCODING).split("\n") if data else []
 
 
@@ -598,7 +605,7 @@ def _load_ratings(
 ) -> Ratings:
     """Read a ratings table; ``n_fields=None`` means a CSV with an optional header and 3 or 4
     columns, detected from its first line."""
-    data = _normalise(path.read_bytes())
+    data = _normalise(fileio.read_bytes(path))
     first_line_no = 1
     if n_fields is None:  # user-supplied CSV
         if not data:
@@ -646,14 +653,25 @@ def _load_ratings(
 # ---------------------------------------------------------------------------------------
 # locating the files
 # ---------------------------------------------------------------------------------------
-def detect_format(folder: Path) -> str | None:
+def _child(folder: Path | str, *names: str) -> Path | str:
+    """``folder/name``: a Path below a local Path, a URI string below a URI."""
+    return folder.joinpath(*names) if isinstance(folder, Path) else fileio.join(folder, *names)
+
+
+def _name(path: Path | str) -> str:
+    return path.name if isinstance(path, Path) else fileio.basename(path)
+
+
+def detect_format(folder: Path | str) -> str | None:
     """'ml-1m' / 'ml-100k' from the users and movies files present in ``folder``, else None.
 
     Ratings files are not required here because a ratings CSV may be supplied separately.
+    ``folder`` may be a URI (gs://...).
     """
-    if (folder / "users.dat").is_file() and (folder / "movies.dat").is_file():
+    folder = fileio.to_path(folder)
+    if fileio.isfile(_child(folder, "users.dat")) and fileio.isfile(_child(folder, "movies.dat")):
         return FMT_ML_1M
-    if (folder / "u.user").is_file() and (folder / "u.item").is_file():
+    if fileio.isfile(_child(folder, "u.user")) and fileio.isfile(_child(folder, "u.item")):
         return FMT_ML_100K
     return None
 
@@ -662,15 +680,25 @@ def _expected_files_text() -> str:
     return (f"{', '.join(ML_1M_FILES)} (ML-1M) or {', '.join(ML_100K_FILES)} (ML-100K)")
 
 
-def find_data_dir(root: Path) -> Path:
+def _subfolders(folder: Path | str) -> list[Path | str]:
+    """The folders directly below ``folder``, sorted (hidden ones included, like glob("*/"))."""
+    if isinstance(folder, Path):
+        return [d for d in sorted(folder.glob("*/")) if d.is_dir()]
+    children = [_child(folder, name) for name in fileio.listdir(folder)]
+    return [d for d in children if fileio.isdir(d)]
+
+
+def find_data_dir(root: Path | str) -> Path | str:
     """The folder holding a MovieLens data set: ``root`` itself, or the single folder up to two
-    levels below it (an extracted ``ml-1m.zip`` holds an ``ml-1m/`` folder)."""
-    root = Path(root)
+    levels below it (an extracted ``ml-1m.zip`` holds an ``ml-1m/`` folder). A URI root
+    gives a URI (str), a local one a Path."""
+    root = fileio.to_path(root)
     if detect_format(root):
         return root
-    found = [d for d in sorted(root.glob("*/")) if d.is_dir() and detect_format(d)]
+    level1 = _subfolders(root)
+    found = [d for d in level1 if detect_format(d)]
     if not found:
-        found = [d for d in sorted(root.glob("*/*/")) if d.is_dir() and detect_format(d)]
+        found = [d for sub in level1 for d in _subfolders(sub) if detect_format(d)]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -735,26 +763,36 @@ def extract_zip(zip_path: Path, cache_dir: Path | None = None) -> Path:
                   f"(tried {', '.join(str(b) for b in bases)}): {last_error}")
 
 
-def _resolve_folder(path: Path, cache_dir: Path | None) -> Path:
-    if not path.exists():
+def _suffix(path: Path | str) -> str:
+    return os.path.splitext(_name(path))[1]
+
+
+def _resolve_folder(path: Path | str, cache_dir: Path | None) -> Path | str:
+    if not fileio.exists(path):
         raise FileNotFoundError(f"MovieLens data not found: {path} does not exist (expected a folder "
                                 f"with {_expected_files_text()}, or a .zip of one)")
-    if path.is_file():
-        if path.suffix.lower() != ".zip":
+    if not fileio.isdir(path):
+        suffix = _suffix(path)
+        if suffix.lower() != ".zip":
             raise ValueError(f"{path}: expected a MovieLens folder or a .zip archive, got a "
-                             f"{path.suffix or 'plain'} file")
-        path = extract_zip(path, cache_dir)
+                             f"{suffix or 'plain'} file")
+        # zipfile reads local files only: a remote archive is copied to a local temp first
+        # (and extracted next to that copy unless cache_dir says otherwise).
+        path = extract_zip(fileio.local_copy(path, prefix="movielens-zip-"), cache_dir)
     return find_data_dir(path)
 
 
-def _ml1m_ratings_file(folder: Path) -> Path:
-    ratings_dat = folder / "ratings.dat"
-    if ratings_dat.is_file():
+def _ml1m_ratings_file(folder: Path | str) -> Path | str:
+    ratings_dat = _child(folder, "ratings.dat")
+    if fileio.isfile(ratings_dat):
         return ratings_dat
-    csvs = sorted(folder.glob("ratings*.csv"))
+    if isinstance(folder, Path):
+        csvs: list[Path | str] = sorted(folder.glob("ratings*.csv"))
+    else:
+        csvs = fileio.glob(fileio.join(folder, "ratings*.csv"))
     if len(csvs) == 1:
         return csvs[0]
-    found = f"found {', '.join(c.name for c in csvs)}" if csvs else "found none"
+    found = f"found {', '.join(_name(c) for c in csvs)}" if csvs else "found none"
     raise FileNotFoundError(f"{folder}: ML-1M folder has users.dat and movies.dat but no ratings: "
                             f"expected ratings.dat or exactly one ratings*.csv ({found}); "
                             f"or pass ratings_csv=")
@@ -783,50 +821,53 @@ def load_movielens(
         ``path\\tline\\tfield\\treason\\traw``) once loading finishes.
       cache_dir: where a .zip is extracted (default: next to the zip).
 
+    ``path``, ``ratings_csv`` and ``quarantine_path`` may be URIs (``gs://bucket/ml-1m``):
+    everything is read through ``components.fileio``.
+
     Ratings whose user or movie is not (validly) defined are rejected too, so every rating of
     the result joins.
     """
-    folder = _resolve_folder(Path(path), None if cache_dir is None else Path(cache_dir))
+    folder = _resolve_folder(fileio.to_path(path), None if cache_dir is None else Path(cache_dir))
     fmt = detect_format(folder)
     strict = not skip_bad_rows
     bad_rows: list[BadRow] = []
 
-    def run(file: Path, parse):
+    def run(file: Path | str, parse):
         problems = _Problems(file, strict)
         result = parse(file, problems)
         problems.finish(bad_rows)
         return result
 
     if fmt == FMT_ML_1M:
-        users_file, movies_file = folder / "users.dat", folder / "movies.dat"
+        users_file, movies_file = _child(folder, "users.dat"), _child(folder, "movies.dat")
         users = run(users_file, _parse_users_1m)
         movies = run(movies_file, _parse_movies_1m)
     else:
-        users_file, movies_file = folder / "u.user", folder / "u.item"
+        users_file, movies_file = _child(folder, "u.user"), _child(folder, "u.item")
         users = run(users_file, _parse_users_100k)
         movies = run(movies_file, _parse_movies_100k)
 
     if ratings_csv is not None:
-        ratings_file = Path(ratings_csv)
-        if not ratings_file.is_file():
+        ratings_file = fileio.to_path(ratings_csv)
+        if not fileio.isfile(ratings_file):
             raise FileNotFoundError(f"ratings CSV not found: {ratings_file} (expected a "
                                     f"user,movie,rating[,timestamp] file)")
         sep, n_fields = b",", None
     elif fmt == FMT_ML_1M:
         ratings_file = _ml1m_ratings_file(folder)
-        sep, n_fields = (b"::", 4) if ratings_file.suffix == ".dat" else (b",", None)
+        sep, n_fields = (b"::", 4) if _suffix(ratings_file) == ".dat" else (b",", None)
     else:
-        ratings_file = folder / "u.data"
-        if not ratings_file.is_file():
+        ratings_file = _child(folder, "u.data")
+        if not fileio.isfile(ratings_file):
             raise FileNotFoundError(f"{folder}: ML-100K folder has u.user and u.item but no "
                                     f"u.data; or pass ratings_csv=")
         sep, n_fields = b"\t", 4
 
     ratings = run(ratings_file, lambda f, problems: _load_ratings(
-        f, sep, n_fields, problems, users, movies, users_file.name, movies_file.name))
+        f, sep, n_fields, problems, users, movies, _name(users_file), _name(movies_file)))
 
     if quarantine_path is not None:
-        _write_quarantine(Path(quarantine_path), bad_rows)
+        _write_quarantine(fileio.to_path(quarantine_path), bad_rows)
     return MovieLensData(users=users, movies=movies, ratings=ratings, source=str(folder),
                          fmt=fmt, bad_rows=bad_rows)
 

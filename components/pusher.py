@@ -4,16 +4,23 @@ TFX's filesystem Pusher copies files straight into `<base>/<version>/`, so a TF-
 poll can see a half-copied version. This executor assembles the version in a hidden
 staging folder next to it (TF-Serving ignores non-numeric names), adds the evaluation
 report under `assets.extra/evaluation/`, and renames the folder into place in one step.
+
+The base directory may be local or any filesystem TensorFlow opens (gs://, ram://...):
+all I/O goes through `components.fileio` (tf.io.gfile for URIs). On a local disk the final
+rename is atomic. On an object store it is not (GCS renames object by object, a copy +
+delete each), so a poll may see `<version>/` while it is being filled. The staging name
+still keeps the slow part (copying the model and rendering the report) invisible, and the
+rename moves `saved_model.pb` last: a poll during the rename finds a version without it,
+whose load fails and is retried by TF-Serving's load retries, never a SavedModel whose
+variables are still missing.
 The component is TFX's Pusher with two extra optional inputs (the Evaluator's evaluation
 and the Trainer's model_run), which the report reads.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from typing import Any
 
@@ -26,11 +33,13 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, proto_utils
 
+from components import fileio
 from components.report import write_report
 
 EVALUATION_KEY = "evaluation"
 MODEL_RUN_KEY = "model_run"
-REPORT_DIR = os.path.join("assets.extra", "evaluation")
+SAVED_MODEL_FILE = "saved_model.pb"
+REPORT_DIR = "assets.extra/evaluation"  # "/": joined onto local paths and URIs alike
 
 
 class MovieLensPusherSpec(standard_component_specs.PusherSpec):
@@ -44,11 +53,10 @@ class MovieLensPusherSpec(standard_component_specs.PusherSpec):
 def _history(model_run: types.Artifact | None) -> dict[str, Any] | None:
     if model_run is None:
         return None
-    path = os.path.join(model_run.uri, "history.json")
-    if not os.path.exists(path):
+    path = fileio.join(model_run.uri, "history.json")
+    if not fileio.exists(path):
         return None
-    with open(path) as handle:
-        return json.load(handle)
+    return json.loads(fileio.read_text(path))
 
 
 def already_pushed(model_path: str, base_directory: str) -> str | None:
@@ -57,33 +65,38 @@ def already_pushed(model_path: str, base_directory: str) -> str | None:
     A cached Trainer re-evaluated against itself is blessed again; pushing it would only add
     a duplicate version and make TF-Serving reload the same model.
     """
-    if not os.path.isdir(base_directory):
+    if not fileio.isdir(base_directory):
         return None
-    with open(os.path.join(model_path, "saved_model.pb"), "rb") as handle:
-        wanted = hashlib.sha256(handle.read()).hexdigest()
-    for version in sorted((v for v in os.listdir(base_directory) if v.isdigit()), key=int, reverse=True):
-        candidate = os.path.join(base_directory, version, "saved_model.pb")
-        if os.path.exists(candidate):
-            with open(candidate, "rb") as handle:
-                if hashlib.sha256(handle.read()).hexdigest() == wanted:
-                    return version
+    wanted = fileio.sha256(fileio.join(model_path, SAVED_MODEL_FILE))
+    versions = (v for v in fileio.listdir(base_directory) if v.isdigit())
+    for version in sorted(versions, key=int, reverse=True):
+        candidate = fileio.join(base_directory, version, SAVED_MODEL_FILE)
+        if fileio.exists(candidate) and fileio.sha256(candidate) == wanted:
+            return version
     return None
 
 
 def push_atomically(model_path: str, base_directory: str, version: str,
                     report_args: dict[str, Any] | None = None) -> str:
-    """Copies a SavedModel to <base>/<version> via a staging folder and one rename."""
-    final = os.path.join(base_directory, version)
-    staging = os.path.join(base_directory, f".staging-{version}-{os.getpid()}")
-    os.makedirs(base_directory, exist_ok=True)
-    shutil.rmtree(staging, ignore_errors=True)
+    """Copies a SavedModel to <base>/<version> via a staging folder and one rename.
+
+    The staging folder `.staging-<version>-<pid>` sits next to the version, on the same
+    filesystem, so the rename never crosses filesystems; TF-Serving skips non-numeric folder
+    names, so a half-written staging folder is never loaded. Locally the rename is one atomic
+    `os.rename`; on an object store (gs://) it is a copy + delete per object, done with
+    `saved_model.pb` last (see `fileio.rename_tree` and the module docstring).
+    """
+    final = fileio.join(base_directory, version)
+    staging = fileio.join(base_directory, f".staging-{version}-{os.getpid()}")
+    fileio.makedirs(base_directory)
+    fileio.rmtree(staging)
     try:
-        shutil.copytree(model_path, staging)
+        fileio.copy_tree(model_path, staging)
         if report_args is not None:
-            write_report(os.path.join(staging, REPORT_DIR), version=version, **report_args)
-        os.rename(staging, final)
+            write_report(fileio.join(staging, REPORT_DIR), version=version, **report_args)
+        fileio.rename_tree(staging, final, last=(SAVED_MODEL_FILE,))
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fileio.rmtree(staging)
     return final
 
 
@@ -104,11 +117,11 @@ class Executor(pusher_executor.Executor):
         existing = already_pushed(model_path, base)
         if existing is not None:
             logging.info("Model already pushed as version %s; not pushing a duplicate.", existing)
-            self._MarkPushed(model_push, pushed_destination=os.path.join(base, existing),
+            self._MarkPushed(model_push, pushed_destination=fileio.join(base, existing),
                              pushed_version=existing)
             return
         version = str(int(time.time()))
-        while os.path.exists(os.path.join(base, version)):  # two pushes within a second
+        while fileio.exists(fileio.join(base, version)):  # two pushes within a second
             version = str(int(version) + 1)
         evaluation = (input_dict.get(EVALUATION_KEY) or [None])[0]
         model_run = (input_dict.get(MODEL_RUN_KEY) or [None])[0]

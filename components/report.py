@@ -6,11 +6,13 @@ can see why a model was or was not blessed without opening TFMA.
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
-import os
 import statistics
 from typing import Any
+
+from components import fileio
 
 METRICS = ("root_mean_squared_error", "mean_squared_error", "mean_absolute_error", "example_count")
 
@@ -53,6 +55,8 @@ def slice_metrics(evaluation_uri: str, model_name: str = "candidate") -> list[tu
 
 
 def plot_training_curve(history: dict[str, Any], path: str) -> None:
+    """A PNG of train/eval RMSE per epoch at ``path`` (local or a URI: rendered in memory,
+    then written through ``fileio``, since matplotlib only writes local files)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,14 +71,18 @@ def plot_training_curve(history: dict[str, Any], path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    fileio.write_bytes(path, buffer.getvalue())
 
 
 def write_report(out_dir: str, *, version: str, blessed: bool, evaluation_uri: str | None,
                  history: dict[str, Any] | None) -> str:
-    """Writes report.md (+ training_curve.png, metrics.json) into out_dir; returns the .md path."""
-    os.makedirs(out_dir, exist_ok=True)
+    """Writes report.md (+ training_curve.png, metrics.json) into out_dir; returns the .md path.
+
+    ``out_dir`` may be a URI (the Pusher's staging folder on gs://)."""
+    fileio.makedirs(out_dir)
     lines = [f"# MovieLens two-tower model, version {version}", "",
              f"Blessed: **{'yes' if blessed else 'no'}**", ""]
     rows = slice_metrics(evaluation_uri) if evaluation_uri else []
@@ -87,7 +95,7 @@ def write_report(out_dir: str, *, version: str, blessed: bool, evaluation_uri: s
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     if history:
-        plot_training_curve(history, os.path.join(out_dir, "training_curve.png"))
+        plot_training_curve(history, fileio.join(out_dir, "training_curve.png"))
         rates = history.get("examples_per_second") or []
         lines += ["## Training", "", "![training curve](training_curve.png)", "",
                   f"- epochs run: {len(history.get('loss', []))}, best epoch: {(history.get('best_epoch') or 0) + 1}",
@@ -95,9 +103,8 @@ def write_report(out_dir: str, *, version: str, blessed: bool, evaluation_uri: s
                   f"- training examples/s (median epoch): {statistics.median_high(rates):.0f}" if rates else "",
                   f"- train/eval examples: {history.get('train_examples')}/{history.get('eval_examples')}", "",
                   "## Hyperparameters", "", "```json", json.dumps(history.get("hparams", {}), indent=1), "```"]
-    with open(os.path.join(out_dir, "metrics.json"), "w") as handle:
-        json.dump({"version": version, "blessed": blessed, "slices": dict(rows)}, handle, indent=1)
-    path = os.path.join(out_dir, "report.md")
-    with open(path, "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+    fileio.write_text(fileio.join(out_dir, "metrics.json"),
+                      json.dumps({"version": version, "blessed": blessed, "slices": dict(rows)}, indent=1))
+    path = fileio.join(out_dir, "report.md")
+    fileio.write_text(path, "\n".join(lines) + "\n")
     return path

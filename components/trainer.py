@@ -11,7 +11,6 @@ serving lookup tables.
 """
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -50,7 +49,8 @@ def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFT
     over RAM instead of a re-parse of gzipped TFRecords.
     """
     patterns = file_pattern if isinstance(file_pattern, list) else [file_pattern]
-    files = sorted(p for pattern in patterns for p in glob.glob(pattern))
+    # tf.io.gfile, not glob: on Vertex AI / Kubeflow the Transform output is on gs://.
+    files = sorted(p for pattern in patterns for p in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples match {patterns}")
     spec = tf_transform_output.transformed_feature_spec()

@@ -12,12 +12,20 @@ Sequence (nothing is visible to readers until the last two steps, and only if th
 4. gate: recall@10 >= min_recall for every index and p50 latency <= max_latency_ms;
 5. pass: ``os.rename`` the folder to ``<index_dir>/<version>`` then move ``LATEST``;
    fail: delete it (or keep it under ``rejected/`` for a post-mortem) and leave LATEST alone.
+
+A remote ``index_dir`` (gs://..., any ``tf.io.gfile`` URI; see ``index.layout``): steps 1-4
+run in a local temp folder exactly as above (FAISS writes local files only), then the
+version is uploaded to ``<index_dir>/.tmp-<version>-<random>/``, renamed file by file into
+``<index_dir>/<version>/`` (``manifest.json`` last) and LATEST is rewritten last of all.
+Object stores cannot rename a folder atomically, but no reader looks at a folder before
+LATEST names it, so a half-uploaded version stays invisible all the same.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import shutil
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from components import fileio
 from index import ann, layout
 from index.embed import Embeddings
 from index.similarity import Similarity
@@ -50,7 +59,7 @@ class Gate:
 class BuildResult:
     passed: bool
     version: str
-    folder: Path | None            # the published (or kept rejected) folder; None if deleted
+    folder: Path | str | None      # the published (or kept rejected) folder (a URI when remote); None if deleted
     manifest: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
 
@@ -225,7 +234,14 @@ def build_index_version(
     latency_queries: int = 300,
     log: Callable[[str], None] = lambda message: None,
 ) -> BuildResult:
-    """Build, measure, gate and (if it passes) publish ``<index_dir>/<version>``."""
+    """Build, measure, gate and (if it passes) publish ``<index_dir>/<version>``.
+
+    ``index_dir`` may be a URI: see the module docstring (``_build_remote``)."""
+    if fileio.is_uri(index_dir):
+        return _build_remote(
+            str(index_dir), version, embeddings, users_meta, movies_meta, seen, config, gate,
+            provenance=provenance, extra=extra, overwrite=overwrite, keep_rejected=keep_rejected,
+            latency_queries=latency_queries, log=log)
     started = time.perf_counter()
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
@@ -292,3 +308,49 @@ def build_index_version(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_remote(index_dir: str, version: str, embeddings: Embeddings, users_meta: Sequence[dict],
+                  movies_meta: Sequence[dict], seen: tuple[np.ndarray, np.ndarray],
+                  config: ann.AnnConfig, gate: Gate, *, overwrite: bool, keep_rejected: bool,
+                  log: Callable[[str], None], **build_kwargs: Any) -> BuildResult:
+    """Build and gate in a local temp index folder, then upload and publish to a URI.
+
+    Leftover ``.tmp-*`` uploads of killed jobs are not swept here (object stores keep no
+    folder mtimes to tell a stale one from a running one); they are never read, and a bucket
+    lifecycle rule or ``gsutil rm -r`` removes them.
+    """
+    target = fileio.join(index_dir, version)
+    if fileio.exists(target) and not overwrite:
+        raise VersionExistsError(f"index version {version} exists already at {target}; "
+                                 f"pass --overwrite to rebuild it")
+    local_dir = Path(tempfile.mkdtemp(prefix="movielens-index-build-"))
+    try:
+        local = build_index_version(local_dir, version, embeddings, users_meta, movies_meta, seen,
+                                    config, gate, overwrite=False, keep_rejected=keep_rejected,
+                                    log=log, **build_kwargs)
+        if not local.passed:
+            kept = None
+            if local.folder is not None:
+                kept = fileio.join(index_dir, "rejected", Path(local.folder).name)
+                fileio.copy_tree(local.folder, kept)
+            return BuildResult(False, version, kept, local.manifest, local.reasons)
+        upload = fileio.join(index_dir, f".tmp-{version}-{uuid.uuid4().hex[:12]}")
+        log(f"uploading {version} to {index_dir}")
+        try:
+            fileio.copy_tree(local.folder, upload)
+            if fileio.exists(target):  # --overwrite: move the old version out of the way first
+                if not overwrite:
+                    raise VersionExistsError(f"{target} appeared while building; not replacing it")
+                trash = fileio.join(index_dir, f".trash-{version}-{uuid.uuid4().hex[:8]}")
+                fileio.rename_tree(target, trash)
+                fileio.rename_tree(upload, target, last=(layout.MANIFEST,))
+                fileio.rmtree(trash)
+            else:
+                fileio.rename_tree(upload, target, last=(layout.MANIFEST,))
+        finally:
+            fileio.rmtree(upload)
+        layout.write_latest(index_dir, version)
+        return BuildResult(True, version, target, local.manifest, [])
+    finally:
+        shutil.rmtree(local_dir, ignore_errors=True)

@@ -13,7 +13,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from components import fileio
 from components.features import MOVIE_ID, USER_ID
+from index import layout
 from settings.logs import quiet_libraries
 
 SIGNATURE_USER_EMBEDDING = "user_embedding"
@@ -141,29 +143,31 @@ class Embeddings:
         return self.user_vectors, self.movie_vectors
 
 
-def model_versions(base_path: Path) -> list[int]:
-    """Numeric version folders that hold a SavedModel, ascending (TF-Serving's convention)."""
-    base_path = Path(base_path)
-    if not base_path.is_dir():
+def model_versions(base_path: Path | str) -> list[int]:
+    """Numeric version folders that hold a SavedModel, ascending (TF-Serving's convention).
+
+    ``base_path`` may be a URI (the Pusher's gs:// serving folder)."""
+    if not fileio.isdir(base_path):
         return []
-    return sorted(int(p.name) for p in base_path.iterdir()
-                  if p.name.isdigit() and (p / SAVED_MODEL_FILE).is_file())
+    return sorted(int(name) for name in fileio.listdir(base_path)
+                  if name.isdigit() and fileio.isfile(layout.child(base_path, name, SAVED_MODEL_FILE)))
 
 
-def resolve_model_dir(base_path: Path, version: int | None = None) -> tuple[Path, int]:
-    """(folder, version) of the requested or the latest pushed model version."""
-    base_path = Path(base_path)
+def resolve_model_dir(base_path: Path | str, version: int | None = None) -> tuple[Path | str, int]:
+    """(folder, version) of the requested or the latest pushed model version (a URI stays a str:
+    tf.saved_model.load reads gs:// directly)."""
+    base_path = fileio.to_path(base_path)
     versions = model_versions(base_path)
     if not versions:
         raise ModelNotFoundError(f"no SavedModel under {base_path} (expected numeric version "
-                                 f"folders such as {base_path / '1'} holding {SAVED_MODEL_FILE}; "
+                                 f"folders such as {layout.child(base_path, '1')} holding {SAVED_MODEL_FILE}; "
                                  f"run the pipeline's Pusher first, or pass --model-base-path)")
     if version is None:
         version = versions[-1]
     elif version not in versions:
         raise ModelNotFoundError(f"model version {version} not found under {base_path} "
                                  f"(available: {', '.join(map(str, versions))})")
-    return base_path / str(version), version
+    return layout.child(base_path, str(version)), version
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -175,12 +179,12 @@ def _progress(total: int, desc: str, enabled: bool):
 class SavedModelTowers:
     """Calls a SavedModel's embedding signatures in batches."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path | str) -> None:
         quiet_libraries()
         import tensorflow as tf  # lazily: only the export job needs TensorFlow
 
         self._tf = tf
-        self.model_dir = Path(model_dir)
+        self.model_dir = fileio.to_path(model_dir)
         loaded = tf.saved_model.load(str(self.model_dir))
         missing = [s for s in (SIGNATURE_USER_EMBEDDING, SIGNATURE_MOVIE_EMBEDDING)
                    if s not in loaded.signatures]
@@ -249,7 +253,7 @@ class SavedModelTowers:
         return vectors
 
 
-def saved_model_embeddings(model_dir: Path, user_ids: Sequence[int], movie_ids: Sequence[int],
+def saved_model_embeddings(model_dir: Path | str, user_ids: Sequence[int], movie_ids: Sequence[int],
                            batch_size: int = 1024, progress: bool = True,
                            similar_space: str = RATING_SPACE) -> Embeddings:
     """Every tower over every given id (sorted ids in, rows aligned with them out).

@@ -18,16 +18,20 @@
 
 Exit status: 0 published (or this model version was published before: nothing to do, unless
 ``--overwrite``), 1 built but rejected by the gate (LATEST untouched), 2 bad input.
+
+``--data``, ``--ratings``, ``--model-base-path``, ``--index-dir``, ``--artifacts`` and
+``--output-manifest`` may be URIs (gs://...): the data and the SavedModel are read through
+``tf.io.gfile``, the index is built locally and uploaded (``index.builder``).
 """
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Sequence
 
+from components import fileio
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
@@ -44,16 +48,16 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the export job (also used to register it as a `movielens-tfx` subcommand)."""
     src = parser.add_argument_group("inputs")
-    src.add_argument("--data", required=True, type=Path,
+    src.add_argument("--data", required=True, type=fileio.to_path,
                      help="MovieLens folder (ML-1M or ML-100K layout, or a .zip of one)")
-    src.add_argument("--ratings", type=Path, default=None,
+    src.add_argument("--ratings", type=fileio.to_path, default=None,
                      help="user,movie,rating[,timestamp] CSV used instead of the folder's ratings "
                           "(the 'seen' movies excluded from recommendations)")
     src.add_argument("--skip-bad-rows", action="store_true",
                      help="skip malformed records instead of failing")
-    src.add_argument("--artifacts", type=Path, default=None,
+    src.add_argument("--artifacts", type=fileio.to_path, default=None,
                      help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
-    src.add_argument("--model-base-path", type=Path, default=None,
+    src.add_argument("--model-base-path", type=fileio.to_path, default=None,
                      help="folder of numbered SavedModel versions "
                           "(default: <artifacts>/serving/movielens)")
     src.add_argument("--version", type=int, default=None,
@@ -61,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--batch-size", type=int, default=1024, help="ids per embedding call")
 
     out = parser.add_argument_group("index")
-    out.add_argument("--index-dir", type=Path, default=None,
+    out.add_argument("--index-dir", type=fileio.to_path, default=None,
                      help="where versions and LATEST live (default: <artifacts>/index)")
     out.add_argument("--similar-space", choices=SPACES, default=DEFAULT_SIMILAR_SPACE,
                      help="embedding space of the similar-movies/users indexes: the rating towers' "
@@ -81,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="replace an existing index of the same model version")
     out.add_argument("--keep-rejected", action="store_true",
                      help="keep a build that fails the gate under <index-dir>/rejected/")
-    out.add_argument("--output-manifest", type=Path, default=None,
+    out.add_argument("--output-manifest", type=fileio.to_path, default=None,
                      help="also copy manifest.json here (e.g. a Kubeflow output artifact)")
 
     gate = parser.add_argument_group("gate")
@@ -125,8 +129,8 @@ def run(args: argparse.Namespace) -> int:
     base_path = args.model_base_path or layout.default_model_base_path(args.artifacts)
     try:
         model_dir, model_version = resolve_model_dir(base_path, args.version)
-        existing = index_dir / str(model_version) / layout.MANIFEST
-        if existing.is_file() and not args.overwrite:
+        existing = layout.child(index_dir, str(model_version), layout.MANIFEST)
+        if fileio.isfile(existing) and not args.overwrite:
             # Idempotent for a nightly job: this model is indexed (and passed its gate) already.
             built_at = layout.read_json(existing).get("built_at")
             print(f"index version {model_version} already published in {index_dir} (built "
@@ -177,8 +181,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(describe(result, index_dir))
     if args.output_manifest is not None and result.folder is not None:
-        args.output_manifest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.folder / layout.MANIFEST, args.output_manifest)
+        fileio.copy_file(layout.child(result.folder, layout.MANIFEST), args.output_manifest)
     if not result.passed:
         print(f"error: index version {result.version} failed its gate; LATEST still points at "
               f"{layout.read_latest(index_dir) or 'nothing'}: " + "; ".join(result.reasons),
@@ -187,11 +190,11 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _two_stage_settings(model_dir: Path) -> dict | None:
+def _two_stage_settings(model_dir: Path | str) -> dict | None:
     """The re-ranking weight and candidate count the Trainer chose for this model on its eval
     split (assets.extra/two_stage.json, components.two_stage); None for older pushes."""
-    path = model_dir / "assets.extra" / "two_stage.json"
-    if not path.is_file():
+    path = layout.child(model_dir, "assets.extra", "two_stage.json")
+    if not fileio.isfile(path):
         return None
     settings = layout.read_json(path)
     _log(f"two-stage defaults from the model: top {settings['candidates']} candidates, rerank weight "
@@ -218,7 +221,7 @@ def describe_stages(embeddings: Embeddings, asked_space: str) -> str:
     return f"recommendations: {recs}; {similar}"
 
 
-def describe(result: BuildResult, index_dir: Path) -> str:
+def describe(result: BuildResult, index_dir: Path | str) -> str:
     """A short human summary of one build (printed by the job, useful in Kubeflow logs)."""
     m = result.manifest
     spaces = (f", retrieval R={m['retrieval_dimension']}, similar in the {m['similar_space']} space"

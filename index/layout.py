@@ -11,6 +11,15 @@ Why a pointer file: readers (the similarity service, the CLI) open ``LATEST`` on
 only a folder that was complete *before* the pointer moved. The pointer is replaced with
 ``os.replace`` (atomic on POSIX), so a reader sees the old or the new name, never a torn one;
 the version folder itself appears with one ``os.rename`` of a fully written temp folder.
+
+The index folder may also be a URI (``gs://bucket/movielens/index``; anything
+``tf.io.gfile`` opens). Then the builder still builds and gates in a local temp folder
+(FAISS reads and writes local files only), uploads the version under a ``.tmp-*`` name,
+renames it into place file by file (``manifest.json`` last) and only then rewrites LATEST,
+which is one object: a Cloud Storage object is replaced whole when its upload completes, so
+readers again see the old or the new name. Readers copy a remote version to a local folder
+before loading it (``Similarity.load``). Paths below an index folder are ``Path`` objects
+for local folders and ``str`` URIs otherwise (``child``); a URI is never made a ``Path``.
 """
 from __future__ import annotations
 
@@ -18,8 +27,11 @@ import hashlib
 import json
 import os
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any, Mapping
+
+from components import fileio
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"
@@ -57,18 +69,26 @@ INDEX_FILES: dict[str, str] = {
 POSTERS = "posters"
 
 
-def default_index_dir(artifacts: Path | None = None) -> Path:
+def default_index_dir(artifacts: Path | str | None = None) -> Path | str:
     """``<artifacts>/index`` (settings.paths decides the artifacts root and its env var)."""
     from settings.paths import ArtifactPaths
 
-    return Path((ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()).index_dir)
+    paths = ArtifactPaths(os.fspath(artifacts)) if artifacts is not None else ArtifactPaths()
+    return fileio.to_path(paths.index_dir)
 
 
-def default_model_base_path(artifacts: Path | None = None) -> Path:
+def default_model_base_path(artifacts: Path | str | None = None) -> Path | str:
     """``<artifacts>/serving/<model>``: where the Pusher puts numbered SavedModel versions."""
     from settings.paths import ArtifactPaths
 
-    return Path((ArtifactPaths(artifacts) if artifacts is not None else ArtifactPaths()).model_base_path)
+    paths = ArtifactPaths(os.fspath(artifacts)) if artifacts is not None else ArtifactPaths()
+    return fileio.to_path(paths.model_base_path)
+
+
+def child(folder: Path | str, *names: str) -> Path | str:
+    """``folder/name...``: a ``Path`` below a local folder, a URI ``str`` below a URI."""
+    folder = fileio.to_path(folder)
+    return folder.joinpath(*names) if isinstance(folder, Path) else fileio.join(folder, *names)
 
 
 class IndexNotFoundError(FileNotFoundError):
@@ -127,56 +147,73 @@ def write_json_atomic(path: Path, payload: Any) -> None:
     write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+def read_json(path: Path | str) -> Any:
+    return json.loads(fileio.read_text(path))
 
 
-def read_latest(index_dir: Path) -> str | None:
+def read_latest(index_dir: Path | str) -> str | None:
     """The version name LATEST points at, or None when nothing was published yet."""
+    path = child(index_dir, LATEST)
+    if fileio.is_uri(path) and not fileio.exists(path):
+        return None
     try:
-        name = (Path(index_dir) / LATEST).read_text(encoding="utf-8").strip()
+        name = fileio.read_text(path).strip()
     except FileNotFoundError:
         return None
     return name or None
 
 
-def latest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
-    """A cheap change detector for LATEST (inode, mtime, size): os.replace always changes it."""
+def latest_stamp(index_dir: Path | str) -> tuple[int, int, int] | None:
+    """A cheap change detector for LATEST (inode, mtime, size): os.replace always changes it.
+
+    On a URI there is no inode (and ram:// keeps no mtime): (crc32 of the content, mtime,
+    size) instead; LATEST is one short line, so reading it is as cheap as a stat there."""
+    path = child(index_dir, LATEST)
+    if fileio.is_uri(path):
+        if not fileio.exists(path):
+            return None
+        data = fileio.read_bytes(path)
+        return (zlib.crc32(data), fileio.mtime_ns(path), len(data))
     try:
-        st = os.stat(Path(index_dir) / LATEST)
+        st = os.stat(path)
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def write_latest(index_dir: Path, version: str) -> None:
-    """Move the LATEST pointer to ``version`` (which must already be a complete folder)."""
-    index_dir = Path(index_dir)
-    if not (index_dir / version / MANIFEST).is_file():
-        raise IndexNotFoundError(f"refusing to point LATEST at {index_dir / version}: "
+def write_latest(index_dir: Path | str, version: str) -> None:
+    """Move the LATEST pointer to ``version`` (which must already be a complete folder).
+
+    Locally temp + fsync + os.replace; on a URI one object write, which object stores make
+    visible whole when the upload completes (never a torn name either)."""
+    if not fileio.isfile(child(index_dir, version, MANIFEST)):
+        raise IndexNotFoundError(f"refusing to point LATEST at {child(index_dir, version)}: "
                                  f"it has no {MANIFEST}")
-    write_text_atomic(index_dir / LATEST, version + "\n")
+    if fileio.is_uri(index_dir):
+        fileio.write_text(child(index_dir, LATEST), version + "\n")
+    else:
+        write_text_atomic(Path(index_dir) / LATEST, version + "\n")
 
 
-def latest_version_dir(index_dir: Path) -> Path:
+def latest_version_dir(index_dir: Path | str) -> Path | str:
     """The folder LATEST points at; IndexNotFoundError with a hint when there is none."""
-    index_dir = Path(index_dir)
+    index_dir = fileio.to_path(index_dir)
     name = read_latest(index_dir)
     if name is None:
         raise IndexNotFoundError(f"no index published in {index_dir} (no {LATEST} file); "
                                  f"run `movielens-tfx export-index` first")
-    folder = index_dir / name
-    if not (folder / MANIFEST).is_file():
-        raise IndexNotFoundError(f"{index_dir / LATEST} points at {name!r} but "
-                                 f"{folder / MANIFEST} does not exist")
+    folder = child(index_dir, name)
+    if not fileio.isfile(child(folder, MANIFEST)):
+        raise IndexNotFoundError(f"{child(index_dir, LATEST)} points at {name!r} but "
+                                 f"{child(folder, MANIFEST)} does not exist")
     return folder
 
 
-def version_dir(index_dir: Path, version: str | None) -> Path:
+def version_dir(index_dir: Path | str, version: str | None) -> Path | str:
     """An explicit version folder, or LATEST's when ``version`` is None."""
     if version is None:
         return latest_version_dir(index_dir)
-    folder = Path(index_dir) / version
-    if not (folder / MANIFEST).is_file():
+    folder = child(index_dir, version)
+    if not fileio.isfile(child(folder, MANIFEST)):
         raise IndexNotFoundError(f"no index version {version!r} in {index_dir}")
     return folder

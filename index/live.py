@@ -4,7 +4,8 @@ Why: a long-running service must pick up a new index without a restart and witho
 requests in flight. A request takes ``live.current`` once (one attribute read) and works on
 that immutable ``Similarity`` snapshot to the end, so replacing the attribute never disturbs
 it; the old snapshot is freed when its last request finishes. Checking costs one ``os.stat``
-of LATEST (``os.replace`` changes its inode); loading happens on a background thread, and a
+of LATEST (``os.replace`` changes its inode), or on a remote index folder (gs://) one read
+of the one-line LATEST object; loading (a remote version is copied locally first) happens on a background thread, and a
 version that fails to load (corrupt, half-copied by hand) is logged and skipped while the
 previous snapshot keeps serving.
 """
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from components import fileio
 from index import layout
 from index.similarity import Similarity
 
@@ -26,8 +28,8 @@ class LiveIndex:
     """Holds the snapshot LATEST points at; ``refresh()`` reloads it when LATEST changed."""
 
     def __init__(self, index_dir: str | Path, verify: bool = True,
-                 loader: Callable[[Path, bool], Similarity] = Similarity.load) -> None:
-        self.index_dir = Path(index_dir)
+                 loader: Callable[[Path | str, bool], Similarity] = Similarity.load) -> None:
+        self.index_dir = fileio.to_path(index_dir)  # a URI stays a str (polled through gfile)
         self.verify = verify
         self._loader = loader
         self._current: Similarity | None = None
@@ -94,7 +96,7 @@ class LiveIndex:
             self._thread = None
 
 
-def _manifest(folder: Path) -> dict | None:
+def _manifest(folder: Path | str) -> dict | None:
     try:
         return layout.read_json(folder / layout.MANIFEST)
     except (OSError, ValueError):

@@ -27,6 +27,7 @@ import numpy as np
 
 from index import ann, layout
 from settings.logs import quiet_libraries
+from settings.paths import is_uri
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: --model -> (keras.applications constructor, preprocessing module)
@@ -190,6 +191,9 @@ def add_posters(index_dir: Path, version: str | None, posters_dir: Path, model: 
                 progress: bool = True, seed: int = 0,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Add (or replace) the poster index of a published version; returns the new manifest."""
+    if is_uri(index_dir):  # it rewrites a published folder in place: local folders only
+        raise ValueError(f"{index_dir}: `movielens-tfx posters` updates a local index folder; for a remote "
+                         f"one, rebuild with `export-index --posters` (which uploads the result)")
     folder = layout.version_dir(Path(index_dir), version)
     manifest = layout.read_json(folder / layout.MANIFEST)
     layout.verify_checksums(folder, manifest)  # never re-bless a corrupted folder

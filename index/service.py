@@ -30,6 +30,7 @@ from fastapi import FastAPI, HTTPException, Path as PathParam, Query
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
+from components import fileio
 from index import layout
 from index.live import LiveIndex
 from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
@@ -252,9 +253,9 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
 
 # --- CLI ----------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index-dir", type=Path, default=None,
+    parser.add_argument("--index-dir", type=fileio.to_path, default=None,
                         help="folder with LATEST and index versions (default: <artifacts>/index)")
-    parser.add_argument("--artifacts", type=Path, default=None,
+    parser.add_argument("--artifacts", type=fileio.to_path, default=None,
                         help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
     parser.add_argument("--host", default=DEFAULT_HOST,
                         help=f"interface to bind (default: {DEFAULT_HOST}, local only)")

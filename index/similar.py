@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
+from components import fileio
 from index import layout
 from index.metadata import movie_label, user_label
 from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
@@ -72,9 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="similar movies by model embedding or by poster")
     parser.add_argument("--include-seen", action="store_true",
                         help="do not exclude the user's rated movies from recommendations")
-    parser.add_argument("--index-dir", type=Path, default=None,
+    parser.add_argument("--index-dir", type=fileio.to_path, default=None,
                         help="index folder (default: <artifacts>/index)")
-    parser.add_argument("--artifacts", type=Path, default=None)
+    parser.add_argument("--artifacts", type=fileio.to_path, default=None)
     parser.add_argument("--version", default=None, help="index version (default: LATEST)")
 
 

@@ -8,6 +8,8 @@ so any number of threads may query it while a newer snapshot is being loaded nex
 """
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
+from components import fileio
 from components.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
 
@@ -81,10 +84,10 @@ class Similarity:
                  poster_vectors: np.ndarray | None, similar_vectors: tuple[np.ndarray, np.ndarray] | None = None,
                  rating_terms: tuple[np.ndarray, np.ndarray] | None = None,
                  movie_queries: np.ndarray | None = None) -> None:
-        self.folder = folder
+        self.folder = folder  # where it was published (a URI for a remote index)
         self.manifest = manifest
-        self.version = folder.name
-        self.model_version = str(manifest.get("model_version", folder.name))
+        self.version = fileio.basename(folder)
+        self.model_version = str(manifest.get("model_version", self.version))
         self.loaded_at = time.time()
         self._users, self._movies = users, movies
         # the recommendation index's query space (retrieval queries, or the rating user vectors)
@@ -110,7 +113,19 @@ class Similarity:
     # --- loading -------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path, verify: bool = True) -> "Similarity":
-        """Read a version folder; ``verify`` checks every file's sha256 against the manifest."""
+        """Read a version folder; ``verify`` checks every file's sha256 against the manifest.
+
+        A remote folder (gs://..., any ``tf.io.gfile`` URI) is first copied to a local temp
+        folder, because FAISS reads local files only; everything is read into memory, so the
+        copy is deleted again once loaded. ``folder`` of the result is the remote URI."""
+        if fileio.is_uri(folder):
+            local = fileio.local_copy(folder, prefix="movielens-index-")
+            try:
+                loaded = cls.load(local, verify)
+            finally:
+                shutil.rmtree(local.parent, ignore_errors=True)
+            loaded.folder = os.fspath(folder)
+            return loaded
         folder = Path(folder)
         manifest = layout.read_json(folder / layout.MANIFEST)
         if manifest.get("format_version") not in layout.READABLE_FORMAT_VERSIONS:

@@ -15,10 +15,12 @@ compiling is offline. Two files are written:
                  (`kfp.Client().create_run_from_pipeline_package`) and the KFP UI take.
 
 No metadata connection is configured: on a cluster the orchestrator's own ML-Metadata is
-used. Paths the components open with plain file I/O (--data, --serving-dir, --work-dir)
-are paths inside the step's container, so on Kubeflow they are mounted PVCs (on Vertex AI
-the Cloud Storage FUSE mount, /gcs/BUCKET/...). The pipeline root is written through
-TensorFlow's filesystem layer: gs:// works in the image; see kubeflow/README.md.
+used. The components read and write every path through TensorFlow's filesystem layer
+(components.fileio, tf.io.gfile), so --data, --ratings, --serving-dir and --work-dir may be
+Cloud Storage URIs (gs://BUCKET/..., what Vertex AI Pipelines with Dataflow wants; the image
+has TensorFlow's GCS filesystem) or absolute paths inside the step's container: mounted PVCs
+on Kubeflow (--pvc; by default the PVCs of kubeflow/manifests that hold one of those paths).
+The pipeline root is a URI (gs://) or a PVC path; see kubeflow/README.md.
 
 --target kfp (the default) builds the pipeline without the latest-blessed-model resolver
 (PipelineConfig.baseline=False): the open-source KFP
@@ -49,17 +51,40 @@ DEFAULT_WORK_DIR = "/models/.work"
 # The PVCs of kubeflow/manifests and where the steps see them (--target kfp).
 DEFAULT_PVCS = ("movielens-data:/data", "movielens-models:/models")
 TARGETS = ("kfp", "vertex")
+#: URI schemes a step can read and write: gs:// is in the image (TensorFlow's GCS filesystem);
+#: s3:// needs tensorflow-io's S3 filesystem added to it.
+URI_SCHEMES = ("gs://", "s3://")
 
 
 class UsageError(Exception):
     """A bad flag value: printed without a traceback."""
 
 
-def _container_path(flag: str, value: str) -> str:
-    if not value.startswith("/") or "://" in value:
-        raise UsageError(f"{flag} {value!r}: expected an absolute path inside the step's container "
-                         f"(a mounted volume), e.g. {DEFAULT_SERVING_DIR}; the components open it with plain file I/O")
-    return value
+def _step_path(flag: str, value: str) -> str:
+    """A path every step can open: a gs:// (or s3://) URI, or an absolute container path (a PVC).
+
+    A relative path would resolve against each pod's working directory, and other schemes
+    have no filesystem in the image: both are refused here rather than failing in a pod."""
+    if value.startswith(URI_SCHEMES) and len(value.split("://", 1)[1].strip("/")) > 0:
+        return value.rstrip("/")
+    if value.startswith("/") and "://" not in value:
+        return value
+    raise UsageError(f"{flag} {value!r}: expected a Cloud Storage URI (gs://BUCKET/PATH) or an absolute path "
+                     f"inside the step's container (a mounted volume), e.g. {DEFAULT_SERVING_DIR}")
+
+
+def _is_uri(value: str) -> bool:
+    return "://" in value
+
+
+def default_pvcs(step_paths: Sequence[str]) -> list[tuple[str, str]]:
+    """The manifests' PVCs that hold one of the steps' container paths (none when all are URIs)."""
+    def under(path: str, mount: str) -> bool:
+        return path == mount or path.startswith(mount.rstrip("/") + "/")
+
+    pvcs = [_pvc(value) for value in DEFAULT_PVCS]
+    return [(name, mount) for name, mount in pvcs
+            if any(not _is_uri(path) and under(path, mount) for path in step_paths)]
 
 
 def _pvc(value: str) -> tuple[str, str]:
@@ -79,13 +104,13 @@ def beam_args(extra: Sequence[str]) -> list[str]:
 def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     from settings.hparams import HParams
 
-    # Paths as a step sees them: POSIX paths inside its container (mounted volumes) or URIs.
-    paths = ArtifactPaths(_container_path("--work-dir", args.work_dir),
+    # Paths as a step sees them: URIs (gs://) or POSIX paths inside its container (mounted volumes).
+    paths = ArtifactPaths(_step_path("--work-dir", args.work_dir),
                           pipeline_root_override=args.pipeline_root,
-                          serving_dir_override=_container_path("--serving-dir", args.serving_dir))
+                          serving_dir_override=_step_path("--serving-dir", args.serving_dir))
     return configs.PipelineConfig(
-        data_dir=_container_path("--data", args.data), paths=paths,
-        ratings_csv=_container_path("--ratings", args.ratings) if args.ratings else None,
+        data_dir=_step_path("--data", args.data), paths=paths,
+        ratings_csv=_step_path("--ratings", args.ratings) if args.ratings else None,
         skip_bad_rows=args.skip_bad_rows, beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache, stop_after=args.stop_after,
         hparams=HParams.parse(args.hparam), rmse_threshold=args.rmse_threshold,
@@ -156,10 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Compile the MovieLens TFX pipeline (pipeline.pipeline.create_components) with "
                     "TFX's KubeflowV2DagRunner into a KFP v2 pipeline spec. Offline: nothing is "
                     "submitted. See kubeflow/README.md.",
-        epilog="Paths (--data, --serving-dir, --work-dir) are paths inside the step containers: "
-               "mounted PVCs on Kubeflow (--pvc), /gcs/BUCKET/... on Vertex AI. Example: "
-               "python -m kubeflow.runner --image europe-docker.pkg.dev/PROJECT/ml/movielens-tfx:0.1.0 "
-               "--pipeline-root gs://BUCKET/movielens --beam-arg=--runner=DataflowRunner "
+        epilog="Paths (--data, --ratings, --serving-dir, --work-dir) are gs:// URIs or absolute paths "
+               "inside the step containers (mounted PVCs on Kubeflow, --pvc). Vertex AI with Dataflow: "
+               "python -m kubeflow.runner --target vertex --image europe-docker.pkg.dev/PROJECT/ml/movielens-tfx:0.1.0 "
+               "--pipeline-root gs://BUCKET/movielens/pipeline-root --data gs://BUCKET/data/ml-1m "
+               "--serving-dir gs://BUCKET/movielens/serving --work-dir gs://BUCKET/movielens/work "
+               "--beam-arg=--runner=DataflowRunner "
                "--beam-arg=--project=PROJECT --beam-arg=--region=europe-west1 "
                "--beam-arg=--temp_location=gs://BUCKET/tmp "
                "--beam-arg=--sdk_container_image=europe-docker.pkg.dev/PROJECT/ml/movielens-tfx-beam:0.1.0")
@@ -169,13 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where TFX writes artifacts: gs://BUCKET/PATH (works in the image), s3://BUCKET/PATH "
                              "(needs an S3 filesystem for TensorFlow in the image) or a PVC path")
     parser.add_argument("--data", default=DEFAULT_DATA,
-                        help="folder of MovieLens files as the steps see it (default: %(default)s, on the data PVC)")
-    parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's ratings file (container path)")
+                        help="folder of MovieLens files as the steps see it: gs://BUCKET/PATH or a container path "
+                             "(default: %(default)s, on the data PVC)")
+    parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's "
+                                                         "ratings file (gs:// URI or container path)")
     parser.add_argument("--serving-dir", default=DEFAULT_SERVING_DIR,
-                        help="the Pusher writes <serving-dir>/movielens/<version>/ with plain file I/O, so this is a "
-                             "mounted volume: the models PVC that TF-Serving reads (default: %(default)s)")
+                        help="the Pusher writes <serving-dir>/movielens/<version>/ (staged, then renamed): gs://BUCKET/PATH "
+                             "(TF-Serving reads gs:// model base paths) or a mounted volume such as the models PVC "
+                             "(default: %(default)s)")
     parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
-                        help="Trainer checkpoints (resume after a pod restart) and quarantined rows (default: %(default)s)")
+                        help="Trainer checkpoints (resume after a pod restart) and quarantined rows: gs:// URI or "
+                             "container path (default: %(default)s)")
     parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
                         help="a Beam pipeline option passed through to every Beam-based step, e.g. "
                              "--beam-arg=--runner=DataflowRunner, --beam-arg=--runner=FlinkRunner, "
@@ -187,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "Pipelines, the spec exactly as TFX compiles it (default: %(default)s)")
     parser.add_argument("--pvc", action="append", default=None, metavar="CLAIM:/MOUNT",
                         help="a PersistentVolumeClaim mounted into every step (kfp target; repeatable). "
-                             f"Default: {' '.join(DEFAULT_PVCS)} (kubeflow/manifests)")
+                             f"Default: those of {' '.join(DEFAULT_PVCS)} (kubeflow/manifests) holding --data, --ratings, "
+                             "--serving-dir or --work-dir; none when all of them are gs:// URIs")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="the PipelineJob JSON; the PipelineSpec YAML goes next to it (default: %(default)s)")
     parser.add_argument("--display-name", help="run display name (default: the pipeline name)")
@@ -207,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
 def compile_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Compiles and writes; returns what was written (paths, removed resolver tasks, PVCs)."""
     config = build_config(args)
-    pvcs = [_pvc(value) for value in (args.pvc if args.pvc is not None else DEFAULT_PVCS)]
+    step_paths = [config.data_dir, config.ratings_csv or "", config.paths.serving_dir, config.paths.root]
+    pvcs = ([_pvc(value) for value in args.pvc] if args.pvc is not None
+            else default_pvcs([p for p in step_paths if p]))
     job = compile_pipeline_job(build_pipeline(config), args.image, args.display_name)
     removed = [] if config.baseline else ["latest_blessed_model_resolver"]
     platform_spec = None
@@ -235,6 +269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif "://" not in args.pipeline_root:
         print("[kubeflow] note: a path as pipeline root must be a PVC mounted into every step (--pvc); "
               "KFP's launcher itself only accepts gs://, s3:// and minio:// roots", file=sys.stderr)
+    if args.target == "vertex":
+        local = [f"{flag} {value}" for flag, value in (("--data", args.data), ("--ratings", args.ratings),
+                                                       ("--serving-dir", args.serving_dir), ("--work-dir", args.work_dir))
+                 if value and not _is_uri(value) and not value.startswith("/gcs/")]
+        if local:
+            print(f"[kubeflow] note: Vertex AI mounts no PVCs: {', '.join(local)} must exist in the step's container; "
+                  "use gs://BUCKET/... URIs (or the /gcs/BUCKET FUSE mount)", file=sys.stderr)
     print(f"[kubeflow] {len(result['tasks'])} steps, image {args.image}, target {args.target}", file=sys.stderr)
     if result["removed"]:
         print(f"[kubeflow] left out for open-source KFP (no resolver executors): {', '.join(result['removed'])}",

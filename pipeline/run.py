@@ -43,6 +43,15 @@ def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
     try:
         if spec in ("ml-1m", "ml-100k"):
             return str(dataset_download.fetch_movielens(spec, Path(paths.downloads_dir)))
+        if settings_paths.is_uri(spec):  # gs://bucket/ml-1m: read in place through tf.io.gfile
+            from components import fileio
+
+            if not fileio.exists(spec):
+                raise UserError(f"--data {spec}: no such file or folder (expected {DATA_CHOICES})")
+            if spec.lower().endswith(".zip"):  # zipfile needs a local file: copy, then extract
+                return str(movielens_files.find_data_dir(movielens_files.extract_zip(
+                    fileio.local_copy(spec, prefix="movielens-zip-"), Path(paths.downloads_dir))))
+            return str(movielens_files.find_data_dir(spec))
         path = Path(spec).expanduser()
         if not path.exists():
             raise UserError(f"--data {spec}: no such file or folder (expected {DATA_CHOICES})")

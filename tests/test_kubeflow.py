@@ -217,13 +217,53 @@ def test_beam_args_default_to_the_local_direct_runner_and_pass_through():
     assert runner.beam_args(flink) == flink
 
 
-@pytest.mark.parametrize("flag,value", [("--serving-dir", "gs://bucket/models"), ("--data", "data/ml-1m"),
-                                        ("--pvc", "movielens-models"), ("--work-dir", "relative")])
+@pytest.mark.parametrize("flag,value", [("--serving-dir", "http://bucket/models"), ("--data", "data/ml-1m"),
+                                        ("--pvc", "movielens-models"), ("--work-dir", "relative"),
+                                        ("--ratings", "gs://"), ("--data", "file:///data/ml-1m")])
 def test_bad_container_paths_are_usage_errors(tmp_path, capsys, flag, value):
     argv = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--output", str(tmp_path / "p.json"), flag, value]
     assert runner.main(argv) == 2
     assert flag in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("target", runner.TARGETS)
+def test_cloud_storage_paths_for_data_serving_and_work_dir(tmp_path, capsys, target):
+    """Vertex AI with Dataflow: every path a gs:// URI, read and written through tf.io.gfile."""
+    bucket = "gs://movielens-test-bucket"
+    argv = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--target", target,
+            "--data", f"{bucket}/data/ml-1m/", "--ratings", f"{bucket}/data/ratings.csv",
+            "--serving-dir", f"{bucket}/serving", "--work-dir", f"{bucket}/work",
+            "--output", str(tmp_path / "p.json")] + [f"--beam-arg={arg}" for arg in BEAM_ARGS]
+    assert runner.main(argv) == 0
+    job = json.loads((tmp_path / "p.json").read_text())
+    spec = job["pipelineSpec"]
+    assert _param(spec, EXAMPLE_GEN, "input_base") == f"{bucket}/data/ml-1m"
+    trainer = json.loads(_param(spec, "Trainer", "custom_config"))
+    assert trainer["data_dir"] == f"{bucket}/data/ml-1m"
+    assert trainer["ratings_csv"] == f"{bucket}/data/ratings.csv"
+    assert trainer["checkpoint_dir"] == f"{bucket}/work/checkpoints"
+    destination = json.loads(_param(spec, PUSHER, "push_destination"))["filesystem"]["base_directory"]
+    assert destination == f"{bucket}/serving/movielens"
+    # Nothing lives on a PVC, so none is mounted by default.
+    docs = list(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
+    assert len(docs) == 1
+    assert "note: Vertex AI mounts no PVCs" not in capsys.readouterr().err
+
+
+def test_pvcs_default_to_those_holding_a_container_path(tmp_path):
+    assert runner.default_pvcs(["gs://b/data", "/models/movielens", "/models/.work"]) == [("movielens-models", "/models")]
+    assert runner.default_pvcs(["/data/ml-1m", "gs://b/serving"]) == [("movielens-data", "/data")]
+    assert runner.default_pvcs(["gs://b/data", "gs://b/serving"]) == []
+    assert runner.default_pvcs(["/datasets/x"]) == []  # /data is not a prefix of /datasets
+    # An explicit --pvc still mounts, whatever the paths.
+    argv = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--data", "gs://b/ml-1m", "--serving-dir", "gs://b/s",
+            "--work-dir", "gs://b/w", "--pvc", "movielens-models:/models", "--output", str(tmp_path / "p.json")]
+    assert runner.main(argv) == 0
+    docs = list(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))
+    mounts = [m["mountPath"] for e in docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()
+              for m in e["pvcMount"]]
+    assert mounts and set(mounts) == {"/models"}
 
 
 def test_help_names_the_parameters(capsys):
