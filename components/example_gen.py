@@ -49,12 +49,20 @@ def _bytes(values: list) -> tf.train.Feature:
 _ENCODERS = {"int64": _int, "float32": _float, "string": _bytes}
 
 
+def _serialization_order(row: features.RawFeature) -> tuple[bool, int]:
+    """Ints, floats, strings, then lists (table order within each): the order the examples'
+    features have always been written in. ExampleGen's split hashes the serialized example
+    and the map's insertion order is part of those bytes, so a new order would re-split the
+    data (and move every benchmark number)."""
+    return row.is_list, features.DTYPES.index(row.dtype)
+
+
 def record_to_example(record: Mapping[str, Any],
                       table: Sequence[features.RawFeature] = features.RAW_FEATURES) -> tf.train.Example:
     """One joined rating record (see MovieLensData.records) as a tf.Example: one feature per
     row of the feature table, a list or a single value as the row says."""
     feature = {row.name: _ENCODERS[row.dtype](list(record[row.name]) if row.is_list else [record[row.name]])
-               for row in table}
+               for row in sorted(table, key=_serialization_order)}
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 

@@ -116,6 +116,23 @@ def test_example_gen_writes_one_feature_per_row():
     assert parsed[FAVOURITE_YEARS.name].values.numpy().tolist() == [1999, 2001]
 
 
+def test_example_bytes_keep_the_legacy_feature_order():
+    """ExampleGen splits by a hash of the serialized example: the bytes must not change."""
+    from components.example_gen import record_to_example
+
+    record = {f.USER_ID: 1, f.MOVIE_ID: 2, f.RATING: 4.0, f.TIMESTAMP: 5, f.GENDER: "F", f.AGE: 25,
+              f.OCCUPATION: 3, f.ZIP: "0123", f.TITLE: "T", f.YEAR: 1995, f.GENRES: ["Drama"]}
+    legacy = {}  # the order the examples were written in before the feature table
+    for key in ("user_id", "movie_id", "timestamp", "age", "occupation", "year"):
+        legacy[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[record[key]]))
+    legacy["rating"] = tf.train.Feature(float_list=tf.train.FloatList(value=[record["rating"]]))
+    for key in ("gender", "zip", "title", "genres"):
+        values = record[key] if key == "genres" else [record[key]]
+        legacy[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
+    legacy = tf.train.Example(features=tf.train.Features(feature=legacy))
+    assert record_to_example(record).SerializeToString() == legacy.SerializeToString()
+
+
 def test_tower_inputs_follow_the_rows():
     assert f.USER_INPUTS == (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
     assert f.MOVIE_INPUTS == (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
