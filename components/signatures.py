@@ -23,8 +23,12 @@ users/movies files), and exposes these signatures:
                                   TF-Serving's Regress API requires (set after saving: TF2's
                                   saver writes every signature as a predict signature)
 
-Unknown ids get empty/zero raw features, which the Transform maps to OOV buckets: a defined
-answer, never an error. Genres travel as one '|'-joined string, as in movies.dat.
+Every per-feature detail comes from the feature table (components.features): which raw
+features each tower's signatures take (`in_signatures` rows), their dtypes, the per-id lookup
+tables baked in for the id-only signatures, and the default a missing or unknown value gets
+(which the Transform maps to OOV buckets: a defined answer, never an error). List features
+(genres) travel as one LIST_SEPARATOR ('|')-joined string, as in movies.dat. Signature and
+tensor names are declared in components.signature_names.
 """
 from __future__ import annotations
 

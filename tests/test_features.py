@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import io
 import tokenize
 from pathlib import Path
 
@@ -19,9 +18,9 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from components import features as f
+from pipeline.configs import SCHEMA_PATH as SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
-SCHEMA = ROOT / "pipeline" / "schema" / "schema.pbtxt"
 SCHEMA_TYPES = {"int64": schema_pb2.INT, "float32": schema_pb2.FLOAT, "string": schema_pb2.BYTES}
 PACKAGES = ("settings", "components", "pipeline", "serving", "index", "kubeflow", "benchmarks", "commands")
 
