@@ -32,6 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
+from components.features import MOVIE_ID, USER_ID
+from components.signature_names import SIGNATURE_DEFAULT
+
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving.json"
 REPO = Path(__file__).resolve().parents[1]
 ML_1M = {"users": 6040, "movies": 3952}
@@ -88,8 +91,8 @@ def make_requests(model_name: str, pairs: int, count: int, seed: int) -> list:
     for _ in range(count):
         request = predict_pb2.PredictRequest()
         request.model_spec.name = model_name
-        request.model_spec.signature_name = "serving_default"
-        for alias, high in (("user_id", ML_1M["users"]), ("movie_id", ML_1M["movies"])):
+        request.model_spec.signature_name = SIGNATURE_DEFAULT
+        for alias, high in ((USER_ID, ML_1M["users"]), (MOVIE_ID, ML_1M["movies"])):
             ids = rng.integers(1, high + 1, size=pairs, dtype=np.int64)
             tensor = tensor_pb2.TensorProto(dtype=types_pb2.DT_INT64, tensor_content=ids.tobytes())
             tensor.tensor_shape.CopyFrom(make_shape(ids.shape))

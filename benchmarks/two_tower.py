@@ -25,12 +25,18 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 from components import features as f
 from components import preprocessing
 from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
-from components.movielens_files import MovieLensData
+from components.movielens_files import MovieLensData, raw_values
 from components.trainer import fit, vocab_from_transform
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC
-USER_XF = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
-MOVIE_XF = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
+USER_XF = f.USER_INPUTS
+MOVIE_XF = f.MOVIE_INPUTS
+
+
+def _instance_value(row: f.RawFeature, value) -> list:
+    """A raw value as tf.Transform's instance dicts hold it: a list, strings as UTF-8 bytes."""
+    values = list(value) if row.is_list else [value]
+    return [v.encode("utf-8") for v in values] if row.dtype == "string" else values
 
 
 def _rows(data: MovieLensData, user_ids: np.ndarray, movie_ids: np.ndarray) -> list[dict]:
@@ -40,10 +46,8 @@ def _rows(data: MovieLensData, user_ids: np.ndarray, movie_ids: np.ndarray) -> l
     for i in range(n):
         user = data.users[int(user_ids[i % len(user_ids)])]
         movie = data.movies[int(movie_ids[i % len(movie_ids)])]
-        rows.append({f.USER_ID: [user.user_id], f.GENDER: [user.gender.encode()], f.AGE: [user.age],
-                     f.OCCUPATION: [user.occupation], f.ZIP: [user.zip.encode()],
-                     f.MOVIE_ID: [movie.movie_id], f.TITLE: [movie.title.encode("utf-8")],
-                     f.GENRES: [g.encode() for g in movie.genres], f.RATING: [3.0]})
+        values = {**raw_values(user), **raw_values(movie), f.LABEL_KEY: 3.0}
+        rows.append({row.name: _instance_value(row, values.get(row.name, row.default)) for row in f.RAW_FEATURES})
     return rows
 
 
@@ -59,10 +63,10 @@ def analyse(data: MovieLensData, train_idx: np.ndarray, workdir: str) -> tft.TFT
 
 
 def _transform_table(output: tft.TFTransformOutput, rows: list[dict], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    dense = {k: tf.constant([r[k][0] for r in rows], dtype=spec.dtype)[:, None]
-             for k, spec in RAW_SPEC.items() if k != f.GENRES}
-    genres = tf.ragged.constant([r[f.GENRES] for r in rows], dtype=tf.string, ragged_rank=1, inner_shape=None)
-    raw = {**dense, f.GENRES: genres.to_sparse()}
+    lists = set(f.LIST_FEATURES)
+    raw = {k: (tf.ragged.constant([r[k] for r in rows], dtype=spec.dtype, ragged_rank=1, inner_shape=None).to_sparse()
+               if k in lists else tf.constant([r[k][0] for r in rows], dtype=spec.dtype)[:, None])
+           for k, spec in RAW_SPEC.items()}
     out = output.transform_raw_features(raw)
     return {k: out[k].numpy() for k in keys}
 

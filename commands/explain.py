@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from components.features import GENRES, LIST_SEPARATOR, MOVIE_ID, USER_ID
+from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from index.embed import SavedModelTowers, resolve_model_dir
 from index.metadata import movie_label, movie_record, user_label, user_record
 from settings import paths as configs
@@ -41,15 +43,16 @@ def explain(model_dir: Path, data_dir: str, user_id: int, movie_id: int, k: int 
         if wanted not in known:
             raise KeyError(f"{name} {wanted} is not in {data_dir}")
     towers = SavedModelTowers(model_dir)
-    rating = float(towers.signatures["serving_default"](
-        user_id=tf.constant([user_id], tf.int64), movie_id=tf.constant([movie_id], tf.int64))["rating"][0])
+    rate = towers.signatures[SIGNATURE_DEFAULT]
+    rating = float(rate(**{USER_ID: tf.constant([user_id], tf.int64),
+                           MOVIE_ID: tf.constant([movie_id], tf.int64)})[RATING_OUTPUT][0])
     user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
     users = towers.user_vectors(user_ids, progress=False)
     movies = towers.movie_vectors(movie_ids, progress=False)
     user_info, movie_info = user_record(data.users[user_id]), movie_record(data.movies[movie_id])
     print(f"Model {model_dir}", file=out)
     print(f"User {user_id} ({user_label(user_info)}) x movie {movie_id} {movie_label(movie_info)} "
-          f"[{'|'.join(movie_info['genres'])}]: predicted rating {rating:.2f}\n", file=out)
+          f"[{LIST_SEPARATOR.join(movie_info[GENRES])}]: predicted rating {rating:.2f}\n", file=out)
     print(f"Users most similar to user {user_id}:", file=out)
     for row, score in _cosine_neighbours(users, int(np.searchsorted(user_ids, user_id)), k):
         other = user_ids[row]
@@ -57,7 +60,7 @@ def explain(model_dir: Path, data_dir: str, user_id: int, movie_id: int, k: int 
     print(f"\nMovies most similar to {movie_label(movie_info)}:", file=out)
     for row, score in _cosine_neighbours(movies, int(np.searchsorted(movie_ids, movie_id)), k):
         info = movie_record(data.movies[int(movie_ids[row])])
-        print(f"  {score:6.3f}  {movie_label(info)} [{'|'.join(info['genres'])}]", file=out)
+        print(f"  {score:6.3f}  {movie_label(info)} [{LIST_SEPARATOR.join(info[GENRES])}]", file=out)
     return rating
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
@@ -35,29 +35,35 @@ CHUNK_ROWS = 20_000
 DEFAULT_SPLITS = (("train", 16), ("eval", 4), ("test", 5))
 
 
-def _int(values: list[int]) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+def _int(values: list) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
 
 
-def _float(values: list[float]) -> tf.train.Feature:
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _float(values: list) -> tf.train.Feature:
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(v) for v in values]))
 
 
-def _bytes(values: list[str]) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+def _bytes(values: list) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode("utf-8") for v in values]))
 
 
-def record_to_example(record: Mapping[str, Any]) -> tf.train.Example:
-    """One joined rating record (see MovieLensData.records) as a tf.Example."""
-    feature: dict[str, tf.train.Feature] = {}
-    for key in features.INT_FEATURES:
-        feature[key] = _int([int(record[key])])
-    for key in features.FLOAT_FEATURES:
-        feature[key] = _float([float(record[key])])
-    for key in features.STRING_FEATURES:
-        feature[key] = _bytes([str(record[key])])
-    for key in features.LIST_FEATURES:
-        feature[key] = _bytes(list(record[key]))
+_ENCODERS = {"int64": _int, "float32": _float, "string": _bytes}
+
+
+def _serialization_order(row: features.RawFeature) -> tuple[bool, int]:
+    """Ints, floats, strings, then lists (table order within each): the order the examples'
+    features have always been written in. ExampleGen's split hashes the serialized example
+    and the map's insertion order is part of those bytes, so a new order would re-split the
+    data (and move every benchmark number)."""
+    return row.is_list, features.DTYPES.index(row.dtype)
+
+
+def record_to_example(record: Mapping[str, Any],
+                      table: Sequence[features.RawFeature] = features.RAW_FEATURES) -> tf.train.Example:
+    """One joined rating record (see MovieLensData.records) as a tf.Example: one feature per
+    row of the feature table, a list or a single value as the row says."""
+    feature = {row.name: _ENCODERS[row.dtype](list(record[row.name]) if row.is_list else [record[row.name]])
+               for row in sorted(table, key=_serialization_order)}
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 

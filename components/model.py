@@ -46,9 +46,10 @@ import tensorflow as tf
 from components import features as f
 from settings.hparams import HParams
 
-USER_INPUTS = (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
-MOVIE_INPUTS = (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
-MODEL_INPUTS = USER_INPUTS + MOVIE_INPUTS
+# Which transformed features each tower reads: from the feature table.
+USER_INPUTS = f.USER_INPUTS
+MOVIE_INPUTS = f.MOVIE_INPUTS
+MODEL_INPUTS = f.MODEL_INPUTS
 SHORT_TITLE = 6  # titles with at most this many words take the short LSTM pass
 #: Training-only input: the example's own rating, removed from the user's history (below).
 TARGET_IN_HISTORY = "target_rating_in_history"
@@ -293,7 +294,9 @@ class UserTower(keras.layers.Layer):
         self.gender_embed = keras.layers.Embedding(f.NUM_GENDER_VALUES, hp.feature_dim)
         self.age_embed = keras.layers.Embedding(f.NUM_AGE_VALUES, hp.feature_dim)
         self.occupation_embed = keras.layers.Embedding(vocab.occupations, hp.feature_dim)
-        self.blocks = [_feature_block(hp, f"user_{n}") for n in ("id", "gender", "age", "occupation")]
+        # layer names user_id, user_gender, user_age, user_occupation
+        self.blocks = [_feature_block(hp, n if n == f.USER_ID else f"user_{n}")
+                       for n in (f.USER_ID, f.GENDER, f.AGE, f.OCCUPATION)]
         self.history = None
         if hp.history_dim > 0:
             self.history = UserHistory(vocab, hp, table, global_mean, name="rating_history")
@@ -323,8 +326,8 @@ class MovieTower(keras.layers.Layer):
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.unique_titles = hp.unique_titles
         self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
-        self.id_block = _feature_block(hp, "movie_id")
-        self.genre_block = _feature_block(hp, "movie_genres", use_bias=False)
+        self.id_block = _feature_block(hp, f.MOVIE_ID)
+        self.genre_block = _feature_block(hp, f"movie_{f.GENRES}", use_bias=False)
         self.title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
         self.title_dropout = keras.layers.Dropout(hp.title_dropout, name="title_dropout")
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
@@ -572,8 +575,9 @@ def build_model(vocab: Vocab, hp: HParams, global_mean: float,
 
 
 def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:
-    """A small batch of valid transformed inputs (builds the model's weights)."""
-    zeros = tf.zeros([n], tf.int64)
-    return {f.USER_ID_XF: zeros, f.GENDER_XF: zeros, f.AGE_XF: zeros, f.OCCUPATION_XF: zeros,
-            f.MOVIE_ID_XF: zeros, f.GENRES_XF: tf.zeros([n, f.NUM_GENRES]),
-            f.TITLE_IDS_XF: tf.ones([n, f.TITLE_LENGTH], tf.int64)}
+    """A small batch of valid transformed inputs (builds the model's weights): zeros of every
+    model input's dtype and shape (the feature table), title word ids 1 (one real word)."""
+    batch = {row.name: tf.zeros([n, *row.shape], tf.as_dtype(row.dtype))
+             for row in f.TRANSFORMED_FEATURES if row.name in MODEL_INPUTS}
+    batch[f.TITLE_IDS_XF] = tf.ones([n, f.TITLE_LENGTH], tf.int64)
+    return batch

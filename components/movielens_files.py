@@ -47,10 +47,8 @@ from components.features import (
     OCCUPATION,
     RATING,
     TIMESTAMP,
-    TITLE,
     USER_ID,
-    YEAR,
-    ZIP,
+    raw_names,
 )
 
 __all__ = [
@@ -67,6 +65,7 @@ __all__ = [
     "extract_zip",
     "find_data_dir",
     "load_movielens",
+    "raw_values",
     "summary",
 ]
 
@@ -95,7 +94,7 @@ ML_100K_OCCUPATIONS: dict[str, int] = {
 #: Plausible ages in years for ML-100K (which stores real ages, not ML-1M codes).
 ML_100K_AGE_RANGE = (1, 120)
 
-_TITLE_YEAR = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})\)\s*$")
+_TITLE_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<released>\d{4})\)\s*$")
 _RELEASE_DATE_YEAR = re.compile(r"(\d{4})\s*$")
 _RATING_RANGE = f"{MIN_RATING:g}..{MAX_RATING:g}"
 _RATING_FIELDS = (USER_ID, MOVIE_ID, RATING, TIMESTAMP)
@@ -214,24 +213,31 @@ class MovieLensData:
         """
         r = self.ratings
         sl = slice(start, stop)
-        users, movies = self.users, self.movies
-        for uid, mid, rating, ts in zip(r.user_id[sl].tolist(), r.movie_id[sl].tolist(),
-                                        r.rating[sl].tolist(), r.timestamp[sl].tolist()):
-            user = users[uid]
-            movie = movies[mid]
-            yield {
-                USER_ID: uid,
-                MOVIE_ID: mid,
-                RATING: rating,
-                TIMESTAMP: ts,
-                GENDER: user.gender,
-                AGE: user.age,
-                OCCUPATION: user.occupation,
-                ZIP: user.zip,
-                TITLE: movie.title,
-                YEAR: movie.year,
-                GENRES: list(movie.genres),
-            }
+        rating_keys = raw_names(tower="label") + raw_names(tower="none")  # Ratings columns
+        list_keys = raw_names(is_list=True)
+        user_parts: dict[int, dict] = {}
+        movie_parts: dict[int, dict] = {}
+        columns = [getattr(r, key)[sl].tolist() for key in rating_keys]
+        for uid, mid, *values in zip(r.user_id[sl].tolist(), r.movie_id[sl].tolist(), *columns):
+            user = user_parts.get(uid)
+            if user is None:
+                user = user_parts[uid] = raw_values(self.users[uid])
+            movie = movie_parts.get(mid)
+            if movie is None:
+                movie = movie_parts[mid] = raw_values(self.movies[mid])
+            record = {**user, **movie, **dict(zip(rating_keys, values))}
+            for key in list_keys:  # each record owns its lists
+                record[key] = list(record[key])
+            yield record
+
+
+def raw_values(entity: User | Movie) -> dict:
+    """The raw features of a user's (or a movie's) tower: each is the attribute of the same
+    name (components.features.RAW_FEATURES), lists as lists."""
+    tower = "user" if isinstance(entity, User) else "movie"
+    list_keys = set(raw_names(is_list=True))
+    return {key: list(getattr(entity, key)) if key in list_keys else getattr(entity, key)
+            for key in raw_names(tower=tower)}
 
 
 def summary(data: MovieLensData) -> str:
@@ -333,7 +339,7 @@ def _split_title(raw_title: str) -> tuple[str, int]:
     m = _TITLE_YEAR.match(raw_title)
     if m is None:
         return raw_title.strip(), 0
-    return m.group("title"), int(m.group("year"))
+    return m.group("name"), int(m.group("released"))
 
 
 class _Ids:

@@ -18,16 +18,10 @@ _YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"
 _WORD_SEPARATORS = r"[^\pL\pN']+"
 
 
-# The raw inputs preprocessing_fn reads, as the curated schema declares them (scalars as
-# [1]-shaped fixed-length features, genres as a variable-length list), for analysing it
-# outside TFX (tests, the accuracy benchmark).
-RAW_INPUT_SPEC = {
-    f.USER_ID: tf.io.FixedLenFeature([1], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([1], tf.int64),
-    f.GENDER: tf.io.FixedLenFeature([1], tf.string), f.AGE: tf.io.FixedLenFeature([1], tf.int64),
-    f.OCCUPATION: tf.io.FixedLenFeature([1], tf.int64), f.ZIP: tf.io.FixedLenFeature([1], tf.string),
-    f.TITLE: tf.io.FixedLenFeature([1], tf.string), f.GENRES: tf.io.VarLenFeature(tf.string),
-    f.RATING: tf.io.FixedLenFeature([1], tf.float32),
-}
+# The raw inputs as the curated schema declares them (scalars as [1]-shaped fixed-length
+# features, genres as a variable-length list), for analysing preprocessing_fn outside TFX
+# (tests, the accuracy benchmark). Derived from the feature table.
+RAW_INPUT_SPEC = f.parse_spec()
 
 
 def _dense(x: tf.Tensor | tf.SparseTensor, default) -> tf.Tensor:
@@ -58,22 +52,24 @@ def genres_multi_hot(genres: tf.SparseTensor) -> tf.Tensor:
     return tf.cast(tf.reduce_any(hits, axis=1), tf.float32)
 
 
+def _raw(inputs: dict, key: str) -> tf.Tensor:
+    """A raw scalar feature as a [batch] tensor, missing values as the table's default."""
+    return _dense(inputs[key], f.raw_feature(key).default)
+
+
 def preprocessing_fn(inputs: dict) -> dict:
     """TFT entry point (Transform's `preprocessing_fn`)."""
-    user_id = _dense(inputs[f.USER_ID], 0)
-    movie_id = _dense(inputs[f.MOVIE_ID], 0)
-    gender = _dense(inputs[f.GENDER], "")
-    age = _dense(inputs[f.AGE], 0)
-    occupation = _dense(inputs[f.OCCUPATION], -1)
-    zip_code = _dense(inputs[f.ZIP], "")
-    title = _dense(inputs[f.TITLE], "")
+    user_id = _raw(inputs, f.USER_ID)
+    movie_id = _raw(inputs, f.MOVIE_ID)
+    gender = _raw(inputs, f.GENDER)
+    age = _raw(inputs, f.AGE)
+    occupation = _raw(inputs, f.OCCUPATION)
+    title = _raw(inputs, f.TITLE)
 
     outputs = {
         f.USER_ID_XF: _vocab_index(tf.strings.as_string(user_id), f.USER_ID_VOCAB),
         f.MOVIE_ID_XF: _vocab_index(tf.strings.as_string(movie_id), f.MOVIE_ID_VOCAB),
         f.OCCUPATION_XF: _vocab_index(tf.strings.as_string(occupation), f.OCCUPATION_VOCAB),
-        f.ZIP_PREFIX_XF: _vocab_index(tf.strings.substr(zip_code, 0, f.ZIP_PREFIX_LEN),
-                                      f.ZIP_PREFIX_VOCAB),
         f.GENDER_XF: tf.where(gender == "M", tf.constant(0, tf.int64),
                               tf.where(gender == "F", tf.constant(1, tf.int64),
                                        tf.constant(2, tf.int64))),
@@ -88,8 +84,7 @@ def preprocessing_fn(inputs: dict) -> dict:
     # +1 so that id 0 is padding; the OOV bucket becomes vocab_size + 1.
     word_ids = _vocab_index(tokens, f.TITLE_VOCAB) + 1
     outputs[f.TITLE_IDS_XF] = word_ids.to_tensor(default_value=0, shape=[None, f.TITLE_LENGTH])
-    outputs[f.TITLE_LENGTH_XF] = tf.minimum(word_ids.row_lengths(), f.TITLE_LENGTH)
 
-    if f.RATING in inputs:  # absent at serving time
-        outputs[f.LABEL_XF] = tf.cast(_dense(inputs[f.RATING], 0.0), tf.float32)
+    if f.LABEL_KEY in inputs:  # absent at serving time
+        outputs[f.LABEL_XF] = tf.cast(_raw(inputs, f.LABEL_KEY), tf.float32)
     return outputs

@@ -23,8 +23,12 @@ users/movies files), and exposes these signatures:
                                   TF-Serving's Regress API requires (set after saving: TF2's
                                   saver writes every signature as a predict signature)
 
-Unknown ids get empty/zero raw features, which the Transform maps to OOV buckets: a defined
-answer, never an error. Genres travel as one '|'-joined string, as in movies.dat.
+Every per-feature detail comes from the feature table (components.features): which raw
+features each tower's signatures take (`in_signatures` rows), their dtypes, the per-id lookup
+tables baked in for the id-only signatures, and the default a missing or unknown value gets
+(which the Transform maps to OOV buckets: a defined answer, never an error). List features
+(genres) travel as one LIST_SEPARATOR ('|')-joined string, as in movies.dat. Signature and
+tensor names are declared in components.signature_names.
 """
 from __future__ import annotations
 
@@ -36,36 +40,59 @@ import tensorflow as tf
 from components import features as f
 from components.model import TwoTowerModel, clip_rating
 from components.movielens_files import Movie, User
+from components.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, EXAMPLES_INPUT, RATING_OUTPUT,
+                                        REGRESS_INPUT, REGRESS_METHOD, REGRESS_OUTPUT, SIGNATURE_DEFAULT,
+                                        SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
+                                        SIGNATURE_MOVIE_EMBEDDING_FEATURES, SIGNATURE_MOVIE_QUERY,
+                                        SIGNATURE_RATE_WITH_FEATURES, SIGNATURE_REGRESS, SIGNATURE_TF_EXAMPLE,
+                                        SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_EMBEDDING_FEATURES,
+                                        SIGNATURE_USER_QUERY)
 
-SIGNATURE_DEFAULT = "serving_default"
-SIGNATURE_RATE_WITH_FEATURES = "rate_with_features"
-SIGNATURE_USER_EMBEDDING = "user_embedding"
-SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
-SIGNATURE_USER_EMBEDDING_FEATURES = "user_embedding_with_features"
-SIGNATURE_MOVIE_EMBEDDING_FEATURES = "movie_embedding_with_features"
-SIGNATURE_USER_QUERY = "user_query_embedding"
-SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
-SIGNATURE_MOVIE_QUERY = "movie_query_embedding"
-SIGNATURE_TF_EXAMPLE = "serving_tf_example"
-SIGNATURE_REGRESS = "regress"
-REGRESS_INPUT = "inputs"
-REGRESS_METHOD = "tensorflow/serving/regress"
-RATING_OUTPUT = "rating"
-EMBEDDING_OUTPUT = "embedding"
-BIAS_OUTPUT = "bias"
-EXAMPLES_INPUT = "examples"
-REGRESS_OUTPUT = "outputs"
-
-_IDS = tf.TensorSpec([None], tf.int64)
-_STRINGS = tf.TensorSpec([None], tf.string)
-USER_FEATURE_SPECS = {f.USER_ID: _IDS, f.GENDER: _STRINGS, f.AGE: _IDS, f.OCCUPATION: _IDS, f.ZIP: _STRINGS}
-MOVIE_FEATURE_SPECS = {f.MOVIE_ID: _IDS, f.TITLE: _STRINGS, f.GENRES: _STRINGS}
+# Named: a signature's input names are its specs' names, so they follow the feature table.
+_USER_IDS = tf.TensorSpec([None], tf.int64, name=f.USER_ID)
+_MOVIE_IDS = tf.TensorSpec([None], tf.int64, name=f.MOVIE_ID)
+#: The raw-feature signatures' inputs per tower, from the feature table (list features, e.g.
+#: genres, as one LIST_SEPARATOR-joined string).
+USER_FEATURE_SPECS = f.signature_specs("user")
+MOVIE_FEATURE_SPECS = f.signature_specs("movie")
+_TOWER_SPECS = {"user": USER_FEATURE_SPECS, "movie": MOVIE_FEATURE_SPECS}
+_TOWER_IDS = {"user": f.USER_ID, "movie": f.MOVIE_ID}
 
 
 def _table(keys, values, key_dtype, value_dtype, default) -> tf.lookup.StaticHashTable:
     return tf.lookup.StaticHashTable(
         tf.lookup.KeyValueTensorInitializer(tf.constant(keys, key_dtype), tf.constant(values, value_dtype)),
         default_value=tf.constant(default, value_dtype))
+
+
+def _lookup_tables(entities: Mapping[int, User | Movie], tower: str) -> dict[str, tf.lookup.StaticHashTable]:
+    """id -> value tables of a tower's signature features (the id itself aside), from the
+    User/Movie attribute of each feature's name; unknown ids get the feature's default."""
+    ids = sorted(entities)
+    tables = {}
+    for row in f.RAW_FEATURES:
+        if row.tower != tower or not row.in_signatures or row.name == _TOWER_IDS[tower]:
+            continue
+        values = [getattr(entities[i], row.name) for i in ids]
+        if row.is_list:
+            values = [f.LIST_SEPARATOR.join(map(str, value)) for value in values]
+        tables[row.name] = _table(ids, values, tf.int64, tf.as_dtype(row.signature_dtype), row.signature_default)
+    return tables
+
+
+def _raw_column(row: f.RawFeature, values: tf.Tensor | None, batch: tf.Tensor) -> tf.Tensor | tf.SparseTensor:
+    """One raw feature as the Transform reads it ([batch, 1], lists sparse); missing values
+    get the row's default."""
+    if row.is_list:
+        text = tf.fill([batch], row.signature_default) if values is None else values
+        tokens = tf.strings.split(text, sep=f.LIST_SEPARATOR)
+        tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+        if row.dtype != "string":
+            tokens = tf.ragged.map_flat_values(tf.strings.to_number, tokens, out_type=tf.as_dtype(row.dtype))
+        return tokens.to_sparse()
+    dtype = tf.as_dtype(row.dtype)
+    value = tf.fill([batch], tf.constant(row.default, dtype)) if values is None else values
+    return tf.reshape(tf.cast(value, dtype), [-1, 1])
 
 
 class ServingModule(tf.Module):
@@ -79,50 +106,24 @@ class ServingModule(tf.Module):
         spec = dict(tf_transform_output.raw_feature_spec())
         spec.pop(f.LABEL_KEY, None)
         self._example_spec = spec
-        user_ids = sorted(users)
-        movie_ids = sorted(movies)
-        self.user_gender = _table(user_ids, [users[u].gender for u in user_ids], tf.int64, tf.string, "")
-        self.user_age = _table(user_ids, [users[u].age for u in user_ids], tf.int64, tf.int64, 0)
-        self.user_occupation = _table(user_ids, [users[u].occupation for u in user_ids], tf.int64, tf.int64, -1)
-        self.user_zip = _table(user_ids, [users[u].zip for u in user_ids], tf.int64, tf.string, "")
-        self.movie_title = _table(movie_ids, [movies[m].title for m in movie_ids], tf.int64, tf.string, "")
-        self.movie_genres = _table(movie_ids, ["|".join(movies[m].genres) for m in movie_ids],
-                                   tf.int64, tf.string, "")
+        # id -> raw feature lookups for the id-only signatures (tracked by the module, saved)
+        self.user_tables = _lookup_tables(users, "user")
+        self.movie_tables = _lookup_tables(movies, "movie")
 
     # --- raw feature assembly -----------------------------------------------------------
     def _raw(self, user: Mapping[str, tf.Tensor] | None, movie: Mapping[str, tf.Tensor] | None,
              batch: tf.Tensor) -> dict:
-        """The Transform's raw input dict; the missing side gets neutral defaults."""
-        def column(values, default, dtype):
-            value = tf.fill([batch], tf.constant(default, dtype)) if values is None else values
-            return tf.reshape(tf.cast(value, dtype), [-1, 1])
-
-        user = user or {}
-        movie = movie or {}
-        genres_text = movie.get(f.GENRES, tf.fill([batch], ""))
-        tokens = tf.strings.split(genres_text, sep="|")
-        tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
-        return {
-            f.USER_ID: column(user.get(f.USER_ID), 0, tf.int64),
-            f.GENDER: column(user.get(f.GENDER), "", tf.string),
-            f.AGE: column(user.get(f.AGE), 0, tf.int64),
-            f.OCCUPATION: column(user.get(f.OCCUPATION), -1, tf.int64),
-            f.ZIP: column(user.get(f.ZIP), "", tf.string),
-            f.MOVIE_ID: column(movie.get(f.MOVIE_ID), 0, tf.int64),
-            f.TITLE: column(movie.get(f.TITLE), "", tf.string),
-            f.YEAR: column(None, 0, tf.int64),
-            f.TIMESTAMP: column(None, 0, tf.int64),
-            f.GENRES: tokens.to_sparse(),
-        }
+        """The Transform's raw input dict; the missing side gets the table's defaults."""
+        given = {"user": user or {}, "movie": movie or {}}
+        return {row.name: _raw_column(row, given.get(row.tower, {}).get(row.name) if row.in_signatures else None,
+                                      batch)
+                for row in f.RAW_FEATURES if row.tower != "label"}
 
     def _known_user(self, user_id: tf.Tensor) -> dict:
-        return {f.USER_ID: user_id, f.GENDER: self.user_gender.lookup(user_id),
-                f.AGE: self.user_age.lookup(user_id), f.OCCUPATION: self.user_occupation.lookup(user_id),
-                f.ZIP: self.user_zip.lookup(user_id)}
+        return {f.USER_ID: user_id, **{name: table.lookup(user_id) for name, table in self.user_tables.items()}}
 
     def _known_movie(self, movie_id: tf.Tensor) -> dict:
-        return {f.MOVIE_ID: movie_id, f.TITLE: self.movie_title.lookup(movie_id),
-                f.GENRES: self.movie_genres.lookup(movie_id)}
+        return {f.MOVIE_ID: movie_id, **{name: table.lookup(movie_id) for name, table in self.movie_tables.items()}}
 
     def _transform(self, raw: dict) -> dict:
         return self.tft_layer(raw)
@@ -155,7 +156,7 @@ class ServingModule(tf.Module):
         return {EMBEDDING_OUTPUT: self.model.retrieval.served_movie_query(transformed[f.MOVIE_ID_XF])}
 
     # --- signatures -------------------------------------------------------------------
-    @tf.function(input_signature=[_IDS, _IDS])
+    @tf.function(input_signature=[_USER_IDS, _MOVIE_IDS])
     def serve_ids(self, user_id, movie_id):
         return self._rate(self._known_user(user_id), self._known_movie(movie_id))
 
@@ -163,23 +164,23 @@ class ServingModule(tf.Module):
     def serve_features(self, user, movie):
         return self._rate(user, movie)
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[_USER_IDS])
     def serve_user_embedding(self, user_id):
         return self._user_vector(self._known_user(user_id))
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_embedding(self, movie_id):
         return self._movie_vector(self._known_movie(movie_id))
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[_USER_IDS])
     def serve_user_query(self, user_id):
         return self._user_query(user_id)
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_candidate(self, movie_id):
         return self._movie_candidate(movie_id)
 
-    @tf.function(input_signature=[_IDS])
+    @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_query(self, movie_id):
         return self._movie_query(movie_id)
 
@@ -206,19 +207,9 @@ class ServingModule(tf.Module):
     def signatures(self) -> dict:
         """Name -> concrete function, for tf.saved_model.save."""
         # Signatures take flat named tensors; these wrappers regroup them per tower.
-        rate_features = tf.function(
-            lambda user_id, movie_id, gender, age, occupation, zip, title, genres: self.serve_features(
-                {f.USER_ID: user_id, f.GENDER: gender, f.AGE: age, f.OCCUPATION: occupation, f.ZIP: zip},
-                {f.MOVIE_ID: movie_id, f.TITLE: title, f.GENRES: genres}),
-            input_signature=[_IDS, _IDS, _STRINGS, _IDS, _IDS, _STRINGS, _STRINGS, _STRINGS])
-        user_features = tf.function(
-            lambda user_id, gender, age, occupation, zip: self.serve_user_embedding_features(
-                {f.USER_ID: user_id, f.GENDER: gender, f.AGE: age, f.OCCUPATION: occupation, f.ZIP: zip}),
-            input_signature=[_IDS, _STRINGS, _IDS, _IDS, _STRINGS])
-        movie_features = tf.function(
-            lambda movie_id, title, genres: self.serve_movie_embedding_features(
-                {f.MOVIE_ID: movie_id, f.TITLE: title, f.GENRES: genres}),
-            input_signature=[_IDS, _STRINGS, _STRINGS])
+        rate_features = _flat_signature(self.serve_features, ("user", "movie"))
+        user_features = _flat_signature(self.serve_user_embedding_features, ("user",))
+        movie_features = _flat_signature(self.serve_movie_embedding_features, ("movie",))
         retrieval = {} if self.model.retrieval is None else {
             SIGNATURE_USER_QUERY: self.serve_user_query.get_concrete_function(),
             SIGNATURE_MOVIE_CANDIDATE: self.serve_movie_candidate.get_concrete_function(),
@@ -227,14 +218,26 @@ class ServingModule(tf.Module):
         return {
             **retrieval,
             SIGNATURE_DEFAULT: self.serve_ids.get_concrete_function(),
-            SIGNATURE_RATE_WITH_FEATURES: rate_features.get_concrete_function(),
+            SIGNATURE_RATE_WITH_FEATURES: rate_features,
             SIGNATURE_USER_EMBEDDING: self.serve_user_embedding.get_concrete_function(),
             SIGNATURE_MOVIE_EMBEDDING: self.serve_movie_embedding.get_concrete_function(),
-            SIGNATURE_USER_EMBEDDING_FEATURES: user_features.get_concrete_function(),
-            SIGNATURE_MOVIE_EMBEDDING_FEATURES: movie_features.get_concrete_function(),
+            SIGNATURE_USER_EMBEDDING_FEATURES: user_features,
+            SIGNATURE_MOVIE_EMBEDDING_FEATURES: movie_features,
             SIGNATURE_TF_EXAMPLE: self.serve_tf_examples.get_concrete_function(),
             SIGNATURE_REGRESS: self.serve_regress.get_concrete_function(),
         }
+
+
+def _flat_signature(method, towers: tuple[str, ...]):
+    """A concrete function taking one named [batch] tensor per feature of ``towers`` and
+    calling ``method`` with them grouped per tower (one dict each, in ``towers`` order)."""
+    specs = {name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+             for tower in towers for name, spec in _TOWER_SPECS[tower].items()}
+
+    def call(**inputs):
+        return method(*({name: inputs[name] for name in _TOWER_SPECS[tower]} for tower in towers))
+
+    return tf.function(call).get_concrete_function(**specs)
 
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -249,7 +252,7 @@ def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[
     """
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-    def request(signature: str, **inputs: list[int]) -> prediction_log_pb2.PredictionLog:
+    def request(signature: str, inputs: dict[str, list[int]]) -> prediction_log_pb2.PredictionLog:
         predict = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name=signature))
         for key, values in inputs.items():
             predict.inputs[key].CopyFrom(tf.make_tensor_proto(values, dtype=tf.int64))
@@ -257,13 +260,13 @@ def write_warmup_requests(export_dir: str, user_ids: list[int], movie_ids: list[
 
     users = (user_ids * 100)[:100]
     movies = (movie_ids * 100)[:100]
-    logs = [request(SIGNATURE_DEFAULT, user_id=users[:1], movie_id=movies[:1]),
-            request(SIGNATURE_DEFAULT, user_id=users, movie_id=movies),
-            request(SIGNATURE_USER_EMBEDDING, user_id=users[:10]),
-            request(SIGNATURE_MOVIE_EMBEDDING, movie_id=movies[:10])]
+    logs = [request(SIGNATURE_DEFAULT, {f.USER_ID: users[:1], f.MOVIE_ID: movies[:1]}),
+            request(SIGNATURE_DEFAULT, {f.USER_ID: users, f.MOVIE_ID: movies}),
+            request(SIGNATURE_USER_EMBEDDING, {f.USER_ID: users[:10]}),
+            request(SIGNATURE_MOVIE_EMBEDDING, {f.MOVIE_ID: movies[:10]})]
     if retrieval:
-        logs += [request(SIGNATURE_USER_QUERY, user_id=users[:10]),
-                 request(SIGNATURE_MOVIE_CANDIDATE, movie_id=movies[:10])]
+        logs += [request(SIGNATURE_USER_QUERY, {f.USER_ID: users[:10]}),
+                 request(SIGNATURE_MOVIE_CANDIDATE, {f.MOVIE_ID: movies[:10]})]
     path = os.path.join(export_dir, WARMUP_FILE)
     tf.io.gfile.makedirs(os.path.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:

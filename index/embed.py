@@ -15,16 +15,12 @@ import numpy as np
 
 from components import fileio
 from components.features import MOVIE_ID, USER_ID
+from components.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
+                                        SIGNATURE_MOVIE_EMBEDDING, SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING,
+                                        SIGNATURE_USER_QUERY)
 from index import layout
 from settings.logs import quiet_libraries
 
-SIGNATURE_USER_EMBEDDING = "user_embedding"
-SIGNATURE_MOVIE_EMBEDDING = "movie_embedding"
-SIGNATURE_USER_QUERY = "user_query_embedding"
-SIGNATURE_MOVIE_CANDIDATE = "movie_candidate_embedding"
-SIGNATURE_MOVIE_QUERY = "movie_query_embedding"
-EMBEDDING_OUTPUT = "embedding"
-BIAS_OUTPUT = "bias"
 RATING_SPACE, RETRIEVAL_SPACE = "rating", "retrieval"
 SPACES = (RATING_SPACE, RETRIEVAL_SPACE)
 SAVED_MODEL_FILE = "saved_model.pb"

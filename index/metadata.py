@@ -10,7 +10,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from components.movielens_files import Movie, User
+from components import features as f
+from components.movielens_files import Movie, User, raw_values
 
 #: ML-1M README: age code -> range.
 AGE_GROUPS: dict[int, str] = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44",
@@ -25,27 +26,35 @@ OCCUPATIONS: tuple[str, ...] = (
 )
 
 
+def _with_labels(user: dict[str, Any]) -> dict[str, Any]:
+    """A user record plus the readable names of its age and occupation codes."""
+    age, occupation = user[f.AGE], user[f.OCCUPATION]
+    return {**user, "age_group": AGE_GROUPS.get(age, "unknown"),
+            "occupation_name": OCCUPATIONS[occupation] if 0 <= occupation < len(OCCUPATIONS) else "unknown"}
+
+
+def _defaults(tower: str) -> dict[str, Any]:
+    """A tower's raw features at the feature table's defaults (lists as lists)."""
+    return {row.name: list(row.default) if row.is_list else row.default
+            for row in f.RAW_FEATURES if row.tower == tower}
+
+
 def movie_record(movie: Movie) -> dict[str, Any]:
-    return {"movie_id": movie.movie_id, "title": movie.title, "year": movie.year,
-            "genres": list(movie.genres)}
+    """A movie's raw features (components.features), keyed by their names."""
+    return raw_values(movie)
 
 
 def user_record(user: User) -> dict[str, Any]:
-    occupation = (OCCUPATIONS[user.occupation] if 0 <= user.occupation < len(OCCUPATIONS)
-                  else "unknown")
-    return {"user_id": user.user_id, "gender": user.gender, "age": user.age,
-            "age_group": AGE_GROUPS.get(user.age, "unknown"), "occupation": user.occupation,
-            "occupation_name": occupation, "zip": user.zip}
+    return _with_labels(raw_values(user))
 
 
 def placeholder_movie(movie_id: int) -> dict[str, Any]:
     """Metadata for a movie that has a vector but no movies-file entry (benchmarks)."""
-    return {"movie_id": int(movie_id), "title": f"movie {movie_id}", "year": 0, "genres": []}
+    return {**_defaults("movie"), f.MOVIE_ID: int(movie_id), f.TITLE: f"movie {movie_id}"}
 
 
 def placeholder_user(user_id: int) -> dict[str, Any]:
-    return {"user_id": int(user_id), "gender": "", "age": 0, "age_group": "unknown",
-            "occupation": -1, "occupation_name": "unknown", "zip": ""}
+    return _with_labels({**_defaults("user"), f.USER_ID: int(user_id)})
 
 
 def movie_records(movie_ids: Sequence[int], movies: Mapping[int, Movie]) -> list[dict[str, Any]]:
@@ -60,16 +69,16 @@ def user_records(user_ids: Sequence[int], users: Mapping[int, User]) -> list[dic
 
 def movie_label(movie: Mapping[str, Any]) -> str:
     """'Toy Story (1995)': the title as MovieLens prints it."""
-    year = movie.get("year") or 0
-    return f"{movie['title']} ({year})" if year else str(movie["title"])
+    year = movie.get(f.YEAR) or 0
+    return f"{movie[f.TITLE]} ({year})" if year else str(movie[f.TITLE])
 
 
 def user_label(user: Mapping[str, Any]) -> str:
     """'M, 25-34, programmer, zip 55117': one user's demographics on one line."""
-    parts = [user.get("gender") or "?", user.get("age_group", "unknown"),
+    parts = [user.get(f.GENDER) or "?", user.get("age_group", "unknown"),
              user.get("occupation_name", "unknown")]
-    if user.get("zip"):
-        parts.append(f"zip {user['zip']}")
+    if user.get(f.ZIP):
+        parts.append(f"zip {user[f.ZIP]}")
     return ", ".join(parts)
 
 

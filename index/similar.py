@@ -13,13 +13,15 @@ import sys
 from typing import Any, Mapping, Sequence, TextIO
 
 from components import fileio
+from components.features import GENRES, LIST_SEPARATOR
 from index import layout
+from index.embed import RATING_SPACE
 from index.metadata import movie_label, user_label
 from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
 
 
 def _movie_line(movie: Mapping[str, Any]) -> str:
-    genres = "|".join(movie.get("genres") or []) or "(no genres)"
+    genres = LIST_SEPARATOR.join(movie.get(GENRES) or []) or "(no genres)"
     return f"{movie_label(movie)}  [{genres}]"
 
 
@@ -51,7 +53,7 @@ def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
     user = similarity.user(user_id)
     seen = similarity.seen(user_id)
     print(f"User {user_id}: {user_label(user)}  ({len(seen)} rated movies)", file=out)
-    space = similarity.manifest.get("similar_space", "rating")
+    space = similarity.manifest.get("similar_space", RATING_SPACE)
     _table(f"\n{k} most similar users (cosine, {space} space):", similarity.similar_users(user_id, k),
            user_label, out)
     note = "rated movies excluded" if exclude_seen else "rated movies included"

@@ -21,6 +21,7 @@ import numpy as np
 from components import fileio
 from components.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
+from index.embed import RATING_SPACE
 
 BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"
@@ -363,7 +364,7 @@ class Similarity:
             "index_type": m.get("index_type"),
             "dimension": m.get("dimension"),
             "retrieval_dimension": m.get("retrieval_dimension"),
-            "similar_space": m.get("similar_space", "rating"),
+            "similar_space": m.get("similar_space", RATING_SPACE),
             "similar_movies_by": self.similar_metric,
             "retrieval": bool(m.get("retrieval", False)),
             "rerank": self.can_rerank,

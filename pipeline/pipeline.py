@@ -18,7 +18,7 @@ from components import features
 from components.example_gen import MovieLensExampleGen
 from settings.hparams import HParams
 from components.pusher import MovieLensPusher
-from components.signatures import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
+from components.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from pipeline import configs
 from settings.paths import PIPELINE_NAME
 

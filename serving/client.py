@@ -28,12 +28,14 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from components.features import MOVIE_ID, USER_ID
+from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from settings import paths as configs
 from serving.tensors import make_shape, to_ndarray
 
 DEFAULT_TARGET = "127.0.0.1:8500"
-SIGNATURE = "serving_default"
-USER_INPUT, MOVIE_INPUT, RATING_OUTPUT = "user_id", "movie_id", "rating"
+SIGNATURE = SIGNATURE_DEFAULT
+USER_INPUT, MOVIE_INPUT = USER_ID, MOVIE_ID
 
 # Reconnect quickly after a server restart (gRPC's default backoff grows to 2 minutes).
 _CHANNEL_OPTIONS = [

@@ -23,6 +23,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
+from components.signature_names import SIGNATURE_DEFAULT
 from serving import errors
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_SIGNATURE = SIGNATURE_DEFAULT
 DEFAULT_TAGS = ("serve",)
 
 

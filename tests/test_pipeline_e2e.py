@@ -57,7 +57,7 @@ def test_transformed_examples_have_the_model_input_shapes(runs):
     example = tf.train.Example.FromString(record.numpy()).features.feature
     assert len(example[f.GENRES_XF].float_list.value) == f.NUM_GENRES
     assert len(example[f.TITLE_IDS_XF].int64_list.value) == f.TITLE_LENGTH
-    for key in (f.USER_ID_XF, f.MOVIE_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF, f.TITLE_LENGTH_XF):
+    for key in (f.USER_ID_XF, f.MOVIE_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF):
         assert len(example[key].int64_list.value) == 1
     assert 1.0 <= example[f.LABEL_XF].float_list.value[0] <= 5.0
 
