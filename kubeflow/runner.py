@@ -38,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Sequence
 
 from pipeline import configs
-from settings.paths import PIPELINE_NAME, ArtifactPaths
+from settings.paths import ArtifactPaths
 
 # Where kubeflow/Dockerfile puts the project's source tree inside the image.
 IMAGE_PROJECT_DIR = PurePosixPath("/opt/movielens")
