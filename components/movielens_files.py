@@ -53,6 +53,7 @@ __all__ = [
     "FMT_ML_1M",
     "Movie",
     "MovieLensData",
+    "MovieLensEmptyError",
     "MovieLensFormatError",
     "RECORD_FIELD",
     "Ratings",
@@ -117,6 +118,25 @@ class MovieLensFormatError(ValueError):
 
     def __reduce__(self):  # keep the error picklable (e.g. across multiprocessing workers)
         return (type(self), (self.path, self.line_no, self.field, self.reason, self.value))
+
+
+class MovieLensEmptyError(MovieLensFormatError):
+    """A file parsed to nothing usable: no users, no movies or no ratings.
+
+    A subclass of MovieLensFormatError so that every caller that reports format errors
+    reports this one too; the message names the file and how many of its lines were valid
+    (``path: no ratings after parsing (0 valid of N lines)``), since an empty data set would
+    otherwise only fail much later (the Trainer, on zero examples) with no hint of why.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str, lines: int) -> None:
+        self.path, self.what, self.lines = str(path), what, lines
+        self.line_no, self.field, self.value = 0, RECORD_FIELD, None
+        self.reason = f"no {what} after parsing (0 valid of {lines} lines)"
+        ValueError.__init__(self, f"{self.path}: {self.reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.what, self.lines))
 
 
 @dataclass(frozen=True)
@@ -786,21 +806,24 @@ def load_movielens(
     fmt = detect_format(folder)
     strict = not skip_bad_rows
     bad_rows: list[BadRow] = []
+    empty: list[MovieLensEmptyError] = []  # raised after the quarantine file is written
 
-    def run(file: Path, parse):
+    def run(file: Path, parse, what: str):
         problems = _Problems(file, strict)
         result = parse(file, problems)
         problems.finish(bad_rows)
+        if not len(result):  # every line was bad (and skipped), or the file had none
+            empty.append(MovieLensEmptyError(file, what, sum(1 for row in bad_rows if row.path == str(file))))
         return result
 
     if fmt == FMT_ML_1M:
         users_file, movies_file = folder / "users.dat", folder / "movies.dat"
-        users = run(users_file, _parse_users_1m)
-        movies = run(movies_file, _parse_movies_1m)
+        users = run(users_file, _parse_users_1m, "users")
+        movies = run(movies_file, _parse_movies_1m, "movies")
     else:
         users_file, movies_file = folder / "u.user", folder / "u.item"
-        users = run(users_file, _parse_users_100k)
-        movies = run(movies_file, _parse_movies_100k)
+        users = run(users_file, _parse_users_100k, "users")
+        movies = run(movies_file, _parse_movies_100k, "movies")
 
     if ratings_csv is not None:
         ratings_file = Path(ratings_csv)
@@ -819,10 +842,12 @@ def load_movielens(
         sep, n_fields = b"\t", 4
 
     ratings = run(ratings_file, lambda f, problems: _load_ratings(
-        f, sep, n_fields, problems, users, movies, users_file.name, movies_file.name))
+        f, sep, n_fields, problems, users, movies, users_file.name, movies_file.name), "ratings")
 
     if quarantine_path is not None:
         _write_quarantine(Path(quarantine_path), bad_rows)
+    if empty:  # the first of users, movies, ratings: an empty users file empties the ratings too
+        raise empty[0]
     return MovieLensData(users=users, movies=movies, ratings=ratings, source=str(folder),
                          fmt=fmt, bad_rows=bad_rows)
 
