@@ -825,6 +825,11 @@ def load_movielens(
         users = run(users_file, _parse_users_100k, "users")
         movies = run(movies_file, _parse_movies_100k, "movies")
 
+    if empty:  # no users or movies: every rating would be "unknown", so stop at the cause
+        if quarantine_path is not None:
+            _write_quarantine(Path(quarantine_path), bad_rows)
+        raise empty[0]
+
     if ratings_csv is not None:
         ratings_file = Path(ratings_csv)
         if not ratings_file.is_file():
@@ -846,7 +851,7 @@ def load_movielens(
 
     if quarantine_path is not None:
         _write_quarantine(Path(quarantine_path), bad_rows)
-    if empty:  # the first of users, movies, ratings: an empty users file empties the ratings too
+    if empty:
         raise empty[0]
     return MovieLensData(users=users, movies=movies, ratings=ratings, source=str(folder),
                          fmt=fmt, bad_rows=bad_rows)
