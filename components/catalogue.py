@@ -47,9 +47,13 @@ TRAIN_SPLIT = "train"
 
 
 class MovieLensCatalogue(Artifact):
-    """ExampleGen's users/movies tables and train-split rating counts (a folder, see above)."""
+    """ExampleGen's users/movies tables and train-split rating counts (a folder, see above).
 
-    TYPE_NAME = "MovieLensCatalogue"
+    The type name has the `namespace.Name` shape that the Kubeflow V2 compiler requires of a
+    custom artifact type (it becomes the KFP schema title).
+    """
+
+    TYPE_NAME = "movielens.Catalogue"
 
 
 class CatalogueNotFoundError(FileNotFoundError):

@@ -56,7 +56,7 @@ KFP_DEPENDENCIES = {
     "ExampleValidator": {"StatisticsGen", SCHEMA_GEN},
     GATE: {"ExampleValidator"},
     "Transform": {GATE, EXAMPLE_GEN, SCHEMA_GEN},
-    "Trainer": {"Transform", SCHEMA_GEN},
+    "Trainer": {"Transform", SCHEMA_GEN, EXAMPLE_GEN},  # EXAMPLE_GEN: its catalogue
     "Evaluator": {EXAMPLE_GEN, "Trainer"},
     PUSHER: {"Evaluator", "Trainer"},
 }
@@ -130,6 +130,7 @@ def test_kfp_spec_has_the_pipeline_components_and_their_dependencies(compiled):
     assert source("Transform", "examples") == (EXAMPLE_GEN, "examples")
     assert source("Trainer", "examples") == ("Transform", "transformed_examples")
     assert source("Trainer", "transform_graph") == ("Transform", "transform_graph")
+    assert source("Trainer", "catalogue") == (EXAMPLE_GEN, "catalogue")
     assert source("Evaluator", "model") == ("Trainer", "model")
     assert source(PUSHER, "model_blessing") == ("Evaluator", "blessing")
     assert source(PUSHER, "model") == ("Trainer", "model")
