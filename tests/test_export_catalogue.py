@@ -50,6 +50,7 @@ def test_export_without_data_indexes_the_models_catalogue(pushed):
     assert manifest["catalogue"] == cat.model_catalogue_dir(pushed["base"] / "1")
     assert manifest["data_source"] == c.source
     sim = Similarity.load(index_dir / "1")
+    assert sim.info()["catalogue"] == manifest["catalogue"]  # what the service's /version shows
     seen = {}
     for u, m in zip(c.seen_user_ids.tolist(), c.seen_movie_ids.tolist()):
         seen.setdefault(u, set()).add(m)
