@@ -800,7 +800,9 @@ def load_movielens(
       cache_dir: where a .zip is extracted (default: next to the zip).
 
     Ratings whose user or movie is not (validly) defined are rejected too, so every rating of
-    the result joins.
+    the result joins. No valid users, movies or ratings at all (an empty file, or every row
+    skipped) raises MovieLensEmptyError naming the file, whatever ``skip_bad_rows`` says:
+    nothing downstream can use such a data set.
     """
     folder = _resolve_folder(Path(path), None if cache_dir is None else Path(cache_dir))
     fmt = detect_format(folder)
