@@ -2,11 +2,12 @@
 
 1. runs the whole pipeline (ExampleGen ... Pusher) on synthetic MovieLens files,
 2. prints the pushed model's test RMSE next to classical baselines on the same split,
-3. builds the FAISS indexes from the pushed model (`export-index`) and prints similar
-   movies and a user's two-stage recommendations (FAISS candidates by retrieval score,
+3. builds the FAISS indexes from the pushed model and the catalogue it carries
+   (`export-index`, no --data) and prints similar movies and a user's two-stage
+   recommendations (FAISS candidates by retrieval score,
    re-ranked by predicted rating; both scores shown),
-4. starts the model server (`movielens-tfx serve`), sends a few gRPC rating requests and
-   prints the answers, then stops it,
+4. starts the model server (`movielens-tfx serve`), sends a few gRPC rating requests for
+   held-out test ratings and prints the answers next to the actual ratings, then stops it,
 5. says where the model, its evaluation report and every artifact are.
 """
 from __future__ import annotations
@@ -40,35 +41,51 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
     if versions:
         _index_step(config, latest)
-        _serving_step(config)
+        _serving_step(config, latest, result.uri("MovieLensExampleGen", "examples"))
     print(f"\nDemo done. Everything is under {config.paths.root}", file=sys.stderr)
     return 0
 
 
 def _index_step(config, model_dir) -> None:
-    """export-index over the pushed model, then the blog's similar-movies/recommendations view."""
-    import numpy as np
-
-    from components.movielens_files import load_movielens
+    """export-index over the pushed model (its own catalogue: no --data), then the blog's
+    similar-movies/recommendations view for the most-rated movie and the most active user."""
+    from components.catalogue import model_catalogue_dir, read_catalogue
     from index import export, similar
 
     print("\n== Building the FAISS indexes (export-index) ==", flush=True)
-    code = export.main(["--data", config.data_dir, "--artifacts", str(config.paths.root), "--no-progress"])
+    code = export.main(["--artifacts", str(config.paths.root), "--no-progress"])
     if code != 0:
         print(f"export-index exited with {code}; skipping the similarity examples")
         return
-    data = load_movielens(config.data_dir)
-    counts = np.bincount(data.ratings.movie_id)
-    popular = int(np.argmax(counts))
-    user = int(data.ratings.user_id[0])
+    catalogue = read_catalogue(model_catalogue_dir(model_dir))
+    popular, user = catalogue.most_rated_movie(), catalogue.most_active_user()
     print(f"\n== movielens-tfx similar --movie {popular} -k 5 ==", flush=True)
     similar.main(["--movie", str(popular), "-k", "5", "--artifacts", str(config.paths.root)])
     print(f"\n== movielens-tfx similar --user {user} -k 5  (two-stage recommendations) ==", flush=True)
     similar.main(["--user", str(user), "-k", "5", "--artifacts", str(config.paths.root)])
 
 
-def _serving_step(config) -> None:
-    """`movielens-tfx serve` in a child process, a few gRPC Predict calls, then SIGTERM."""
+def _test_ratings(examples_uri: str, n: int) -> tuple[list[int], list[int], list[float]]:
+    """(users, movies, ratings) of the first ``n`` held-out examples (ExampleGen's Split-test)."""
+    import tensorflow as tf
+
+    from components import features as f
+
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*")))
+    spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+            f.RATING: tf.io.FixedLenFeature([], tf.float32)}
+    users, movies, ratings = [], [], []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(n):
+        parsed = tf.io.parse_single_example(record, spec)
+        users.append(int(parsed[f.USER_ID]))
+        movies.append(int(parsed[f.MOVIE_ID]))
+        ratings.append(float(parsed[f.RATING]))
+    return users, movies, ratings
+
+
+def _serving_step(config, model_dir, examples_uri: str) -> None:
+    """`movielens-tfx serve` in a child process, a few gRPC Predict calls on held-out test
+    ratings (titles from the model's catalogue), then SIGTERM."""
     import signal
     import subprocess
     import time
@@ -76,7 +93,7 @@ def _serving_step(config) -> None:
     import numpy as np
     import portpicker
 
-    from components.movielens_files import load_movielens
+    from components.catalogue import model_catalogue_dir, read_catalogue
     from serving.client import RatingClient, ServingClientError
 
     port = portpicker.pick_unused_port()
@@ -88,9 +105,9 @@ def _serving_step(config) -> None:
              f"--model_base_path={config.model_base_path}", "--model_name=movielens"],
             stdout=log, stderr=subprocess.STDOUT)
     try:
-        data = load_movielens(config.data_dir)
-        users = data.ratings.user_id[:5]
-        movies = data.ratings.movie_id[:5]
+        catalogue = read_catalogue(model_catalogue_dir(model_dir))
+        test_users, test_movies, actuals = _test_ratings(examples_uri, 5)
+        users, movies = np.array(test_users, np.int64), np.array(test_movies, np.int64)
         deadline = time.monotonic() + 180
         with RatingClient(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
             while True:
@@ -104,8 +121,8 @@ def _serving_step(config) -> None:
                     time.sleep(0.5)
         print(f"gRPC PredictionService/Predict, model version {client.last_model_version}:")
         print(f"  {'user':>6} {'movie':>6} {'predicted':>9} {'actual':>6}  title")
-        for user, movie, rating, actual in zip(users, movies, ratings, data.ratings.rating[:5]):
-            print(f"  {user:>6} {movie:>6} {rating:>9.2f} {actual:>6.0f}  {data.movies[int(movie)].title}")
+        for user, movie, rating, actual in zip(users, movies, ratings, actuals):
+            print(f"  {user:>6} {movie:>6} {rating:>9.2f} {actual:>6.0f}  {catalogue.movies[int(movie)].title}")
         print(f"(the same from a shell: movielens-tfx rate --target 127.0.0.1:{port} --user {users[0]} --movie {movies[0]})")
     finally:
         server.send_signal(signal.SIGTERM)

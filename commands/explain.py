@@ -5,8 +5,10 @@
 Loads the latest pushed SavedModel (or --version), prints the predicted rating for the
 pair (the `serving_default` signature), then the 5 users most similar to the user and the
 5 movies most similar to the movie by cosine over the tower embeddings, with demographics,
-titles and genres. Everything is computed from the SavedModel and the MovieLens files; no
-index and no pickle are involved (the index job answers the same questions at scale).
+titles and genres. Everything is computed from the SavedModel and the catalogue it carries
+(assets.extra/catalogue: the users and movies it was trained with; --data reads a MovieLens
+folder instead); no index and no pickle are involved (the index job answers the same
+questions at scale).
 """
 from __future__ import annotations
 
@@ -32,16 +34,23 @@ def _cosine_neighbours(vectors: np.ndarray, row: int, k: int) -> list[tuple[int,
     return sorted(((int(i), float(scores[i])) for i in top), key=lambda x: -x[1])
 
 
-def explain(model_dir: Path, data_dir: str, user_id: int, movie_id: int, k: int = 5, out=sys.stdout) -> float:
-    """Prints the explanation; returns the predicted rating."""
+def explain(model_dir: Path, data_dir: str | None, user_id: int, movie_id: int, k: int = 5, out=sys.stdout) -> float:
+    """Prints the explanation; returns the predicted rating. ``data_dir`` None: the users and
+    movies come from the model's own catalogue."""
     import tensorflow as tf
 
-    from components.movielens_files import load_movielens
+    if data_dir is None:
+        from components.catalogue import model_catalogue_dir, read_catalogue
 
-    data = load_movielens(data_dir)
+        where = model_catalogue_dir(model_dir)
+        data = read_catalogue(where)
+    else:
+        from components.movielens_files import load_movielens
+
+        where, data = data_dir, load_movielens(data_dir)
     for name, wanted, known in (("user", user_id, data.users), ("movie", movie_id, data.movies)):
         if wanted not in known:
-            raise KeyError(f"{name} {wanted} is not in {data_dir}")
+            raise KeyError(f"{name} {wanted} is not in {where}")
     towers = SavedModelTowers(model_dir)
     rate = towers.signatures[SIGNATURE_DEFAULT]
     rating = float(rate(**{USER_ID: tf.constant([user_id], tf.int64),
@@ -71,20 +80,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifacts", type=Path, default=configs.DEFAULT_ARTIFACTS)
     parser.add_argument("--model-base-path", type=Path, help="default: <artifacts>/serving/movielens")
     parser.add_argument("--version", type=int, help="model version (default: the latest)")
-    parser.add_argument("--data", help="MovieLens folder the model was trained on "
-                                       "(default: the demo's generated data under <artifacts>/data)")
+    parser.add_argument("--data", help="override: a MovieLens folder to take users and movies from "
+                                       "(default: the catalogue the model version carries)")
 
 
 def run(args: argparse.Namespace) -> int:
     paths = configs.ArtifactPaths(args.artifacts)
     base = args.model_base_path or paths.model_base_path
-    data = args.data or configs.join(paths.data_dir, f"synthetic-{configs.DEFAULT_SYNTHETIC_SIZE}-seed{configs.DEFAULT_SEED}")
     if not 1 <= args.k <= 100:
         print("error: -k must be within 1..100", file=sys.stderr)
         return 2
     try:
         model_dir, _ = resolve_model_dir(Path(base), args.version)
-        explain(model_dir, data, args.user, args.movie, args.k)
+        explain(model_dir, args.data, args.user, args.movie, args.k)
     except (KeyError, FileNotFoundError, ValueError) as error:
         print(f"error: {error.args[0] if error.args else error}", file=sys.stderr)
         return 2

@@ -5,6 +5,9 @@ A FileBasedExampleGen whose executor reads a MovieLens folder (ML-1M `*.dat` or 
 validates every line (see `movielens_files`) and joins each rating with its user's and
 movie's features. TFX's own ExampleGen machinery does the rest: the deterministic hash
 split into train/eval/test and the gzipped TFRecord output, span/fingerprint for caching.
+After the examples are written, the executor also writes the second output, `catalogue`
+(components.catalogue): the parsed users/movies tables and the rating counts of what landed
+in Split-train, so that no later step re-reads the raw files outside ML-Metadata lineage.
 
 Parsing happens once, in the driver of the Beam job, so that a malformed file fails fast
 with `path:line: field ...` before any worker starts; workers only turn row ranges of the
@@ -22,13 +25,19 @@ from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import executor_spec
+from tfx import types
+from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.types import standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter
 
 from components import features
+from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_pairs, write_catalogue
 from components.input_fingerprint import ContentFingerprintDriver
 from components.movielens_files import MovieLensData, load_movielens, summary
+from settings.errors import UserError
+
+CATALOGUE_KEY = "catalogue"
 
 CHUNK_ROWS = 20_000
 # train/eval/test = 64/16/20: the seed's 80/20 split, then 80/20 of the train part.
@@ -105,13 +114,12 @@ def read_custom_config(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json_format.MessageToJson(struct))
 
 
-@beam.ptransform_fn
-@beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
-def _MovieLensToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
-                        split_pattern: str) -> beam.pvalue.PCollection:
-    """Parses the MovieLens folder at input_base and emits one tf.Example per rating."""
-    del split_pattern  # The folder is read as a whole: three files make one dataset.
+def load_input(exec_properties: Mapping[str, Any]) -> MovieLensData:
+    """Parses the MovieLens folder at input_base with the component's options.
+
+    Raises MovieLensFormatError (and MovieLensEmptyError for no users/movies/ratings), so a
+    bad or empty input stops the run here, naming the file, before Transform runs.
+    """
     options = read_custom_config(exec_properties)
     data = load_movielens(
         exec_properties[standard_component_specs.INPUT_BASE_KEY],
@@ -120,6 +128,11 @@ def _MovieLensToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any]
         quarantine_path=options.get("quarantine_path") or None,
     )
     logging.info("MovieLens ExampleGen: %s", summary(data))
+    return data
+
+
+def _to_examples(pipeline: beam.Pipeline, data: MovieLensData) -> beam.pvalue.PCollection:
+    """One tf.Example per rating of the parsed data."""
     n = len(data.ratings)
     ranges = [(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
     return (pipeline
@@ -128,10 +141,39 @@ def _MovieLensToExample(pipeline: beam.Pipeline, exec_properties: dict[str, Any]
 
 
 class Executor(BaseExampleGenExecutor):
-    """TFX ExampleGen executor for raw MovieLens files."""
+    """TFX ExampleGen executor for raw MovieLens files; also writes the catalogue output."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return _MovieLensToExample
+        executor = self
+
+        @beam.ptransform_fn
+        @beam.typehints.with_input_types(beam.Pipeline)
+        @beam.typehints.with_output_types(tf.train.Example)
+        def _source(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
+                    split_pattern: str) -> beam.pvalue.PCollection:
+            del split_pattern  # The folder is read as a whole: three files make one dataset.
+            # Kept for Do: the catalogue's tables are the ones these examples were joined with.
+            executor._data = load_input(exec_properties)
+            return _to_examples(pipeline, executor._data)
+
+        return _source
+
+    def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
+           exec_properties: dict[str, Any]) -> None:
+        self._data: MovieLensData | None = None
+        super().Do(input_dict, output_dict, exec_properties)
+        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
+        splits = artifact_utils.decode_split_names(examples.split_names)
+        data = self._data if self._data is not None else load_input(exec_properties)
+        # Counted from the written TFRecords: the catalogue says what Split-train really holds.
+        pairs = {split: read_split_pairs(examples.uri, split) for split in splits}
+        if "train" in pairs and not len(pairs["train"][0]):
+            raise UserError(f"{data.source}: {len(data.ratings)} rating(s) parsed, but none landed in the "
+                            f"train split; the model needs more ratings to train on")
+        if output_dict.get(CATALOGUE_KEY):
+            catalogue = artifact_utils.get_single_instance(output_dict[CATALOGUE_KEY])
+            write_catalogue(catalogue.uri, build_catalogue(data.users, data.movies, pairs, source=data.source))
+            logging.info("MovieLens ExampleGen: catalogue written to %s", catalogue.uri)
 
 
 def output_config(splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> example_gen_pb2.Output:
@@ -141,6 +183,36 @@ def output_config(splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> examp
         for name, buckets in splits]))
 
 
+class MovieLensExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
+    """FileBasedExampleGen's spec plus the `catalogue` output (components.catalogue)."""
+
+    OUTPUTS = {
+        **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,
+        CATALOGUE_KEY: ChannelParameter(type=MovieLensCatalogue),
+    }
+
+
+class MovieLensExampleGenComponent(FileBasedExampleGen):
+    """FileBasedExampleGen with a catalogue output, whose driver (TFX's FileBasedDriver: span,
+    version, input fingerprint) fingerprints every input file by content, the `ratings_csv`
+    too (components.input_fingerprint), so an edited input is never served from cache."""
+
+    SPEC_CLASS = MovieLensExampleGenSpec
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = ContentFingerprintDriver
+
+    def __init__(self, *, input_base: str, input_config: example_gen_pb2.Input,
+                 output_config: example_gen_pb2.Output, custom_config: example_gen_pb2.CustomConfig):
+        spec = MovieLensExampleGenSpec(
+            input_base=input_base, input_config=input_config, output_config=output_config,
+            custom_config=custom_config, range_config=None,
+            output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,
+            output_file_format=example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+            examples=types.Channel(type=standard_artifacts.Examples),
+            catalogue=types.Channel(type=MovieLensCatalogue))
+        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+
+
 def MovieLensExampleGen(input_base: str, *, ratings_csv: str | None = None,
                         skip_bad_rows: bool = False, quarantine_path: str | None = None,
                         splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> FileBasedExampleGen:
@@ -148,13 +220,10 @@ def MovieLensExampleGen(input_base: str, *, ratings_csv: str | None = None,
 
     Its driver fingerprints every input file by content (see `input_fingerprint`), the
     `ratings_csv` too, so an edited input is never served from cache."""
-    component = FileBasedExampleGen(
+    return MovieLensExampleGenComponent(
         input_base=input_base,
         input_config=example_gen_utils.make_default_input_config("*"),
         output_config=output_config(splits),
         custom_config=make_custom_config(ratings_csv=ratings_csv, skip_bad_rows=skip_bad_rows,
                                          quarantine_path=quarantine_path),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(Executor),
     ).with_id("MovieLensExampleGen")
-    component.driver_class = ContentFingerprintDriver
-    return component

@@ -57,6 +57,7 @@ __all__ = [
     "FMT_ML_1M",
     "Movie",
     "MovieLensData",
+    "MovieLensEmptyError",
     "MovieLensFormatError",
     "RECORD_FIELD",
     "Ratings",
@@ -122,6 +123,25 @@ class MovieLensFormatError(ValueError):
 
     def __reduce__(self):  # keep the error picklable (e.g. across multiprocessing workers)
         return (type(self), (self.path, self.line_no, self.field, self.reason, self.value))
+
+
+class MovieLensEmptyError(MovieLensFormatError):
+    """A file parsed to nothing usable: no users, no movies or no ratings.
+
+    A subclass of MovieLensFormatError so that every caller that reports format errors
+    reports this one too; the message names the file and how many of its lines were valid
+    (``path: no ratings after parsing (0 valid of N lines)``), since an empty data set would
+    otherwise only fail much later (the Trainer, on zero examples) with no hint of why.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], what: str, lines: int) -> None:
+        self.path, self.what, self.lines = str(path), what, lines
+        self.line_no, self.field, self.value = 0, RECORD_FIELD, None
+        self.reason = f"no {what} after parsing (0 valid of {lines} lines)"
+        ValueError.__init__(self, f"{self.path}: {self.reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.what, self.lines))
 
 
 @dataclass(frozen=True)
@@ -831,27 +851,37 @@ def load_movielens(
     everything is read through ``components.fileio``.
 
     Ratings whose user or movie is not (validly) defined are rejected too, so every rating of
-    the result joins.
+    the result joins. No valid users, movies or ratings at all (an empty file, or every row
+    skipped) raises MovieLensEmptyError naming the file, whatever ``skip_bad_rows`` says:
+    nothing downstream can use such a data set.
     """
     folder = _resolve_folder(fileio.to_path(path), None if cache_dir is None else Path(cache_dir))
     fmt = detect_format(folder)
     strict = not skip_bad_rows
     bad_rows: list[BadRow] = []
+    empty: list[MovieLensEmptyError] = []  # raised after the quarantine file is written
 
-    def run(file: Path | str, parse):
+    def run(file: Path | str, parse, what: str):
         problems = _Problems(file, strict)
         result = parse(file, problems)
         problems.finish(bad_rows)
+        if not len(result):  # every line was bad (and skipped), or the file had none
+            empty.append(MovieLensEmptyError(file, what, sum(1 for row in bad_rows if row.path == str(file))))
         return result
 
     if fmt == FMT_ML_1M:
         users_file, movies_file = _child(folder, "users.dat"), _child(folder, "movies.dat")
-        users = run(users_file, _parse_users_1m)
-        movies = run(movies_file, _parse_movies_1m)
+        users = run(users_file, _parse_users_1m, "users")
+        movies = run(movies_file, _parse_movies_1m, "movies")
     else:
         users_file, movies_file = _child(folder, "u.user"), _child(folder, "u.item")
-        users = run(users_file, _parse_users_100k)
-        movies = run(movies_file, _parse_movies_100k)
+        users = run(users_file, _parse_users_100k, "users")
+        movies = run(movies_file, _parse_movies_100k, "movies")
+
+    if empty:  # no users or movies: every rating would be "unknown", so stop at the cause
+        if quarantine_path is not None:
+            _write_quarantine(fileio.to_path(quarantine_path), bad_rows)
+        raise empty[0]
 
     if ratings_csv is not None:
         ratings_file = fileio.to_path(ratings_csv)
@@ -870,10 +900,12 @@ def load_movielens(
         sep, n_fields = b"\t", 4
 
     ratings = run(ratings_file, lambda f, problems: _load_ratings(
-        f, sep, n_fields, problems, users, movies, _name(users_file), _name(movies_file)))
+        f, sep, n_fields, problems, users, movies, _name(users_file), _name(movies_file)), "ratings")
 
     if quarantine_path is not None:
         _write_quarantine(fileio.to_path(quarantine_path), bad_rows)
+    if empty:
+        raise empty[0]
     return MovieLensData(users=users, movies=movies, ratings=ratings, source=str(folder),
                          fmt=fmt, bad_rows=bad_rows)
 

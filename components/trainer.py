@@ -5,9 +5,10 @@ MSE/Adam, per-epoch learning-rate decay and early stopping on eval RMSE (best we
 logs to TensorBoard in the model-run artifact, keeps a checkpoint so that a re-run Trainer
 resumes an interrupted fit, and exports `components.signatures.ServingModule`.
 
-Hyperparameters come from the Trainer's custom_config["hparams"] (see model.HParams);
-custom_config["data_dir"] names the raw MovieLens folder whose users/movies become the
-serving lookup tables.
+Hyperparameters come from the Trainer's custom_config["hparams"] (see model.HParams). The
+serving lookup tables come from ExampleGen's catalogue artifact (the Trainer's `catalogue`
+input, whose folder components.trainer_component passes as custom_config["catalogue_uri"]),
+which run_fn also copies into the SavedModel (assets.extra/catalogue/) for the index job.
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ import tensorflow_transform as tft
 from components import features as f
 from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
                               fit_retrieval)
-from components.movielens_files import load_movielens
+from components.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
 from components.signatures import ServingModule, export
+from components.trainer_component import CATALOGUE_URI_CONFIG
 from components.two_stage import choose_rerank_weight, write_two_stage
 
 HISTORY_FILE = "history.json"
@@ -131,6 +133,14 @@ def _checkpoint_dir(base: str | None, transform_uri: str, hp: HParams) -> str | 
     return os.path.join(base, key)
 
 
+def _catalogue_uri(config: dict[str, Any]) -> str:
+    uri = config.get(CATALOGUE_URI_CONFIG)
+    if not uri:
+        raise ValueError("the Trainer has no catalogue input: wire ExampleGen's `catalogue` output into "
+                         "components.trainer_component.MovieLensTrainer(catalogue=...)")
+    return uri
+
+
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor)."""
     config = fn_args.custom_config or {}
@@ -155,9 +165,10 @@ def run_fn(fn_args) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
         json.dump(history, handle, indent=1)
 
-    data = load_movielens(config["data_dir"], ratings_csv=config.get("ratings_csv") or None,
-                          skip_bad_rows=bool(config.get("skip_bad_rows", False)))
-    export(ServingModule(model, tf_transform_output, data.users, data.movies), fn_args.serving_model_dir,
-           user_ids=sorted(data.users)[:100], movie_ids=sorted(data.movies)[:100])
+    catalogue = read_catalogue(_catalogue_uri(config))
+    export(ServingModule(model, tf_transform_output, catalogue.users, catalogue.movies), fn_args.serving_model_dir,
+           user_ids=sorted(catalogue.users)[:100], movie_ids=sorted(catalogue.movies)[:100])
+    # The index job, explain and the demo read the users/movies of *this* model from here.
+    copy_catalogue(_catalogue_uri(config), model_catalogue_dir(fn_args.serving_model_dir))
     if two_stage is not None:  # the similarity service's default re-ranking weight for this model
         write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})

@@ -1,11 +1,14 @@
-"""Export job: pushed SavedModel + MovieLens users/movies -> a gated, published FAISS index version.
+"""Export job: pushed SavedModel + its catalogue -> a gated, published FAISS index version.
 
 ``movielens-tfx export-index`` and the Kubeflow index step both call ``main(argv)``:
 
 1. pick the model: the latest numeric version under ``--model-base-path`` (TF-Serving's
    layout, what the Pusher writes) or ``--version``;
-2. read users, movies and ratings from ``--data`` (any folder ``load_movielens`` reads;
-   ``--ratings`` swaps in a ratings CSV): the ratings are the "seen" map for exclude_seen;
+2. read users, movies and the "seen" map (rated pairs, for exclude_seen) from the model
+   version's own catalogue (``assets.extra/catalogue/``, which the Trainer copied from
+   ExampleGen's catalogue artifact), so the index describes exactly the data its model was
+   trained on; ``--data`` (any folder ``load_movielens`` reads; ``--ratings`` swaps in a
+   ratings CSV) overrides it, e.g. for a model pushed before catalogues existed;
 3. run the model's ``user_embedding`` / ``movie_embedding`` signatures (rating vectors and
    biases) and ``user_query_embedding`` / ``movie_candidate_embedding`` (retrieval vectors;
    ``movie_query_embedding`` too when present) over every user and movie (batched, with a
@@ -28,13 +31,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
 
 from components import fileio
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
+
+if TYPE_CHECKING:
+    from components.movielens_files import Movie, User
 
 #: The space similar movies/users are searched in. benchmarks.ranking measures both spaces'
 #: similar-movies lists against held-out likes (results/ranking_*.json, "similar_movies"): the
@@ -48,13 +57,15 @@ EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of the export job (also used to register it as a `movielens-tfx` subcommand)."""
     src = parser.add_argument_group("inputs")
-    src.add_argument("--data", required=True, type=fileio.to_path,
-                     help="MovieLens folder (ML-1M or ML-100K layout, or a .zip of one)")
+    src.add_argument("--data", type=fileio.to_path, default=None,
+                     help="override: read users, movies and ratings from this MovieLens folder (ML-1M "
+                          "or ML-100K layout, or a .zip of one) instead of the model's catalogue "
+                          "(default: the catalogue in <model version>/assets.extra/catalogue)")
     src.add_argument("--ratings", type=fileio.to_path, default=None,
-                     help="user,movie,rating[,timestamp] CSV used instead of the folder's ratings "
-                          "(the 'seen' movies excluded from recommendations)")
+                     help="with --data: user,movie,rating[,timestamp] CSV used instead of the folder's "
+                          "ratings (the 'seen' movies excluded from recommendations)")
     src.add_argument("--skip-bad-rows", action="store_true",
-                     help="skip malformed records instead of failing")
+                     help="with --data: skip malformed records instead of failing")
     src.add_argument("--artifacts", type=fileio.to_path, default=None,
                      help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
     src.add_argument("--model-base-path", type=fileio.to_path, default=None,
@@ -121,7 +132,7 @@ def _log(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The job itself, for callers that parsed the flags already (the movielens-tfx CLI)."""
-    from components.movielens_files import MovieLensFormatError, load_movielens, summary
+    from components.movielens_files import MovieLensFormatError
     from index.embed import ModelNotFoundError, resolve_model_dir, saved_model_embeddings
 
     started = time.perf_counter()
@@ -138,18 +149,17 @@ def run(args: argparse.Namespace) -> int:
                   f"pass --overwrite to rebuild it")
             return EXIT_OK
         _log(f"model {model_dir}")
-        data = load_movielens(args.data, ratings_csv=args.ratings,
-                              skip_bad_rows=args.skip_bad_rows)
-        _log(summary(data))
-        if not data.users or not data.movies:
-            raise ValueError(f"{args.data}: no users or no movies to index")
-        user_ids, movie_ids = sorted(data.users), sorted(data.movies)
+        source = load_source(model_dir, args.data, args.ratings, args.skip_bad_rows)
+        _log(source.describe)
+        if not source.users or not source.movies:
+            raise ValueError(f"{source.where}: no users or no movies to index")
+        user_ids, movie_ids = sorted(source.users), sorted(source.movies)
         embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, args.batch_size,
                                             progress=not args.no_progress,
                                             similar_space=args.similar_space)
         _log(describe_stages(embeddings, args.similar_space))
         seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
-                                 data.ratings.user_id, data.ratings.movie_id)
+                                 source.seen_users, source.seen_movies)
         extra = None
         if args.posters is not None:
             from index.posters import parse_weights, poster_writer
@@ -165,17 +175,18 @@ def run(args: argparse.Namespace) -> int:
                                seed=args.seed)
         result = build_index_version(
             index_dir, str(model_version), embeddings,
-            metadata.user_records(user_ids, data.users),
-            metadata.movie_records(movie_ids, data.movies), seen, config,
+            metadata.user_records(user_ids, source.users),
+            metadata.movie_records(movie_ids, source.movies), seen, config,
             Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
-            provenance={"model_path": str(model_dir), "data_source": data.source,
+            provenance={"model_path": str(model_dir), "data_source": source.data_source,
+                        "catalogue": source.catalogue,
                         "two_stage": _two_stage_settings(model_dir),
                         "ratings_source": str(args.ratings) if args.ratings else None,
                         "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
             extra=extra, overwrite=args.overwrite, keep_rejected=args.keep_rejected,
             latency_queries=args.latency_queries, log=_log)
     except (ModelNotFoundError, MovieLensFormatError, VersionExistsError, FileNotFoundError,
-            ValueError) as error:
+            ValueError) as error:  # CatalogueNotFoundError is a FileNotFoundError
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -188,6 +199,44 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_GATE_FAILED
     return EXIT_OK
+
+
+@dataclass
+class Source:
+    """Where the index's users, movies and seen map come from: the model's catalogue or --data."""
+
+    users: Mapping[int, User]
+    movies: Mapping[int, Movie]
+    seen_users: np.ndarray
+    seen_movies: np.ndarray
+    where: str           # the folder read, for messages
+    data_source: str     # the raw MovieLens folder the data came from
+    catalogue: str | None  # the catalogue folder, None with --data
+    describe: str
+
+
+def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | str | None, skip_bad_rows: bool) -> Source:
+    """The model version's catalogue, or (override) the MovieLens folder ``data``."""
+    from components.catalogue import CatalogueNotFoundError, has_catalogue, model_catalogue_dir, read_catalogue
+    from components.movielens_files import load_movielens, summary
+
+    if data is not None:
+        loaded = load_movielens(data, ratings_csv=ratings, skip_bad_rows=skip_bad_rows)
+        return Source(loaded.users, loaded.movies, loaded.ratings.user_id, loaded.ratings.movie_id,
+                      str(data), loaded.source, None, f"--data override: {summary(loaded)}")
+    if ratings is not None or skip_bad_rows:
+        raise ValueError("--ratings and --skip-bad-rows apply to --data; without --data the users, "
+                         "movies and seen map come from the model's catalogue")
+    folder = model_catalogue_dir(model_dir)
+    if not has_catalogue(folder):
+        raise CatalogueNotFoundError(
+            f"model {model_dir} carries no catalogue ({folder} is missing; models pushed before "
+            f"catalogues existed have none): pass --data with the MovieLens folder it was trained on")
+    catalogue = read_catalogue(folder)
+    return Source(catalogue.users, catalogue.movies, catalogue.seen_user_ids, catalogue.seen_movie_ids,
+                  folder, catalogue.source, folder,
+                  f"catalogue {folder}: {len(catalogue.users):,} users, {len(catalogue.movies):,} movies, "
+                  f"{len(catalogue.seen_user_ids):,} rated pairs (data from {catalogue.source})")
 
 
 def _two_stage_settings(model_dir: Path | str) -> dict | None:

@@ -373,6 +373,9 @@ class Similarity:
             "default_candidates": self.default_candidates,
             "default_rerank_weight": self.default_rerank_weight,
             "counts": m.get("counts"),
+            # the model version's catalogue the users/movies/seen map came from (None: --data)
+            "catalogue": m.get("catalogue"),
+            "data_source": m.get("data_source"),
             "recall_at_10": m.get("recall_at_10"),
             "latency_ms": m.get("latency_ms"),
             "posters": self.has_posters,

@@ -19,6 +19,7 @@ from components.example_gen import MovieLensExampleGen
 from settings.hparams import HParams
 from components.pusher import MovieLensPusher
 from components.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
+from components.trainer_component import MovieLensTrainer
 from pipeline import configs
 from settings.paths import PIPELINE_NAME
 
@@ -73,21 +74,22 @@ def create_components(config: configs.PipelineConfig) -> list:
                                                  transform=["train", "eval", "test"]),
     )
     transform.add_upstream_node(gate)
-    trainer = tfx.components.Trainer(
+    trainer = MovieLensTrainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        # The serving lookup tables come from ExampleGen's parse, in lineage, not a raw path.
+        catalogue=example_gen.outputs["catalogue"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={
             # Every effective hyperparameter, not just the overrides: the cache key then changes
             # when a default in components/model.py does.
-            "hparams": HParams.from_dict(config.hparams).to_dict(), "data_dir": config.data_dir,
-            "ratings_csv": config.ratings_csv or "", "skip_bad_rows": config.skip_bad_rows,
+            "hparams": HParams.from_dict(config.hparams).to_dict(),
             "checkpoint_dir": str(config.paths.checkpoint_dir),
         },
-    )
+    ).with_id("Trainer")
     model_resolver = None if not config.baseline else tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

@@ -56,7 +56,7 @@ KFP_DEPENDENCIES = {
     "ExampleValidator": {"StatisticsGen", SCHEMA_GEN},
     GATE: {"ExampleValidator"},
     "Transform": {GATE, EXAMPLE_GEN, SCHEMA_GEN},
-    "Trainer": {"Transform", SCHEMA_GEN},
+    "Trainer": {"Transform", SCHEMA_GEN, EXAMPLE_GEN},  # EXAMPLE_GEN: its catalogue
     "Evaluator": {EXAMPLE_GEN, "Trainer"},
     PUSHER: {"Evaluator", "Trainer"},
 }
@@ -130,6 +130,7 @@ def test_kfp_spec_has_the_pipeline_components_and_their_dependencies(compiled):
     assert source("Transform", "examples") == (EXAMPLE_GEN, "examples")
     assert source("Trainer", "examples") == ("Transform", "transformed_examples")
     assert source("Trainer", "transform_graph") == ("Transform", "transform_graph")
+    assert source("Trainer", "catalogue") == (EXAMPLE_GEN, "catalogue")
     assert source("Evaluator", "model") == ("Trainer", "model")
     assert source(PUSHER, "model_blessing") == ("Evaluator", "blessing")
     assert source(PUSHER, "model") == ("Trainer", "model")
@@ -180,7 +181,7 @@ def test_parameters_pipeline_root_data_serving_dir_and_beam_args(compiled, targe
     job, spec = compiled[target]["job"], compiled[target]["spec"]
     assert job["runtimeConfig"]["gcsOutputDirectory"] == PIPELINE_ROOT
     assert _param(spec, EXAMPLE_GEN, "input_base") == DATA
-    assert json.loads(_param(spec, "Trainer", "custom_config"))["data_dir"] == DATA
+    assert "data_dir" not in json.loads(_param(spec, "Trainer", "custom_config"))
     assert json.loads(_param(spec, PUSHER, "push_destination"))["filesystem"]["base_directory"] == f"{SERVING_DIR}/movielens"
     # The schema as a path inside the image, not on the compiling machine.
     assert _param(spec, SCHEMA_GEN, "schema_file") == str(runner.IMAGE_SCHEMA_PATH)
@@ -481,10 +482,9 @@ def test_export_index_job(rendered):
     container = pod["containers"][0]
     assert container["image"] == "movielens-tfx:0.1.0"
     assert container["command"] + container["args"] == [
-        "movielens-tfx", "export-index", "--model-base-path", "/models/movielens", "--index-dir", "/index",
-        "--data", "/data/ml-1m"]
-    assert _claims(pod) == {"/models": ("movielens-models", True), "/data": ("movielens-data", True),
-                            "/index": ("movielens-index", False)}
+        "movielens-tfx", "export-index", "--model-base-path", "/models/movielens", "--index-dir", "/index"]
+    # No data PVC: the index reads the catalogue the pushed model version carries.
+    assert _claims(pod) == {"/models": ("movielens-models", True), "/index": ("movielens-index", False)}
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
 

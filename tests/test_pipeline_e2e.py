@@ -175,7 +175,8 @@ def test_explain_prints_rating_and_five_similar_users_and_movies(runs):
 
     root, *_, versions = runs
     out = io.StringIO()
-    rating = explain(root / "artifacts" / "serving" / "movielens" / versions[0], str(root / "data"), 1, 1, out=out)
+    # No data folder: the users and movies come from the catalogue the pushed model carries.
+    rating = explain(root / "artifacts" / "serving" / "movielens" / versions[0], None, 1, 1, out=out)
     text = out.getvalue()
     assert 1.0 <= rating <= 5.0 and f"predicted rating {rating:.2f}" in text
     users = text.split("Users most similar")[1].split("Movies most similar")[0]
@@ -238,3 +239,70 @@ def test_regress_signature_is_served_through_tf_serving_regress_api(runs):
         assert 1.0 <= response.result.regressions[0].value <= 5.0
     finally:
         server.stop(grace=1)
+
+
+def test_pushed_model_carries_the_catalogue_of_the_data_it_was_trained_on(runs):
+    """assets.extra/catalogue: the users/movies tables, the rated pairs of every split and the
+    training-rating counts of exactly what landed in ExampleGen's Split-train."""
+    from components.catalogue import model_catalogue_dir, read_catalogue, read_split_pairs
+    from components.movielens_files import load_movielens
+
+    root, first, *_, versions = runs
+    pushed = read_catalogue(model_catalogue_dir(root / "artifacts" / "serving" / "movielens" / versions[0]))
+    data = load_movielens(root / "data")
+    assert pushed.users == data.users and pushed.movies == data.movies
+    assert pushed.source == data.source
+    examples = first.uri("MovieLensExampleGen", "examples")
+    train_users, train_movies = read_split_pairs(examples, "train")
+    assert sum(pushed.user_train_ratings.values()) == len(train_users) == pushed.split_examples["train"]
+    for user in (1, 2, 3):
+        assert pushed.user_train_ratings[user] == int(np.sum(train_users == user))
+    counts = np.bincount(train_movies)
+    assert pushed.most_rated_movie() == int(np.argmax(counts))
+    assert sum(pushed.split_examples.values()) == len(data.ratings)
+    assert set(zip(pushed.seen_user_ids.tolist(), pushed.seen_movie_ids.tolist())) == set(
+        zip(data.ratings.user_id.tolist(), data.ratings.movie_id.tolist()))
+    # the very artifact ExampleGen wrote, in lineage
+    artifact = read_catalogue(first.uri("MovieLensExampleGen", "catalogue"))
+    assert artifact.users == pushed.users and artifact.movie_train_ratings == pushed.movie_train_ratings
+
+
+def test_trainer_reads_the_catalogue_through_ml_metadata_lineage(runs):
+    import ml_metadata as mlmd
+    from ml_metadata.proto import metadata_store_pb2
+
+    root, first, *_ = runs
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(ArtifactPaths(root / "artifacts").metadata_path)
+    store = mlmd.MetadataStore(config)
+    catalogue_uri = first.uri("MovieLensExampleGen", "catalogue")
+    [artifact] = [a for a in store.get_artifacts_by_uri(catalogue_uri)]
+    assert store.get_artifact_types_by_id([artifact.type_id])[0].name == "movielens.Catalogue"
+    events = store.get_events_by_artifact_ids([artifact.id])
+    inputs = [e for e in events if e.type == metadata_store_pb2.Event.INPUT]
+    trainer_contexts = {c.name.split(".", 1)[-1] for e in inputs for c in store.get_contexts_by_execution(e.execution_id)}
+    assert "Trainer" in trainer_contexts
+    assert any(e.path.steps[0].key == "catalogue" for e in inputs)
+
+
+def test_export_index_without_data_indexes_the_pushed_models_catalogue(runs, tmp_path):
+    import json
+
+    from components.catalogue import model_catalogue_dir, read_catalogue
+    from index import layout
+    from index.export import main as export_main
+    from index.similarity import Similarity
+
+    root, *_, versions = runs
+    base = root / "artifacts" / "serving" / "movielens"
+    index_dir = tmp_path / "index"
+    assert export_main(["--model-base-path", str(base), "--index-dir", str(index_dir), "--no-progress"]) == 0
+    catalogue = read_catalogue(model_catalogue_dir(base / versions[0]))
+    manifest = json.loads((index_dir / versions[0] / layout.MANIFEST).read_text())
+    assert manifest["catalogue"] == model_catalogue_dir(base / versions[0])
+    assert manifest["counts"] == {"users": len(catalogue.users), "movies": len(catalogue.movies),
+                                  "seen_pairs": len(catalogue.seen_user_ids)}
+    sim = Similarity.load(index_dir / versions[0])
+    movie = catalogue.most_rated_movie()
+    assert sim.movie(movie)["title"] == catalogue.movies[movie].title
+    assert len(sim.similar_movies(movie, 5)) == 5
