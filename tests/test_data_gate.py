@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
