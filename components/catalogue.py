@@ -135,29 +135,52 @@ def _read_table(path: str) -> pa.Table:
         return pq.read_table(pa.BufferReader(handle.read()))
 
 
+_ARROW_TYPES = {"int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}
+TRAIN_RATINGS = "train_ratings"
+
+
+def _arrow_type(feature: f.RawFeature) -> pa.DataType:
+    kind = _ARROW_TYPES[feature.dtype]
+    return pa.list_(kind) if feature.is_list else kind
+
+
+def _entity_table(records: Mapping[int, User] | Mapping[int, Movie], names: tuple[str, ...],
+                  train_ratings: Mapping[int, int]) -> pa.Table:
+    """One row per id, one column per raw feature of the tower (from the feature table: each
+    value is the record's attribute of the feature's name), plus the train-split count."""
+    ids = sorted(records)
+    columns = {}
+    for name in names:
+        feature = f.raw_feature(name)
+        values = [getattr(records[i], name) for i in ids]
+        columns[name] = pa.array([list(v) for v in values] if feature.is_list else values, _arrow_type(feature))
+    columns[TRAIN_RATINGS] = pa.array([train_ratings.get(i, 0) for i in ids], pa.int64())
+    return pa.table(columns)
+
+
+def _entities(table: pa.Table, record_type: type, names: tuple[str, ...], id_name: str
+              ) -> tuple[dict, dict[int, int]]:
+    """Inverse of _entity_table: {id: record} and {id: train-split count}."""
+    columns = table.to_pydict()
+    records = {}
+    for row in range(table.num_rows):
+        values = {name: columns[name][row] for name in names}
+        for name in names:
+            if f.raw_feature(name).is_list:
+                values[name] = tuple(values[name] or ())
+        records[values[id_name]] = record_type(**values)
+    return records, dict(zip(columns[id_name], columns[TRAIN_RATINGS]))
+
+
 def write_catalogue(uri: str, catalogue: Catalogue) -> str:
     """Writes ``catalogue`` into the folder ``uri`` (created if needed); returns ``uri``."""
     tf.io.gfile.makedirs(uri)
     users, movies = catalogue.users, catalogue.movies
-    user_ids, movie_ids = sorted(users), sorted(movies)
-    _write_table(os.path.join(uri, USERS_FILE), pa.table({
-        "user_id": pa.array(user_ids, pa.int64()),
-        "gender": pa.array([users[u].gender for u in user_ids], pa.string()),
-        "age": pa.array([users[u].age for u in user_ids], pa.int32()),
-        "occupation": pa.array([users[u].occupation for u in user_ids], pa.int32()),
-        "zip": pa.array([users[u].zip for u in user_ids], pa.string()),
-        "train_ratings": pa.array([catalogue.user_train_ratings.get(u, 0) for u in user_ids], pa.int64()),
-    }))
-    _write_table(os.path.join(uri, MOVIES_FILE), pa.table({
-        "movie_id": pa.array(movie_ids, pa.int64()),
-        "title": pa.array([movies[m].title for m in movie_ids], pa.string()),
-        "year": pa.array([movies[m].year for m in movie_ids], pa.int32()),
-        "genres": pa.array([list(movies[m].genres) for m in movie_ids], pa.list_(pa.string())),
-        "train_ratings": pa.array([catalogue.movie_train_ratings.get(m, 0) for m in movie_ids], pa.int64()),
-    }))
+    _write_table(os.path.join(uri, USERS_FILE), _entity_table(users, f.USER_FEATURES, catalogue.user_train_ratings))
+    _write_table(os.path.join(uri, MOVIES_FILE), _entity_table(movies, f.MOVIE_FEATURES, catalogue.movie_train_ratings))
     _write_table(os.path.join(uri, SEEN_FILE), pa.table({
-        "user_id": pa.array(np.asarray(catalogue.seen_user_ids, np.int64)),
-        "movie_id": pa.array(np.asarray(catalogue.seen_movie_ids, np.int64)),
+        f.USER_ID: pa.array(np.asarray(catalogue.seen_user_ids, np.int64)),
+        f.MOVIE_ID: pa.array(np.asarray(catalogue.seen_movie_ids, np.int64)),
     }))
     info = {"format_version": FORMAT_VERSION, "source": catalogue.source,
             "split_examples": catalogue.split_examples,
@@ -181,19 +204,14 @@ def read_catalogue(uri: str) -> Catalogue:
     if info.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{info_path}: catalogue format {info.get('format_version')!r}, "
                          f"this code reads {FORMAT_VERSION}")
-    u = _read_table(os.path.join(uri, USERS_FILE)).to_pydict()
-    m = _read_table(os.path.join(uri, MOVIES_FILE)).to_pydict()
+    users, user_train_ratings = _entities(_read_table(os.path.join(uri, USERS_FILE)), User, f.USER_FEATURES, f.USER_ID)
+    movies, movie_train_ratings = _entities(_read_table(os.path.join(uri, MOVIES_FILE)), Movie, f.MOVIE_FEATURES, f.MOVIE_ID)
     seen = _read_table(os.path.join(uri, SEEN_FILE))
-    users = {uid: User(uid, gender, age, occ, zip_code)
-             for uid, gender, age, occ, zip_code in zip(u["user_id"], u["gender"], u["age"], u["occupation"], u["zip"])}
-    movies = {mid: Movie(mid, title, year, tuple(genres or ()))
-              for mid, title, year, genres in zip(m["movie_id"], m["title"], m["year"], m["genres"])}
     return Catalogue(
         users=users, movies=movies,
-        user_train_ratings=dict(zip(u["user_id"], u["train_ratings"])),
-        movie_train_ratings=dict(zip(m["movie_id"], m["train_ratings"])),
-        seen_user_ids=seen.column("user_id").to_numpy().astype(np.int64),
-        seen_movie_ids=seen.column("movie_id").to_numpy().astype(np.int64),
+        user_train_ratings=user_train_ratings, movie_train_ratings=movie_train_ratings,
+        seen_user_ids=seen.column(f.USER_ID).to_numpy().astype(np.int64),
+        seen_movie_ids=seen.column(f.MOVIE_ID).to_numpy().astype(np.int64),
         split_examples={k: int(v) for k, v in info.get("split_examples", {}).items()},
         source=info.get("source", ""))
 

@@ -241,8 +241,8 @@ def test_cloud_storage_paths_for_data_serving_and_work_dir(tmp_path, capsys, tar
     spec = job["pipelineSpec"]
     assert _param(spec, EXAMPLE_GEN, "input_base") == f"{bucket}/data/ml-1m"
     trainer = json.loads(_param(spec, "Trainer", "custom_config"))
-    assert trainer["data_dir"] == f"{bucket}/data/ml-1m"
-    assert trainer["ratings_csv"] == f"{bucket}/data/ratings.csv"
+    assert "data_dir" not in trainer and "ratings_csv" not in trainer  # it reads the catalogue artifact
+    assert f"{bucket}/data/ratings.csv" in _param(spec, EXAMPLE_GEN, "custom_config")
     assert trainer["checkpoint_dir"] == f"{bucket}/work/checkpoints"
     destination = json.loads(_param(spec, PUSHER, "push_destination"))["filesystem"]["base_directory"]
     assert destination == f"{bucket}/serving/movielens"
