@@ -53,7 +53,7 @@ def start_server(model_base_path: Path, model_name: str, log_path: Path) -> tupl
     from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the server quiets TF itself (settings.logs)
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "serving.model_server", f"--port={port}",
                                     "--rest_api_port=0", f"--model_name={model_name}",
