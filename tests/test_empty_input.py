@@ -84,16 +84,3 @@ def test_run_with_an_empty_ratings_csv_exits_2_naming_it(tmp_path):
     proc = _run(data, tmp_path / "artifacts", "--ratings", str(empty))
     _assert_stopped_at_example_gen(proc, f"{empty}: no ratings after parsing (0 valid of 0 lines)",
                                    tmp_path / "artifacts")
-
-
-@pytest.mark.e2e
-# One file through the whole command is enough here: that each of users/movies/ratings is
-# named when empty is the loader's unit tests' job (test_an_empty_file_names_itself).
-@pytest.mark.parametrize("name, what", [("movies.dat", "movies")])
-def test_run_with_no_users_or_no_movies_exits_2_naming_the_file(tmp_path, name, what):
-    data = tmp_path / "data"
-    synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)
-    (data / name).write_text("")
-    proc = _run(data, tmp_path / "artifacts")
-    _assert_stopped_at_example_gen(proc, f"{data / name}: no {what} after parsing (0 valid of 0 lines)",
-                                   tmp_path / "artifacts")
