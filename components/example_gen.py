@@ -15,13 +15,11 @@ parsed columns into tf.Examples, which is the slow part and parallelises.
 """
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import tensorflow as tf
-from google.protobuf import any_pb2, json_format, struct_pb2
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
 from tfx.components.example_gen.component import FileBasedExampleGen
@@ -33,6 +31,7 @@ from tfx.types.component_spec import ChannelParameter
 
 from components import features
 from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_pairs, write_catalogue
+from components.example_gen_options import make_custom_config, read_custom_config
 from components.input_fingerprint import ContentFingerprintDriver
 from components.movielens_files import MovieLensData, load_movielens, summary
 from settings.errors import UserError
@@ -88,30 +87,6 @@ class _RowsToExamples(beam.DoFn):
         for record in self._data.records(start, stop):
             self._count.inc()
             yield record_to_example(record)
-
-
-def make_custom_config(*, ratings_csv: str | None = None, skip_bad_rows: bool = False,
-                       quarantine_path: str | None = None) -> example_gen_pb2.CustomConfig:
-    """Options of the MovieLens executor, packed the way FileBasedExampleGen carries them."""
-    struct = struct_pb2.Struct()
-    struct.update({"ratings_csv": ratings_csv or "", "skip_bad_rows": bool(skip_bad_rows),
-                   "quarantine_path": quarantine_path or ""})
-    packed = any_pb2.Any()
-    packed.Pack(struct)
-    return example_gen_pb2.CustomConfig(custom_config=packed)
-
-
-def read_custom_config(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of make_custom_config, from the executor's exec_properties."""
-    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    if not raw:
-        return {}
-    config = example_gen_pb2.CustomConfig()
-    json_format.Parse(raw, config) if isinstance(raw, str) else config.CopyFrom(raw)
-    struct = struct_pb2.Struct()
-    if config.HasField("custom_config"):
-        config.custom_config.Unpack(struct)
-    return json.loads(json_format.MessageToJson(struct))
 
 
 def load_input(exec_properties: Mapping[str, Any]) -> MovieLensData:

@@ -19,35 +19,26 @@ input changes the cache key; an unchanged input (even if touched or copied) keep
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from typing import Any, Iterable, Mapping
+from typing import Iterable, Mapping
 
-from google.protobuf import json_format, struct_pb2
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import utils as example_gen_utils
-from tfx.dsl.io import fileio
+from tfx.dsl.io import fileio  # TFX's own glob, as its fingerprint uses: same files matched
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components import fileio as project_fileio
+from components.example_gen_options import read_custom_config
+
 # custom_config entries naming input files read by the executor (outside input_base).
 INPUT_FILE_KEYS = ("ratings_csv",)
-_CHUNK = 1 << 20
 
 
 def file_sha256(path: str) -> tuple[int, str]:
     """(size in bytes, sha256 hex digest) of one file's content."""
-    digest, size = hashlib.sha256(), 0
-    with fileio.open(path, "rb") as handle:
-        while True:
-            block = handle.read(_CHUNK)
-            if not block:
-                break
-            size += len(block)
-            digest.update(block)
-    return size, digest.hexdigest()
+    return project_fileio.size(path), project_fileio.sha256(path)
 
 
 def _files(pattern: str) -> list[str]:
@@ -76,23 +67,6 @@ def extra_file_fingerprint(key: str, path: str) -> str:
     return f"{key}:{path},bytes:{size},sha256:{digest}"
 
 
-def custom_config_values(exec_properties: Mapping[str, Any]) -> dict[str, Any]:
-    """The Struct packed into the ExampleGen's custom_config, as a dict ({} when unset)."""
-    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-    if not raw:
-        return {}
-    config = example_gen_pb2.CustomConfig()
-    if isinstance(raw, str):
-        json_format.Parse(raw, config)
-    else:
-        config.CopyFrom(raw)
-    if not config.HasField("custom_config") or not config.custom_config.Is(struct_pb2.Struct.DESCRIPTOR):
-        return {}
-    struct = struct_pb2.Struct()
-    config.custom_config.Unpack(struct)
-    return json.loads(json_format.MessageToJson(struct))
-
-
 def content_fingerprint(input_base: str, splits: Iterable[example_gen_pb2.Input.Split],
                         extra_files: Mapping[str, str]) -> str:
     """The fingerprint of every input: the split patterns' files and the extra files."""
@@ -110,7 +84,7 @@ class ContentFingerprintDriver(example_gen_driver.FileBasedDriver):
         exec_properties = super().resolve_exec_properties(exec_properties, pipeline_info, component_info)
         input_config = example_gen_pb2.Input()  # patterns with span/version filled in above
         proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
-        options = custom_config_values(exec_properties)
+        options = read_custom_config(exec_properties)
         extra = {key: str(options.get(key) or "") for key in INPUT_FILE_KEYS}
         exec_properties[example_gen_utils.FINGERPRINT_PROPERTY_NAME] = content_fingerprint(
             exec_properties[standard_component_specs.INPUT_BASE_KEY], input_config.splits, extra)

@@ -20,7 +20,6 @@ trust it. So the loader
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -749,11 +748,7 @@ def extract_zip(zip_path: Path, cache_dir: Path | None = None) -> Path:
     sha256, not its name, size or mtime) makes a replaced zip get re-extracted.
     """
     zip_path = Path(zip_path).resolve()
-    digest = hashlib.sha256()
-    with zip_path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    stamp = f"{zip_path.name} sha256:{digest.hexdigest()}\n"
+    stamp = f"{zip_path.name} sha256:{fileio.sha256(zip_path)}\n"
     bases = [Path(cache_dir)] if cache_dir is not None else [zip_path.parent, _default_cache_dir()]
     last_error: OSError | None = None
     for base in bases:

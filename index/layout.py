@@ -23,7 +23,6 @@ for local folders and ``str`` URIs otherwise (``child``); a URI is never made a 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import uuid
@@ -95,17 +94,9 @@ class IndexNotFoundError(FileNotFoundError):
     """No published index (no LATEST, or it names a missing folder)."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     """sha256 and size of every file of a version folder except the manifest itself."""
-    return {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    return {p.name: {"sha256": fileio.sha256(p), "bytes": p.stat().st_size}
             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
@@ -115,7 +106,7 @@ def verify_checksums(folder: Path, manifest: Mapping[str, Any]) -> None:
         path = folder / name
         if not path.is_file():
             raise ValueError(f"{folder}: {name} is listed in {MANIFEST} but missing")
-        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+        if path.stat().st_size != entry["bytes"] or fileio.sha256(path) != entry["sha256"]:
             raise ValueError(f"{folder}: {name} does not match its sha256 in {MANIFEST} "
                              f"(corrupt or modified after publishing)")
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from components import fileio
 from index import ann, layout
 from settings.logs import quiet_libraries
 from settings.paths import is_uri
@@ -205,7 +206,7 @@ def add_posters(index_dir: Path, version: str | None, posters_dir: Path, model: 
     manifest.update(added)
     for name in (layout.POSTERS_INDEX, layout.POSTER_IDS, layout.POSTER_VECTORS):
         path = folder / name
-        manifest["files"][name] = {"sha256": layout.sha256_file(path), "bytes": path.stat().st_size}
+        manifest["files"][name] = {"sha256": fileio.sha256(path), "bytes": path.stat().st_size}
     layout.write_json_atomic(folder / layout.MANIFEST, manifest)
     if layout.read_latest(Path(index_dir)) == folder.name:
         layout.write_latest(Path(index_dir), folder.name)  # new inode: services reload

@@ -11,6 +11,7 @@ from tfx.proto import example_gen_pb2
 
 from components import input_fingerprint as fp
 from components.example_gen import make_custom_config
+from components.example_gen_options import read_custom_config
 from components.movielens_files import extract_zip
 from google.protobuf import json_format
 
@@ -48,8 +49,8 @@ def test_fingerprint_follows_content_of_folder_files_and_the_ratings_csv(tmp_pat
 def test_driver_reads_the_ratings_path_from_custom_config():
     config = make_custom_config(ratings_csv="/x/r.csv", skip_bad_rows=True)
     as_json = json_format.MessageToJson(config)
-    assert fp.custom_config_values({"custom_config": as_json})["ratings_csv"] == "/x/r.csv"
-    assert fp.custom_config_values({}) == {}
+    assert read_custom_config({"custom_config": as_json})["ratings_csv"] == "/x/r.csv"
+    assert read_custom_config({}) == {}
 
 
 def _zip(path: Path, text: str) -> None:
