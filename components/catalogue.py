@@ -7,8 +7,8 @@ index be built from other data than its model; so ExampleGen, the one step that 
 raw files, writes them once as this artifact, in ML-Metadata lineage, and the Trainer copies
 it into the SavedModel (``assets.extra/catalogue/``), where everything downstream reads it.
 
-Layout of a catalogue folder (Parquet, read and written through ``tf.io.gfile`` so that
-``gs://`` and ``ram://`` work; never pickle):
+Layout of a catalogue folder (Parquet, read and written through ``components.fileio`` so
+that ``gs://`` and ``ram://`` work; never pickle):
 
   users.parquet   user_id, gender, age, occupation, zip, train_ratings
   movies.parquet  movie_id, title, year, genres (list of names), train_ratings
@@ -33,6 +33,7 @@ import tensorflow as tf
 from tfx.types.artifact import Artifact
 
 from components import features as f
+from components import fileio
 from components.movielens_files import Movie, User
 
 USERS_FILE = "users.parquet"
@@ -107,7 +108,7 @@ def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],
 def read_split_pairs(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(user ids, movie ids) of every tf.Example in ``<examples_uri>/Split-<split>/`` (gzipped
     TFRecords, as ExampleGen writes them): what actually landed in that split."""
-    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = fileio.glob(fileio.join(examples_uri, f"Split-{split}", "*"))
     spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64)}
     users, movies = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     if files:
@@ -121,18 +122,16 @@ def read_split_pairs(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndar
 
 # --- files --------------------------------------------------------------------------------
 def _write_table(path: str, table: pa.Table) -> None:
-    """Parquet into memory, then one gfile write: pyarrow cannot open ram:// or gs:// itself."""
+    """Parquet into memory, then one fileio write: pyarrow cannot open ram:// or gs:// itself."""
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink)
-    with tf.io.gfile.GFile(path, "wb") as handle:
-        handle.write(sink.getvalue().to_pybytes())
+    fileio.write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def _read_table(path: str) -> pa.Table:
-    if not tf.io.gfile.exists(path):
+    if not fileio.exists(path):
         raise CatalogueNotFoundError(f"catalogue file missing: {path}")
-    with tf.io.gfile.GFile(path, "rb") as handle:
-        return pq.read_table(pa.BufferReader(handle.read()))
+    return pq.read_table(pa.BufferReader(fileio.read_bytes(path)))
 
 
 _ARROW_TYPES = {"int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}
@@ -174,7 +173,7 @@ def _entities(table: pa.Table, record_type: type, names: tuple[str, ...], id_nam
 
 def write_catalogue(uri: str, catalogue: Catalogue) -> str:
     """Writes ``catalogue`` into the folder ``uri`` (created if needed); returns ``uri``."""
-    tf.io.gfile.makedirs(uri)
+    fileio.makedirs(uri)
     users, movies = catalogue.users, catalogue.movies
     _write_table(os.path.join(uri, USERS_FILE), _entity_table(users, f.USER_FEATURES, catalogue.user_train_ratings))
     _write_table(os.path.join(uri, MOVIES_FILE), _entity_table(movies, f.MOVIE_FEATURES, catalogue.movie_train_ratings))
@@ -185,22 +184,20 @@ def write_catalogue(uri: str, catalogue: Catalogue) -> str:
     info = {"format_version": FORMAT_VERSION, "source": catalogue.source,
             "split_examples": catalogue.split_examples,
             "counts": {"users": len(users), "movies": len(movies), "seen_pairs": int(len(catalogue.seen_user_ids))}}
-    with tf.io.gfile.GFile(os.path.join(uri, INFO_FILE), "w") as handle:
-        handle.write(json.dumps(info, indent=1, sort_keys=True))
+    fileio.write_text(os.path.join(uri, INFO_FILE), json.dumps(info, indent=1, sort_keys=True))
     return uri
 
 
 def has_catalogue(uri: str) -> bool:
-    return tf.io.gfile.exists(os.path.join(uri, INFO_FILE))
+    return fileio.exists(os.path.join(uri, INFO_FILE))
 
 
 def read_catalogue(uri: str) -> Catalogue:
     """The catalogue in the folder ``uri`` (CatalogueNotFoundError when there is none)."""
     info_path = os.path.join(uri, INFO_FILE)
-    if not tf.io.gfile.exists(info_path):
+    if not fileio.exists(info_path):
         raise CatalogueNotFoundError(f"no catalogue in {uri} (expected {INFO_FILE} and the Parquet tables)")
-    with tf.io.gfile.GFile(info_path, "r") as handle:
-        info = json.loads(handle.read())
+    info = json.loads(fileio.read_text(info_path))
     if info.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{info_path}: catalogue format {info.get('format_version')!r}, "
                          f"this code reads {FORMAT_VERSION}")
@@ -220,9 +217,8 @@ def copy_catalogue(src_uri: str, dst_uri: str) -> str:
     """Copies a catalogue folder byte for byte (the Trainer: artifact -> SavedModel assets)."""
     if not has_catalogue(src_uri):
         raise CatalogueNotFoundError(f"no catalogue in {src_uri}")
-    tf.io.gfile.makedirs(dst_uri)
     for name in FILES:
-        tf.io.gfile.copy(os.path.join(src_uri, name), os.path.join(dst_uri, name), overwrite=True)
+        fileio.copy_file(os.path.join(src_uri, name), os.path.join(dst_uri, name))
     return dst_uri
 
 

@@ -165,10 +165,11 @@ def run_fn(fn_args) -> None:
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
         json.dump(history, handle, indent=1)
 
-    catalogue = read_catalogue(_catalogue_uri(config))
+    catalogue_uri = _catalogue_uri(config)
+    catalogue = read_catalogue(catalogue_uri)
     export(ServingModule(model, tf_transform_output, catalogue.users, catalogue.movies), fn_args.serving_model_dir,
            user_ids=sorted(catalogue.users)[:100], movie_ids=sorted(catalogue.movies)[:100])
     # The index job, explain and the demo read the users/movies of *this* model from here.
-    copy_catalogue(_catalogue_uri(config), model_catalogue_dir(fn_args.serving_model_dir))
+    copy_catalogue(catalogue_uri, model_catalogue_dir(fn_args.serving_model_dir))
     if two_stage is not None:  # the similarity service's default re-ranking weight for this model
         write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})

@@ -144,11 +144,8 @@ def read_json(path: Path | str) -> Any:
 
 def read_latest(index_dir: Path | str) -> str | None:
     """The version name LATEST points at, or None when nothing was published yet."""
-    path = child(index_dir, LATEST)
-    if fileio.is_uri(path) and not fileio.exists(path):
-        return None
-    try:
-        name = fileio.read_text(path).strip()
+    try:  # fileio raises FileNotFoundError for a missing URI too
+        name = fileio.read_text(child(index_dir, LATEST)).strip()
     except FileNotFoundError:
         return None
     return name or None

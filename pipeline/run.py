@@ -176,41 +176,35 @@ class _Signalled(KeyboardInterrupt):
         self.signame = signal.Signals(signum).name
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
 @contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """While the pipeline runs, SIGTERM raises KeyboardInterrupt just as SIGINT does (a
-    signal the process was told to ignore stays ignored); the old handlers come back after."""
-    def raise_interrupt(signum, frame):
-        raise _Signalled(signum)
-
+def _on_stop_signals(handler) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM while the block runs, the old handlers after. A signal
+    the process was told to ignore stays ignored; off the main thread nothing changes (Python
+    runs signal handlers in the main thread only)."""
     old = {}
-    if _in_main_thread():  # Python runs signal handlers in the main thread only
+    if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(signum) is not signal.SIG_IGN:
-                old[signum] = signal.signal(signum, raise_interrupt)
+                old[signum] = signal.signal(signum, handler)
     try:
         yield
     finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
 
 
-@contextmanager
-def _signals_held() -> Iterator[None]:
+def _raise_interrupt(signum, frame) -> None:
+    raise _Signalled(signum)
+
+
+def _signals_interrupt():
+    """While the pipeline runs, SIGTERM raises KeyboardInterrupt just as SIGINT does."""
+    return _on_stop_signals(_raise_interrupt)
+
+
+def _signals_held():
     """A second Ctrl-C must not cut the clean-up after the first one short."""
-    old = {}
-    if _in_main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            old[signum] = signal.signal(signum, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
+    return _on_stop_signals(signal.SIG_IGN)
 
 
 def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> RunResult:
