@@ -1,12 +1,27 @@
-"""Whole-pipeline wall clock, per component, and training examples/s on synthetic data.
+"""Whole-pipeline wall clock per component, on the real ML-1M files and at growing sizes.
 
-    python -m benchmarks.pipeline_bench --size ml-1m      # 1,000,209 generated ratings
+    python -m benchmarks.pipeline_bench --data ../shared/data/ml-1m \\
+        --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv        # the real ML-1M files
+    python -m benchmarks.pipeline_bench --growth 100k,ml-1m,5m           # generated, cost growth
+    python -m benchmarks.pipeline_bench --size demo                      # one generated size
 
-Runs the local pipeline (LocalDagRunner, DirectRunner) from scratch with caching off in a
-temporary artifacts folder and writes:
-  benchmarks/results/data_pipeline.json  ExampleGen -> Transform, seconds per component
-  benchmarks/results/pipeline.json       every component, the total, training examples/s
-and prints a table of both.
+Each pipeline runs from scratch (LocalDagRunner, DirectRunner, caching off) in a temporary
+artifacts folder, with the defaults `movielens-tfx run` uses.
+
+* On real files (`--data`), the same run also times TFX's stock CsvExampleGen on the same
+  ratings CSV (the peer, `benchmarks.peer_example_gen`), so the project's ExampleGen is shown
+  as a ratio to it, measured minutes apart on the same host. Writes
+  benchmarks/results/pipeline_<dataset>.json.
+* `--growth` runs the given generated sizes one after the other in one process (this host's
+  speed drifts, so the sizes are compared within one run) with a fixed epoch budget, so the
+  Trainer's cost per rating is compared at equal epochs. Writes
+  benchmarks/results/pipeline_growth.json with each component's marginal growth: the seconds
+  per extra million ratings between the two larger sizes over the same between the two
+  smaller ones (1.0: linear beyond the fixed overheads; the target is at most 1.1).
+* `--size` writes benchmarks/results/pipeline_synthetic-<size>.json.
+
+Every timing is wall clock on the machine in the JSON; compare timings as ratios measured in
+one run (the README's tables say so).
 """
 from __future__ import annotations
 
@@ -29,65 +44,188 @@ from settings.paths import DEFAULT_SEED, ArtifactPaths
 DATA_HALF = ("ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen", "ExampleValidator",
              "DataAnomaliesGate", "Transform")
 RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+# The growth runs' epoch budget: every size trains exactly this many epochs (no early stop).
+GROWTH_HPARAMS = ("epochs=3", "patience=3")
 
 
 def _machine() -> dict:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="ml-1m", choices=("tiny", "small", "demo", "ml-1m"))
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--stop-after", default="pusher")
-    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    args = parser.parse_args(argv)
+def _repo_relative(path: str | None) -> str | None:
+    """A data path as the README may name it: relative to the repository root."""
+    if path is None:
+        return None
+    return os.path.relpath(os.path.abspath(path), REPO)
 
-    with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
-        paths = ArtifactPaths(tmp)
-        start = time.perf_counter()
-        data_dir = resolve_data("synthetic", paths, size=args.size, seed=args.seed)
-        generate_seconds = time.perf_counter() - start
-        config = configs.PipelineConfig(data_dir=str(data_dir), paths=paths, enable_cache=False,
-                                        stop_after=args.stop_after, hparams=HParams.parse(args.hparam))
-        start = time.perf_counter()
-        result = run_pipeline(config)
-        total = time.perf_counter() - start
-        history = {}
-        try:
-            with open(os.path.join(result.uri("Trainer", "model_run"), "history.json")) as handle:
-                history = json.load(handle)
-        except KeyError:
-            pass
+
+def _history(result) -> dict:
+    try:
+        with open(os.path.join(result.uri("Trainer", "model_run"), "history.json")) as handle:
+            return json.load(handle)
+    except (KeyError, FileNotFoundError):
+        return {}
+
+
+def _test_metrics(result) -> dict:
+    from components.report import slice_metrics
+
+    try:
+        overall = dict(slice_metrics(result.uri("Evaluator", "evaluation")))["overall"]
+    except (KeyError, FileNotFoundError):
+        return {}
+    blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
+    return {"test_rmse": round(overall["root_mean_squared_error"], 4),
+            "test_mae": round(overall["mean_absolute_error"], 4), "blessed": blessed}
+
+
+def run_once(data_dir: str, *, ratings_csv: str | None, hparams: dict, stop_after: str, tmp: str) -> dict:
+    """One pipeline run from scratch: seconds per component, total, training and test figures."""
+    paths = ArtifactPaths(tmp)
+    config = configs.PipelineConfig(data_dir=str(data_dir), ratings_csv=ratings_csv, paths=paths,
+                                    enable_cache=False, stop_after=stop_after, hparams=hparams)
+    start = time.perf_counter()
+    result = run_pipeline(config)
+    total = time.perf_counter() - start
     components = {name: round(seconds, 2) for name, seconds, _ in result.components}
+    history = _history(result)
+    rates = history.get("examples_per_second") or []
+    return {
+        "beam_args": list(config.beam_args),
+        "seconds_per_component": components,
+        "seconds_data_half": round(sum(v for k, v in components.items() if k in DATA_HALF), 2),
+        "seconds_total": round(total, 2),
+        "train_examples": history.get("train_examples"),
+        "epochs_run": len(history.get("loss", [])),
+        "train_examples_per_second_median": round(statistics.median_high(rates)) if rates else None,
+        "train_examples_per_second_per_epoch": [round(r) for r in rates],
+        # examples/s times the training steps; these are whole epochs, validation included
+        "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],
+        "best_eval_rmse": round(min(history["val_rmse"]), 4) if history.get("val_rmse") else None,
+        **_test_metrics(result),
+        "hparams": history.get("hparams"),
+    }
+
+
+def _print_table(title: str, run: dict) -> None:
+    print(f"\n{title}\n| component | seconds |\n|---|---|")
+    for name, seconds in run["seconds_per_component"].items():
+        print(f"| {name} | {seconds:.1f} |")
+    print(f"| **total** | {run['seconds_total']:.1f} |")
+    if run.get("train_examples_per_second_median"):
+        print(f"training examples/s (median epoch): {run['train_examples_per_second_median']}")
+
+
+def bench_real(args, hparams: dict) -> dict:
+    from benchmarks.peer_example_gen import run_csv_example_gen
+
+    name = args.dataset or Path(args.data).name
+    with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
+        run = run_once(args.data, ratings_csv=args.ratings, hparams=hparams, stop_after=args.stop_after, tmp=tmp)
+    _print_table(f"{name}, project pipeline", run)
+    peer = None
+    if args.ratings and not args.no_peer:
+        with tempfile.TemporaryDirectory(prefix="movielens-peer-") as tmp:
+            seconds = run_csv_example_gen(args.ratings, tmp, run["beam_args"])
+        ours = run["seconds_per_component"].get("MovieLensExampleGen")
+        peer = {"component": "tfx.components.CsvExampleGen (stock), the ratings CSV alone",
+                "seconds": round(seconds, 2), "project_example_gen_seconds": ours,
+                "project_over_peer": round(ours / seconds, 3) if ours else None}
+        print(f"\npeer: stock CsvExampleGen {seconds:.1f} s on the ratings CSV; project ExampleGen {ours:.1f} s "
+              f"(ratings joined with users and movies): ratio {peer['project_over_peer']}")
+    return {"dataset": name, "data": _repo_relative(args.data), "ratings_csv": _repo_relative(args.ratings),
+            "machine": _machine(), **run, "peer": peer}
+
+
+def _growth(runs: list[dict]) -> dict:
+    """Each component's marginal growth between the sizes (see the module docstring)."""
+    out = {}
+    if len(runs) < 3:
+        return out
+    a, b, c = runs[0], runs[1], runs[2]
+    names = [*a["seconds_per_component"], "data half", "total"]
+
+    def seconds(run, name):
+        if name == "data half":
+            return run["seconds_data_half"]
+        if name == "total":
+            return run["seconds_total"]
+        return run["seconds_per_component"].get(name, 0.0)
+
+    for name in names:
+        low = (seconds(b, name) - seconds(a, name)) / ((b["ratings"] - a["ratings"]) / 1e6)
+        high = (seconds(c, name) - seconds(b, name)) / ((c["ratings"] - b["ratings"]) / 1e6)
+        out[name] = {"seconds_per_million_low": round(low, 2), "seconds_per_million_high": round(high, 2),
+                     "marginal_growth": round(high / low, 2) if low > 0.5 else None,
+                     "raw_ratio_per_1x": round((seconds(c, name) / max(seconds(b, name), 1e-9))
+                                               / (c["ratings"] / b["ratings"]), 2)}
+    return out
+
+
+def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int) -> list[dict]:
     from components.synthetic_data import SIZES
 
-    n_users, n_movies, n_ratings = SIZES[args.size]
-    common = {"dataset": f"synthetic-{args.size}", "ratings": n_ratings, "users": n_users, "movies": n_movies,
-              "beam_args": list(config.beam_args), "machine": _machine()}
-    data_half = {**common, "seconds_per_component": {k: v for k, v in components.items() if k in DATA_HALF},
-                 "seconds_total": round(sum(v for k, v in components.items() if k in DATA_HALF), 2),
-                 "generate_seconds": round(generate_seconds, 2)}
-    rates = history.get("examples_per_second") or []
-    whole = {**common, "seconds_per_component": components, "seconds_total": round(total, 2),
-             "train_examples": history.get("train_examples"), "epochs_run": len(history.get("loss", [])),
-             "train_examples_per_second_median": round(statistics.median_high(rates)) if rates else None,
-             "train_examples_per_second_per_epoch": [round(r) for r in rates],
-             # examples/s times the training steps; these are whole epochs, validation included
-             "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],
-             "best_eval_rmse": min(history["val_rmse"]) if history.get("val_rmse") else None,
-             "hparams": history.get("hparams")}
+    runs = []
+    for size in sizes:
+        n_users, n_movies, n_ratings = SIZES[size]
+        with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
+            start = time.perf_counter()
+            data_dir = resolve_data("synthetic", ArtifactPaths(tmp), size=size, seed=seed)
+            generate = time.perf_counter() - start
+            run = run_once(data_dir, ratings_csv=None, hparams=hparams, stop_after=stop_after, tmp=tmp)
+        run = {"dataset": f"synthetic-{size}", "ratings": n_ratings, "users": n_users, "movies": n_movies,
+               "generate_seconds": round(generate, 2), **run}
+        _print_table(f"synthetic-{size} ({n_ratings:,} ratings)", run)
+        runs.append(run)
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from components.synthetic_data import SIZES
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data", help="a folder of real MovieLens files (e.g. ../shared/data/ml-1m)")
+    what.add_argument("--growth", metavar="SIZE,SIZE,SIZE",
+                      help=f"generated sizes, smallest first (of {', '.join(SIZES)}), e.g. 100k,ml-1m,5m")
+    what.add_argument("--size", choices=sorted(SIZES), help="one generated size")
+    parser.add_argument("--ratings", help="with --data: a user,movie,rating[,timestamp] CSV in place of the "
+                                          "folder's ratings file; the peer CsvExampleGen runs on it")
+    parser.add_argument("--dataset", help="with --data: the dataset's name in the results (default: the folder's)")
+    parser.add_argument("--no-peer", action="store_true", help="with --data: skip the stock CsvExampleGen")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="generator seed")
+    parser.add_argument("--stop-after", default="pusher", choices=configs.STAGES)
+    parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"Trainer hyperparameter (with --growth, default {' '.join(GROWTH_HPARAMS)})")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "data_pipeline.json").write_text(json.dumps(data_half, indent=1) + "\n")
-    if args.stop_after == "pusher":
-        (args.out_dir / "pipeline.json").write_text(json.dumps(whole, indent=1) + "\n")
-    print("| component | seconds |\n|---|---|")
-    for name, seconds in components.items():
-        print(f"| {name} | {seconds:.1f} |")
-    print(f"| **total** | {total:.1f} |")
-    if rates:
-        print(f"\ntraining examples/s (median epoch): {whole['train_examples_per_second_median']}")
+
+    if args.data:
+        result = bench_real(args, HParams.parse(args.hparam))
+        path = args.out_dir / f"pipeline_{result['dataset']}.json"
+    elif args.growth:
+        sizes = [s.strip() for s in args.growth.split(",") if s.strip()]
+        unknown = [s for s in sizes if s not in SIZES]
+        if unknown or len(sizes) != 3:
+            parser.error(f"--growth wants three sizes of {sorted(SIZES)}, smallest first; got {args.growth!r}")
+        pairs = [*GROWTH_HPARAMS, *args.hparam]
+        runs = bench_synthetic(sizes, HParams.parse(pairs), args.stop_after, args.seed)
+        result = {"dataset": "synthetic", "sizes": sizes, "hparams_given": pairs, "machine": _machine(),
+                  "runs": runs, "growth": _growth(runs)}
+        path = args.out_dir / "pipeline_growth.json"
+        print("\n| component | s per 1M ratings (small) | s per 1M ratings (large) | marginal growth |")
+        for name, g in result["growth"].items():
+            print(f"| {name} | {g['seconds_per_million_low']} | {g['seconds_per_million_high']} | {g['marginal_growth']} |")
+    else:
+        runs = bench_synthetic([args.size], HParams.parse(args.hparam), args.stop_after, args.seed)
+        result = {**runs[0], "machine": _machine()}
+        path = args.out_dir / f"pipeline_synthetic-{args.size}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\nwrote {_repo_relative(str(path))}")
     return 0
 
 

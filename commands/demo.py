@@ -15,17 +15,30 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-
+import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from commands import run as run_command
 from pipeline.run import run_pipeline
+from settings.logs import library_output_to, terminal
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """The tour; what the libraries print (TF's C++ log, Beam's warnings) goes to
+    <artifacts>/logs/demo-*.log rather than between the demo's lines (all of it with --verbose)."""
+    config = run_command.config_from_args(args)
+    log_file = Path(config.paths.logs_dir) / time.strftime("demo-%Y%m%d-%H%M%S.log")
+    with nullcontext() if args.verbose else library_output_to(log_file):
+        code = _tour(args, config)
+    if not args.verbose:
+        print(f"Library output (TensorFlow, Beam, TFX): {log_file}", file=sys.stderr)
+    return code
+
+
+def _tour(args: argparse.Namespace, config) -> int:
     from commands.compare import compare, format_rows
 
-    config = run_command.config_from_args(args)
     result = run_pipeline(config, verbose=args.verbose)
     run_command.print_summary(result)
     if args.stop_after not in ("evaluator", "pusher"):
@@ -42,7 +55,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if versions:
         _index_step(config, latest)
         _serving_step(config, latest, result.uri("MovieLensExampleGen", "examples"))
-    print(f"\nDemo done. Everything is under {config.paths.root}", file=sys.stderr)
+    print(f"\nDemo done. Everything is under {config.paths.root}", file=terminal())
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from components.synthetic_data import SIZES
 from pipeline import configs
 from pipeline.run import DATA_CHOICES, RunResult, resolve_data, run_pipeline
 from settings import paths as settings_paths
@@ -24,7 +25,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of `movielens-tfx run` (shared with `demo`)."""
     parser.add_argument("--data", default="synthetic", help=f"dataset: {DATA_CHOICES}. Default: synthetic (offline)")
     parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's ratings file")
-    parser.add_argument("--size", default=settings_paths.DEFAULT_SYNTHETIC_SIZE, choices=("tiny", "small", "demo", "ml-1m"),
+    parser.add_argument("--size", default=settings_paths.DEFAULT_SYNTHETIC_SIZE, choices=tuple(SIZES),
                         help="size of generated data with --data synthetic (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=settings_paths.DEFAULT_SEED, help="seed of generated data (default: %(default)s)")
     parser.add_argument("--artifacts", default=settings_paths.DEFAULT_ARTIFACTS,

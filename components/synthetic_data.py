@@ -13,7 +13,7 @@ tuned so that predicting the global mean gives RMSE ~1.1 while the noise-free sc
 
 Output is deterministic: the same arguments and seed give byte-identical files.
 
-CLI: ``python -m components.synthetic_data --out DIR --size tiny|small|demo|ml-1m``.
+CLI: ``python -m components.synthetic_data --out DIR --size tiny|small|demo|ml-1m|100k|5m``.
 """
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "small": (1_000, 600, 60_000),
     "demo": (2_000, 1_000, 150_000),
     "ml-1m": (6_040, 3_883, 1_000_209),
+    # cost growth (benchmarks.pipeline_bench --growth): ML-1M's 165 ratings per user and its
+    # catalogue, at 1/10 and 5x the ratings
+    "100k": (604, 3_883, 100_000),
+    "5m": (30_200, 3_883, 5_000_000),
 }
 
 ENCODING = "latin-1"

@@ -41,6 +41,7 @@ from components import fileio
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
+from settings.logs import terminal
 
 if TYPE_CHECKING:
     from components.movielens_files import Movie, User
@@ -127,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _log(message: str) -> None:
-    print(f"[export-index] {message}", file=sys.stderr, flush=True)
+    print(f"[export-index] {message}", file=terminal(), flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -187,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             latency_queries=args.latency_queries, log=_log)
     except (ModelNotFoundError, MovieLensFormatError, VersionExistsError, FileNotFoundError,
             ValueError) as error:  # CatalogueNotFoundError is a FileNotFoundError
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=terminal())
         return EXIT_BAD_INPUT
 
     print(describe(result, index_dir))
@@ -196,7 +197,7 @@ def run(args: argparse.Namespace) -> int:
     if not result.passed:
         print(f"error: index version {result.version} failed its gate; LATEST still points at "
               f"{layout.read_latest(index_dir) or 'nothing'}: " + "; ".join(result.reasons),
-              file=sys.stderr)
+              file=terminal())
         return EXIT_GATE_FAILED
     return EXIT_OK
 

@@ -18,6 +18,7 @@ from index import layout
 from index.embed import RATING_SPACE
 from index.metadata import movie_label, user_label
 from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
+from settings.logs import terminal
 
 
 def _movie_line(movie: Mapping[str, Any]) -> str:
@@ -91,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     if not 1 <= args.k <= 1000:
-        print("error: -k must be between 1 and 1000", file=sys.stderr)
+        print("error: -k must be between 1 and 1000", file=terminal())
         return 2
     index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
     try:
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         else:
             print_user(similarity, args.user, args.k, not args.include_seen, out)
     except (UnknownIdError, layout.IndexNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error}", file=terminal())
         return 2
     print(f"\n(index version {similarity.version}, model version {similarity.model_version}, "
           f"{similarity.manifest.get('index_type')} index)", file=out)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from pipeline import configs, recovery
 from settings import paths as settings_paths
+from settings.logs import library_output_to, terminal
 from settings.errors import UserError
 
 DATA_CHOICES = "synthetic | ml-1m | ml-100k | PATH (a folder or .zip of MovieLens files)"
@@ -35,7 +35,7 @@ def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
         folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
         if not (folder / "ratings.dat").exists():
             print(f"[data] generating synthetic MovieLens data ({size}, seed {seed}) in {folder}",
-                  file=sys.stderr)
+                  file=terminal())
             tmp = folder.with_name(folder.name + ".tmp")
             synthetic_data.generate(tmp, **synthetic_data.size_kwargs(size), seed=seed)
             tmp.rename(folder)
@@ -74,7 +74,7 @@ class _ProgressHandler(logging.Handler):
         msg = record.msg if isinstance(record.msg, str) else ""
         if msg.startswith("Component %s is running."):
             self.current, self.started, self.cached = record.args[0], time.time(), False
-            print(f"[{self.done + 1}/{self.total}] {self.current} ...", file=sys.stderr, flush=True)
+            print(f"[{self.done + 1}/{self.total}] {self.current} ...", file=terminal(), flush=True)
         elif msg.startswith("A cached execution %d is used."):
             self.cached = True
         elif msg.startswith("Component %s is finished."):
@@ -82,8 +82,15 @@ class _ProgressHandler(logging.Handler):
             seconds = time.time() - self.started
             self.finished.append((record.args[0], seconds, self.cached))
             note = "cached" if self.cached else f"{seconds:.1f} s"
-            print(f"[{self.done}/{self.total}] {record.args[0]} done ({note})", file=sys.stderr, flush=True)
+            print(f"[{self.done}/{self.total}] {record.args[0]} done ({note})", file=terminal(), flush=True)
             self.current = None
+
+
+class _TerminalHandler(logging.Handler):
+    """Log records to the terminal (settings.logs.terminal), also while stderr is redirected."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=terminal(), flush=True)
 
 
 def _configure_logging(log_file: Path, total: int, verbose: bool) -> list[logging.Handler]:
@@ -94,7 +101,7 @@ def _configure_logging(log_file: Path, total: int, verbose: bool) -> list[loggin
     log_file.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(log_file)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    console = logging.StreamHandler(sys.stderr)
+    console = _TerminalHandler()
     console.setLevel(logging.INFO if verbose else logging.CRITICAL)
     handlers = [file_handler, _ProgressHandler(total), console]
     # TFX logs through absl; keep its INFO records off the root logger (which Beam may have
@@ -212,7 +219,17 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
 
     SIGINT or SIGTERM stops it with PipelineInterrupted after the unfinished execution is
     marked CANCELED in ML-Metadata and its partial output folders are removed; what a
-    SIGKILLed run left behind is reconciled the same way when the next run starts."""
+    SIGKILLed run left behind is reconciled the same way when the next run starts.
+
+    What the libraries print (TF's C++ log from the import on, Beam's and TFX's warnings) goes
+    to the run's log file with everything else; the terminal shows progress lines only,
+    unless ``verbose``."""
+    log_file = Path(config.paths.logs_dir) / time.strftime("run-%Y%m%d-%H%M%S.log")
+    with nullcontext() if verbose else library_output_to(log_file):
+        return _run(config, log_file, verbose)
+
+
+def _run(config: configs.PipelineConfig, log_file: Path, verbose: bool) -> RunResult:
     from tfx import v1 as tfx
 
     from pipeline.pipeline import create_pipeline, local_metadata_config
@@ -225,12 +242,11 @@ def run_pipeline(config: configs.PipelineConfig, *, verbose: bool = False) -> Ru
                                            "left unfinished by an earlier run that was killed")
         for item in leftovers:
             print(f"[run] execution {item.execution_id} ({item.node}) was left unfinished by an earlier "
-                  f"run: marked CANCELED, {len(item.removed)} partial folder(s) removed", file=sys.stderr)
-        log_file = Path(config.paths.logs_dir) / time.strftime("run-%Y%m%d-%H%M%S.log")
+                  f"run: marked CANCELED, {len(item.removed)} partial folder(s) removed", file=terminal())
         handlers = _configure_logging(log_file, len(pipeline.components), verbose)
         progress = handlers[1]
         print(f"[run] pipeline root {config.paths.pipeline_root}\n[run] data {config.data_dir}\n"
-              f"[run] full log {log_file}", file=sys.stderr)
+              f"[run] full log {log_file}", file=terminal())
         try:
             with _signals_interrupt():
                 tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -265,4 +281,4 @@ def _report_quarantine(config: configs.PipelineConfig) -> None:
     path = Path(config.quarantine_path)
     if config.skip_bad_rows and path.exists():
         rows = max(sum(1 for _ in path.open(encoding="utf-8")) - 1, 0)
-        print(f"[data] {rows} bad row(s) skipped and written to {path}", file=sys.stderr)
+        print(f"[data] {rows} bad row(s) skipped and written to {path}", file=terminal())

@@ -27,7 +27,8 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_sizes():
     assert SIZES == {"tiny": (200, 120, 6000), "small": (1000, 600, 60_000),
-                     "demo": (2000, 1000, 150_000), "ml-1m": (6040, 3883, 1_000_209)}
+                     "demo": (2000, 1000, 150_000), "ml-1m": (6040, 3883, 1_000_209),
+                     "100k": (604, 3883, 100_000), "5m": (30_200, 3883, 5_000_000)}
     assert size_kwargs("small") == {"n_users": 1000, "n_movies": 600, "n_ratings": 60_000}
     with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
         size_kwargs("huge")
