@@ -108,6 +108,12 @@ _OWN_GENRE_P = 0.9            # share of genres from the cluster's characteristi
 _TITLE_WORDS_P = (0.12, 0.33, 0.27, 0.15, 0.08, 0.05)   # 1..6 words
 _N_GENRES_P = (0.5, 0.35, 0.15)                          # 1..3 genres
 _OWN_CLUSTER_PICK_P = 0.35    # users pick movies of their own cluster more often
+# --- activity and popularity, shaped like ML-1M (whose movies' rating counts have a
+# coefficient of variation of 1.42, 18 % of them under 20 ratings, and whose users each rated
+# at least 20 movies, CV 1.16): lognormal spreads of user activity and movie popularity.
+_USER_ACTIVITY_SD = 1.1
+_MOVIE_POPULARITY_SD = 1.4
+_MIN_USER_RATINGS = 20        # ML-1M's rule (fewer when n_ratings / n_users is smaller)
 
 # --- rating model (tuned: global-mean RMSE ~1.1, oracle RMSE ~0.85, mostly 3s and 4s) -------
 _MEAN_RATING = 3.62
@@ -138,11 +144,11 @@ def _normalised(weights: Sequence[float]) -> np.ndarray:
 def _sample_pairs(rng: np.random.Generator, n_users: int, n_movies: int, n_ratings: int,
                   user_cluster: np.ndarray, movie_cluster: np.ndarray, n_clusters: int,
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (user, movie) pairs: every user at least once, skewed user activity and movie
-    popularity, and a preference for movies of the user's own cluster (selection bias, as in
-    real data)."""
-    activity = rng.lognormal(0.0, 0.9, n_users)
-    popularity = rng.lognormal(0.0, 1.0, n_movies)
+    """Distinct (user, movie) pairs: every user about _MIN_USER_RATINGS times (at least once),
+    skewed user activity and movie popularity, and a preference for movies of the user's own
+    cluster (selection bias, as in real data)."""
+    activity = rng.lognormal(0.0, _USER_ACTIVITY_SD, n_users)
+    popularity = rng.lognormal(0.0, _MOVIE_POPULARITY_SD, n_movies)
     user_p = activity / activity.sum()
     movie_p = popularity / popularity.sum()
     by_cluster = [np.flatnonzero(movie_cluster == c) for c in range(n_clusters)]
@@ -157,8 +163,11 @@ def _sample_pairs(rng: np.random.Generator, n_users: int, n_movies: int, n_ratin
             movies[idx] = rng.choice(by_cluster[c], size=len(idx), p=cluster_p[c])
         return movies
 
-    first_users = np.arange(n_users)  # guarantees every user at least one rating
-    keys = first_users * n_movies + draw_movies(first_users)
+    # every user's first draws (duplicates dropped below): at least one rating each
+    first_users = np.repeat(np.arange(n_users), max(1, min(_MIN_USER_RATINGS, n_ratings // n_users)))
+    candidates = first_users * n_movies + draw_movies(first_users)
+    _, first = np.unique(candidates, return_index=True)
+    keys = candidates[np.sort(first)]
     for _ in range(40):
         need = n_ratings - len(keys)
         if need <= 0:

@@ -186,4 +186,4 @@ def test_cli(tmp_path, capsys):
         main(["--help"])
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
-    assert "--size {demo,ml-1m,small,tiny}" in help_text and "ml-1m=6040u/3883m/1000209r" in help_text
+    assert "--size {100k,5m,demo,ml-1m,small,tiny}" in help_text and "ml-1m=6040u/3883m/1000209r" in help_text
