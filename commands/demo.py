@@ -6,14 +6,17 @@
    (`export-index`, no --data) and prints similar movies and a user's two-stage
    recommendations (FAISS candidates by retrieval score,
    re-ranked by predicted rating; both scores shown),
-4. starts the model server (`movielens-tfx serve`), sends a few gRPC rating requests for
-   held-out test ratings and prints the answers next to the actual ratings, then stops it,
+4. sends a few gRPC rating requests for held-out test ratings to the model server
+   (`movielens-tfx serve`, started right after the push so that it loads the model while
+   steps 2 and 3 run) and prints the answers next to the actual ratings, then stops it,
 5. says where the model, its evaluation report and every artifact are.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -43,18 +46,25 @@ def _tour(args: argparse.Namespace, config) -> int:
     run_command.print_summary(result)
     if args.stop_after not in ("evaluator", "pusher"):
         return 0
-    blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
-    print(f"\nModel blessed: {'yes' if blessed else 'no'} (RMSE threshold {config.rmse_threshold})")
-    print("Test split RMSE, this model next to baselines fitted on train+eval:")
-    print(format_rows(compare(result.uri("MovieLensExampleGen", "examples"), result.uri("Evaluator", "evaluation"))))
     base = Path(config.model_base_path)
     versions = sorted((v for v in os.listdir(base) if v.isdigit()), key=int) if base.exists() else []
-    if versions:
-        latest = base / versions[-1]
-        print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
-    if versions:
-        _index_step(config, latest)
-        _serving_step(config, latest, result.uri("MovieLensExampleGen", "examples"))
+    # The model server loads the pushed model (TF import, 11 signatures) while the baselines
+    # are fitted and the index is built: its start-up is off the demo's critical path.
+    server = _Server(config) if versions else None
+    try:
+        blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
+        print(f"\nModel blessed: {'yes' if blessed else 'no'} (RMSE threshold {config.rmse_threshold})")
+        print("Test split RMSE, this model next to baselines fitted on train+eval:")
+        print(format_rows(compare(result.uri("MovieLensExampleGen", "examples"),
+                                  result.uri("Evaluator", "evaluation"))))
+        if versions:
+            latest = base / versions[-1]
+            print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
+            _index_step(config, latest)
+            _serving_step(server, latest, result.uri("MovieLensExampleGen", "examples"))
+    finally:
+        if server is not None:
+            server.stop()
     print(f"\nDemo done. Everything is under {config.paths.root}", file=terminal())
     return 0
 
@@ -96,50 +106,56 @@ def _test_ratings(examples_uri: str, n: int) -> tuple[list[int], list[int], list
     return users, movies, ratings
 
 
-def _serving_step(config, model_dir, examples_uri: str) -> None:
-    """`movielens-tfx serve` in a child process, a few gRPC Predict calls on held-out test
-    ratings (titles from the model's catalogue), then SIGTERM."""
-    import signal
-    import subprocess
-    import time
+class _Server:
+    """`movielens-tfx serve` in a child process (its log in <artifacts>/logs/), stopped with SIGTERM."""
 
+    def __init__(self, config):
+        import portpicker
+
+        self.port = portpicker.pick_unused_port()
+        self.log_path = Path(config.paths.logs_dir) / "demo-model-server.log"
+        self.command = (f"movielens-tfx serve --port {self.port} --model_base_path {config.model_base_path}")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "commands.cli", "serve", f"--port={self.port}", "--rest_api_port=0",
+                 f"--model_base_path={config.model_base_path}", "--model_name=movielens"],
+                stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _serving_step(server: _Server, model_dir, examples_uri: str) -> None:
+    """A few gRPC Predict calls on held-out test ratings (titles from the model's catalogue)
+    to the model server started after the push."""
     import numpy as np
-    import portpicker
 
     from components.catalogue import model_catalogue_dir, read_catalogue
     from serving.client import RatingClient, ServingClientError
 
-    port = portpicker.pick_unused_port()
-    log_path = Path(config.paths.logs_dir) / "demo-model-server.log"
-    print(f"\n== movielens-tfx serve --port {port} --model_base_path {config.model_base_path} ==", flush=True)
-    with open(log_path, "ab") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "commands.cli", "serve", f"--port={port}", "--rest_api_port=0",
-             f"--model_base_path={config.model_base_path}", "--model_name=movielens"],
-            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        catalogue = read_catalogue(model_catalogue_dir(model_dir))
-        test_users, test_movies, actuals = _test_ratings(examples_uri, 5)
-        users, movies = np.array(test_users, np.int64), np.array(test_movies, np.int64)
-        deadline = time.monotonic() + 180
-        with RatingClient(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
-            while True:
-                try:
-                    ratings = client.rate(users, movies)
-                    break
-                except ServingClientError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        print(f"the model server did not come up; see {log_path}")
-                        return
-                    time.sleep(0.5)
-        print(f"gRPC PredictionService/Predict, model version {client.last_model_version}:")
-        print(f"  {'user':>6} {'movie':>6} {'predicted':>9} {'actual':>6}  title")
-        for user, movie, rating, actual in zip(users, movies, ratings, actuals):
-            print(f"  {user:>6} {movie:>6} {rating:>9.2f} {actual:>6.0f}  {catalogue.movies[int(movie)].title}")
-        print(f"(the same from a shell: movielens-tfx rate --target 127.0.0.1:{port} --user {users[0]} --movie {movies[0]})")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    port = server.port
+    print(f"\n== {server.command} ==", flush=True)
+    catalogue = read_catalogue(model_catalogue_dir(model_dir))
+    test_users, test_movies, actuals = _test_ratings(examples_uri, 5)
+    users, movies = np.array(test_users, np.int64), np.array(test_movies, np.int64)
+    deadline = time.monotonic() + 180
+    with RatingClient(f"127.0.0.1:{port}", timeout=10, retries=0) as client:
+        while True:
+            try:
+                ratings = client.rate(users, movies)
+                break
+            except ServingClientError:
+                if server.process.poll() is not None or time.monotonic() > deadline:
+                    print(f"the model server did not come up; see {server.log_path}")
+                    return
+                time.sleep(0.25)
+    print(f"gRPC PredictionService/Predict, model version {client.last_model_version}:")
+    print(f"  {'user':>6} {'movie':>6} {'predicted':>9} {'actual':>6}  title")
+    for user, movie, rating, actual in zip(users, movies, ratings, actuals):
+        print(f"  {user:>6} {movie:>6} {rating:>9.2f} {actual:>6.0f}  {catalogue.movies[int(movie)].title}")
+    print(f"(the same from a shell: movielens-tfx rate --target 127.0.0.1:{port} --user {users[0]} --movie {movies[0]})")

@@ -108,3 +108,8 @@ def test_sigterm_sigint_and_sigkill_during_transform_then_a_rerun_resumes_from_c
         assert f"{name} done (cached)" in text, text[-3000:]
     assert "Transform done (cached)" not in text and "Transform done (" in text
     assert set(_states(artifacts)) <= {"COMPLETE", "CACHED", "CANCELED"}
+    # Library output (TF's C++ log from the import on, Beam's warnings) went to the run's log.
+    for noise in ("oneDNN", "cuda", "absl::InitializeLog", "WARNING", "I0000", "W0000"):
+        assert noise not in text, text[-3000:]
+    run_log = sorted((artifacts / "logs").glob("run-*.log"))[-1].read_text()
+    assert "oneDNN" in run_log or "I0000" in run_log
