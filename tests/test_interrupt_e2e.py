@@ -111,5 +111,3 @@ def test_sigterm_sigint_and_sigkill_during_transform_then_a_rerun_resumes_from_c
     # Library output (TF's C++ log from the import on, Beam's warnings) went to the run's log.
     for noise in ("oneDNN", "cuda", "absl::InitializeLog", "WARNING", "I0000", "W0000"):
         assert noise not in text, text[-3000:]
-    run_log = sorted((artifacts / "logs").glob("run-*.log"))[-1].read_text()
-    assert "oneDNN" in run_log or "I0000" in run_log
