@@ -98,10 +98,28 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     return result
 
 
-def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
-              validation_fraction: float = 0.05, verbose: int = 2) -> TwoTowerResult:
-    """Analyses, transforms and fits on train_idx; predictions are left empty."""
-    start = time.perf_counter()
+@dataclass
+class PreparedFit:
+    """A random split's train part, analysed and transformed, cut into fit and validation rows."""
+
+    vocab: object
+    inputs: object            # callable: rating row indices -> model input columns
+    labels: np.ndarray        # every rating's label
+    fit_idx: np.ndarray
+    validation_idx: np.ndarray
+    history: RatingHistory    # built from the fitted rows only
+    global_mean: float
+    user_x: np.ndarray        # every rating's transformed user index
+    movie_x: np.ndarray
+    user_index: dict
+    movie_index: dict
+    user_table: dict
+    movie_table: dict
+
+
+def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
+            validation_fraction: float = 0.05) -> PreparedFit:
+    """Analyses and transforms train_idx and cuts a validation slice off it (seeded by hp.seed)."""
     with tempfile.TemporaryDirectory() as workdir:
         output = analyse(data, train_idx, workdir)
         vocab = vocab_from_transform(output)
@@ -123,14 +141,28 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     n_val = int(len(shuffled) * validation_fraction)
     val_idx, fit_idx = shuffled[:n_val], shuffled[n_val:]
     labels = data.ratings.rating
-    # the user tower's history: the fitted ratings only (never validation or test ones)
-    ratings = RatingHistory.from_ratings(user_table[f.USER_ID_XF][u[fit_idx]],
-                                         movie_table[f.MOVIE_ID_XF][m[fit_idx]], labels[fit_idx], vocab)
-    model = build_model(vocab, hp, global_mean=float(labels[fit_idx].mean()), history=ratings)
     user_x, movie_x = user_table[f.USER_ID_XF][u], movie_table[f.MOVIE_ID_XF][m]
-    retrieval = fit_retrieval(model, user_x[fit_idx], movie_x[fit_idx], user_x[val_idx], movie_x[val_idx],
+    # the user tower's history: the fitted ratings only (never validation or test ones)
+    ratings = RatingHistory.from_ratings(user_x[fit_idx], movie_x[fit_idx], labels[fit_idx], vocab)
+    return PreparedFit(vocab, inputs, labels, fit_idx, val_idx, ratings, float(labels[fit_idx].mean()),
+                       user_x, movie_x, user_index, movie_index, user_table, movie_table)
+
+
+def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
+              validation_fraction: float = 0.05, verbose: int = 2,
+              prepared: PreparedFit | None = None) -> TwoTowerResult:
+    """Analyses, transforms and fits on train_idx; predictions are left empty.
+
+    prepared: prepare()'s result for the same data, train_idx, seed and validation_fraction
+    (several variants fitted on one split analyse it once)."""
+    start = time.perf_counter()
+    p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
+    fit_idx, val_idx, labels = p.fit_idx, p.validation_idx, p.labels
+    model = build_model(p.vocab, hp, global_mean=p.global_mean, history=p.history)
+    retrieval = fit_retrieval(model, p.user_x[fit_idx], p.movie_x[fit_idx], p.user_x[val_idx], p.movie_x[val_idx],
                               labels[val_idx])
-    history = fit(model, hp, (inputs(fit_idx), labels[fit_idx]), (inputs(val_idx), labels[val_idx]), verbose=verbose)
+    history = fit(model, hp, (p.inputs(fit_idx), labels[fit_idx]), (p.inputs(val_idx), labels[val_idx]),
+                  verbose=verbose)
     history["retrieval"] = retrieval
-    return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, user_index,
-                          movie_index, user_table, movie_table, inputs, fit_idx, val_idx)
+    return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, p.user_index,
+                          p.movie_index, p.user_table, p.movie_table, p.inputs, fit_idx, val_idx)

@@ -141,29 +141,49 @@ def _catalogue_uri(config: dict[str, Any]) -> str:
     return uri
 
 
+def _write_history(model_run_dir: str, history: dict[str, Any]) -> None:
+    tf.io.gfile.makedirs(model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(model_run_dir, HISTORY_FILE), "w") as handle:
+        json.dump(history, handle, indent=1)
+
+
 def run_fn(fn_args) -> None:
-    """TFX Trainer entry point (GenericExecutor)."""
+    """TFX Trainer entry point (GenericExecutor).
+
+    history.json (in the model-run artifact) records the seconds of each phase under
+    "seconds": load, retrieval (closed-form fit), fit, rerank (choose_rerank_weight), export
+    (the SavedModel and its catalogue copy; added once the export is done)."""
     config = fn_args.custom_config or {}
     hp = HParams.from_dict(config.get("hparams"))
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[phase], clock = round(now - clock, 2), now
+
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocab = vocab_from_transform(tf_transform_output)
     train = load_transformed(fn_args.train_files, tf_transform_output)
     evaluation = load_transformed(fn_args.eval_files, tf_transform_output)
-
     ratings = RatingHistory.from_ratings(train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], train[1], vocab)
+    lap("load")
     model = build_model(vocab, hp, global_mean=float(train[1].mean()), history=ratings)
     retrieval = fit_retrieval(model, train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], evaluation[0][f.USER_ID_XF],
                               evaluation[0][f.MOVIE_ID_XF], evaluation[1])
+    lap("retrieval")
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
+    lap("fit")
     two_stage = choose_rerank_weight(model, train[0], evaluation[0], evaluation[1])
+    lap("rerank")
     history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
     history["retrieval"] = retrieval
     history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), "w") as handle:
-        json.dump(history, handle, indent=1)
+    history["seconds"] = seconds
+    _write_history(fn_args.model_run_dir, history)
 
     catalogue_uri = _catalogue_uri(config)
     catalogue = read_catalogue(catalogue_uri)
@@ -173,3 +193,5 @@ def run_fn(fn_args) -> None:
     copy_catalogue(catalogue_uri, model_catalogue_dir(fn_args.serving_model_dir))
     if two_stage is not None:  # the similarity service's default re-ranking weight for this model
         write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})
+    lap("export")
+    _write_history(fn_args.model_run_dir, history)  # now with the export's seconds

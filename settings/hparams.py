@@ -30,6 +30,9 @@ class HParams:
     id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
     learning_rate: float = 1e-2
     decay_rate: float = 0.9           # learning rate multiplier per epoch
+    # 16384 trains ~1.8x the examples/s of 4096 on ML-1M (benchmarks/results/train_speed.json: the
+    # rating history's per-batch sums amortise), but not yet at 4096's accuracy per epoch: with
+    # learning_rate 2e-2, decay 0.9 and ema 0.98 its val RMSE was still 0.868 after 10 epochs.
     batch_size: int = 4096
     epochs: int = 30
     patience: int = 3                 # early stopping on eval RMSE
