@@ -95,6 +95,12 @@ class ThroughputLogger(keras.callbacks.Callback):
         self.epoch_seconds.append(whole)
 
 
+def ema_momentum(hp: HParams, n_train: int) -> float:
+    """HParams.ema_momentum, lowered so that the average spans at most hp.ema_epochs epochs."""
+    steps = max(1, -(-n_train // hp.batch_size))
+    return min(hp.ema_momentum, max(0.0, 1.0 - 1.0 / (hp.ema_epochs * steps)))
+
+
 def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[dict, np.ndarray],
         *, log_dir: str | None = None, checkpoint_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
     """Trains in place; returns the history with per-epoch metrics and examples/s."""
@@ -102,6 +108,8 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[di
     # With EMA on, validation and early stopping see the averaged weights (SwapEMAWeights must
     # precede EarlyStopping so that the best weights it keeps are the averaged ones).
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.ema_momentum > 0 else []
+    if ema:  # set before fit traces the train step, which reads the momentum as a constant
+        model.optimizer.ema_momentum = ema_momentum(hp, len(train[1]))
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: hp.learning_rate * hp.decay_rate ** epoch),
         *ema,

@@ -30,9 +30,6 @@ class HParams:
     id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
     learning_rate: float = 1e-2
     decay_rate: float = 0.9           # learning rate multiplier per epoch
-    # 16384 trains ~1.8x the examples/s of 4096 on ML-1M (benchmarks/results/train_speed.json: the
-    # rating history's per-batch sums amortise), but not yet at 4096's accuracy per epoch: with
-    # learning_rate 2e-2, decay 0.9 and ema 0.98 its val RMSE was still 0.868 after 10 epochs.
     batch_size: int = 4096
     epochs: int = 30
     patience: int = 3                 # early stopping on eval RMSE
@@ -42,6 +39,10 @@ class HParams:
     bias_l2: float = 0.0              # per-example L2 on the user/movie biases
     title_dropout: float = 0.2        # dropout on the title encoding (the LSTM mean)
     ema_momentum: float = 0.995       # >0: validate/keep an exponential moving average of the weights
+    # ... averaged over at most this many epochs: the momentum is lowered to
+    # 1 - 1 / (ema_epochs * steps per epoch) when an epoch has fewer than ~200 steps (small data),
+    # where 0.995 would average over many epochs and validation would see stale weights.
+    ema_epochs: float = 1.3
     head_units: int = 0               # >0: MLP head on [u, m, u*m] adds a term to the dot product
     # User-tower input from the user's training ratings (SVD++-style: which movies, and how far
     # from the mean each was rated), history_dim-d sums / sqrt(count).
