@@ -16,7 +16,14 @@ from apache_beam.testing.util import assert_that, equal_to
 from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
 
 from components import features as F
-from components.example_gen import DEFAULT_SPLITS, EncodedRatings, _to_examples, output_config, record_to_example
+from components.example_gen import (
+    DEFAULT_SPLITS,
+    EncodedRatings,
+    _to_examples,
+    output_config,
+    record_to_example,
+    write_splits,
+)
 from components.movielens_files import load_movielens
 from tests.test_movielens_files import write_ml1m
 
@@ -86,3 +93,25 @@ def test_codes_are_shipped_in_the_smallest_dtype(codes):
     compact = _compact(codes)
     assert compact.tolist() == codes.tolist()
     assert compact.dtype.itemsize == (1 if codes.max() < 256 else 4)
+
+
+def read_split(folder) -> list[bytes]:
+    files = sorted(str(p) for p in folder.glob("*.gz"))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
+
+
+def test_write_splits_puts_every_real_ml100k_rating_where_tfx_split_its_proto(tmp_path, shared_data):
+    data = load_movielens(shared_data / "ml-100k")
+    split_config = output_config().split_config
+    buckets = list(itertools.accumulate(n for _, n in DEFAULT_SPLITS))
+    expected = {name: [] for name, _ in DEFAULT_SPLITS}
+    for record in data.records():
+        example = record_to_example(record)  # today's per-record proto, split as TFX splits it
+        expected[DEFAULT_SPLITS[_PartitionFn(example, 3, buckets, split_config)][0]].append(
+            example.SerializeToString(deterministic=True))
+    folders = [tmp_path / f"Split-{name}" for name, _ in DEFAULT_SPLITS]
+    with beam.Pipeline() as pipeline:
+        write_splits(pipeline, data, [str(f) for f in folders], split_config)
+    for (name, _), folder in zip(DEFAULT_SPLITS, folders):
+        assert sorted(read_split(folder)) == sorted(expected[name]), name
+    assert sum(len(v) for v in expected.values()) == 100_000
