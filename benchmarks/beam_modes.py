@@ -29,9 +29,11 @@ from settings.paths import ArtifactPaths
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = {
-    "in_memory": ["--direct_running_mode=in_memory", "--direct_num_workers=1"],
-    "multi_threading": ["--direct_running_mode=multi_threading", "--direct_num_workers=2"],
-    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "in_memory": ["--direct_running_mode=in_memory", "--direct_num_workers=1", configs.DIRECT_RUNNER_NO_STAGING],
+    "multi_threading": ["--direct_running_mode=multi_threading", "--direct_num_workers=2",
+                        configs.DIRECT_RUNNER_NO_STAGING],
+    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2",
+                         configs.DIRECT_RUNNER_NO_STAGING],
 }
 #: What pipeline/pipeline.py configures (TFX's defaults): recorded with the measurement.
 SETTINGS = {

@@ -115,3 +115,14 @@ def test_write_splits_puts_every_real_ml100k_rating_where_tfx_split_its_proto(tm
     for (name, _), folder in zip(DEFAULT_SPLITS, folders):
         assert sorted(read_split(folder)) == sorted(expected[name]), name
     assert sum(len(v) for v in expected.values()) == 100_000
+
+
+def test_default_beam_args_skip_tfx_building_its_own_sdist():
+    from tfx.utils import dependency_utils
+
+    from pipeline import configs
+
+    args = list(configs.DEFAULT_BEAM_ARGS)
+    assert dependency_utils.make_beam_dependency_flags(args) == args  # no --extra_package added
+    with beam.Pipeline(argv=args) as pipeline:  # and the DirectRunner runs with them
+        assert_that(pipeline | beam.Create([1, 2]) | beam.Map(lambda x: x * 10), equal_to([10, 20]))
