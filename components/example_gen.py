@@ -10,35 +10,45 @@ After the examples are written, the executor also writes the second output, `cat
 in Split-train, so that no later step re-reads the raw files outside ML-Metadata lineage.
 
 Parsing happens once, in the driver of the Beam job, so that a malformed file fails fast
-with `path:line: field ...` before any worker starts; workers only turn row ranges of the
-parsed columns into tf.Examples, which is the slow part and parallelises.
+with `path:line: field ...` before any worker starts. The driver then encodes the join
+compactly (EncodedRatings: each user's, movie's and rating value's serialized feature entries
+once, plus small per-rating codes) and workers assemble the serialized tf.Examples of row
+ranges with Arrow kernels: byte-identical to the per-record protos' deterministic
+serialization, so TFX's hash split is unchanged, at ~1/35 of their cost.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from tfx.components.example_gen import utils as example_gen_utils
-from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen import write_split
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
+from tfx.utils import proto_utils
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 
-from components import features
+from components import features, fileio
 from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_pairs, write_catalogue
 from components.example_gen_options import make_custom_config, read_custom_config
 from components.input_fingerprint import ContentFingerprintDriver
-from components.movielens_files import MovieLensData, load_movielens, summary
+from components.movielens_files import MovieLensData, load_movielens, raw_values, summary
 from settings.errors import UserError
 
 CATALOGUE_KEY = "catalogue"
 
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 100_000  # ratings per shard: one file per split each
 # train/eval/test = 64/16/20: the seed's 80/20 split, then 80/20 of the train part.
 DEFAULT_SPLITS = (("train", 16), ("eval", 4), ("test", 5))
 
@@ -60,9 +70,10 @@ _ENCODERS = {"int64": _int, "float32": _float, "string": _bytes}
 
 def _serialization_order(row: features.RawFeature) -> tuple[bool, int]:
     """Ints, floats, strings, then lists (table order within each): the order the examples'
-    features have always been written in. ExampleGen's split hashes the serialized example
-    and the map's insertion order is part of those bytes, so a new order would re-split the
-    data (and move every benchmark number)."""
+    features have always been inserted in. ExampleGen's split hashes the *deterministic*
+    serialization, which orders a proto map by key whatever the insertion order (that key
+    order is what EncodedRatings reproduces); the insertion order only shows in a plain
+    SerializeToString()."""
     return row.is_list, features.DTYPES.index(row.dtype)
 
 
@@ -75,18 +86,100 @@ def record_to_example(record: Mapping[str, Any],
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
-class _RowsToExamples(beam.DoFn):
-    """Turns a [start, stop) range of the parsed ratings into tf.Examples."""
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint of a non-negative int (a length prefix)."""
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        if not value:
+            out.append(low)
+            return bytes(out)
+        out.append(low | 0x80)
 
-    def __init__(self, data: MovieLensData):
-        self._data = data
+
+def _entry_bytes(row: features.RawFeature, value: Any) -> bytes:
+    """The serialized map entry `row.name -> value` of a tf.train.Features (with its tag and
+    length): a Features holding just this one feature serializes to exactly these bytes."""
+    feature = _ENCODERS[row.dtype](list(value) if row.is_list else [value])
+    return tf.train.Features(feature={row.name: feature}).SerializeToString(deterministic=True)
+
+
+def _compact(codes: np.ndarray) -> np.ndarray:
+    """Codes in the smallest unsigned dtype that holds them (the Beam graph ships them)."""
+    return codes.astype(np.min_scalar_type(max(int(codes.max(initial=0)), 0)))
+
+
+@dataclass
+class EncodedRatings:
+    """Every rating of a MovieLensData as the tf.Example bytes ExampleGen writes, kept compact:
+    each feature's distinct serialized map entries once (a user's once per user, a rating
+    value's once per value), as an Arrow binary array, plus small integer codes per rating
+    that pick a row's entry of each feature.
+
+    `examples(start, stop)` assembles the bytes of a row range in Arrow's C++ kernels (take,
+    element-wise binary join; no per-row protos or Python), byte-identical to
+    ``record_to_example(record).SerializeToString(deterministic=True)``: the entries are
+    joined in key order, as deterministic serialization orders a proto map, so the hash split
+    of TFX's ExampleGen (which hashes the bytes a source yields) puts every rating where the
+    per-record protos put it.
+    """
+
+    fragments: list[tuple[str, pa.BinaryArray]]  # per feature in key order: (codes column, entries)
+    codes: dict[str, np.ndarray]                 # codes column -> per-rating code
+    headers: pa.BinaryArray                      # Features length -> the Example's header bytes
+
+    def __len__(self) -> int:
+        return len(next(iter(self.codes.values())))
+
+    @classmethod
+    def build(cls, data: MovieLensData,
+              table: Sequence[features.RawFeature] = features.RAW_FEATURES) -> "EncodedRatings":
+        ratings = data.ratings
+        entities = {"user": (data.users, ratings.user_id), "movie": (data.movies, ratings.movie_id)}
+        codes: dict[str, np.ndarray] = {}
+        entries: dict[str, list[dict]] = {}  # codes column -> raw values of each code
+        for tower, (by_id, ids) in entities.items():
+            if any(row.tower == tower for row in table):
+                known = np.fromiter(by_id.keys(), np.int64, len(by_id))
+                order = np.argsort(known)
+                codes[tower] = _compact(order[np.searchsorted(known, ids, sorter=order)])
+                entries[tower] = [raw_values(by_id[i]) for i in known.tolist()]
+        for row in table:
+            if row.tower not in entities:  # a Ratings column: one entry per distinct value
+                values, inverse = np.unique(getattr(ratings, row.name), return_inverse=True)
+                codes[row.name] = _compact(inverse.reshape(-1))
+                entries[row.name] = [{row.name: v} for v in values.tolist()]
+        fragments = []
+        longest = 0
+        for row in sorted(table, key=lambda r: r.name.encode("utf-8")):
+            source = row.tower if row.tower in entities else row.name
+            blobs = pa.array([_entry_bytes(row, values[row.name]) for values in entries[source]], pa.binary())
+            fragments.append((source, blobs))
+            longest += int(pc.max(pc.binary_length(blobs)).as_py() or 0)
+        # Example.features is field 1 (tag byte 0x0a) followed by its length
+        headers = pa.array([b"\n" + _varint(n) for n in range(longest + 1)], pa.binary())
+        return cls(fragments, codes, headers)
+
+    def examples(self, start: int = 0, stop: int | None = None) -> list[bytes]:
+        """The serialized tf.Examples of the ratings in ``[start, stop)``."""
+        sl = slice(start, stop)
+        entries = [blobs.take(self.codes[source][sl]) for source, blobs in self.fragments]
+        body = pc.binary_join_element_wise(*entries, b"")
+        return pc.binary_join_element_wise(self.headers.take(pc.binary_length(body)), body, b"").to_pylist()
+
+
+class _RowsToExamples(beam.DoFn):
+    """Turns a [start, stop) range of the ratings into serialized tf.Examples."""
+
+    def __init__(self, encoded: EncodedRatings):
+        self._encoded = encoded
         self._count = beam.metrics.Metrics.counter("movielens", "examples")
 
-    def process(self, row_range: tuple[int, int]) -> Iterator[tf.train.Example]:
+    def process(self, row_range: tuple[int, int]) -> Iterator[bytes]:
         start, stop = row_range
-        for record in self._data.records(start, stop):
-            self._count.inc()
-            yield record_to_example(record)
+        examples = self._encoded.examples(start, stop)
+        self._count.inc(len(examples))
+        yield from examples
 
 
 def load_input(exec_properties: Mapping[str, Any]) -> MovieLensData:
@@ -107,12 +200,55 @@ def load_input(exec_properties: Mapping[str, Any]) -> MovieLensData:
 
 
 def _to_examples(pipeline: beam.Pipeline, data: MovieLensData) -> beam.pvalue.PCollection:
-    """One tf.Example per rating of the parsed data."""
-    n = len(data.ratings)
+    """One serialized tf.Example per rating of the parsed data."""
+    encoded = EncodedRatings.build(data)
+    n = len(encoded)
     ranges = [(start, min(start + CHUNK_ROWS, n)) for start in range(0, n, CHUNK_ROWS)]
     return (pipeline
             | "RowRanges" >> beam.Create(ranges, reshuffle=True)
-            | "ToExamples" >> beam.ParDo(_RowsToExamples(data)))
+            | "ToExamples" >> beam.ParDo(_RowsToExamples(encoded)))
+
+
+class _WriteSplitShards(beam.DoFn):
+    """Encodes shard ``index`` (a [start, stop) row range), splits it with TFX's own partition
+    function and writes one gzipped TFRecord file per split, ``<split dir>/data_tfrecord-
+    <index>-of-<count>.gz``: what TFX's Partition + WriteSplit do, without their per-element
+    Beam steps (a Reshuffle of every example, the bulk of ExampleGen's time). A retried
+    bundle rewrites the same bytes to the same names."""
+
+    def __init__(self, encoded: EncodedRatings, split_uris: Sequence[str], split_config, count: int):
+        self._encoded = encoded
+        self._split_uris = list(split_uris)
+        self._split_config = split_config
+        self._buckets = list(itertools.accumulate(s.hash_buckets for s in split_config.splits))
+        self._count = count
+        self._examples = beam.metrics.Metrics.counter("movielens", "examples")
+
+    def process(self, shard: tuple[int, int, int]) -> Iterator[tuple[str, int]]:
+        index, start, stop = shard
+        examples = self._encoded.examples(start, stop)
+        parts = np.fromiter((_PartitionFn(e, len(self._buckets), self._buckets, self._split_config)
+                             for e in examples), np.int64, len(examples))
+        for split, uri in enumerate(self._split_uris):
+            fileio.makedirs(uri)
+            path = fileio.join(uri, f"{write_split.DEFAULT_FILE_NAME}-{index:05d}-of-{self._count:05d}.gz")
+            with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+                for i in np.flatnonzero(parts == split).tolist():
+                    writer.write(examples[i])
+            yield uri, int(np.count_nonzero(parts == split))
+        self._examples.inc(len(examples))
+
+
+def write_splits(pipeline: beam.Pipeline, data: MovieLensData, split_uris: Sequence[str],
+                 split_config: example_gen_pb2.SplitConfig) -> beam.pvalue.PCollection:
+    """Writes every rating of ``data`` as a serialized tf.Example into the split folders
+    (``split_uris[i]`` for ``split_config.splits[i]``), split by TFX's hash partition."""
+    encoded = EncodedRatings.build(data)
+    n = len(encoded)
+    shards = [(i, start, min(start + CHUNK_ROWS, n)) for i, start in enumerate(range(0, n, CHUNK_ROWS))]
+    return (pipeline
+            | "Shards" >> beam.Create(shards, reshuffle=True)
+            | "EncodeSplitWrite" >> beam.ParDo(_WriteSplitShards(encoded, split_uris, split_config, len(shards))))
 
 
 class Executor(BaseExampleGenExecutor):
@@ -123,7 +259,7 @@ class Executor(BaseExampleGenExecutor):
 
         @beam.ptransform_fn
         @beam.typehints.with_input_types(beam.Pipeline)
-        @beam.typehints.with_output_types(tf.train.Example)
+        @beam.typehints.with_output_types(bytes)
         def _source(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                     split_pattern: str) -> beam.pvalue.PCollection:
             del split_pattern  # The folder is read as a whole: three files make one dataset.
@@ -133,9 +269,23 @@ class Executor(BaseExampleGenExecutor):
 
         return _source
 
+    def GenerateExamplesByBeam(self, pipeline: beam.Pipeline,
+                               exec_properties: dict[str, Any]) -> dict[str, beam.pvalue.PCollection]:
+        """Writes the splits itself (write_splits) and so hands the base Do none to write."""
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        if not output_config.split_config.splits:  # no hash split: TFX's generic path
+            return super().GenerateExamplesByBeam(pipeline, exec_properties)
+        self._data = load_input(exec_properties)
+        uris = [artifact_utils.get_split_uri(self._examples_outputs, split.name)
+                for split in output_config.split_config.splits]
+        write_splits(pipeline, self._data, uris, output_config.split_config)
+        return {}
+
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
         self._data: MovieLensData | None = None
+        self._examples_outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         super().Do(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
         splits = artifact_utils.decode_split_names(examples.split_names)
