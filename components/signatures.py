@@ -156,9 +156,12 @@ class ServingModule(tf.Module):
         return {EMBEDDING_OUTPUT: self.model.retrieval.served_movie_query(transformed[f.MOVIE_ID_XF])}
 
     # --- signatures -------------------------------------------------------------------
+    # The id-only signatures call the raw-feature ones (whose concrete functions they reuse)
+    # and `regress` calls serving_tf_example: the towers are traced once per path, not once
+    # per signature, which is most of the export's time.
     @tf.function(input_signature=[_USER_IDS, _MOVIE_IDS])
     def serve_ids(self, user_id, movie_id):
-        return self._rate(self._known_user(user_id), self._known_movie(movie_id))
+        return self.serve_features(self._known_user(user_id), self._known_movie(movie_id))
 
     @tf.function(input_signature=[USER_FEATURE_SPECS, MOVIE_FEATURE_SPECS])
     def serve_features(self, user, movie):
@@ -166,11 +169,11 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[_USER_IDS])
     def serve_user_embedding(self, user_id):
-        return self._user_vector(self._known_user(user_id))
+        return self.serve_user_embedding_features(self._known_user(user_id))
 
     @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_embedding(self, movie_id):
-        return self._movie_vector(self._known_movie(movie_id))
+        return self.serve_movie_embedding_features(self._known_movie(movie_id))
 
     @tf.function(input_signature=[_USER_IDS])
     def serve_user_query(self, user_id):
@@ -202,7 +205,7 @@ class ServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=REGRESS_INPUT)])
     def serve_regress(self, inputs):
-        return self._rate_examples(inputs)
+        return self.serve_tf_examples(inputs)
 
     def signatures(self) -> dict:
         """Name -> concrete function, for tf.saved_model.save."""
