@@ -10,6 +10,8 @@ variant, interleaved (before, after, before, ... with --repeats), in this one pr
                       the pipeline runs it
   keras-metrics       the same metrics by tf_keras.metrics (one batched TF combiner)
   multi-processing-2  the DirectRunner with 2 worker processes
+  vectorised          components.evaluator.Executor (what the pipeline now runs): the same
+                      eval_config, computed with tf.data + NumPy, written as TFMA's files
 
 Writes benchmarks/results/evaluator.json: seconds per variant, the settings, the example
 count, and every variant's metric values per slice (they must agree) and blessing. The host
@@ -81,14 +83,27 @@ def _variants():
         "before": (current(), list(configs.DEFAULT_BEAM_ARGS)),
         "keras-metrics": (_keras_metrics(current()), list(configs.DEFAULT_BEAM_ARGS)),
         "multi-processing-2": (current(), ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+        "vectorised": (current(), list(configs.DEFAULT_BEAM_ARGS)),
     }
 
 
-def run_evaluator(eval_config, beam_args: list[str], examples_uri: str, model_uri: str, out_dir: str,
-                  baseline_uri: str | None = None) -> dict:
-    """One TFX Evaluator execution; returns seconds, metrics per slice and the blessing."""
-    import tensorflow_model_analysis as tfma
+def _executor_class(variant: str):
+    """The Evaluator executor a variant runs: TFX's stock one, or the pipeline's vectorised one."""
+    if variant == "vectorised":
+        from components import evaluator
+
+        return evaluator.Executor
     from tfx.components.evaluator import executor as evaluator_executor
+
+    return evaluator_executor.Executor
+
+
+def run_evaluator(eval_config, beam_args: list[str], examples_uri: str, model_uri: str, out_dir: str,
+                  baseline_uri: str | None = None, executor_class=None) -> dict:
+    """One TFX Evaluator execution; returns seconds, metrics per slice, the validation and the
+    blessing. `executor_class`: TFX's stock Evaluator executor unless given."""
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
     from tfx.utils import json_utils, proto_utils
@@ -116,17 +131,46 @@ def run_evaluator(eval_config, beam_args: list[str], examples_uri: str, model_ur
     context = BaseBeamExecutor.Context(beam_pipeline_args=beam_args, tmp_dir=os.path.join(out_dir, "tmp"),
                                        unique_id="bench")
     start = time.perf_counter()
-    evaluator_executor.Executor(context).Do(inputs, outputs, exec_properties)
+    (executor_class or _executor_class("before"))(context).Do(inputs, outputs, exec_properties)
     seconds = time.perf_counter() - start
     result = tfma.load_eval_result(evaluation_uri)
     metrics = {}
-    for slice_key, by_output in result.slicing_metrics:
-        name = "overall" if not slice_key else ",".join(f"{k}={v}" for k, v in slice_key)
-        values = by_output[""][""]
-        metrics[name] = {key: round(float(value.get("doubleValue", value.get("boundedValue", {}).get("value", 0))), 6)
-                         for key, value in sorted(values.items()) if isinstance(value, dict)}
+    for model_name in (["candidate", "baseline"] if baseline_uri else [""]):
+        result = tfma.load_eval_result(evaluation_uri, model_name=model_name or None)
+        for slice_key, by_output in result.slicing_metrics:
+            name = "overall" if not slice_key else ",".join(f"{k}={v}" for k, v in slice_key)
+            values = by_output[""][""]
+            metrics[name + (f"[{model_name}]" if model_name else "")] = {
+                key: round(float(value.get("doubleValue", value.get("boundedValue", {}).get("value", 0))), 6)
+                for key, value in sorted(values.items()) if isinstance(value, dict)}
+    validation = json_format.MessageToDict(tfma.load_validation_result(evaluation_uri))
     return {"seconds": round(seconds, 2), "blessed": os.path.exists(os.path.join(blessing_uri, "BLESSED")),
-            "metrics": dict(sorted(metrics.items()))}
+            "metrics": dict(sorted(metrics.items())), "validation": validation,
+            "files": sorted(os.listdir(evaluation_uri))}
+
+
+def _same_validation(a: dict, b: dict) -> bool:
+    """The same ValidationResult, metric values in failures to 1e-5 relative."""
+    def values(node, path=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield from values(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from values(value, f"{path}[{index}]")
+        else:
+            yield path, node
+    left, right = dict(values(a)), dict(values(b))
+    if left.keys() != right.keys():
+        return False
+    for key, value in left.items():
+        other = right[key]
+        if isinstance(value, float) or isinstance(other, float):
+            if abs(float(value) - float(other)) > 1e-5 * max(1.0, abs(float(value))):
+                return False
+        elif value != other:
+            return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -137,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--baseline", action="store_true",
                         help="also evaluate the same model as the baseline (as a run after a blessed one does)")
+    parser.add_argument("--baseline-model", default=None,
+                        help="a Model artifact uri (e.g. a worse run's Trainer/model/<id>) as the baseline")
     parser.add_argument("--limit", type=int, default=0, help="only the first N test examples (profiling)")
     parser.add_argument("--out", type=Path, default=RESULTS / "evaluator.json")
     parser.add_argument("--no-write", action="store_true")
@@ -161,8 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for name in chosen:
                 eval_config, beam_args = variants[name]
                 out = os.path.join(tmp, f"{name}-{repeat}")
+                baseline_uri = args.baseline_model or (model_uri if args.baseline else None)
                 call = lambda: run_evaluator(eval_config, beam_args, examples_uri, model_uri, out,  # noqa: E731
-                                             baseline_uri=model_uri if args.baseline else None)
+                                             baseline_uri=baseline_uri, executor_class=_executor_class(name))
                 if args.profile:
                     import cProfile
 
@@ -181,7 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dataset": args.dataset,
         "split": "test",
         "examples": count,
-        "baseline_model": bool(args.baseline),
+        "baseline_model": ("another model" if args.baseline_model else
+                           "the same model" if args.baseline else None),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "note": "variants interleaved in one process on the same artifacts; the host is shared, "
                 "so compare the ratio, not absolute seconds across runs",
@@ -195,7 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "beam_args": beam_args,
             "model_specs": [json_format.MessageToDict(spec) for spec in eval_config.model_specs],
             "blessed": [item["blessed"] for item in items],
+            "validation_ok": [bool(item["validation"].get("validationOk")) for item in items],
+            "files": items[-1]["files"],
             "metrics": items[-1]["metrics"],
+            "validation": items[-1]["validation"],
         }
     if "before" in runs:
         before = report["variants"]["before"]
@@ -203,9 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "before":
                 continue
             variant["speedup_vs_before"] = round(before["seconds_median"] / variant["seconds_median"], 2)
-            variant["metrics_agree_with_before"] = all(
-                abs(value - before["metrics"][slice_name][key]) <= 1e-5 * max(1.0, abs(value))
-                for slice_name, values in variant["metrics"].items() for key, value in values.items())
+            variant["metrics_agree_with_before"] = (
+                variant["metrics"].keys() == before["metrics"].keys() and all(
+                    values.keys() == before["metrics"][slice_name].keys() and all(
+                        abs(value - before["metrics"][slice_name][key]) <= 1e-5 * max(1.0, abs(value))
+                        for key, value in values.items())
+                    for slice_name, values in variant["metrics"].items()))
+            variant["validation_agrees_with_before"] = _same_validation(variant["validation"], before["validation"])
+            variant["files_agree_with_before"] = variant["files"] == before["files"]
     text = json.dumps(report, indent=1)
     print(text)
     if not args.no_write:
