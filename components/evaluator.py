@@ -166,8 +166,11 @@ def _read(files: Sequence[str], label_key: str, slice_features: Sequence[str],
     for batch in dataset:
         parsed = tf.io.parse_example(batch, spec)
         labels.append(parsed[label_key].numpy().astype(np.float64))
+        done = {}
         for name, predict in predict_fns.items():
-            predictions[name].append(predict(batch))
+            if id(predict) not in done:
+                done[id(predict)] = predict(batch)
+            predictions[name].append(done[id(predict)])
         for name in slice_features:
             if name not in parsed:
                 continue
@@ -246,10 +249,13 @@ def write_evaluation(output_uri: str, eval_config, sliced: List[Tuple[tuple, Dic
     with tf.io.TFRecordWriter(os.path.join(output_uri, METRICS_FILE)) as writer:
         for item in sliced:
             writer.write(tfma_writer.convert_slice_metrics_to_proto(item, None).SerializeToString())
-    # No plots or attributions are configured; TFMA writes one empty shard of each.
-    for name in (PLOTS_FILE, ATTRIBUTIONS_FILE):
-        with tf.io.TFRecordWriter(os.path.join(output_uri, name)):
-            pass
+    # No plots or attributions are configured: TFMA writes a record per slice with only its key.
+    with tf.io.TFRecordWriter(os.path.join(output_uri, PLOTS_FILE)) as writer:
+        for slice_key, _ in sliced:
+            writer.write(tfma_writer.convert_slice_plots_to_proto((slice_key, {}), None).SerializeToString())
+    with tf.io.TFRecordWriter(os.path.join(output_uri, ATTRIBUTIONS_FILE)) as writer:
+        for slice_key, _ in sliced:
+            writer.write(tfma_writer.convert_slice_attributions_to_proto((slice_key, {})).SerializeToString())
     combine = tfma_writer.CombineValidations(eval_config, rubber_stamp=rubber_stamp)
     accumulator = combine.create_accumulator()
     for item in sliced:
@@ -313,13 +319,16 @@ class Executor(stock_executor.Executor):
         if len(labels) != 1:
             raise UnsupportedEvalConfig(f"model specs with different label keys: {sorted(labels)}")
 
-        predict_fns, model_locations = {}, {}
+        predict_fns, model_locations, loaded = {}, {}, {}
         for spec in eval_config.model_specs:
             key = specs.BASELINE_MODEL_KEY if spec.is_baseline else specs.MODEL_KEY
             artifact = artifact_utils.get_single_instance(input_dict[key])
             model_path = path_utils.serving_model_path(artifact.uri, path_utils.is_old_model_artifact(artifact))
             logging.info("Using %s as %s model.", model_path, spec.name)
-            predict_fns[spec.name] = _predict_fn(model_path, spec.signature_name, spec.prediction_key)
+            # The same model as both candidate and baseline is loaded (and run) once.
+            key = (model_path, spec.signature_name, spec.prediction_key)
+            loaded[key] = loaded.get(key) or _predict_fn(*key)
+            predict_fns[spec.name] = loaded[key]
             model_locations[spec.name] = model_path
 
         example_splits = json_utils.loads(exec_properties.get(specs.EXAMPLE_SPLITS_KEY, "null")) or ["eval"]

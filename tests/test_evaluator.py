@@ -198,6 +198,10 @@ def test_same_metrics_validation_and_files_as_tfx_stock_executor(data, tmp_path)
         for name in ("before", "vectorised")}
     stock, ours = runs["before"], runs["vectorised"]
     assert ours["files"] == stock["files"]
+    for name in (evaluator.PLOTS_FILE, evaluator.ATTRIBUTIONS_FILE):  # one key-only record per slice
+        records = {path: sorted(r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / path / "evaluation" / name)))
+                   for path in ("before", "vectorised")}
+        assert records["vectorised"] == records["before"] and records["before"], name
     assert ours["metrics"].keys() == stock["metrics"].keys()
     for name, values in stock["metrics"].items():
         assert ours["metrics"][name] == pytest.approx(values, rel=1e-5, abs=1e-6), name
