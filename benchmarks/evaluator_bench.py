@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     run = call()
                 runs[name].append(run)
                 print(f"[evaluator-bench] {name} #{repeat + 1}: {run['seconds']} s, "
-                      f"blessed={run['blessed']}, overall={run['metrics'].get('overall')}", file=sys.stderr)
+                      f"blessed={run['blessed']}, overall={run['metrics'].get('overall', run['metrics'].get('overall[candidate]'))}", file=sys.stderr)
 
     from google.protobuf import json_format
 

@@ -19,6 +19,7 @@ skipped: the stock executor is the fallback for such a config.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -319,6 +320,7 @@ class Executor(stock_executor.Executor):
         if len(labels) != 1:
             raise UnsupportedEvalConfig(f"model specs with different label keys: {sorted(labels)}")
 
+        started = time.perf_counter()
         predict_fns, model_locations, loaded = {}, {}, {}
         for spec in eval_config.model_specs:
             key = specs.BASELINE_MODEL_KEY if spec.is_baseline else specs.MODEL_KEY
@@ -338,12 +340,15 @@ class Executor(stock_executor.Executor):
                 files.extend(sorted(tf.io.gfile.glob(io_utils.all_files_pattern(split_uri))))
         if not files:
             raise ValueError(f"no example files in splits {example_splits}")
+        loaded_at = time.perf_counter()
         logging.info("Evaluating %d files of %s (vectorised).", len(files), example_splits)
         label_values, predictions, slices = _read(files, labels.pop(), [f for f in features if f], predict_fns)
+        read_at = time.perf_counter()
         sliced = sliced_metrics(eval_config, label_values, predictions, slices)
         validation = write_evaluation(output_uri, eval_config, sliced, model_locations)
-        logging.info("Evaluation complete (%d examples, %d slices). Results written to %s.",
-                     len(label_values), len(sliced), output_uri)
+        logging.info("Evaluation complete (%d examples, %d slices; %.1f s loading models, %.1f s reading and "
+                     "predicting, %.1f s metrics and files). Results written to %s.", len(label_values),
+                     len(sliced), loaded_at - started, read_at - loaded_at, time.perf_counter() - read_at, output_uri)
         if not run_validation:
             logging.info("No threshold configured, will not validate model.")
             return
