@@ -1,7 +1,8 @@
 """The MovieLens TFX pipeline definition (`create_pipeline`), shared by every runner.
 
 ExampleGen -> StatisticsGen -> ImportSchemaGen -> ExampleValidator -> (anomalies gate)
--> Transform [-> Trainer -> Evaluator -> Pusher]. The local runner (`pipeline/run.py`)
+-> Transform [-> Trainer -> Evaluator -> Pusher]. The Evaluator is TFX's, run by the
+vectorised executor of components/evaluator.py. The local runner (`pipeline/run.py`)
 and the Kubeflow runner (`kubeflow/runner.py`) both call this function.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from tfx import v1 as tfx
 from tfx.proto import transform_pb2
 
 from components.data_gate import DataAnomaliesGate
+from components.evaluator import MovieLensEvaluator
 from components import features
 from components.example_gen import MovieLensExampleGen
 from settings.hparams import HParams
@@ -100,13 +102,15 @@ def create_components(config: configs.PipelineConfig) -> list:
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model_resolver")
-    evaluator = tfx.components.Evaluator(
+    # TFX's Evaluator with a vectorised executor (components/evaluator.py): the same
+    # eval_config, outputs and files as TFMA's, without Beam's per-example Python.
+    evaluator = MovieLensEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"] if model_resolver else None,
         eval_config=eval_config(config.rmse_threshold),
         example_splits=["test"],
-    )
+    ).with_id("Evaluator")
     pusher = MovieLensPusher(
         model=trainer.outputs["model"], model_blessing=evaluator.outputs["blessing"],
         evaluation=evaluator.outputs["evaluation"], model_run=trainer.outputs["model_run"],

@@ -174,6 +174,7 @@ def test_every_step_runs_the_pipeline_image_with_tfx_entrypoint(compiled, target
     executor_classes = {task: _executor(spec, task)["container"]["args"][1] for task in KFP_DEPENDENCIES}
     assert executor_classes[EXAMPLE_GEN] == "components.example_gen.Executor"
     assert executor_classes[PUSHER] == "components.pusher.Executor"
+    assert executor_classes["Evaluator"] == "components.evaluator.Executor"
 
 
 @pytest.mark.parametrize("target", runner.TARGETS)
