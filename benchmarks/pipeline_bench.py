@@ -46,7 +46,7 @@ DATA_HALF = ("ImportSchemaGen", "MovieLensExampleGen", "StatisticsGen", "Example
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 # The growth runs' epoch budget: every size trains exactly this many epochs (no early stop).
-GROWTH_HPARAMS = ("epochs=2", "patience=2")
+GROWTH_HPARAMS = ("epochs=1", "patience=1")
 
 
 def _machine() -> dict:
