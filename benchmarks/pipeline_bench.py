@@ -103,6 +103,8 @@ def run_once(data_dir: str, *, ratings_csv: str | None, hparams: dict, stop_afte
         # examples/s times the training steps; these are whole epochs, validation included
         "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],
         "best_eval_rmse": round(min(history["val_rmse"]), 4) if history.get("val_rmse") else None,
+        # run_fn's phases: load, retrieval (closed form), fit, rerank weight, export
+        "trainer_seconds_by_phase": history.get("seconds"),
         **_test_metrics(result),
         "hparams": history.get("hparams"),
     }
