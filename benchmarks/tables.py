@@ -88,6 +88,35 @@ def growth(result) -> list[str]:
     return lines
 
 
+def evaluator(result) -> list[str]:
+    """Stock TFMA vs the vectorised executor (results/evaluator.json)."""
+    variants = result["variants"]
+    lines = [f"### Evaluator on {result['dataset']} Split-test (`python -m benchmarks.evaluator_bench`)", "",
+             f"{result['examples']:,} test examples; the variants ran one after the other in one process on the "
+             "same model and examples (compare the ratio).", "",
+             "| executor | seconds | blessed | metrics / validation / files agree with stock |", "|---|---|---|---|"]
+    names = {"before": "TFX's stock Evaluator (TFMA on Beam)", "vectorised": "components/evaluator.py (vectorised)"}
+    for key, v in variants.items():
+        agree = " / ".join("yes" if v.get(k) else "no" for k in
+                           ("metrics_agree_with_before", "validation_agrees_with_before", "files_agree_with_before"))
+        lines.append(f"| {names.get(key, key)} | {v['seconds_median']:.1f} | {'yes' if any(v['blessed']) else 'no'} | "
+                     f"{agree if key != 'before' else '(reference)'} |")
+    return lines
+
+
+def beam_modes(result) -> list[str]:
+    """The data half per DirectRunner mode (results/beam_modes.json)."""
+    lines = [f"### Data half per DirectRunner mode on {result['data']} (`python -m benchmarks.beam_modes`)", "",
+             "Modes interleaved in one run; seconds of ExampleGen → Transform.", "",
+             "| mode | ExampleGen | StatisticsGen | Transform | data half | ratio to fastest |", "|---|---|---|---|---|---|"]
+    for run in result["runs"]:
+        c = run["seconds_per_component"]
+        lines.append(f"| {run['mode']} | {c.get('MovieLensExampleGen', 0):.1f} | {c.get('StatisticsGen', 0):.1f} | "
+                     f"{c.get('Transform', 0):.1f} | {run['data_half_seconds']:.1f} | "
+                     f"{result['ratio_to_fastest'][run['mode']]:.2f} |")
+    return lines
+
+
 def serving(result) -> list[str]:
     lines = ["### Serving (`python -m benchmarks.serving`, gRPC Predict, loopback)", "",
              f"Server: {result['server']}; model {result['model_base_path']}.", "",
@@ -148,6 +177,8 @@ def _rankings() -> list[str]:
 SECTIONS: list[tuple[str, Callable]] = [
     ("accuracy.json", accuracy),
     ("pipeline_ml-1m.json", pipeline),
+    ("beam_modes.json", beam_modes),
+    ("evaluator.json", evaluator),
     ("pipeline_growth.json", growth),
     ("serving.json", serving),
     ("index.json", index),
