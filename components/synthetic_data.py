@@ -112,7 +112,7 @@ _OWN_CLUSTER_PICK_P = 0.35    # users pick movies of their own cluster more ofte
 # coefficient of variation of 1.42, 18 % of them under 20 ratings, and whose users each rated
 # at least 20 movies, CV 1.16): lognormal spreads of user activity and movie popularity.
 _USER_ACTIVITY_SD = 1.1
-_MOVIE_POPULARITY_SD = 1.4
+_MOVIE_POPULARITY_SD = 1.5
 _MIN_USER_RATINGS = 20        # ML-1M's rule (fewer when n_ratings / n_users is smaller)
 
 # --- rating model (tuned: global-mean RMSE ~1.1, oracle RMSE ~0.85, mostly 3s and 4s) -------
