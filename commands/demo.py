@@ -54,7 +54,8 @@ def _tour(args: argparse.Namespace, config) -> int:
     try:
         blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
         print(f"\nModel blessed: {'yes' if blessed else 'no'} (RMSE threshold {config.rmse_threshold})")
-        print("Test split RMSE, this model next to baselines fitted on train+eval:")
+        print("Test split RMSE, this model next to baselines fitted on the same train split "
+              "(eval only stopped the model's training):")
         print(format_rows(compare(result.uri("MovieLensExampleGen", "examples"),
                                   result.uri("Evaluator", "evaluation"))))
         if versions:

@@ -1,5 +1,5 @@
-"""commands.compare: the demo's baselines are fitted on ExampleGen's train + eval and scored
-on its test split, next to the pushed model's TFMA row.
+"""commands.compare: the demo's baselines are fitted on ExampleGen's train split (the one the
+model's weights were fitted on) and scored on its test split, next to the pushed model's TFMA row.
 
 Why: this is the one production caller of the ``baselines`` library; the test pins that it
 reads the right splits and prints every baseline, without running the pipeline.
@@ -57,3 +57,17 @@ def test_compare_lists_the_model_and_every_baseline_by_rmse(examples: Path, monk
     assert [r["rmse"] for r in rows] == sorted(r["rmse"] for r in rows)
     table = compare.format_rows(rows)
     assert "two-tower (pipeline, TFMA)" in table and "MatrixFactorization" in table
+
+
+def test_baselines_learn_from_the_train_split_only(examples: Path, monkeypatch) -> None:
+    monkeypatch.setattr(compare, "slice_metrics", lambda uri: [
+        ("overall", {"root_mean_squared_error": 0.5, "mean_absolute_error": 0.4})])
+    seen = {}
+
+    def score(train, test):
+        seen["train"], seen["test"] = len(train), len(test)
+        return []
+
+    monkeypatch.setattr(compare, "score_baselines", score)
+    compare.compare(str(examples), "unused")
+    assert seen == {"train": 400, "test": 100}
