@@ -107,7 +107,9 @@ def evaluator(result) -> list[str]:
 def beam_modes(result) -> list[str]:
     """The data half per DirectRunner mode (results/beam_modes.json)."""
     lines = [f"### Data half per DirectRunner mode on {result['data']} (`python -m benchmarks.beam_modes`)", "",
-             "Modes interleaved in one run; seconds of ExampleGen → Transform.", "",
+             f"The modes one after the other in one run ({max(r['round'] for r in result['runs']) + 1} round(s)), "
+             "a fresh artifacts folder each; seconds of ExampleGen → Transform. The host was shared with other "
+             "jobs, so read the ratios as rough.", "",
              "| mode | ExampleGen | StatisticsGen | Transform | data half | ratio to fastest |", "|---|---|---|---|---|---|"]
     for run in result["runs"]:
         c = run["seconds_per_component"]
