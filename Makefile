@@ -38,9 +38,12 @@ test-e2e: install
 	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
 
 # Every number in the README comes from these; results land in benchmarks/results/*.json.
-# Needs ../shared/data (the real MovieLens files); about 1.5 hours on 2 cores.
+# Needs ../shared/data (the real MovieLens files); about 2 hours on 2 cores. The Evaluator comparison
+# (python -m benchmarks.evaluator_bench --artifacts DIR --dataset ml-1m) runs on a finished run's artifacts.
 benchmark: install
-	$(PY) -m benchmarks.pipeline_bench --size ml-1m --hparam epochs=15
+	$(PY) -m benchmarks.pipeline_bench --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --dataset ml-1m
+	$(PY) -m benchmarks.pipeline_bench --growth 100k,ml-1m,5m
+	$(PY) -m benchmarks.beam_modes --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --no-peer
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.1 --seed 0
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens
