@@ -119,6 +119,21 @@ def beam_modes(result) -> list[str]:
     return lines
 
 
+def demo(result) -> list[str]:
+    """`make demo`'s tour, timed (results/demo.json)."""
+    load = result["machine"].get("load_average_1_5_15_at_start")
+    lines = ["### `make demo` (`python -m benchmarks.demo_bench`)", "",
+             f"A fresh artifacts folder, everything from data generation to the gRPC answers: **{result['seconds_total']:.0f} s** "
+             f"(the pipeline's components {result['seconds_pipeline']:.0f} s), exit code {result['exit_code']}; "
+             f"host load average at the start {load[0] if load else '?'} on {result['machine']['cpus']} CPUs. "
+             f"Library lines on the terminal: {', '.join(result['library_lines_on_terminal']) or 'none'}.", "",
+             "| component | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in result["seconds_per_component"].items() if v is not None]
+    lines += ["", "| the demo's comparison (test split) | RMSE | MAE |", "|---|---|---|"]
+    lines += [f"| {r['model']} | {r['rmse']:.4f} | {r['mae']:.4f} |" for r in result["comparison"]]
+    return lines
+
+
 def serving(result) -> list[str]:
     lines = ["### Serving (`python -m benchmarks.serving`, gRPC Predict, loopback)", "",
              f"Server: {result['server']}; model {result['model_base_path']}.", "",
@@ -182,6 +197,7 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("beam_modes.json", beam_modes),
     ("evaluator.json", evaluator),
     ("pipeline_growth.json", growth),
+    ("demo.json", demo),
     ("serving.json", serving),
     ("index.json", index),
 ]
