@@ -193,7 +193,7 @@ def test_same_metrics_validation_and_files_as_tfx_stock_executor(data, tmp_path)
     root, _, models = data
     config = pipeline.eval_config(1.1)
     runs = {name: evaluator_bench.run_evaluator(
-        config, list(configs.DEFAULT_BEAM_ARGS), str(root / "examples"), models["worse"], str(tmp_path / name),
+        config, list(evaluator_bench.STOCK_BEAM_ARGS), str(root / "examples"), models["worse"], str(tmp_path / name),
         baseline_uri=models["good"], executor_class=evaluator_bench._executor_class(name))
         for name in ("before", "vectorised")}
     stock, ours = runs["before"], runs["vectorised"]

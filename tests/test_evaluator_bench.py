@@ -10,7 +10,7 @@ from pipeline import configs, pipeline
 def test_before_is_the_pipelines_evaluator_config():
     eval_config, beam_args = evaluator_bench._variants()["before"]
     assert eval_config == pipeline.eval_config(configs.DEFAULT_RMSE_THRESHOLD)
-    assert beam_args == list(configs.DEFAULT_BEAM_ARGS)
+    assert beam_args == list(evaluator_bench.STOCK_BEAM_ARGS)
 
 
 def test_keras_metrics_variant_changes_only_the_metrics_module():
