@@ -61,9 +61,12 @@ def _repo_relative(path: str | None) -> str | None:
 
 
 def _history(result) -> dict:
+    """The Trainer's history.json (components.trainer writes it through tf.io.gfile), or {}."""
+    from components import fileio
+    from components.trainer import HISTORY_FILE
+
     try:
-        with open(os.path.join(result.uri("Trainer", "model_run"), "history.json")) as handle:
-            return json.load(handle)
+        return json.loads(fileio.read_text(fileio.join(result.uri("Trainer", "model_run"), HISTORY_FILE)))
     except (KeyError, FileNotFoundError):
         return {}
 
