@@ -17,6 +17,8 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2,
 
 from serving import errors, inference, model_info
 from serving.config import ConfigError, validate
+from serving.drain import Drain
+from serving.limits import RequestLimits
 from serving.manager import ModelManager
 from serving.servable import Servable
 
@@ -24,8 +26,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
-    """Runs `work`; a failure becomes the RPC's status with a client-facing message."""
+def _answer(drain: Drain, context: grpc.ServicerContext, work: Callable[[], T]) -> T:
+    """Runs `work` (counted in flight, refused once the server drains); a failure becomes the
+    RPC's status with a client-facing message."""
+    try:
+        drain.enter()
+    except errors.ServingError as error:
+        context.abort(error.code, error.message)
     try:
         return work()
     except errors.ServingError as error:
@@ -33,37 +40,41 @@ def _answer(context: grpc.ServicerContext, work: Callable[[], T]) -> T:
     except Exception as error:  # noqa: BLE001 - clients get a status, never a dropped stream
         log.exception("gRPC request failed")
         failure = errors.internal(f"{type(error).__name__}: {error}")
+    finally:
+        drain.leave()
     context.abort(failure.code, failure.message)
     raise AssertionError("unreachable: context.abort raises")
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, limits: RequestLimits, drain: Drain):
         self._manager = manager
+        self._limits = limits
+        self._drain = drain
 
     def _on_version(self, context: grpc.ServicerContext, spec: model_pb2.ModelSpec,
                     run: Callable[[Servable], T]) -> T:
         def work() -> T:
             with self._manager.servable(spec) as servable:
                 return run(servable)
-        return _answer(context, work)
+        return _answer(self._drain, context, work)
 
     def Predict(self, request, context):
-        return self._on_version(context, request.model_spec, lambda s: inference.predict(s, request))
+        return self._on_version(context, request.model_spec, lambda s: inference.predict(s, request, self._limits))
 
     def Regress(self, request, context):
-        return self._on_version(context, request.model_spec, lambda s: inference.regress(s, request))
+        return self._on_version(context, request.model_spec, lambda s: inference.regress(s, request, self._limits))
 
     def Classify(self, request, context):
-        return self._on_version(context, request.model_spec, lambda s: inference.classify(s, request))
+        return self._on_version(context, request.model_spec, lambda s: inference.classify(s, request, self._limits))
 
     def MultiInference(self, request, context):
         def work():
             if not request.tasks:
                 raise errors.invalid_argument("Tasks is empty")
             with self._manager.servable(request.tasks[0].model_spec) as servable:
-                return inference.multi_inference(servable, request)
-        return _answer(context, work)
+                return inference.multi_inference(servable, request, self._limits)
+        return _answer(self._drain, context, work)
 
     def GetModelMetadata(self, request, context):
         def work():
@@ -72,19 +83,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             model_info.check_metadata_fields(list(request.metadata_field))
             with self._manager.servable(request.model_spec) as servable:
                 return model_info.model_metadata(servable)
-        return _answer(context, work)
+        return _answer(self._drain, context, work)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, drain: Drain):
         self._manager = manager
+        self._drain = drain
 
     def GetModelStatus(self, request, context):
         def work() -> get_model_status_pb2.GetModelStatusResponse:
             if not request.HasField("model_spec"):
                 raise errors.invalid_argument("Missing ModelSpec")
             return model_info.model_status(self._manager, request.model_spec)
-        return _answer(context, work)
+        return _answer(self._drain, context, work)
 
     def HandleReloadConfigRequest(self, request, context):
         def work() -> model_management_pb2.ReloadConfigResponse:
@@ -94,7 +106,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 raise errors.invalid_argument(str(error)) from None
             self._manager.reload_config(config)
             return model_management_pb2.ReloadConfigResponse()
-        return _answer(context, work)
+        return _answer(self._drain, context, work)
 
 
 class Health:
@@ -124,7 +136,8 @@ class Health:
             self._servicer.enter_graceful_shutdown()
 
 
-def add_services(server: grpc.Server, manager: ModelManager) -> Health:
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
+def add_services(server: grpc.Server, manager: ModelManager, limits: RequestLimits, drain: Drain) -> Health:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(manager, limits, drain),
+                                                                        server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager, drain), server)
     return Health(server)

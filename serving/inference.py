@@ -22,11 +22,13 @@ from tensorflow_serving.apis import (classification_pb2, inference_pb2, input_pb
                                      regression_pb2)
 
 from serving import errors
+from serving.limits import RequestLimits
 from serving.servable import (CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD, Servable,
                               Signature)
 from serving.tensors import from_ndarray, to_ndarray, type_name
 
 EXAMPLE_INPUT_ALIASES = ("examples", "inputs")
+DEFAULT_LIMITS = RequestLimits()
 
 
 def fill_model_spec(spec: model_pb2.ModelSpec, servable: Servable, signature_name: str | None) -> None:
@@ -82,9 +84,10 @@ def check_output_filter(signature: Signature, output_filter: Iterable[str]) -> l
 
 
 def run_predict(servable: Servable, signature: Signature, inputs: Mapping[str, np.ndarray],
-                output_filter: Iterable[str] = ()) -> dict[str, np.ndarray]:
+                output_filter: Iterable[str] = (), limits: RequestLimits = DEFAULT_LIMITS) -> dict[str, np.ndarray]:
     """Validated inputs (numpy, right dtypes) -> the chosen outputs, by alias."""
     check_input_aliases(signature, inputs)
+    limits.check_sizes((alias, int(np.size(value))) for alias, value in sorted(inputs.items()))
     wanted = check_output_filter(signature, output_filter)
     # Shapes are not checked against the SignatureDef, as in TF-Serving (a Session accepts a
     # [3] feed for a [-1, 1] tensor: the README's {"instances": [1.0, 2.0, 5.0]} relies on
@@ -93,9 +96,11 @@ def run_predict(servable: Servable, signature: Signature, inputs: Mapping[str, n
     return {alias: outputs[alias] for alias in wanted}
 
 
-def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_pb2.PredictResponse:
+def predict(servable: Servable, request: predict_pb2.PredictRequest,
+            limits: RequestLimits = DEFAULT_LIMITS) -> predict_pb2.PredictResponse:
     signature = predict_signature(servable, request.model_spec.signature_name)
     check_input_aliases(signature, request.inputs.keys())
+    limits.check_declared(request.inputs)  # before any tensor is built from the protos
     arrays = {}
     for position, alias in enumerate(sorted(request.inputs)):
         proto = request.inputs[alias]
@@ -106,8 +111,8 @@ def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_
         try:
             arrays[alias] = to_ndarray(proto)
         except ValueError as error:
-            raise errors.invalid_argument(f"input tensor alias {alias}: {error}") from None
-    outputs = run_predict(servable, signature, arrays, request.output_filter)
+            raise errors.invalid_argument(f"tensor parsing error: {alias} ({error})") from None
+    outputs = run_predict(servable, signature, arrays, request.output_filter, limits)
     response = predict_pb2.PredictResponse()
     fill_model_spec(response.model_spec, servable, signature.name)
     for alias, value in outputs.items():
@@ -116,14 +121,18 @@ def predict(servable: Servable, request: predict_pb2.PredictRequest) -> predict_
 
 
 # --- tf.Example inputs ------------------------------------------------------------------
-def serialized_examples(request_input: input_pb2.Input) -> np.ndarray:
+def serialized_examples(request_input: input_pb2.Input,
+                        limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Input -> 1-D object array of serialized tf.Examples, context merged as TF-Serving does
-    (context bytes + example bytes: the parser merges the two feature maps, example wins)."""
+    (context bytes + example bytes: the parser merges the two feature maps, example wins).
+    The number of examples counts against the request caps like a tensor's elements."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
+        limits.check_sizes([("examples", len(request_input.example_list.examples))])
         records = [example.SerializeToString() for example in request_input.example_list.examples]
     elif kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
+        limits.check_sizes([("examples", len(with_context.examples))])
         context = with_context.context.SerializeToString()
         records = [context + example.SerializeToString() for example in with_context.examples]
     else:
@@ -204,10 +213,11 @@ def run_regression(servable: Servable, signature: Signature, input_alias: str,
     return result
 
 
-def regress(servable: Servable, request: regression_pb2.RegressionRequest) -> regression_pb2.RegressionResponse:
+def regress(servable: Servable, request: regression_pb2.RegressionRequest,
+            limits: RequestLimits = DEFAULT_LIMITS) -> regression_pb2.RegressionResponse:
     signature, alias = regression_signature(servable, request.model_spec.signature_name)
     response = regression_pb2.RegressionResponse()
-    response.result.CopyFrom(run_regression(servable, signature, alias, serialized_examples(request.input)))
+    response.result.CopyFrom(run_regression(servable, signature, alias, serialized_examples(request.input, limits)))
     fill_model_spec(response.model_spec, servable, signature.name)
     return response
 
@@ -269,18 +279,19 @@ def run_classification(servable: Servable, signature: Signature, input_alias: st
     return result
 
 
-def classify(servable: Servable,
-             request: classification_pb2.ClassificationRequest) -> classification_pb2.ClassificationResponse:
+def classify(servable: Servable, request: classification_pb2.ClassificationRequest,
+             limits: RequestLimits = DEFAULT_LIMITS) -> classification_pb2.ClassificationResponse:
     signature, alias = classification_signature(servable, request.model_spec.signature_name)
     response = classification_pb2.ClassificationResponse()
-    response.result.CopyFrom(run_classification(servable, signature, alias, serialized_examples(request.input)))
+    response.result.CopyFrom(run_classification(servable, signature, alias,
+                                                serialized_examples(request.input, limits)))
     fill_model_spec(response.model_spec, servable, signature.name)
     return response
 
 
 # --- MultiInference ---------------------------------------------------------------------
-def multi_inference(servable: Servable,
-                    request: inference_pb2.MultiInferenceRequest) -> inference_pb2.MultiInferenceResponse:
+def multi_inference(servable: Servable, request: inference_pb2.MultiInferenceRequest,
+                    limits: RequestLimits = DEFAULT_LIMITS) -> inference_pb2.MultiInferenceResponse:
     """Several Regress/Classify signatures of one model version over one set of Examples."""
     if not request.tasks:
         raise errors.invalid_argument("Tasks is empty")
@@ -295,7 +306,7 @@ def multi_inference(servable: Servable,
         seen.add(signature_name)
         if task.method_name not in (CLASSIFY_METHOD, REGRESS_METHOD):
             raise errors.unimplemented(f"Unsupported signature method_name: {task.method_name}")
-    examples = serialized_examples(request.input)
+    examples = serialized_examples(request.input, limits)
     response = inference_pb2.MultiInferenceResponse()
     for task in request.tasks:
         result = response.results.add()

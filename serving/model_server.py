@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -81,7 +82,7 @@ def serve(options: ServerOptions) -> int:
               + (f", REST on {options.host}:{server.rest_port}" if server.rest_port else ""), flush=True)
         while not stop.wait(0.5):
             pass
-        server.stop()
+        server.stop(close_grpc=False)
         return 0
     finally:
         for sig, handler in previous.items():
@@ -91,7 +92,14 @@ def serve(options: ServerOptions) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
-    return serve(options)
+    code = serve(options)
+    # After a drain, the process ends without grpc core's server shutdown: that shutdown
+    # cancels calls still in transit (CANCELLED, grpc/grpc#41785), while a closed connection
+    # fails them with UNAVAILABLE, which clients retry. Nothing is running by now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

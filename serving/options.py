@@ -5,7 +5,8 @@ Why a module of its own: `--help`, flag validation and the launcher (which may e
 TensorFlow's multi-second import.
 
 Flags shared with tensorflow_model_server keep its names and meaning. Python-server-only
-flags: --host, --max_message_bytes, --shutdown_grace_seconds (PYTHON_ONLY_FLAGS).
+flags: --host, --max_message_bytes, --max_tensor_elements, --max_request_elements,
+--shutdown_grace_seconds (PYTHON_ONLY_FLAGS).
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import argparse
 import os
 from dataclasses import dataclass, fields
 
+from serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-PYTHON_ONLY_FLAGS = ("host", "max_message_bytes", "shutdown_grace_seconds")
+PYTHON_ONLY_FLAGS = ("host", "max_message_bytes", "max_tensor_elements", "max_request_elements",
+                     "shutdown_grace_seconds")
 
 
 @dataclass
@@ -38,6 +42,8 @@ class ServerOptions:
     rest_api_num_threads: int = 0      # 0: 4 x CPU cores, as TF-Serving
     grpc_channel_arguments: str = ""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
+    max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS
     shutdown_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
@@ -52,9 +58,16 @@ class ServerOptions:
             raise ValueError("--rest_api_port cannot be the same as --port")
         if self.max_message_bytes <= 0:
             raise ValueError("--max_message_bytes must be positive")
+        RequestLimits(self.max_tensor_elements, self.max_request_elements)  # ValueError unless positive
+        if self.shutdown_grace_seconds < 0:
+            raise ValueError("--shutdown_grace_seconds cannot be negative")
         parse_channel_arguments(self.grpc_channel_arguments)  # ValueError names the bad item
         if not self.tags:
             raise ValueError("--saved_model_tags is empty")
+
+    @property
+    def limits(self) -> RequestLimits:
+        return RequestLimits(self.max_tensor_elements, self.max_request_elements)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -133,6 +146,13 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
     parser.add_argument("--max_message_bytes", type=int, default=d.max_message_bytes,
                         help="largest accepted request, gRPC and REST (Python server only; "
                              "default %(default)s = 64 MiB)")
+    parser.add_argument("--max_tensor_elements", type=int, default=d.max_tensor_elements,
+                        help="largest input tensor, in elements, as its shape declares it; checked before "
+                             "anything is allocated, larger ones get INVALID_ARGUMENT (Python server only; "
+                             "default %(default)s)")
+    parser.add_argument("--max_request_elements", type=int, default=d.max_request_elements,
+                        help="most input elements in one request, all tensors (or tf.Examples) together "
+                             "(Python server only; default %(default)s)")
     parser.add_argument("--shutdown_grace_seconds", type=float, default=d.shutdown_grace_seconds,
                         help="on SIGTERM, how long running requests may take to finish "
                              "(Python server only; default %(default)s)")

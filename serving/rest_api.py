@@ -25,6 +25,8 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from serving import errors, inference, json_codec, model_info
+from serving.drain import Drain
+from serving.limits import RequestLimits
 from serving.manager import ModelManager
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,17 @@ def _proto_json(message) -> dict:
 class RestHandler:
     """Path + body in, (HTTP status, JSON bytes) out. No web framework in here: easy to test."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, limits: RequestLimits = inference.DEFAULT_LIMITS,
+                 drain: Drain | None = None):
         self._manager = manager
+        self._limits = limits
+        self._drain = drain or Drain()
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+        try:
+            self._drain.enter()
+        except errors.ServingError as error:
+            return error.http_status, json_codec.dumps({"error": error.message})
         try:
             return 200, json_codec.dumps(self._dispatch(method.upper(), path, body))
         except errors.ServingError as error:
@@ -55,6 +64,8 @@ class RestHandler:
         except Exception as error:  # noqa: BLE001 - never a stack trace to the client
             log.exception("REST %s %s failed", method, path)
             return 500, json_codec.dumps({"error": f"Internal error: {type(error).__name__}: {error}"})
+        finally:
+            self._drain.leave()
 
     @staticmethod
     def _spec(name: str, version: str | None, label: str | None) -> model_pb2.ModelSpec:
@@ -107,7 +118,7 @@ class RestHandler:
             signature = inference.predict_signature(servable, name)
             specs = {alias: info.dtype for alias, info in signature.inputs.items()}
             inputs, fmt = json_codec.predict_inputs(document, specs)
-            outputs = inference.run_predict(servable, signature, inputs)
+            outputs = inference.run_predict(servable, signature, inputs, limits=self._limits)
         return json_codec.predict_response(outputs, fmt)
 
     def _examples(self, spec: model_pb2.ModelSpec, body: bytes, verb: str) -> dict:
@@ -115,7 +126,7 @@ class RestHandler:
         spec.signature_name = json_codec.signature_name(document)
         request_input = json_codec.examples_input(document, verb)
         with self._manager.servable(spec) as servable:
-            examples = inference.serialized_examples(request_input)
+            examples = inference.serialized_examples(request_input, self._limits)
             if verb == "regress":
                 signature, alias = inference.regression_signature(servable, spec.signature_name)
                 return json_codec.regression_response(inference.run_regression(servable, signature, alias, examples))

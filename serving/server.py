@@ -2,19 +2,21 @@
 
 Start order mirrors TF-Serving: load the models first (so the ports only open once the
 initial versions are AVAILABLE), then gRPC, then REST. Stop order is the graceful one:
-report NOT_SERVING, stop accepting on both front ends, let running requests finish (up to the
-grace period), then unload the models.
+report NOT_SERVING, answer new requests UNAVAILABLE while running ones finish (up to the
+grace period, serving.drain), stop both front ends, then unload the models.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 from pathlib import Path
 
 import grpc
 
 from serving.config import ConfigError, ModelServerConfig, read_config_file, single_model_config
+from serving.drain import Drain
 from serving.grpc_api import Health, add_services
 from serving.manager import ModelManager
 from serving.options import ServerOptions, parse_channel_arguments
@@ -48,6 +50,7 @@ class ModelServer:
         self._health: Health | None = None
         self._rest: RestServer | None = None
         self._config_watcher: threading.Thread | None = None
+        self._drain = Drain()
         self._stopped = threading.Event()
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
@@ -76,7 +79,7 @@ class ModelServer:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=opts.thread_count(opts.grpc_max_threads),
                                                         thread_name_prefix="grpc"),
                              options=channel_options)
-        self._health = add_services(server, self.manager)
+        self._health = add_services(server, self.manager, opts.limits, self._drain)
         address = _host_port(opts.host, opts.port)
         try:
             port = server.add_insecure_port(address)
@@ -91,7 +94,7 @@ class ModelServer:
 
     def _start_rest(self) -> None:
         opts = self.options
-        app = create_app(RestHandler(self.manager), max_body_bytes=opts.max_message_bytes,
+        app = create_app(RestHandler(self.manager, opts.limits, self._drain), max_body_bytes=opts.max_message_bytes,
                          num_threads=opts.thread_count(opts.rest_api_num_threads))
         self._rest = RestServer(app, opts.host, opts.rest_api_port, grace_seconds=opts.shutdown_grace_seconds)
         self._rest.start()
@@ -122,21 +125,30 @@ class ModelServer:
         self._config_watcher.start()
 
     # --- stop -------------------------------------------------------------------------
-    def stop(self, grace: float | None = None) -> None:
-        """Graceful: no new requests, running ones finish within `grace` seconds, then unload."""
+    def stop(self, grace: float | None = None, *, close_grpc: bool = True) -> None:
+        """Graceful, in two phases (serving.drain): new requests get UNAVAILABLE while running
+        ones finish, within `grace` seconds; then both front ends stop and the models unload.
+        close_grpc=False leaves the gRPC server answering UNAVAILABLE for a process that is
+        about to exit (serving.model_server), whose closed sockets end it without cancelling."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         grace = self.options.shutdown_grace_seconds if grace is None else grace
         if self._health is not None:
             self._health.shutting_down()
-        grpc_done = self._grpc.stop(grace) if self._grpc is not None else None
+        self._drain.start()
+        began = time.monotonic()
+        if not self._drain.wait_idle(grace):
+            log.warning("%d requests still running after the %.1f s grace period; cancelling them",
+                        self._drain.in_flight, grace)
+        left = max(0.0, grace - (time.monotonic() - began))
+        grpc_done = self._grpc.stop(left) if self._grpc is not None and close_grpc else None
         if self._rest is not None:
             self._rest.stop()
         if grpc_done is not None:
-            grpc_done.wait(grace + 5)
+            grpc_done.wait(left + 5)
         if self._rest is not None:
-            self._rest.join(grace + 5)
+            self._rest.join(left + 5)
         self.manager.stop(timeout=grace + 5)
         log.info("Model server stopped")
 

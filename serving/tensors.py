@@ -5,8 +5,8 @@ Why not just tf.make_tensor_proto: TF-Serving answers Predict with the *typed* v
 `response.outputs["y"].float_val` directly, so the server must fill those fields, not
 `tensor_content`. Doing it here with numpy is also several times faster than
 tf.make_tensor_proto for the small tensors a rating request carries. Reading accepts both
-encodings; anything unusual (half floats, complex, short value lists that TF broadcasts)
-falls back to tf.make_ndarray, the reference implementation.
+encodings with Tensor::FromProto's rules for value lists that do not match the shape;
+anything unusual (half floats, complex) falls back to tf.make_ndarray.
 """
 from __future__ import annotations
 
@@ -54,33 +54,61 @@ def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
 
 
 def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """The tensor's values as a numpy array (object array of bytes for strings).
+    """The tensor's values as a numpy array (object array of bytes for strings), read the way
+    TF's Tensor::FromProto reads them -- what TF-Serving does with a Predict input:
 
-    Raises ValueError for protos whose values do not fit their shape.
+      * tensor_content must hold exactly size x itemsize bytes;
+      * a typed value list (int64_val, float_val, string_val, ...) longer than the shape is
+        cut to it, a shorter one is filled up by repeating its last value, an empty one
+        gives zeros (empty strings);
+      * a shape with no elements gives an empty array, whatever the values.
+
+    The caller bounds the declared size first (serving.limits), because the filling rule
+    turns a few bytes into as many elements as the shape declares. Raises ValueError for
+    protos whose values cannot make the declared tensor.
     """
     shape = shape_of(proto)
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     if any(d < 0 for d in shape):
         raise ValueError(f"tensor shape {list(shape)} has a negative dimension")
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
     dtype = proto.dtype
-    if dtype in _FIELDS:
-        np_dtype, field = _FIELDS[dtype]
-        if proto.tensor_content:
+    if dtype in _FIELDS or dtype == types_pb2.DT_STRING:
+        np_dtype, field = _FIELDS.get(dtype, (np.dtype(object), "string_val"))
+        if size == 0:
+            return np.empty(shape, dtype=np_dtype)
+        if proto.tensor_content and dtype != types_pb2.DT_STRING:
             if len(proto.tensor_content) != size * np_dtype.itemsize:
                 raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes, "
                                  f"shape {list(shape)} of {type_name(dtype)} needs {size * np_dtype.itemsize}")
             return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
-        values = getattr(proto, field)
-        if len(values) == size:
-            return np.asarray(values, dtype=np_dtype).reshape(shape)
-    elif dtype == types_pb2.DT_STRING and len(proto.string_val) == size:
-        array = np.empty(size, dtype=object)
-        array[:] = list(proto.string_val)
-        return array.reshape(shape)
+        if not proto.tensor_content:
+            return _filled(getattr(proto, field), size, np_dtype).reshape(shape)
     try:
         return tf.make_ndarray(proto)
     except Exception as error:  # noqa: BLE001 - any decoding failure is the client's bad tensor
         raise ValueError(f"cannot decode {type_name(dtype)} tensor of shape {list(shape)}: {error}") from None
+
+
+def _filled(values, size: int, np_dtype: np.dtype) -> np.ndarray:
+    """FromProtoField: the first `size` values; short lists repeat the last; none -> zeros."""
+    count = len(values)
+    if np_dtype == object:
+        array = np.empty(size, dtype=object)
+        if count == 0:
+            array[:] = b""
+        else:
+            head = list(values[:size])
+            array[:len(head)] = head
+            array[len(head):] = head[-1]
+        return array
+    if count == 0:
+        return np.zeros(size, dtype=np_dtype)
+    if count >= size:
+        return np.asarray(values[:size] if count > size else values, dtype=np_dtype)
+    array = np.empty(size, dtype=np_dtype)
+    array[:count] = values
+    array[count:] = values[-1]
+    return array
 
 
 def from_ndarray(array: np.ndarray, dtype_enum: int | None = None) -> tensor_pb2.TensorProto:
