@@ -8,6 +8,13 @@ How a version swap stays invisible to clients (TF-Serving's availability-preserv
      already running on it finish, and it is unloaded when its in-flight count reaches zero.
 A version that fails to load never replaces a working one: the old versions stay served.
 
+Loading follows TF-Serving's LoaderHarness: every numbered version folder the policy aspires
+is loaded, complete or not (a folder whose saved_model.pb or variables/ are still on their
+way fails its load); a failed load is retried up to --max_num_load_retries times, one
+--load_retry_interval_micros apart, with the version LOADING in GetModelStatus meanwhile;
+after the last retry it is END with the load's error, and only a new number (or removing and
+re-creating the folder) tries it again. A version whose folder disappears stops retrying.
+
 Version resolution and status follow TF-Serving's messages: NOT_FOUND "Servable not found for
 request: Specific(name, 999)" / "Latest(name)", INVALID_ARGUMENT "Unrecognized servable
 version label: x", GetModelStatus states START/LOADING/AVAILABLE/UNLOADING/END.
@@ -18,6 +25,7 @@ import contextlib
 import gc
 import logging
 import threading
+import time
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +37,14 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 from serving import errors
 from serving.config import ModelConfig, ModelServerConfig
 from serving.servable import DEFAULT_TAGS, Servable
-from serving.versions import aspired_versions, is_complete, scan_versions
+from serving.versions import aspired_versions, scan_versions
 from serving.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
+#: With filesystem polling off, how often the poller looks for a load retry that fell due.
+_IDLE_WAKE_SECONDS = 0.25
 Loader = Callable[[str, int, Path, tuple], Servable]
 
 
@@ -53,6 +63,7 @@ class VersionRecord:
     state: int
     error: errors.ServingError | None = None
     failures: int = 0
+    retry_at: float | None = None   # monotonic time of the next load attempt, while retrying
 
 
 @dataclass
@@ -60,10 +71,20 @@ class _Model:
     config: ModelConfig
     records: dict[int, VersionRecord] = field(default_factory=dict)
     base_path_missing_logged: bool = False
+    on_disk: dict[int, Path] = field(default_factory=dict)  # the last scan's version folders
 
 
 def _default_loader(name: str, version: int, path: Path, tags: tuple) -> Servable:
     return Servable.load(name, version, path, tags)
+
+
+def _load_error(name: str, version: int, path: Path, error: Exception) -> errors.ServingError:
+    """The status GetModelStatus reports for a failed load, coded as TF-Serving codes it
+    (a missing SavedModel file is NOT_FOUND)."""
+    if isinstance(error, errors.ServingError):
+        return error
+    code = grpc.StatusCode.NOT_FOUND if isinstance(error, FileNotFoundError) else grpc.StatusCode.UNKNOWN
+    return errors.ServingError(code, f"Failed to load servable version {version} of {name} at {path}: {error}")
 
 
 class ModelManager:
@@ -71,8 +92,9 @@ class ModelManager:
 
     def __init__(self, config: ModelServerConfig, *, poll_wait_seconds: float = 1.0, enable_warmup: bool = True,
                  warmup_iterations: int = 1, tags: tuple[str, ...] = DEFAULT_TAGS, max_num_load_retries: int = 5,
-                 loader: Loader = _default_loader):
+                 load_retry_interval_seconds: float = 60.0, loader: Loader = _default_loader):
         self._poll_wait = poll_wait_seconds
+        self._retry_interval = max(0.0, load_retry_interval_seconds)  # negative: no wait, as TF-Serving
         self._enable_warmup = enable_warmup
         self._warmup_iterations = warmup_iterations
         self._tags = tuple(tags)
@@ -89,11 +111,11 @@ class ModelManager:
 
     # --- lifecycle --------------------------------------------------------------------
     def start(self) -> None:
-        """Loads what is on disk now (blocking, like TF-Serving's startup), then polls."""
+        """Loads what is on disk now (blocking, like TF-Serving's startup), then polls: for new
+        versions every poll_wait_seconds, and for due load retries (even with polling off)."""
         self.poll_once()
-        if self._poll_wait > 0:
-            self._poller = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
-            self._poller.start()
+        self._poller = threading.Thread(target=self._poll_loop, name="model-poller", daemon=True)
+        self._poller.start()
 
     def stop(self, timeout: float | None = None) -> None:
         """Stops polling and unloads every version once its running requests are done."""
@@ -109,11 +131,29 @@ class ModelManager:
             thread.join(timeout)
 
     def _poll_loop(self) -> None:
-        while not self._stop.wait(self._poll_wait):
+        next_scan = time.monotonic() + self._poll_wait if self._poll_wait > 0 else None
+        while True:
+            retry = self._next_retry()
+            wakes = [t for t in (next_scan, retry) if t is not None]
+            timeout = max(0.0, min(wakes) - time.monotonic()) if wakes else _IDLE_WAKE_SECONDS
+            if self._stop.wait(min(timeout, _IDLE_WAKE_SECONDS) if next_scan is None else timeout):
+                return
+            now = time.monotonic()
+            rescan = next_scan is not None and now >= next_scan
+            if not rescan and (retry is None or now < retry):
+                continue
             try:
-                self.poll_once()
+                with self._poll_lock:
+                    self._sync_all(rescan=rescan)
             except Exception:  # noqa: BLE001 - a poll failure must not kill the poller
                 log.exception("model version poll failed")
+            if rescan:
+                next_scan = time.monotonic() + self._poll_wait
+
+    def _next_retry(self) -> float | None:
+        with self._lock:
+            due = [r.retry_at for m in self._models.values() for r in m.records.values() if r.retry_at is not None]
+        return min(due) if due else None
 
     # --- configuration ----------------------------------------------------------------
     def _apply_config(self, config: ModelServerConfig) -> list[str]:
@@ -156,20 +196,21 @@ class ModelManager:
         with self._poll_lock:
             self._sync_all()
 
-    def _sync_all(self) -> None:
+    def _sync_all(self, rescan: bool = True) -> None:
         with self._lock:
             names = list(self._models)
         for name in names:
-            self._sync_model(name)
+            self._sync_model(name, rescan)
 
-    def _sync_model(self, name: str) -> None:
+    def _sync_model(self, name: str, rescan: bool = True) -> None:
+        """rescan=False (a load retry with polling off) reuses the last scan's folders."""
         with self._lock:
             model = self._models.get(name)
         if model is None:
             return
         config = model.config
         base_path = Path(config.base_path)
-        on_disk = scan_versions(base_path)
+        on_disk = scan_versions(base_path) if rescan else dict(model.on_disk)
         if on_disk is None:
             if not model.base_path_missing_logged:
                 log.error("File system storage path source: could not find base path %s for servable %s",
@@ -178,16 +219,18 @@ class ModelManager:
             self._publish(name, None, config)  # labels may have changed; versions stay as they are
             return
         model.base_path_missing_logged = False
-        complete = {v: p for v, p in on_disk.items() if is_complete(p)}
-        aspired = aspired_versions(config.model_version_policy, complete)
+        model.on_disk = on_disk
+        aspired = aspired_versions(config.model_version_policy, on_disk)
         current = self._views.get(name)
         loaded = dict(current.available) if current else {}
+        self._forget_failures(model, aspired)
 
         failed = False
         for version in sorted(aspired - set(loaded)):
-            if self._gave_up(model, version):
+            if not self._due(model, version):
+                failed = True
                 continue
-            servable = self._load(model, name, version, complete[version])
+            servable = self._load(model, name, version, on_disk[version])
             if servable is not None:
                 loaded[version] = servable
                 self._publish(name, loaded, config)  # live as soon as it is ready
@@ -207,11 +250,27 @@ class ModelManager:
             self._mark(model, servable.version, State.UNLOADING)
             self._retire(servable, model)
 
-    def _gave_up(self, model: _Model, version: int) -> bool:
-        """True once a version failed --max_num_load_retries + 1 times: it needs a new number."""
+    def _due(self, model: _Model, version: int) -> bool:
+        """Whether to try loading `version` now: never tried, or its retry is due. False once it
+        failed --max_num_load_retries + 1 times (it needs a new number or a new folder)."""
         with self._lock:
             record = model.records.get(version)
-            return record is not None and record.state == State.END and record.failures >= self._max_load_attempts
+            if record is None or record.failures == 0:
+                return True
+            if record.failures >= self._max_load_attempts:
+                return False
+            return record.retry_at is not None and time.monotonic() >= record.retry_at
+
+    def _forget_failures(self, model: _Model, aspired: set[int]) -> None:
+        """A failed or retrying version that is no longer aspired (its folder went away, or the
+        policy moved on) stops retrying; a folder re-created later is a fresh start."""
+        with self._lock:
+            for version in [v for v, r in model.records.items() if r.failures and v not in aspired]:
+                record = model.records[version]
+                if record.retry_at is not None:
+                    log.info("Retrying of Loading servable: {name: %s version: %d} was cancelled.",
+                             model.config.name, version)
+                del model.records[version]
 
     def _load(self, model: _Model, name: str, version: int, path: Path) -> Servable | None:
         with self._lock:
@@ -224,12 +283,21 @@ class ModelManager:
             if self._enable_warmup:
                 warm_up(servable, self._warmup_iterations)
         except Exception as error:  # noqa: BLE001 - any load failure is reported via status
-            failure = error if isinstance(error, errors.ServingError) else errors.ServingError(
-                grpc.StatusCode.UNKNOWN, f"Failed to load servable version {version} of {name} at {path}: {error}")
+            failure = _load_error(name, version, path, error)
+            attempts = failures + 1
+            retrying = attempts < self._max_load_attempts
             with self._lock:
-                model.records[version] = VersionRecord(State.END, failure, failures + 1)
+                model.records[version] = VersionRecord(
+                    State.LOADING if retrying else State.END, failure, attempts,
+                    time.monotonic() + self._retry_interval if retrying else None)
             log.error("Loading servable version {name: %s version: %d} failed (attempt %d of %d): %s",
-                      name, version, failures + 1, self._max_load_attempts, failure.message)
+                      name, version, attempts, self._max_load_attempts, failure.message)
+            if retrying:
+                log.info("Retrying of Loading servable: {name: %s version: %d} retry: %d in %.1f s",
+                         name, version, attempts, self._retry_interval)
+            else:
+                log.error("Retrying of Loading servable: {name: %s version: %d} exhausted max_num_load_retries: %d",
+                          name, version, self._max_load_attempts - 1)
             return None
         self._mark(model, version, State.AVAILABLE)
         log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
@@ -254,6 +322,7 @@ class ModelManager:
             if state == State.AVAILABLE:
                 record.error = None
                 record.failures = 0
+                record.retry_at = None
 
     def _retire(self, servable: Servable, model: _Model | None = None) -> None:
         """No new requests; unload in the background once running ones are done."""

@@ -37,6 +37,7 @@ class ServerOptions:
     enable_model_warmup: bool = True
     num_request_iterations_for_warmup: int = 1
     max_num_load_retries: int = 5
+    load_retry_interval_micros: int = 60 * 1000 * 1000  # TF-Serving's default: one minute
     saved_model_tags: str = "serve"
     grpc_max_threads: int = 0          # 0: 4 x CPU cores, as TF-Serving
     rest_api_num_threads: int = 0      # 0: 4 x CPU cores, as TF-Serving
@@ -56,6 +57,8 @@ class ServerOptions:
             raise ValueError("ports must be between 0 and 65535")
         if self.rest_api_port and self.rest_api_port == self.port:
             raise ValueError("--rest_api_port cannot be the same as --port")
+        if self.max_num_load_retries < 0:
+            raise ValueError("--max_num_load_retries cannot be negative")
         if self.max_message_bytes <= 0:
             raise ValueError("--max_message_bytes must be positive")
         RequestLimits(self.max_tensor_elements, self.max_request_elements)  # ValueError unless positive
@@ -133,7 +136,11 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
     parser.add_argument("--num_request_iterations_for_warmup", type=int, default=d.num_request_iterations_for_warmup,
                         help="times each warm-up request is replayed (default %(default)s)")
     parser.add_argument("--max_num_load_retries", type=int, default=d.max_num_load_retries,
-                        help="retries of a failed version load, one per poll (default %(default)s)")
+                        help="times a failed version load is retried before giving up; 0 tries once "
+                             "(default %(default)s)")
+    parser.add_argument("--load_retry_interval_micros", type=int, default=d.load_retry_interval_micros,
+                        help="microseconds between load retries; negative retries without waiting "
+                             "(default %(default)s = 1 minute)")
     parser.add_argument("--saved_model_tags", default=d.saved_model_tags,
                         help="comma-separated MetaGraphDef tags to load (default %(default)s)")
     parser.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads,

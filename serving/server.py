@@ -45,7 +45,8 @@ class ModelServer:
         self.manager = ModelManager(
             model_config(options), poll_wait_seconds=options.file_system_poll_wait_seconds,
             enable_warmup=options.enable_model_warmup, warmup_iterations=options.num_request_iterations_for_warmup,
-            tags=options.tags, max_num_load_retries=options.max_num_load_retries)
+            tags=options.tags, max_num_load_retries=options.max_num_load_retries,
+            load_retry_interval_seconds=options.load_retry_interval_micros / 1e6)
         self._grpc: grpc.Server | None = None
         self._health: Health | None = None
         self._rest: RestServer | None = None

@@ -3,6 +3,9 @@
 Same rules as TF-Serving's FileSystemStoragePathSource: a version is a child directory whose
 name is a non-negative integer (leading zeros allowed: 00000123 is version 123); the
 version policy picks among them (latest N -- default 1 --, all, or a specific list).
+Whether a folder holds a whole SavedModel yet is for its load to find out (serving.manager
+retries it, as TF-Serving's LoaderHarness does), so empty and half-written folders show up in
+GetModelStatus instead of being silently skipped.
 """
 from __future__ import annotations
 
@@ -39,9 +42,3 @@ def aspired_versions(policy: VersionPolicy, on_disk: Iterable[int]) -> set[int]:
         return set(available) & set(policy.specific.versions)
     count = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions > 0 else 1
     return set(available[-count:])
-
-
-def is_complete(version_dir: Path) -> bool:
-    """A version directory whose SavedModel file is written (a half-copied one is skipped
-    until it is; writers should still copy elsewhere and rename into place)."""
-    return (version_dir / "saved_model.pb").is_file() or (version_dir / "saved_model.pbtxt").is_file()

@@ -219,3 +219,52 @@ def _states(server: ModelServer) -> dict[int, tuple[int, str]]:
         except grpc.RpcError:
             return {}
         return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
+
+
+def test_version_that_becomes_complete_later_is_loaded(export, tmp_path):
+    """saved_model.pb lands first, variables/ later: the load fails, is retried one
+    --load_retry_interval_micros apart (LOADING meanwhile), and succeeds once it is whole."""
+    base = tmp_path / "rater"
+    shutil.copytree(export, base / "1")
+    server = _serve(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=100,
+                    load_retry_interval_micros=200_000)
+    try:
+        (base / "2").mkdir()
+        shutil.copy(export / "saved_model.pb", base / "2" / "saved_model.pb")
+        state, _ = lib.wait_for(lambda: _states(server).get(2), 10, "version 2 in GetModelStatus")
+        assert state == State.LOADING
+        assert _states(server)[1][0] == State.AVAILABLE  # the old version keeps serving meanwhile
+        time.sleep(0.5)
+        shutil.copytree(export / "variables", base / "2" / "variables")
+        lib.wait_for(lambda: _states(server).get(2, (None,))[0] == State.AVAILABLE, 30, "version 2 to load")
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            assert stub.Predict(lib.rate_request("rater", [1], [2]), timeout=10).model_spec.version.value == 2
+    finally:
+        server.stop(grace=1)
+
+
+def test_empty_version_folder_is_reported_then_given_up(export, tmp_path, caplog):
+    base = tmp_path / "rater"
+    shutil.copytree(export, base / "1")
+    with caplog.at_level("INFO", logger="serving.manager"):
+        server = _serve(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=2,
+                        load_retry_interval_micros=100_000)
+        try:
+            (base / "5").mkdir()
+            lib.wait_for(lambda: _states(server).get(5, (None,))[0] == State.END, 20, "version 5 to be given up")
+            state, message = _states(server)[5]
+            assert "SavedModel file does not exist" in message
+            assert _states(server)[1][0] == State.AVAILABLE
+        finally:
+            server.stop(grace=1)
+    text = caplog.text
+    assert "attempt 3 of 3" in text and "exhausted max_num_load_retries: 2" in text
+    assert text.count("retry: ") == 2
+
+
+def test_load_retry_flags_and_defaults():
+    options = ServerOptions(model_base_path="x")
+    assert (options.max_num_load_retries, options.load_retry_interval_micros) == (5, 60_000_000)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        ServerOptions(model_base_path="x", max_num_load_retries=-1)
