@@ -8,8 +8,14 @@ PYTEST_ARGS ?=
 IMAGE ?= movielens-tfx:0.1.0
 PIPELINE_ROOT ?= gs://your-bucket/movielens/pipeline-root
 KUBEFLOW_ARGS ?=
+# The TensorFlow of the tensorflow/serving image in kubeflow/manifests/tf-serving.yaml, which
+# check-serving-runtime installs (tensorflow-cpu) into a side venv; it fails when they differ.
+SERVING_RUNTIME_TF ?= 2.19.1
+SERVING_RUNTIME_VENV ?= .venv-serving-runtime
+# default: the model the e2e tier pushed (artifacts/e2e/serving/movielens), else the demo's
+SERVING_RUNTIME_MODEL ?=
 
-.PHONY: install demo test test-unit test-e2e benchmark kubeflow image clean
+.PHONY: install demo test test-unit test-e2e check-serving-runtime benchmark kubeflow image clean
 
 install: $(STAMP)
 
@@ -36,6 +42,12 @@ test-unit: install
 
 test-e2e: install
 	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
+
+# The latest pushed model under the serving image's TensorFlow: every signature called, the
+# warm-up file replayed (commands/check_serving_runtime.py; .ci/run runs it after `make test`).
+check-serving-runtime: install
+	$(PY) -m commands.check_serving_runtime --runtime-tf $(SERVING_RUNTIME_TF) --venv $(SERVING_RUNTIME_VENV) \
+	  $(if $(SERVING_RUNTIME_MODEL),--model-base-path $(SERVING_RUNTIME_MODEL))
 
 # Every number in the README comes from these; results land in benchmarks/results/*.json.
 # Needs ../shared/data (the real MovieLens files); about 2 hours on 2 cores. The Evaluator comparison

@@ -16,6 +16,9 @@ this module only maps HTTP to it. The index is swapped while serving by ``index.
 (LATEST polled every second); each request takes one snapshot and keeps it to the end.
 Handlers are ``async`` on purpose: a query is ~0.1 ms of FAISS/NumPy, cheaper than the
 thread-pool hop a sync handler would cost. Binds 127.0.0.1 unless told otherwise.
+Nothing a client receives (error details, /healthz, /version) names an absolute server
+path: ``index.public_text`` names files relative to the index folder or the model base
+path; the server's log keeps the full paths.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from pydantic import BaseModel, Field
 from components import fileio
 from index import layout
 from index.live import LiveIndex
+from index.public_text import INDEX_DIR_NAME, model_relative, public_text
 from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
                               Neighbour, Similarity, UnknownIdError)
 
@@ -154,12 +158,16 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
                   version="1", lifespan=lifespan)
     app.state.live = live
 
+    def client_error() -> str | None:
+        # live.last_error names full paths (logged as is); clients get them relative
+        return public_text(live.last_error, live.index_dir)
+
     def snapshot() -> Similarity:
         current = live.current
         if current is None:
-            detail = f"no index loaded from {live.index_dir}"
+            detail = f"no index loaded from {INDEX_DIR_NAME}"
             if live.last_error:
-                detail += f" ({live.last_error})"
+                detail += f" ({client_error()})"
             raise HTTPException(status_code=503, detail=detail)
         return current
 
@@ -240,13 +248,15 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     @app.get("/healthz", summary="Liveness/readiness: 200 once an index is loaded")
     async def healthz() -> dict[str, Any]:
         s = snapshot()
-        return {"status": "ok", **meta(s), "last_reload_error": live.last_error}
+        return {"status": "ok", **meta(s), "last_reload_error": client_error()}
 
     @app.get("/version", summary="Model version and build facts of the served index")
     async def version() -> dict[str, Any]:
         s = snapshot()
-        return {**s.info(), "index_dir": str(live.index_dir), "reloads": live.reloads,
-                "last_reload_error": live.last_error, "last_check": live.last_check}
+        info = s.info()  # the full paths are for logs; here relative ones (index.public_text)
+        return {**info, "folder": s.version, "catalogue": model_relative(info["catalogue"], s.model_version),
+                "index_dir": INDEX_DIR_NAME, "reloads": live.reloads,
+                "last_reload_error": client_error(), "last_check": live.last_check}
 
     return app
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,9 @@ from settings.paths import ArtifactPaths
 GOOD = {"epochs": 8, "batch_size": 256, "embedding_dim": 32, "lstm_units": 32}
 WORSE = {"epochs": 1, "batch_size": 4096, "learning_rate": 1e-5, "embedding_dim": 32, "lstm_units": 32}
 ROOT = Path(__file__).resolve().parents[1]
+#: Where the blessed model stays after the tier (gitignored): `make check-serving-runtime`,
+#: which .ci/run runs after `make test`, loads it under the TF-Serving image's TensorFlow.
+LEFT_MODEL = ROOT / "artifacts" / "e2e" / "serving" / "movielens"
 pytestmark = pytest.mark.e2e
 
 
@@ -41,7 +45,15 @@ def runs(tmp_path_factory):
     second = run_pipeline(_config(root, data, GOOD))
     versions_after_good = sorted(os.listdir(root / "artifacts" / "serving" / "movielens"))
     third = run_pipeline(_config(root, data, WORSE))
+    _leave_pushed_model(root / "artifacts" / "serving" / "movielens")
     return root, first, second, third, versions_after_good
+
+
+def _leave_pushed_model(base: Path) -> None:
+    """A copy of the pushed base path at LEFT_MODEL (a few MB; replaces the previous run's)."""
+    shutil.rmtree(LEFT_MODEL, ignore_errors=True)
+    LEFT_MODEL.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(base, LEFT_MODEL)
 
 
 def _blessed(result) -> bool:

@@ -285,3 +285,87 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
     assert versions_seen == {"1", "2"}
     assert sum(counts) > 100
     assert app.state.live.reloads == 10  # the first load, 8 flips and the last; not the corrupt one
+
+
+# --- what clients see names no server path ------------------------------------------------
+def _assert_no_server_path(body: object, *folders: Path) -> None:
+    """No absolute path (a '/' that starts a path segment, not one inside '3/x') and none of
+    the server's folders, anywhere in the JSON body."""
+    import json
+    import re
+
+    text = json.dumps(body)
+    for folder in folders:
+        assert str(folder) not in text and str(folder.resolve()) not in text, text
+    assert re.search(r"(?<![\w.~/-])/[\w.~-]", text) is None, text
+    assert "://" not in text, text
+
+
+def test_503_before_any_index_names_no_server_path(tmp_path):
+    with TestClient(create_app(tmp_path, poll_interval_s=0)) as c:
+        for url in ("/healthz", "/version", "/movies/1/similar", "/users/1/similar", "/users/1/recommendations"):
+            response = c.get(url)
+            assert response.status_code == 503, url
+            detail = response.json()["detail"]
+            assert "--index-dir" in detail, detail
+            _assert_no_server_path(response.json(), tmp_path)
+
+
+def test_503_for_a_broken_latest_names_the_version_not_the_path(tmp_path):
+    (tmp_path / layout.LATEST).write_text("9\n")  # points at a version that is not there
+    with TestClient(create_app(tmp_path, poll_interval_s=0)) as c:
+        response = c.get("/healthz")
+        assert response.status_code == 503
+        detail = response.json()["detail"]
+        assert "IndexNotFoundError" in detail and "'9'" in detail and "9/manifest.json" in detail, detail
+        _assert_no_server_path(response.json(), tmp_path)
+
+
+def test_corrupt_only_version_503_and_reload_error_name_files_relatively(tmp_path):
+    assert build_numpy_version(tmp_path, "3", *_vectors(3)).passed
+    corrupt = tmp_path / "3" / layout.MOVIE_VECTORS
+    corrupt.write_bytes(corrupt.read_bytes()[:-4] + b"\0\0\0\0")
+    app = create_app(tmp_path, poll_interval_s=0)
+    assert str(tmp_path) in app.state.live.last_error  # the server's own record keeps the path
+    with TestClient(app) as c:
+        response = c.get("/movies/1/similar")
+        assert response.status_code == 503
+        detail = response.json()["detail"]
+        assert "sha256" in detail and f"3: {layout.MOVIE_VECTORS}" in detail, detail
+        _assert_no_server_path(response.json(), tmp_path)
+
+
+def test_404_healthz_and_version_name_no_server_path(index_dir, tmp_path_factory):
+    # a manifest that names its model's catalogue by an absolute path, as export-index writes it
+    manifest_path = index_dir / "1" / layout.MANIFEST
+    manifest = layout.read_json(manifest_path)
+    models = tmp_path_factory.mktemp("models") / "movielens"
+    manifest["catalogue"] = str(models / manifest["model_version"] / "assets.extra" / "catalogue")
+    layout.write_json_atomic(manifest_path, manifest)
+    with TestClient(create_app(index_dir, poll_interval_s=0)) as c:
+        for url, params in (("/movies/99999/similar", {}), ("/users/99999/similar", {}),
+                            ("/users/99999/recommendations", {}), ("/movies/3/similar", {"by": "posters"}),
+                            ("/nowhere", {}), ("/movies/1/similar", {"k": 0})):
+            response = c.get(url, params=params)
+            assert response.status_code in (404, 422), (url, response.status_code)
+            _assert_no_server_path(response.json(), index_dir, models)
+        for url in ("/healthz", "/version"):
+            body = c.get(url).json()
+            _assert_no_server_path(body, index_dir, models)
+        version = c.get("/version").json()
+        assert version["folder"] == "1" and version["index_dir"] == "the index folder given by --index-dir"
+        assert version["catalogue"] == f"{manifest['model_version']}/assets.extra/catalogue"
+
+
+def test_public_text_names_paths_relatively(tmp_path):
+    from index.public_text import HIDDEN_PATH, INDEX_DIR_NAME, model_relative, public_text
+
+    text = (f"ValueError: {tmp_path}/3: movies.faiss is missing; no index published in {tmp_path} "
+            f"(no LATEST file); see /etc/other.conf and gs://bucket/models/1, and/or 3/x")
+    assert public_text(text, tmp_path) == (
+        f"ValueError: 3: movies.faiss is missing; no index published in {INDEX_DIR_NAME} "
+        f"(no LATEST file); see {HIDDEN_PATH} and {HIDDEN_PATH}, and/or 3/x")
+    assert public_text(f"{tmp_path}2/x", tmp_path) == HIDDEN_PATH  # a sibling is not below it
+    assert public_text(None, tmp_path) is None
+    assert model_relative("gs://b/models/movielens/7/assets.extra/catalogue", "7") == "7/assets.extra/catalogue"
+    assert model_relative("/data/ml-1m", "7") == HIDDEN_PATH and model_relative(None, "7") is None
