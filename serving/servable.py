@@ -159,7 +159,26 @@ class Servable:
         try:
             outputs = signature.function(**feeds)
         except tf.errors.OpError as error:
+            if _is_empty_batch(inputs):
+                return _empty_outputs(signature)
             raise errors.from_tf_error(error) from None
         except (TypeError, ValueError) as error:
             raise errors.invalid_argument(str(error)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+
+def _is_empty_batch(inputs: Mapping[str, np.ndarray]) -> bool:
+    return bool(inputs) and all(np.ndim(v) >= 1 and np.shape(v)[0] == 0 for v in inputs.values())
+
+
+def _empty_outputs(signature: Signature) -> dict[str, np.ndarray]:
+    """A batch of 0 that the graph itself cannot run (a MatMul over no rows, an op that
+    wants one element) gets outputs of 0 rows: the SignatureDef's shape with the batch
+    dimension 0 (unknown inner dimensions 0 too), never an internal error."""
+    outputs = {}
+    for alias, spec in signature.outputs.items():
+        dims = spec.shape.as_list() if spec.shape.rank is not None else [None]
+        shape = [0] + [d if d is not None else 0 for d in dims[1:]]
+        dtype = np.dtype(object) if spec.dtype == tf.string.as_datatype_enum else tf.as_dtype(spec.dtype).as_numpy_dtype
+        outputs[alias] = np.empty(shape, dtype=dtype)
+    return outputs

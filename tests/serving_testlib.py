@@ -66,6 +66,12 @@ class _Rater(tf.Module):
     def movie_embedding(self, movie_id):
         return {"embedding": tf.tile(tf.cast(movie_id, tf.float32)[:, None], [1, EMBEDDING_DIM]) * self.base}
 
+    @tf.function(input_signature=[_IDS])
+    def first_row_scaled(self, user_id):
+        """Like the two-tower export's title tower, an op that cannot take an empty batch."""
+        first = tf.gather(user_id, 0)  # fails on a batch of 0 ("indices[0] = 0 is not in [0, 0)")
+        return {"embedding": tf.cast(user_id[:, None] + first, tf.float32) * tf.ones([1, EMBEDDING_DIM])}
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64)])
     def hold(self, marker, sleep_ms):
         """Writes `marker`, then sleeps about 2 x sleep_ms (the sleep dataset waits per element
@@ -85,6 +91,7 @@ def save_rater(export_dir: Path, base: float = 3.0) -> Path:
         "user_embedding": module.user_embedding.get_concrete_function(),
         "movie_embedding": module.movie_embedding.get_concrete_function(),
         "hold": module.hold.get_concrete_function(),
+        "first_row_scaled": module.first_row_scaled.get_concrete_function(),
     }
     tf.saved_model.save(module, str(export_dir), signatures=signatures)
     return export_dir

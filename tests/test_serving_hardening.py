@@ -158,6 +158,11 @@ def test_empty_batch_gets_empty_outputs(capped):
     del request.inputs["movie_id"]
     response = stub.Predict(request, timeout=10)
     assert [d.size for d in response.outputs["embedding"].tensor_shape.dim] == [0, lib.EMBEDDING_DIM]
+    request.model_spec.signature_name = "first_row_scaled"  # a graph that fails on 0 rows
+    response = stub.Predict(request, timeout=10)
+    assert [d.size for d in response.outputs["embedding"].tensor_shape.dim] == [0, lib.EMBEDDING_DIM]
+    request.inputs["user_id"].CopyFrom(_ids([1], [7]))
+    assert to_ndarray(stub.Predict(request, timeout=10).outputs["embedding"]).tolist() == [[14.0] * lib.EMBEDDING_DIM]
 
 
 # --- SIGTERM under load ------------------------------------------------------------------------------
