@@ -10,12 +10,10 @@ The standard health service reports NOT_SERVING meanwhile, so load balancers mov
 """
 from __future__ import annotations
 
-import threading
-import time
-
 import grpc
 
 from serving import errors
+from serving.in_flight import InFlight
 
 SHUTTING_DOWN = "The model server is shutting down; retry on another replica"
 
@@ -24,37 +22,23 @@ class Drain:
     """Counts requests in flight; after `start()`, `enter()` refuses new ones."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._in_flight = 0
-        self._draining = False
+        self._requests = InFlight()
 
     def enter(self) -> None:
         """Called as a request starts; raises UNAVAILABLE once draining."""
-        with self._cond:
-            if self._draining:
-                raise errors.ServingError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-            self._in_flight += 1
+        if not self._requests.try_enter():
+            raise errors.ServingError(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
 
     def leave(self) -> None:
-        with self._cond:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._cond.notify_all()
+        self._requests.leave()
 
     def start(self) -> None:
-        with self._cond:
-            self._draining = True
-
-    @property
-    def draining(self) -> bool:
-        return self._draining
+        self._requests.close()
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._requests.count
 
     def wait_idle(self, timeout: float) -> bool:
         """Blocks until no request is running, at most `timeout` seconds; True if idle."""
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self._cond:
-            return self._cond.wait_for(lambda: self._in_flight == 0, max(0.0, deadline - time.monotonic()))
+        return self._requests.wait_idle(max(0.0, timeout))

@@ -39,13 +39,10 @@ class RequestLimits:
 
     def check_declared(self, tensors: Mapping[str, "tensor_pb2.TensorProto"]) -> None:
         """Predict inputs, from their declared shapes alone (no values read)."""
-        self._check((alias, declared_elements(alias, proto)) for alias, proto in sorted(tensors.items()))
+        self.check_sizes((alias, declared_elements(alias, proto)) for alias, proto in sorted(tensors.items()))
 
     def check_sizes(self, sizes: Iterable[tuple[str, int]]) -> None:
-        """(name, element count) pairs of already built inputs: REST arrays, tf.Examples."""
-        self._check(sizes)
-
-    def _check(self, sizes: Iterable[tuple[str, int]]) -> None:
+        """(name, element count) pairs: declared shapes, REST arrays, tf.Examples."""
         total = 0
         for name, count in sizes:
             if count > self.max_tensor_elements:

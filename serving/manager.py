@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import threading
 import time
 import types
@@ -43,8 +44,9 @@ from serving.warmup import warm_up
 log = logging.getLogger(__name__)
 
 State = get_model_status_pb2.ModelVersionStatus.State
-#: With filesystem polling off, how often the poller looks for a load retry that fell due.
-_IDLE_WAKE_SECONDS = 0.25
+#: The poller's longest sleep: it looks this often for a load retry that fell due (one that a
+#: config reload scheduled while it slept, or any retry with filesystem polling off).
+_WAKE_SECONDS = 0.25
 Loader = Callable[[str, int, Path, tuple], Servable]
 
 
@@ -131,15 +133,14 @@ class ModelManager:
             thread.join(timeout)
 
     def _poll_loop(self) -> None:
-        next_scan = time.monotonic() + self._poll_wait if self._poll_wait > 0 else None
+        next_scan = time.monotonic() + self._poll_wait if self._poll_wait > 0 else math.inf
         while True:
             retry = self._next_retry()
-            wakes = [t for t in (next_scan, retry) if t is not None]
-            timeout = max(0.0, min(wakes) - time.monotonic()) if wakes else _IDLE_WAKE_SECONDS
-            if self._stop.wait(min(timeout, _IDLE_WAKE_SECONDS) if next_scan is None else timeout):
+            due = min(next_scan, retry if retry is not None else math.inf)
+            if self._stop.wait(min(_WAKE_SECONDS, max(0.0, due - time.monotonic()))):
                 return
             now = time.monotonic()
-            rescan = next_scan is not None and now >= next_scan
+            rescan = now >= next_scan
             if not rescan and (retry is None or now < retry):
                 continue
             try:

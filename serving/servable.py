@@ -13,7 +13,6 @@ waits until the count drops to zero before dropping the last reference.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -25,6 +24,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from components.signature_names import SIGNATURE_DEFAULT
 from serving import errors
+from serving.in_flight import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +99,7 @@ class Servable:
                 outputs={alias: _spec(alias, info) for alias, info in definition.outputs.items()},
                 function=functions.get(key))
         self.signatures: Mapping[str, Signature] = signatures
-        self._usage = threading.Condition()
-        self._in_flight = 0
-        self._retired = False
+        self._usage = InFlight()
 
     @classmethod
     def load(cls, name: str, version: int, path: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> "Servable":
@@ -112,31 +110,22 @@ class Servable:
     # --- usage tracking -------------------------------------------------------------
     def try_acquire(self) -> bool:
         """Counts one more request in flight; False once the version is retired."""
-        with self._usage:
-            if self._retired:
-                return False
-            self._in_flight += 1
-            return True
+        return self._usage.try_enter()
 
     def release(self) -> None:
-        with self._usage:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._usage.notify_all()
+        self._usage.leave()
 
     def retire(self) -> None:
         """No new requests from now on; running ones finish."""
-        with self._usage:
-            self._retired = True
+        self._usage.close()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Blocks until no request uses this version; True if it became idle in time."""
-        with self._usage:
-            return self._usage.wait_for(lambda: self._in_flight == 0, timeout)
+        return self._usage.wait_idle(timeout)
 
     @property
     def in_flight(self) -> int:
-        return self._in_flight
+        return self._usage.count
 
     def unload(self) -> None:
         """Drops the model; the memory goes with the last reference."""
