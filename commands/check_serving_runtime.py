@@ -32,7 +32,7 @@ from typing import Sequence
 
 from commands import serving_pins
 from commands.serving_pins import ROOT, PinError
-from serving.versions import is_complete, scan_versions
+from index.embed import model_versions
 
 DEFAULT_VENV = ROOT / ".venv-serving-runtime"
 CHECK_SCRIPT = ROOT / "tools" / "serving_runtime_check.py"
@@ -48,9 +48,9 @@ def say(message: str) -> None:
 
 
 def latest_version(base: Path) -> Path | None:
-    """The folder TF-Serving would serve from ``base`` (latest complete version), or None."""
-    versions = {v: d for v, d in (scan_versions(base) or {}).items() if is_complete(d)}
-    return versions[max(versions)] if versions else None
+    """The folder TF-Serving would serve from ``base`` (latest version with a SavedModel), or None."""
+    versions = model_versions(base)
+    return base / str(versions[-1]) if versions else None
 
 
 def pick_model_base(given: Path | None, root: Path = ROOT) -> Path:

@@ -75,8 +75,7 @@ def binary_argv(binary: str, options: ServerOptions, host_given: bool) -> list[s
     argv.append(f"--file_system_poll_wait_seconds={math.ceil(options.file_system_poll_wait_seconds)}")
     argv.append(f"--enable_model_warmup={'true' if options.enable_model_warmup else 'false'}")
     for name in ("num_request_iterations_for_warmup", "max_num_load_retries", "load_retry_interval_micros",
-                 "saved_model_tags",
-                 "grpc_max_threads", "rest_api_num_threads"):
+                 "saved_model_tags", "grpc_max_threads", "rest_api_num_threads"):
         value = getattr(options, name)
         if value != getattr(defaults, name):
             argv.append(f"--{name}={value}")

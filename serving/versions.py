@@ -43,8 +43,3 @@ def aspired_versions(policy: VersionPolicy, on_disk: Iterable[int]) -> set[int]:
     count = policy.latest.num_versions if choice == "latest" and policy.latest.num_versions > 0 else 1
     return set(available[-count:])
 
-
-def is_complete(version_dir: Path) -> bool:
-    """Whether a version folder holds its SavedModel file: for tools that pick a finished
-    version to inspect (the server itself tries every aspired folder and retries)."""
-    return (version_dir / "saved_model.pb").is_file() or (version_dir / "saved_model.pbtxt").is_file()
