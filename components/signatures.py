@@ -23,6 +23,20 @@ users/movies files), and exposes these signatures:
                                   TF-Serving's Regress API requires (set after saving: TF2's
                                   saver writes every signature as a predict signature)
 
+Known ids are answered from tower outputs precomputed at export: every catalogue user's and
+movie's embedding, bias and retrieval vectors are computed once (by the same functions the
+raw-feature signatures run) and saved as variables with an id -> row table, so an id-only
+request is a few gathers instead of the Transform graph and the title LSTM (the serving
+profile, benchmarks/serving_profile.py, measures both). A batch holding any unseen id takes
+the tower path, whose answer for unknown ids is the OOV bucket's, as before. Every signature
+answers an empty batch itself with outputs of 0 rows (the towers are not run for it).
+
+Why the module tracks the Keras 3 model's backing tf.Variables (`model_variables`): TF-Serving
+loads a SavedModel as a session bundle and restores exactly the variables of the saved object
+graph; Keras 3 variables reach that graph only through their layers' own tracking, which the
+restore op does not cover, and TF-Serving then fails the warm-up with "Could not find variable"
+(`make check-serving-runtime` replays the warm-up that way under the serving image's TF).
+
 Every per-feature detail comes from the feature table (components.features): which raw
 features each tower's signatures take (`in_signatures` rows), their dtypes, the per-id lookup
 tables baked in for the id-only signatures, and the default a missing or unknown value gets
@@ -35,6 +49,7 @@ from __future__ import annotations
 import os
 from typing import Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from components import features as f
@@ -95,6 +110,56 @@ def _raw_column(row: f.RawFeature, values: tf.Tensor | None, batch: tf.Tensor) -
     return tf.reshape(tf.cast(value, dtype), [-1, 1])
 
 
+#: Keys of the precomputed retrieval vectors (served under EMBEDDING_OUTPUT) and of the
+#: user bias without the global mean (what TwoTowerModel.score adds).
+_QUERY, _CANDIDATE, _RAW_BIAS = "query", "candidate", "raw_bias"
+#: Ids per tower call while precomputing (bounds the export's memory, not its result).
+_PRECOMPUTE_BATCH = 4096
+
+
+def _row_table(ids: list[int]) -> tf.lookup.StaticHashTable:
+    """id -> row of the precomputed outputs; -1 for an id the catalogue does not hold."""
+    return _table(ids or [-1], list(range(len(ids))) or [-1], tf.int64, tf.int64, -1)
+
+
+def _all_known(*rows: tf.Tensor) -> tf.Tensor:
+    """True when every row index is found (also for an empty batch: it then gathers nothing)."""
+    return tf.reduce_all([tf.reduce_all(r >= 0) for r in rows])
+
+
+def _unless_empty(batch_input: tf.Tensor, compute, empty) -> dict:
+    """``compute()``, or ``empty()`` (outputs of 0 rows) for a batch of 0: the towers and the
+    Transform are never run on no rows, where some of their ops fail."""
+    return tf.cond(tf.shape(batch_input)[0] > 0, compute, empty)
+
+
+class KnownVectors(tf.Module):
+    """Tower outputs per catalogue row (name -> [rows, ...] variable), saved with the model."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], name: str):
+        super().__init__(name=name)
+        self.arrays = {key: tf.Variable(value, trainable=False, name=key) for key, value in arrays.items()}
+
+    def gather(self, key: str, rows: tf.Tensor) -> tf.Tensor:
+        return tf.gather(self.arrays[key], rows)
+
+    def empty(self, keys: tuple[str, ...]) -> dict:
+        return {key: tf.zeros([0, *self.arrays[key].shape[1:]], self.arrays[key].dtype) for key in keys}
+
+
+def _precompute(vectors_of, ids: list[int], name: str) -> KnownVectors:
+    """``vectors_of`` (the tower path) run over every id, stacked per output."""
+    if not ids:
+        raise ValueError(f"the catalogue holds no {name}s: there is nothing to serve")
+    parts: dict[str, list] = {}
+    for start in range(0, len(ids), _PRECOMPUTE_BATCH):
+        batch = tf.constant(ids[start:start + _PRECOMPUTE_BATCH], tf.int64)
+        for key, value in vectors_of(batch).items():
+            parts.setdefault(key, []).append(value.numpy())
+    arrays = {key: np.concatenate(values) for key, values in parts.items()}
+    return KnownVectors(arrays, name=f"known_{name}s")
+
+
 class ServingModule(tf.Module):
     """What `tf.saved_model.save` writes for TF-Serving, TFMA and the index job."""
 
@@ -109,6 +174,12 @@ class ServingModule(tf.Module):
         # id -> raw feature lookups for the id-only signatures (tracked by the module, saved)
         self.user_tables = _lookup_tables(users, "user")
         self.movie_tables = _lookup_tables(movies, "movie")
+        # the backing tf.Variables, so that a session-bundle load restores them (module docstring)
+        self.model_variables = [getattr(v, "value", v) for v in model.variables]
+        self.user_rows = _row_table(sorted(users))
+        self.movie_rows = _row_table(sorted(movies))
+        self.known_users = _precompute(self._user_vectors_of, sorted(users), "user")
+        self.known_movies = _precompute(self._movie_vectors_of, sorted(movies), "movie")
 
     # --- raw feature assembly -----------------------------------------------------------
     def _raw(self, user: Mapping[str, tf.Tensor] | None, movie: Mapping[str, tf.Tensor] | None,
@@ -133,15 +204,46 @@ class ServingModule(tf.Module):
         transformed = self._transform(self._raw(user, movie, batch))
         return {RATING_OUTPUT: clip_rating(self.model(transformed, training=False))}
 
-    def _user_vector(self, user: dict) -> dict:
+    def _user_outputs(self, user: dict) -> dict:
+        """The user tower's embedding, its bias (+ the global mean) and the bias alone."""
         transformed = self._transform(self._raw(user, None, tf.shape(user[f.USER_ID])[0]))
-        bias = tf.squeeze(self.model.user_bias(transformed[f.USER_ID_XF]), -1) + self.model.global_mean
-        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False), BIAS_OUTPUT: bias}
+        bias = tf.squeeze(self.model.user_bias(transformed[f.USER_ID_XF]), -1)
+        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False),
+                BIAS_OUTPUT: bias + self.model.global_mean, _RAW_BIAS: bias}
+
+    def _user_vector(self, user: dict) -> dict:
+        outputs = self._user_outputs(user)
+        return {key: outputs[key] for key in (EMBEDDING_OUTPUT, BIAS_OUTPUT)}
 
     def _movie_vector(self, movie: dict) -> dict:
         transformed = self._transform(self._raw(None, movie, tf.shape(movie[f.MOVIE_ID])[0]))
         bias = tf.squeeze(self.model.movie_bias(transformed[f.MOVIE_ID_XF]), -1)
         return {EMBEDDING_OUTPUT: self.model.movie_tower(transformed, training=False), BIAS_OUTPUT: bias}
+
+    def _user_vectors_of(self, user_id: tf.Tensor) -> dict:
+        """Everything an id-only user signature returns, by the tower path (precomputed at export)."""
+        out = self._user_outputs(self._known_user(user_id))
+        if self.model.retrieval is not None:
+            out[_QUERY] = self._user_query(user_id)[EMBEDDING_OUTPUT]
+        return out
+
+    def _movie_vectors_of(self, movie_id: tf.Tensor) -> dict:
+        out = dict(self._movie_vector(self._known_movie(movie_id)))
+        if self.model.retrieval is not None:
+            out[_CANDIDATE] = self._movie_candidate(movie_id)[EMBEDDING_OUTPUT]
+            out[_QUERY] = self._movie_query(movie_id)[EMBEDDING_OUTPUT]
+        return out
+
+    def _rate_known(self, user_rows: tf.Tensor, movie_rows: tf.Tensor) -> dict:
+        """The rating from the precomputed outputs: TwoTowerModel.score's sum, in its order."""
+        user = self.known_users.gather(EMBEDDING_OUTPUT, user_rows)
+        movie = self.known_movies.gather(EMBEDDING_OUTPUT, movie_rows)
+        rating = (tf.reduce_sum(user * movie, axis=-1) + self.known_users.gather(_RAW_BIAS, user_rows)
+                  + self.known_movies.gather(BIAS_OUTPUT, movie_rows) + self.model.global_mean)
+        if self.model.head is not None:
+            pair = tf.concat([user, movie, user * movie], axis=-1)
+            rating = rating + tf.squeeze(self.model.head(pair, training=False), -1)
+        return {RATING_OUTPUT: clip_rating(rating)}
 
     def _user_query(self, user_id: tf.Tensor) -> dict:
         transformed = self._transform(self._raw({f.USER_ID: user_id}, None, tf.shape(user_id)[0]))
@@ -161,43 +263,69 @@ class ServingModule(tf.Module):
     # per signature, which is most of the export's time.
     @tf.function(input_signature=[_USER_IDS, _MOVIE_IDS])
     def serve_ids(self, user_id, movie_id):
-        return self.serve_features(self._known_user(user_id), self._known_movie(movie_id))
+        user_rows, movie_rows = self.user_rows.lookup(user_id), self.movie_rows.lookup(movie_id)
+        return tf.cond(_all_known(user_rows, movie_rows), lambda: self._rate_known(user_rows, movie_rows),
+                       lambda: self.serve_features(self._known_user(user_id), self._known_movie(movie_id)))
 
     @tf.function(input_signature=[USER_FEATURE_SPECS, MOVIE_FEATURE_SPECS])
     def serve_features(self, user, movie):
-        return self._rate(user, movie)
+        return _unless_empty(user[f.USER_ID], lambda: self._rate(user, movie), self._empty_rating)
 
     @tf.function(input_signature=[_USER_IDS])
     def serve_user_embedding(self, user_id):
-        return self.serve_user_embedding_features(self._known_user(user_id))
+        return self._known_or(self.known_users, self.user_rows, user_id, (EMBEDDING_OUTPUT, BIAS_OUTPUT),
+                              lambda: self.serve_user_embedding_features(self._known_user(user_id)))
 
     @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_embedding(self, movie_id):
-        return self.serve_movie_embedding_features(self._known_movie(movie_id))
+        return self._known_or(self.known_movies, self.movie_rows, movie_id, (EMBEDDING_OUTPUT, BIAS_OUTPUT),
+                              lambda: self.serve_movie_embedding_features(self._known_movie(movie_id)))
 
     @tf.function(input_signature=[_USER_IDS])
     def serve_user_query(self, user_id):
-        return self._user_query(user_id)
+        return self._known_or(self.known_users, self.user_rows, user_id, (_QUERY,),
+                              lambda: self._user_query(user_id))
 
     @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_candidate(self, movie_id):
-        return self._movie_candidate(movie_id)
+        return self._known_or(self.known_movies, self.movie_rows, movie_id, (_CANDIDATE,),
+                              lambda: self._movie_candidate(movie_id))
 
     @tf.function(input_signature=[_MOVIE_IDS])
     def serve_movie_query(self, movie_id):
-        return self._movie_query(movie_id)
+        return self._known_or(self.known_movies, self.movie_rows, movie_id, (_QUERY,),
+                              lambda: self._movie_query(movie_id))
 
     @tf.function(input_signature=[USER_FEATURE_SPECS])
     def serve_user_embedding_features(self, user):
-        return self._user_vector(user)
+        return _unless_empty(user[f.USER_ID], lambda: self._user_vector(user),
+                             lambda: self.known_users.empty((EMBEDDING_OUTPUT, BIAS_OUTPUT)))
 
     @tf.function(input_signature=[MOVIE_FEATURE_SPECS])
     def serve_movie_embedding_features(self, movie):
-        return self._movie_vector(movie)
+        return _unless_empty(movie[f.MOVIE_ID], lambda: self._movie_vector(movie),
+                             lambda: self.known_movies.empty((EMBEDDING_OUTPUT, BIAS_OUTPUT)))
+
+    def _known_or(self, known: "KnownVectors", rows_table, ids: tf.Tensor, keys: tuple[str, ...], towers) -> dict:
+        """The precomputed outputs ``keys`` (renamed for the signature) when every id is known,
+        else what ``towers`` computes for the whole batch."""
+        rows = rows_table.lookup(ids)
+        names = {_QUERY: EMBEDDING_OUTPUT, _CANDIDATE: EMBEDDING_OUTPUT}
+
+        def gathered():
+            return {names.get(key, key): known.gather(key, rows) for key in keys}
+
+        return tf.cond(_all_known(rows), gathered, towers)
+
+    def _empty_rating(self) -> dict:
+        return {RATING_OUTPUT: tf.zeros([0], tf.float32)}
 
     def _rate_examples(self, serialized):
-        raw = tf.io.parse_example(serialized, self._example_spec)
-        return {REGRESS_OUTPUT: clip_rating(self.model(self._transform(raw), training=False))}
+        def rate():
+            raw = tf.io.parse_example(serialized, self._example_spec)
+            return {REGRESS_OUTPUT: clip_rating(self.model(self._transform(raw), training=False))}
+
+        return _unless_empty(serialized, rate, lambda: {REGRESS_OUTPUT: tf.zeros([0], tf.float32)})
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
     def serve_tf_examples(self, examples):

@@ -133,11 +133,12 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[di
     return result
 
 
-def _checkpoint_dir(base: str | None, transform_uri: str, hp: HParams) -> str | None:
-    """A checkpoint folder keyed by the inputs, so a re-run resumes only the same training."""
+def _checkpoint_dir(base: str | None, transform_uri: str, hp: HParams, code: str | None = None) -> str | None:
+    """A checkpoint folder keyed by the inputs and the code's fingerprint (custom_config "code"),
+    so a re-run resumes only the same training."""
     if not base:
         return None
-    key = hashlib.sha256(json.dumps([transform_uri, hp.to_dict()], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([transform_uri, hp.to_dict(), code], sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(base, key)
 
 
@@ -182,7 +183,8 @@ def run_fn(fn_args) -> None:
                               evaluation[0][f.MOVIE_ID_XF], evaluation[1])
     lap("retrieval")
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
-                  checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp))
+                  checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp,
+                                                 config.get("code")))
     lap("fit")
     two_stage = choose_rerank_weight(model, train[0], evaluation[0], evaluation[1])
     lap("rerank")

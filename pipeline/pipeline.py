@@ -23,6 +23,7 @@ from components.pusher import MovieLensPusher
 from components.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from components.trainer_component import MovieLensTrainer
 from pipeline import configs
+from pipeline.code_fingerprint import source_fingerprint
 from settings.paths import PIPELINE_NAME
 
 STAGES = configs.STAGES
@@ -79,6 +80,8 @@ def create_components(config: configs.PipelineConfig) -> list:
         # no incremental analysis): computing them cost a quarter of Transform's time.
         disable_statistics=True,
         disable_analyzer_cache=True,
+        # the code's fingerprint, so an edit to it is not served from cache (pipeline.code_fingerprint)
+        custom_config={"code": source_fingerprint()},
     )
     transform.add_upstream_node(gate)
     trainer = MovieLensTrainer(
@@ -95,6 +98,7 @@ def create_components(config: configs.PipelineConfig) -> list:
             # when a default in components/model.py does.
             "hparams": HParams.from_dict(config.hparams).to_dict(),
             "checkpoint_dir": str(config.paths.checkpoint_dir),
+            "code": source_fingerprint(),  # pipeline.code_fingerprint: a code edit re-trains
         },
     ).with_id("Trainer")
     model_resolver = None if not config.baseline else tfx.dsl.Resolver(

@@ -151,6 +151,53 @@ def test_retrieval_and_bias_signatures_score_as_documented(runs):
     np.testing.assert_allclose(decomposed, served, rtol=1e-4, atol=1e-4)
 
 
+def test_known_ids_are_answered_from_precomputed_outputs_equal_to_the_towers(runs):
+    """An id-only batch of known ids gathers the outputs precomputed at export; the same ids
+    next to an unseen one take the tower path for the whole batch: both must agree."""
+    root, *_, versions = runs
+    model = tf.saved_model.load(str(root / "artifacts" / "serving" / "movielens" / versions[0]))
+    ids = lambda *v: tf.constant(v, tf.int64)  # noqa: E731
+    users, movies, unseen = (1, 2, 3, 4), (1, 3, 5, 7), (99_999,)
+    checks = [("serving_default", {"user_id": users, "movie_id": movies}),
+              ("user_embedding", {"user_id": users}), ("movie_embedding", {"movie_id": movies}),
+              ("user_query_embedding", {"user_id": users}), ("movie_candidate_embedding", {"movie_id": movies}),
+              ("movie_query_embedding", {"movie_id": movies})]
+    for name, inputs in checks:
+        known = model.signatures[name](**{k: ids(*v) for k, v in inputs.items()})
+        towers = model.signatures[name](**{k: ids(*v, *unseen) for k, v in inputs.items()})
+        for output, value in known.items():
+            np.testing.assert_allclose(value.numpy(), towers[output].numpy()[:len(users)], rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{name}/{output}")
+
+
+def test_every_signature_answers_an_empty_batch_with_zero_rows(runs):
+    root, *_, versions = runs
+    model = tf.saved_model.load(str(root / "artifacts" / "serving" / "movielens" / versions[0]))
+    assert len(model.signatures) == 11
+    for name, function in model.signatures.items():
+        specs = function.structured_input_signature[1]
+        outputs = function(**{key: tf.zeros([0], spec.dtype) for key, spec in specs.items()})
+        assert outputs and all(value.shape[0] == 0 for value in outputs.values()), name
+
+
+def test_tf_serving_session_bundle_load_restores_every_variable(runs):
+    """TF-Serving loads a SavedModel as a graph-mode session bundle and restores the variables
+    of the saved object graph; the Keras 3 model's variables must be among them (else: "Could
+    not find variable ..." at the first request, which fails TF-Serving's warm-up)."""
+    root, *_, versions = runs
+    path = str(root / "artifacts" / "serving" / "movielens" / versions[0])
+    users, movies = [1, 2, 99_999], [1, 3, 99_999]
+    eager = tf.saved_model.load(path).signatures["serving_default"](
+        user_id=tf.constant(users, tf.int64), movie_id=tf.constant(movies, tf.int64))["rating"].numpy()
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], path)
+        signature = meta_graph.signature_def["serving_default"]
+        rating = session.run(signature.outputs["rating"].name, {signature.inputs["user_id"].name: users,
+                                                                signature.inputs["movie_id"].name: movies})
+    np.testing.assert_allclose(rating, eager, rtol=1e-5)
+
+
 def test_pushed_model_carries_the_rerank_weight_chosen_on_eval(runs):
     import json
 

@@ -1,0 +1,30 @@
+"""A fingerprint of the code a component runs, for its cache key.
+
+Why: Transform and Trainer name their user code by module path (`configs.PREPROCESSING_FN`,
+`configs.RUN_FN`). TFX fingerprints a `module_file`'s content, but a module *path* enters the
+cache key only as the string, so an edit to `components/trainer.py` or to what it imports
+(the export in `components/signatures.py`, the model, the feature table) kept the key, and the
+next run served the old model from cache. Putting this fingerprint into each component's
+`custom_config` (an exec property, which the launcher hashes into the cache key; Transform
+passes it to `preprocessing_fn` only if that takes a `custom_config` argument, which ours
+does not) makes any source change re-run them, and an unchanged tree keep its cache.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The packages whose code the Transform and Trainer executors import (components, and the
+#: settings below them: hyperparameters, paths, logging).
+CODE_PACKAGES = ("components", "settings")
+
+
+def source_fingerprint(packages: tuple[str, ...] = CODE_PACKAGES, root: Path = ROOT) -> str:
+    """sha256 over every .py file of ``packages`` (relative path and content, in sorted order)."""
+    digest = hashlib.sha256()
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
