@@ -44,7 +44,7 @@ test-e2e: install
 	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
 
 # The latest pushed model under the serving image's TensorFlow: every signature called, the
-# warm-up file replayed (commands/check_serving_runtime.py; not in .ci/run until the export passes it).
+# warm-up file replayed (commands/check_serving_runtime.py; .ci/run runs it after make test).
 check-serving-runtime: install
 	$(PY) -m commands.check_serving_runtime --runtime-tf $(SERVING_RUNTIME_TF) --venv $(SERVING_RUNTIME_VENV) \
 	  $(if $(SERVING_RUNTIME_MODEL),--model-base-path $(SERVING_RUNTIME_MODEL))

@@ -22,7 +22,8 @@ runs in a side virtualenv holding `tensorflow-cpu` of the image's version (made 
      assets.extra/tf_serving_warmup_requests through the request's signature (predict_log:
      its input tensors; regress_log: its serialized examples through a signature whose
      method is tensorflow/serving/regress), plus one Regress request per regress signature
-     built from the sample examples, since TF-Serving's Regress API accepts only those.
+     built from the sample examples, since TF-Serving's Regress API accepts only those;
+     and feeds every signature a batch of 0 rows, which must answer with 0 rows.
 
 Where it lives, and what it imports: tools/, outside the project's packages and their floors
 (pyproject.toml [tool.importlinter]), because it must run under a TensorFlow the project does
@@ -317,8 +318,28 @@ def session_checks(version_dir: str, logs: Sequence, samples: Samples) -> list[R
             batch = len(samples.examples)
             return Result(f"Regress API -> {name}", f"batch {batch} -> {_shapes(outputs)}", check_outputs(outputs, batch))
         results.append(_attempt(f"Regress API -> {name}", run))
+    results.append(_attempt("empty batch (session bundle)", lambda: empty_batches(bundle)))
     bundle.session.close()
     return results
+
+
+def empty_batches(bundle: SessionBundle) -> Result:
+    """Every SignatureDef fed a batch of 0 rows (each input [0] of its dtype) must answer with
+    outputs of 0 rows, as a client of the real server sees it: an op that fails on no rows is
+    an error there (TF-Serving runs the graph as it is)."""
+    problems, names = [], sorted(key for key in bundle.meta.signature_def if key != INIT_OP_KEY)
+    for name in names:
+        signature = bundle.signature(name)
+        feeds = {key: np.zeros([0], dtype=object if info.dtype == tf.string.as_datatype_enum
+                               else tf.as_dtype(info.dtype).as_numpy_dtype)
+                 for key, info in signature.inputs.items()}
+        try:
+            problem = check_outputs(bundle.run(name, feeds), 0)
+        except Exception as error:  # one signature's failure must not hide the others'
+            problem = describe(error)[0]
+        if problem:
+            problems.append(f"{name}: {problem}")
+    return Result("empty batch (session bundle)", f"{len(names)} signatures -> 0 rows", "; ".join(problems) or None)
 
 
 # --- main -----------------------------------------------------------------------------------
