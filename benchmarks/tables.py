@@ -135,12 +135,29 @@ def demo(result) -> list[str]:
 
 
 def serving(result) -> list[str]:
+    modes = result.get("modes", {})
     lines = ["### Serving (`python -m benchmarks.serving`, gRPC Predict, loopback)", "",
-             f"Server: {result['server']}; model {result['model_base_path']}.", "",
-             "| pairs/request | clients | p50 ms | p99 ms | pairs/s | errors |", "|---|---|---|---|---|---|"]
+             f"Server: {result['server']}; model `{result['model_base_path']}`. "
+             f"{result.get('note', '')}. Modes: " + "; ".join(f"`{k}` {v}" for k, v in modes.items() if v) + ".", "",
+             "| mode | pairs/request | clients | p50 ms | p99 ms | requests/s | pairs/s | server CPU ms/request | errors |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["results"]:
-        lines.append(f"| {r['pairs_per_request']} | {r['concurrency']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                     f"{r['pairs_per_s']:,.0f} | {r['errors']} |")
+        cpu = r.get("server_cpu_ms_per_request")
+        lines.append(f"| {r.get('mode', 'plain')} | {r['pairs_per_request']} | {r['concurrency']} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['requests_per_s']:,.0f} | {r['pairs_per_s']:,.0f} | "
+                     f"{'' if cpu is None else f'{cpu:.2f}'} | {r['errors']} |")
+    met = result.get("targets_met", {})
+    if met:
+        lines += ["", "Targets: " + ", ".join(f"{name} ({result['targets'][name]:g}) "
+                                             f"{'met' if ok else '**missed**'}" for name, ok in met.items()) + "."]
+    return lines
+
+
+def serving_profile(result) -> list[str]:
+    lines = ["### Where a 1-pair request's time goes (`python -m benchmarks.serving_profile`, in process)", "",
+             f"Model `{result['model_base_path']}`; {result['note']}.", "",
+             "| what | p50 ms | p90 ms |", "|---|---|---|"]
+    lines += [f"| {r['what']} | {r['p50_ms']:.3f} | {r['p90_ms']:.3f} |" for r in result["results"]]
     return lines
 
 
@@ -199,6 +216,7 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("pipeline_growth.json", growth),
     ("demo.json", demo),
     ("serving.json", serving),
+    ("serving_profile.json", serving_profile),
     ("index.json", index),
 ]
 

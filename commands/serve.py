@@ -74,6 +74,10 @@ def binary_argv(binary: str, options: ServerOptions, host_given: bool) -> list[s
     # TF-Serving's poll flag is an integer number of seconds; round sub-second values up.
     argv.append(f"--file_system_poll_wait_seconds={math.ceil(options.file_system_poll_wait_seconds)}")
     argv.append(f"--enable_model_warmup={'true' if options.enable_model_warmup else 'false'}")
+    if options.enable_batching:
+        argv.append("--enable_batching=true")
+        if options.batching_parameters_file:
+            argv.append(f"--batching_parameters_file={options.batching_parameters_file}")
     for name in ("num_request_iterations_for_warmup", "max_num_load_retries", "load_retry_interval_micros",
                  "saved_model_tags", "grpc_max_threads", "rest_api_num_threads"):
         value = getattr(options, name)

@@ -70,6 +70,11 @@ def unimplemented(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.UNIMPLEMENTED, message)
 
 
+def unavailable(message: str) -> ServingError:
+    """Retry later or elsewhere: a full batch queue, a server that is draining."""
+    return ServingError(grpc.StatusCode.UNAVAILABLE, message)
+
+
 def code_from_number(number: int) -> grpc.StatusCode:
     """tensorflow.error.Code / absl canonical number -> grpc.StatusCode (same numbering)."""
     return _BY_NUMBER.get(number, grpc.StatusCode.UNKNOWN)

@@ -14,6 +14,7 @@ import argparse
 import os
 from dataclasses import dataclass, fields
 
+from serving.batching_parameters import BatchingParameters, read_batching_parameters
 from serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -46,6 +47,8 @@ class ServerOptions:
     max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
     max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS
     shutdown_grace_seconds: float = 30.0
+    enable_batching: bool = False
+    batching_parameters_file: str | None = None
 
     def __post_init__(self) -> None:
         """Options are checked here, once, whoever builds them (a command line or a test):
@@ -67,6 +70,18 @@ class ServerOptions:
         parse_channel_arguments(self.grpc_channel_arguments)  # ValueError names the bad item
         if not self.tags:
             raise ValueError("--saved_model_tags is empty")
+        if self.batching_parameters_file and not self.enable_batching:  # TF-Serving's server.cc refuses it too
+            raise ValueError("--batching_parameters_file is set without setting --enable_batching to true")
+        self.batching  # BatchingParametersError (a ValueError) names the file and line
+
+    @property
+    def batching(self) -> BatchingParameters | None:
+        """The batching parameters with --enable_batching (the file's, else the defaults); None without."""
+        if not self.enable_batching:
+            return None
+        if not self.batching_parameters_file:
+            return BatchingParameters()
+        return read_batching_parameters(self.batching_parameters_file)
 
     @property
     def limits(self) -> RequestLimits:
@@ -160,6 +175,14 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
     parser.add_argument("--max_request_elements", type=int, default=d.max_request_elements,
                         help="most input elements in one request, all tensors (or tf.Examples) together "
                              "(Python server only; default %(default)s)")
+    parser.add_argument("--enable_batching", type=parse_bool, nargs="?", const=True, default=d.enable_batching,
+                        help="merge concurrent requests to a signature into one model run, as TF-Serving's "
+                             "batching session (default %(default)s)")
+    parser.add_argument("--batching_parameters_file", default=d.batching_parameters_file,
+                        help="BatchingParameters text proto (max_batch_size { value: 128 }, batch_timeout_micros, "
+                             "num_batch_threads, max_enqueued_batches, allowed_batch_sizes, "
+                             "pad_variable_length_inputs); needs --enable_batching. Without it: max_batch_size "
+                             "1000, batch_timeout_micros 0, max_enqueued_batches 10, one thread per CPU")
     parser.add_argument("--shutdown_grace_seconds", type=float, default=d.shutdown_grace_seconds,
                         help="on SIGTERM, how long running requests may take to finish "
                              "(Python server only; default %(default)s)")

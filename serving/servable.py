@@ -6,6 +6,10 @@ dtypes) and returns that map from GetModelMetadata; `tf.saved_model.load` keeps
 only callables and drops method names. TF1 SavedModels (reference variables, like
 half_plus_two) load through the same call, with warnings.
 
+With --enable_batching a version holds a serving.batching.Batcher: `run` then merges
+concurrent requests to a signature into one call of it (TF-Serving wraps the session the same
+way), whichever API the request came through; the batch threads end when the version unloads.
+
 Why the in-flight counter: a version that is being replaced must not be unloaded under a
 running request. Requests `try_acquire()` it; the manager `retire()`s it (no new requests) and
 waits until the count drops to zero before dropping the last reference.
@@ -24,6 +28,8 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 from components.signature_names import SIGNATURE_DEFAULT
 from serving import errors
+from serving.batching import Batcher
+from serving.batching_parameters import BatchingParameters
 from serving.in_flight import InFlight
 
 log = logging.getLogger(__name__)
@@ -84,7 +90,7 @@ class Servable:
     """A loaded version of a model. Immutable after construction except the usage counter."""
 
     def __init__(self, name: str, version: int, path: Path, meta_graph: meta_graph_pb2.MetaGraphDef,
-                 loaded: object):
+                 loaded: object, batching: BatchingParameters | None = None):
         self.name = name
         self.version = version
         self.path = path
@@ -100,12 +106,14 @@ class Servable:
                 function=functions.get(key))
         self.signatures: Mapping[str, Signature] = signatures
         self._usage = InFlight()
+        self._batcher = None if batching is None else Batcher(batching, f"{name}-{version}")
 
     @classmethod
-    def load(cls, name: str, version: int, path: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> "Servable":
+    def load(cls, name: str, version: int, path: Path, tags: tuple[str, ...] = DEFAULT_TAGS,
+             batching: BatchingParameters | None = None) -> "Servable":
         meta_graph = read_meta_graph(path, tags)
         loaded = tf.saved_model.load(str(path), tags=list(tags))
-        return cls(name, version, path, meta_graph, loaded)
+        return cls(name, version, path, meta_graph, loaded, batching)
 
     # --- usage tracking -------------------------------------------------------------
     def try_acquire(self) -> bool:
@@ -128,7 +136,9 @@ class Servable:
         return self._usage.count
 
     def unload(self) -> None:
-        """Drops the model; the memory goes with the last reference."""
+        """Ends the batch threads and drops the model; the memory goes with the last reference."""
+        if self._batcher is not None:
+            self._batcher.stop()
         self._loaded = None
         self.signatures = {}
 
@@ -137,7 +147,14 @@ class Servable:
         return self.signatures.get(name or DEFAULT_SIGNATURE)
 
     def run(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs `signature` on already validated inputs; every output as numpy."""
+        """Runs `signature` on already validated inputs (batched with other requests under
+        --enable_batching); every output as numpy."""
+        if self._batcher is None:
+            return self.run_unbatched(signature, inputs)
+        return self._batcher.run(signature.name, inputs, lambda merged: self.run_unbatched(signature, merged))
+
+    def run_unbatched(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One call of the signature's function on exactly these inputs."""
         if signature.function is None:
             raise errors.failed_precondition(
                 f"Serving signature key \"{signature.name}\" has no callable function in the loaded SavedModel.")

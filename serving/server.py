@@ -15,12 +15,14 @@ from pathlib import Path
 
 import grpc
 
+from serving.batching_parameters import BatchingParameters
 from serving.config import ConfigError, ModelServerConfig, read_config_file, single_model_config
 from serving.drain import Drain
 from serving.grpc_api import Health, add_services
 from serving.manager import ModelManager
 from serving.options import ServerOptions, parse_channel_arguments
 from serving.rest_api import RestHandler, RestServer, create_app
+from serving.servable import Servable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,13 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
+def _loader(batching: BatchingParameters | None):
+    """Loads a version, with its batch schedulers under --enable_batching."""
+    def load(name: str, version: int, path: Path, tags: tuple) -> Servable:
+        return Servable.load(name, version, path, tags, batching)
+    return load
+
+
 class ModelServer:
     """One server process's worth of serving; usable in-process (tests, benchmarks)."""
 
@@ -46,7 +55,8 @@ class ModelServer:
             model_config(options), poll_wait_seconds=options.file_system_poll_wait_seconds,
             enable_warmup=options.enable_model_warmup, warmup_iterations=options.num_request_iterations_for_warmup,
             tags=options.tags, max_num_load_retries=options.max_num_load_retries,
-            load_retry_interval_seconds=options.load_retry_interval_micros / 1e6)
+            load_retry_interval_seconds=options.load_retry_interval_micros / 1e6,
+            loader=_loader(options.batching))
         self._grpc: grpc.Server | None = None
         self._health: Health | None = None
         self._rest: RestServer | None = None

@@ -72,6 +72,11 @@ class _Rater(tf.Module):
         first = tf.gather(user_id, 0)  # fails on a batch of 0 ("indices[0] = 0 is not in [0, 0)")
         return {"embedding": tf.cast(user_id[:, None] + first, tf.float32) * tf.ones([1, EMBEDDING_DIM])}
 
+    @tf.function(input_signature=[_IDS])
+    def batch_seen(self, user_id):
+        """Each row's id back, and the batch size the graph ran on (what batching merged)."""
+        return {"echo": user_id, "batch": tf.fill(tf.shape(user_id), tf.cast(tf.shape(user_id)[0], tf.int64))}
+
     @tf.function(input_signature=[tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64)])
     def hold(self, marker, sleep_ms):
         """Writes `marker`, then sleeps about 2 x sleep_ms (the sleep dataset waits per element
@@ -92,6 +97,7 @@ def save_rater(export_dir: Path, base: float = 3.0) -> Path:
         "movie_embedding": module.movie_embedding.get_concrete_function(),
         "hold": module.hold.get_concrete_function(),
         "first_row_scaled": module.first_row_scaled.get_concrete_function(),
+        "batch_seen": module.batch_seen.get_concrete_function(),
     }
     tf.saved_model.save(module, str(export_dir), signatures=signatures)
     return export_dir
