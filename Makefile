@@ -59,6 +59,7 @@ benchmark: install
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.1 --seed 0
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens
+	$(PY) -m benchmarks.serving_profile --model-base-path $(ARTIFACTS)/serving/movielens
 	$(PY) -m benchmarks.index_bench
 	$(PY) -m benchmarks.accuracy --dataset ml-1m --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.ranking --data ../shared/data/ml-100k   # EASE, two-stage, retrieval index, PureSVD, most popular
