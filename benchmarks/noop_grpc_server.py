@@ -22,11 +22,13 @@ import grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from components.signature_names import RATING_OUTPUT
+
 
 class _Fixed(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self) -> None:
         self.response = predict_pb2.PredictResponse()
-        self.response.outputs["rating"].CopyFrom(
+        self.response.outputs[RATING_OUTPUT].CopyFrom(
             tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[3.5],
                                    tensor_shape={"dim": [{"size": 1}]}))
 
