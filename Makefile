@@ -15,7 +15,7 @@ SERVING_RUNTIME_VENV ?= .venv-serving-runtime
 # default: the model the e2e tier pushed (artifacts/e2e/serving/movielens), else the demo's
 SERVING_RUNTIME_MODEL ?=
 
-.PHONY: install demo test test-unit test-e2e check-serving-runtime benchmark kubeflow image clean
+.PHONY: install demo test test-unit test-e2e test-slow check-serving-runtime benchmark kubeflow image clean
 
 install: $(STAMP)
 
@@ -32,16 +32,21 @@ demo: install
 
 # Two tiers: the unit tier (seconds to a few minutes), then the end-to-end pipeline runs
 # (marked e2e). The import-layer contract (pyproject.toml [tool.importlinter]) runs first.
+# Tests marked slow (minutes each: interrupted runs, subprocess pipelines) are a third tier,
+# `make test-slow`, which CI runs after `make test`.
 test: install
 	$(VENV)/bin/lint-imports --no-cache
-	$(PY) -m pytest -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
-	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 -m "not e2e and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 -m "e2e and not slow" $(PYTEST_ARGS)
 
 test-unit: install
-	$(PY) -m pytest -q --durations=15 -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 -m "not e2e and not slow" $(PYTEST_ARGS)
 
 test-e2e: install
-	$(PY) -m pytest -q --durations=15 -m e2e $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 -m "e2e and not slow" $(PYTEST_ARGS)
+
+test-slow: install
+	$(PY) -m pytest -q --durations=15 -m slow $(PYTEST_ARGS)
 
 # The latest pushed model under the serving image's TensorFlow: every signature called, the
 # warm-up file replayed (commands/check_serving_runtime.py; .ci/run runs it after make test).

@@ -76,6 +76,7 @@ def _assert_stopped_at_example_gen(proc: subprocess.CompletedProcess, message: s
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a pipeline started as a subprocess: CI's slow tier
 def test_run_with_an_empty_ratings_csv_exits_2_naming_it(tmp_path):
     data = tmp_path / "data"
     synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)

@@ -21,7 +21,7 @@ from components import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ("MovieLensExampleGen", "StatisticsGen", "ExampleValidator")
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _start(data: Path, artifacts: Path, log: Path) -> subprocess.Popen:

@@ -213,6 +213,7 @@ def test_pushed_model_carries_the_rerank_weight_chosen_on_eval(runs):
     assert chosen["retrieval"]["method"].startswith("closed_form")
 
 
+@pytest.mark.slow  # a pipeline started as a subprocess (its own TF import): CI's slow tier
 def test_malformed_input_stops_the_run_with_file_line_and_field(tmp_path):
     data = tmp_path / "bad"
     synthetic_data.generate(data, **synthetic_data.size_kwargs("tiny"), seed=1)
