@@ -21,16 +21,27 @@ over TF's shared batch scheduler, for what a client can observe:
   * inputs are concatenated along dimension 0 and the batch is padded up to the next
     allowed_batch_sizes entry with copies of the first row of the last task, as upstream; the
     model runs once and every output is split back by task sizes (padding dropped). An output
-    without the batch's 0th dimension fails the batch (FAILED_PRECONDITION, as upstream);
+    without the batch's 0th dimension fails the batch with SplitOutputTensors' FAILED_PRECONDITION
+    ("Batched output tensor has 0 dimensions", "... 0th dimension does not equal the sum ...");
   * tasks whose inputs differ beyond dimension 0 fail the batch with FAILED_PRECONDITION
     unless pad_variable_length_inputs, which pads every input to the batch's largest shape
-    with the tensor's own first element (batching_util.cc AddPadding);
+    with the tensor's own first element (batching_util.cc AddPadding / PadTensor; an empty
+    tensor or one of rank above 6 cannot be padded: INVALID_ARGUMENT, upstream's wording);
   * an error of the run fails every task of the batch with that error;
   * num_batch_threads threads per queue run batches.
 
+A request's inputs without a common 0th dimension (a scalar, or sizes that differ) are
+refused as upstream's ComputeTensorBatchSize refuses them (INVALID_ARGUMENT), not run
+unbatched: tensorflow_model_server with --enable_batching answers such a request that way.
+
 One deliberate difference: a request with an empty batch (0 rows) is run on its own, not
-queued: upstream's batch of size 0 is an internal error ("Batch size expected to be positive"),
-and the model server answers empty batches with empty outputs (serving.servable).
+queued: it adds nothing to a batch, and the model server answers an empty batch the graph
+cannot run with empty outputs (serving.servable), which a merged run could not do.
+
+Cost per request: no thread per request; a task is queued under one Condition and a batch
+thread is woken only when the task changes what it may do (a new batch, a full one, or
+batch_timeout_micros 0). A request's gRPC/REST worker waits while its batch forms, so with
+--enable_batching the worker pools default to at least 64 threads (serving.options).
 """
 from __future__ import annotations
 
@@ -91,7 +102,9 @@ def _pad_to(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if value.shape[1:] == shape:
         return value
     if value.size == 0:
-        raise errors.invalid_argument("cannot pad an empty tensor: it has no first element to pad with")
+        raise errors.invalid_argument("Got empty tensor in batch of non-empty tensors.")
+    if not 1 <= value.ndim <= 6:  # upstream pads with Eigen for ranks 1 to 6 only
+        raise errors.invalid_argument("Only tensors with rank from 1 to 6 can be padded.")
     padded = np.full((value.shape[0], *shape), value.reshape(-1)[0], dtype=value.dtype)
     padded[tuple(slice(0, d) for d in value.shape)] = value
     return padded
@@ -111,6 +124,9 @@ def merge_inputs(tasks: list[_Task], padded_size: int, pad_variable_length: bool
                     f"Tensors with name '{alias}' from different tasks have different shapes and padding is turned "
                     f"off. Set pad_variable_length_inputs to true, or ensure that all tensors with the same name "
                     f"have equal dimensions starting with the first dim.")
+            if len({len(dims) for dims in inner}) > 1:  # upstream: the concat of the padded tensors fails
+                raise errors.internal(f"Tensor concat operation failed: tensors with name '{alias}' from different "
+                                      f"tasks have different ranks")
             target = tuple(max(dims) for dims in zip(*inner))
             values = [_pad_to(v, target) for v in values]
         if padded_size > total:
@@ -129,6 +145,7 @@ class BatchScheduler:
         self._ready = threading.Condition()
         self._batches: deque[_Batch] = deque()
         self._stopping = False
+        self._no_timeout = parameters.batch_timeout_micros == 0
         self._threads = [threading.Thread(target=self._work, name=f"batch-{name}-{i}", daemon=True)
                          for i in range(parameters.threads)]
         for thread in self._threads:
@@ -145,14 +162,19 @@ class BatchScheduler:
             if self._stopping:
                 raise errors.unavailable("The batch scheduler is stopping")
             open_batch = self._batches[-1] if self._batches else None
-            if open_batch is None or open_batch.size + size > limit:
+            opened = open_batch is None or open_batch.size + size > limit
+            if opened:
                 if len(self._batches) >= self._parameters.max_enqueued_batches:
                     raise errors.unavailable("The batch scheduling queue to which this task was submitted is full")
                 open_batch = _Batch()
                 self._batches.append(open_batch)
             open_batch.tasks.append(task)
             open_batch.size += size
-            self._ready.notify()
+            # Wake a batch thread only when this task changes what it may do: a new batch (runnable
+            # now with timeout 0, or closes the one before it, or starts a timeout) or a full one.
+            # A task that joins a batch whose timeout is running need not wake anyone.
+            if opened or open_batch.size >= limit or self._no_timeout:
+                self._ready.notify()
         task.done.wait()
         if task.error is not None:
             raise task.error
@@ -170,7 +192,10 @@ class BatchScheduler:
                     wait = first.opened + timeout - time.monotonic()
                     if (len(self._batches) > 1 or first.size >= self._parameters.max_batch_size or wait <= 0
                             or self._stopping):
-                        return self._batches.popleft()
+                        batch = self._batches.popleft()
+                        if self._batches:  # the next batch's timeout is another free thread's to watch
+                            self._ready.notify()
+                        return batch
                     self._ready.wait(wait)
                 elif self._stopping:
                     return None
@@ -187,11 +212,13 @@ class BatchScheduler:
         try:
             merged = merge_inputs(tasks, padded, self._parameters.pad_variable_length_inputs)
             outputs = self._run(merged)
-            for alias, value in outputs.items():
-                if np.ndim(value) == 0 or np.shape(value)[0] != padded:
+            for value in outputs.values():  # SplitOutputTensors' checks and wording
+                if np.ndim(value) == 0:
+                    raise errors.failed_precondition("Batched output tensor has 0 dimensions")
+                if np.shape(value)[0] != padded:
                     raise errors.failed_precondition(
-                        f"Batched output tensor '{alias}' has 0th-dimension size {np.shape(value)[:1]}; expected "
-                        f"{padded} (the batch size). Batching requires every output to have the batch dimension.")
+                        "Batched output tensor's 0th dimension does not equal the sum of the 0th dimension sizes "
+                        "of the input tensors")
             start = 0
             for task in tasks:
                 task.outputs = {alias: value[start:start + task.size] for alias, value in outputs.items()}

@@ -18,6 +18,8 @@ from serving.batching_parameters import BatchingParameters, read_batching_parame
 from serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Smallest default gRPC / REST worker pool under --enable_batching (see ServerOptions.thread_count).
+BATCHING_MIN_WORKER_THREADS = 64
 PYTHON_ONLY_FLAGS = ("host", "max_message_bytes", "max_tensor_elements", "max_request_elements",
                      "shutdown_grace_seconds")
 
@@ -92,7 +94,17 @@ class ServerOptions:
         return tuple(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
 
     def thread_count(self, value: int) -> int:
-        return value if value > 0 else 4 * (os.cpu_count() or 1)
+        """A worker pool's size: the flag's value, else 4 x CPU cores (TF-Serving's default).
+
+        With --enable_batching the default is at least BATCHING_MIN_WORKER_THREADS: a request's
+        worker waits in the batch queue until its batch has run, so the pool caps how many
+        requests one batch can merge (8 workers on 2 cores: batches of at most 8, and the next
+        batch cannot start forming while one runs). TF-Serving's C++ server has no such cap on
+        requests waiting in its BatchingSession."""
+        if value > 0:
+            return value
+        default = 4 * (os.cpu_count() or 1)
+        return max(default, BATCHING_MIN_WORKER_THREADS) if self.enable_batching else default
 
 
 def parse_bool(text: str) -> bool:
@@ -159,9 +171,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
     parser.add_argument("--saved_model_tags", default=d.saved_model_tags,
                         help="comma-separated MetaGraphDef tags to load (default %(default)s)")
     parser.add_argument("--grpc_max_threads", type=int, default=d.grpc_max_threads,
-                        help="gRPC worker threads; 0 = 4 x CPU cores (default %(default)s)")
+                        help="gRPC worker threads; 0 = 4 x CPU cores, at least "
+                             f"{BATCHING_MIN_WORKER_THREADS} with --enable_batching (a waiting request holds "
+                             "one) (default %(default)s)")
     parser.add_argument("--rest_api_num_threads", type=int, default=d.rest_api_num_threads,
-                        help="REST worker threads; 0 = 4 x CPU cores (default %(default)s)")
+                        help="REST worker threads; 0 = 4 x CPU cores, at least "
+                             f"{BATCHING_MIN_WORKER_THREADS} with --enable_batching (default %(default)s)")
     parser.add_argument("--grpc_channel_arguments", default=d.grpc_channel_arguments,
                         help="extra gRPC server options, 'key=value,key=value' "
                              "(e.g. grpc.max_receive_message_length=...)")
@@ -177,12 +192,15 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
                              "(Python server only; default %(default)s)")
     parser.add_argument("--enable_batching", type=parse_bool, nargs="?", const=True, default=d.enable_batching,
                         help="merge concurrent requests to a signature into one model run, as TF-Serving's "
-                             "batching session (default %(default)s)")
+                             "BatchingSession: every API (Predict, Classify, Regress, MultiInference, REST, "
+                             "warm-up) goes through it (default %(default)s)")
     parser.add_argument("--batching_parameters_file", default=d.batching_parameters_file,
                         help="BatchingParameters text proto (max_batch_size { value: 128 }, batch_timeout_micros, "
                              "num_batch_threads, max_enqueued_batches, allowed_batch_sizes, "
-                             "pad_variable_length_inputs); needs --enable_batching. Without it: max_batch_size "
-                             "1000, batch_timeout_micros 0, max_enqueued_batches 10, one thread per CPU")
+                             "pad_variable_length_inputs); only with --enable_batching: set without it, the server "
+                             "refuses to start, as tensorflow_model_server does (server.cc). No file: "
+                             "max_batch_size 1000, batch_timeout_micros 0, max_enqueued_batches 10, one batch "
+                             "thread per CPU. A warm-up request larger than max_batch_size fails the load")
     parser.add_argument("--shutdown_grace_seconds", type=float, default=d.shutdown_grace_seconds,
                         help="on SIGTERM, how long running requests may take to finish "
                              "(Python server only; default %(default)s)")

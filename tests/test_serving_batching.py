@@ -8,22 +8,27 @@ signature returns the batch size the graph actually ran on.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import grpc
+import httpx
 import numpy as np
 import portpicker
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc, regression_pb2
 
 import serving_testlib as lib
 from serving import errors
 from serving.batching import Batcher, BatchScheduler, task_size
 from serving.batching_parameters import BatchingParameters, BatchingParametersError, parse_batching_parameters
-from serving.options import ServerOptions
+from serving.options import BATCHING_MIN_WORKER_THREADS, ServerOptions
+from serving.servable import Servable
 from serving.server import ModelServer
+
+HALF_PLUS_TWO = lib.TFSERVING_TESTDATA / "saved_model_half_plus_two_cpu" / "00000123"
 
 
 # --- the parameters file ---------------------------------------------------------------
@@ -67,6 +72,12 @@ def test_options_refuse_a_parameters_file_without_enable_batching(tmp_path):
     assert ServerOptions(model_base_path="x").batching is None
     with pytest.raises(ValueError, match="cannot read"):
         ServerOptions(model_base_path="x", enable_batching=True, batching_parameters_file=str(tmp_path / "no"))
+
+
+def test_worker_pools_are_large_enough_to_fill_a_batch_under_enable_batching():
+    plain, batching = ServerOptions(model_base_path="x"), ServerOptions(model_base_path="x", enable_batching=True)
+    assert batching.thread_count(0) == max(BATCHING_MIN_WORKER_THREADS, plain.thread_count(0))
+    assert batching.thread_count(3) == 3 == plain.thread_count(3)  # an explicit flag wins
 
 
 # --- the scheduler ---------------------------------------------------------------------
@@ -165,6 +176,20 @@ def test_a_failing_run_fails_every_task_of_its_batch():
     assert all(f is not None and f.message == "the model broke" for f in failures)
 
 
+def test_outputs_without_the_batch_dimension_fail_the_batch_with_upstreams_wording():
+    for broken, message in ((lambda inputs: {"y": np.float32(1)}, "Batched output tensor has 0 dimensions"),
+                            (lambda inputs: {"y": np.zeros(len(inputs["x"]) + 1)},
+                             "Batched output tensor's 0th dimension does not equal the sum of the 0th "
+                             "dimension sizes of the input tensors")):
+        scheduler = BatchScheduler(BatchingParameters(max_batch_size=4, num_batch_threads=1), broken, "t")
+        try:
+            with pytest.raises(errors.ServingError) as caught:
+                scheduler.run({"x": np.arange(2)}, 2)
+        finally:
+            scheduler.stop()
+        assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION and caught.value.message == message
+
+
 def test_inputs_without_a_common_batch_dimension_are_refused():
     with pytest.raises(errors.ServingError, match="at least one dimension"):
         task_size({"x": np.array(1)})
@@ -188,6 +213,49 @@ def test_different_inner_shapes_fail_unless_padding_is_on():
             assert failures == [None, None]
             got = sorted(r["y"].tolist() for r in results)
             assert got == [[[1, 2, 1]], [[3, 4, 5]]]  # padded with the tensor's own first element
+
+
+def test_an_empty_tensor_cannot_be_padded():
+    scheduler = BatchScheduler(BatchingParameters(max_batch_size=4, batch_timeout_micros=1_000_000,
+                                                  num_batch_threads=1, pad_variable_length_inputs=True),
+                               lambda inputs: {"y": inputs["x"]}, "t")
+    try:
+        shapes = [np.zeros([1, 0]), np.array([[3, 4, 5]])]
+        _, failures = _concurrently(2, lambda i: scheduler.run({"x": shapes[i]}, 1))
+    finally:
+        scheduler.stop()
+    assert all(f is not None and f.code == grpc.StatusCode.INVALID_ARGUMENT
+               and f.message == "Got empty tensor in batch of non-empty tensors." for f in failures)
+
+
+def test_a_real_saved_model_runs_once_for_concurrent_callers_each_getting_its_rows():
+    """TF-Serving's half_plus_two through Servable.run with batching: one call of the
+    signature's function for 6 concurrent callers, y = x / 2 + 2 row for row."""
+    if not HALF_PLUS_TWO.is_dir():
+        pytest.skip(f"TF-Serving test models not available: {HALF_PLUS_TWO} does not exist")
+    servable = Servable.load("half_plus_two", 123, HALF_PLUS_TWO,
+                             batching=BatchingParameters(max_batch_size=12, batch_timeout_micros=2_000_000,
+                                                         num_batch_threads=1))
+    try:
+        signature = servable.signature("serving_default")
+        calls = []
+
+        def counted(**feeds):
+            calls.append(int(next(iter(feeds.values())).shape[0]))
+            return signature.function(**feeds)
+
+        counting = dataclasses.replace(signature, function=counted)
+        alias = next(iter(signature.inputs))
+        inputs = [np.array([[float(i)], [10.0 + i]], np.float32) for i in range(6)]
+        results, failures = _concurrently(6, lambda i: servable.run(counting, {alias: inputs[i]}))
+    finally:
+        servable.unload()
+    assert failures == [None] * 6
+    assert calls == [12]  # 6 tasks of 2 rows fill the batch: one run
+    for i, outputs in enumerate(results):
+        (values,) = outputs.values()
+        np.testing.assert_allclose(values, inputs[i] / 2 + 2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("batch-half_plus_two-123")]
 
 
 def test_stopping_finishes_queued_tasks_and_ends_the_threads():
@@ -221,13 +289,16 @@ def batching_server(tmp_path_factory):
     params = root / "batching.txt"
     params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n"
                       "num_batch_threads { value: 1 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 8\n")
-    server = ModelServer(ServerOptions(port=portpicker.pick_unused_port(), rest_api_port=0, model_name="rater",
+    server = ModelServer(ServerOptions(port=portpicker.pick_unused_port(), rest_api_port=portpicker.pick_unused_port(),
+                                       model_name="rater",
                                        model_base_path=str(root / "rater"), file_system_poll_wait_seconds=0,
                                        enable_batching=True, batching_parameters_file=str(params)))
     server.start()
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         lib.wait_for(lambda: lib.version_states(channel, "rater").get(1) == lib.AVAILABLE, 60, "rater AVAILABLE")
-        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        stub.rest_port = server.rest_port
+        yield stub
     server.stop(grace=1)
 
 
@@ -269,3 +340,37 @@ def test_oversized_request_is_invalid_argument_over_grpc(batching_server):
         batching_server.Predict(_seen_request(list(range(9))), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "Task size 9 is larger than maximum input batch size 8" in caught.value.details()
+
+
+def test_rest_requests_are_batched_with_the_same_rules(batching_server):
+    url = f"http://127.0.0.1:{batching_server.rest_port}/v1/models/rater:predict"
+
+    def post(i):
+        answer = httpx.post(url, json={"signature_name": "batch_seen", "instances": [{"user_id": i}]}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["predictions"]
+
+    results, failures = _concurrently(8, post)
+    assert failures == [None] * 8
+    for i, predictions in enumerate(results):
+        assert predictions == [{"echo": i, "batch": 8}]
+
+
+def test_regress_requests_go_through_the_batcher_and_stay_exact(batching_server):
+    users, movies = [1, 2, 3, 4], [5, 6, 7, 8]
+
+    def regress(i):
+        request = regression_pb2.RegressionRequest()
+        request.model_spec.name, request.model_spec.signature_name = "rater", "serving_tf_example"
+        example = request.input.example_list.examples.add()
+        example.features.feature["user_id"].int64_list.value.append(users[i])
+        example.features.feature["movie_id"].int64_list.value.append(movies[i])
+        return batching_server.Regress(request, timeout=30)
+
+    began = time.monotonic()
+    results, failures = _concurrently(4, regress)
+    assert failures == [None] * 4
+    assert time.monotonic() - began >= 0.9  # 4 rows wait out the 1 s batch timeout: they were queued
+    for i, response in enumerate(results):
+        assert response.result.regressions[0].value == pytest.approx(
+            float(lib.expected_rating([users[i]], [movies[i]], 3.0)[0]))
