@@ -9,8 +9,9 @@ clients batch). This measures exactly that path -- a client sending PredictReque
 bounded in time and request count, once per server mode:
 
   * `plain`: python -m serving.model_server, no batching;
-  * `batching`: the same with --enable_batching (TF-Serving's default parameters unless
-    --batching-parameters FILE);
+  * `batching`: the same with --enable_batching and TF-Serving's default parameters;
+  * `batching_tuned`: --enable_batching with --batching-parameters FILE (default
+    benchmarks/batching_parameters.txt, tuned for many 1-pair clients on a small host);
   * `noop`: benchmarks.noop_grpc_server, the same gRPC stack answering a fixed response with
     no model: the floor that gRPC itself, the client and the host put under every number.
 
@@ -50,10 +51,12 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving.json"
 REPO = Path(__file__).resolve().parents[1]
 ML_1M = {"users": 6040, "movies": 3952}
 #: 1_client_p50_ms: the 1-client 1-pair p50 of the mode that meets it best; batched_16_clients:
-#: 1-pair requests/s from 16 clients with --enable_batching, 3x the 860 measured without it.
+#: 1-pair requests/s from 16 clients with --enable_batching (the better batching mode), 3x the
+#: 860 measured without it.
 TARGETS = {"p50_ms_1_pair": 3.0, "p99_ms_1_pair": 10.0, "pairs_per_s_batched": 1000.0,
            "1_client_p50_ms": 1.0, "batched_16_clients_req_per_s": 3 * 860.0}
-MODES = ("plain", "batching", "noop")
+MODES = ("plain", "batching", "batching_tuned", "noop")
+TUNED_BATCHING = Path(__file__).resolve().parent / "batching_parameters.txt"
 
 
 def free_port() -> int:
@@ -227,17 +230,13 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _cell(results: list[dict], mode: str, pairs: int, clients: int) -> dict | None:
-    return next((r for r in results if r["mode"] == mode and r["pairs_per_request"] == pairs
-                 and r["concurrency"] == clients), None)
-
-
 def targets_met(results: list[dict]) -> dict[str, bool]:
     served = [r for r in results if r["mode"] != "noop"]
     ones = [r for r in served if r["pairs_per_request"] == 1 and r["concurrency"] == 1 and r["p50_ms"] is not None]
     best = min(ones, key=lambda r: r["p50_ms"], default=None)
     batched = max((r["pairs_per_s"] for r in served if r["pairs_per_request"] > 1), default=0.0)
-    sixteen = _cell(results, "batching", 1, 16)
+    sixteen = max((r for r in results if r["mode"].startswith("batching") and r["pairs_per_request"] == 1
+                   and r["concurrency"] == 16), key=lambda r: r["requests_per_s"], default=None)
     return {
         "p50_ms_1_pair": bool(best and best["p50_ms"] <= TARGETS["p50_ms_1_pair"]),
         "p99_ms_1_pair": bool(best and best["p99_ms"] <= TARGETS["p99_ms_1_pair"]),
@@ -268,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
                         help="server modes to measure, in one run (default: all); the no-op server gets 1-pair "
                              "cells only")
-    parser.add_argument("--batching-parameters", type=Path, default=None,
-                        help="BatchingParameters text proto for the batching mode (default: TF-Serving's defaults)")
+    parser.add_argument("--batching-parameters", type=Path, default=TUNED_BATCHING,
+                        help="BatchingParameters text proto of the batching_tuned mode "
+                             "(default benchmarks/batching_parameters.txt)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     return parser
 
@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {args.model_base_path} does not exist (run the pipeline first, or pass "
                   f"--model-base-path)", file=sys.stderr)
             return 2
-        if args.batching_parameters is not None and not args.batching_parameters.is_file():
+        if "batching_tuned" in args.modes and not args.batching_parameters.is_file():
             print(f"error: --batching-parameters {args.batching_parameters} does not exist", file=sys.stderr)
             return 2
         for mode in args.modes:
@@ -306,9 +306,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if mode == "noop":
                 process, target = start_noop_server(log_dir / "noop.log")
             else:
-                flags = [] if mode == "plain" else ["--enable_batching"] + (
-                    [f"--batching_parameters_file={args.batching_parameters.resolve()}"]
-                    if args.batching_parameters else [])
+                flags = {"plain": [], "batching": ["--enable_batching"],
+                         "batching_tuned": ["--enable_batching",
+                                            f"--batching_parameters_file={args.batching_parameters.resolve()}"]}[mode]
                 process, target = start_server(args.model_base_path.resolve(), args.model_name,
                                                log_dir / f"{mode}.log", flags)
             try:
@@ -320,8 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {
         "server": args.target or "python -m serving.model_server (separate process)",
         "model_base_path": None if args.target else _repo_relative(args.model_base_path),
-        "batching_parameters": None if args.batching_parameters is None else _repo_relative(args.batching_parameters),
-        "modes": {"plain": "no batching", "batching": "--enable_batching",
+        "batching_parameters": _repo_relative(args.batching_parameters) if "batching_tuned" in args.modes else None,
+        "modes": {"plain": "no batching", "batching": "--enable_batching (TF-Serving's default parameters)",
+                  "batching_tuned": f"--enable_batching --batching_parameters_file={_repo_relative(args.batching_parameters)}",
                   "noop": "benchmarks.noop_grpc_server: gRPC with no model (the floor)", "target": args.target},
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "note": "all modes measured in one run; compare as ratios (the host's speed drifts between runs)",
