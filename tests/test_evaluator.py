@@ -188,6 +188,7 @@ def test_pipeline_runs_this_executor_under_the_evaluator_id():
         proto_utils.proto_to_json(pipeline.eval_config(1.1)))
 
 
+@pytest.mark.slow  # runs TFX's stock TFMA executor too, about 15 s: CI's slow tier
 def test_same_metrics_validation_and_files_as_tfx_stock_executor(data, tmp_path):
     """One stock TFMA run (Beam, ~30 s) against the vectorised one, with a baseline."""
     root, _, models = data

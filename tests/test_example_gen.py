@@ -100,6 +100,7 @@ def read_split(folder) -> list[bytes]:
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
 
 
+@pytest.mark.slow  # all 100,000 real ML-100K ratings through TFX's split, about 20 s: CI's slow tier
 def test_write_splits_puts_every_real_ml100k_rating_where_tfx_split_its_proto(tmp_path, shared_data):
     data = load_movielens(shared_data / "ml-100k")
     split_config = output_config().split_config

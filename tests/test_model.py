@@ -66,6 +66,7 @@ def test_running_the_lstm_once_per_distinct_movie_changes_nothing():
     np.testing.assert_allclose(fast(batch).numpy(), naive(batch).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # about 20 s of training: CI's slow tier
 def test_training_reduces_the_loss():
     rng = np.random.default_rng(0)
     batch = _batch(n=2048, seed=7)
@@ -101,6 +102,7 @@ def test_rating_history_rows_hold_each_users_ratings():
         RatingHistory.from_ratings(np.array([VOCAB.users]), np.array([0]), np.array([3.0]), VOCAB)
 
 
+@pytest.mark.slow  # about 20 s of training: CI's slow tier
 def test_history_leaves_the_examples_own_rating_out_in_training():
     rng = np.random.default_rng(1)
     users, movies = rng.integers(0, 10, 200), rng.integers(0, VOCAB.movies, 200)
