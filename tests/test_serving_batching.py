@@ -374,3 +374,17 @@ def test_regress_requests_go_through_the_batcher_and_stay_exact(batching_server)
     for i, response in enumerate(results):
         assert response.result.regressions[0].value == pytest.approx(
             float(lib.expected_rating([users[i]], [movies[i]], 3.0)[0]))
+
+
+def test_launcher_passes_the_batching_flags_to_tensorflow_model_server(tmp_path):
+    from commands import serve as launcher
+
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 16 }\n")
+    parser = launcher.build_parser()
+    options, host_given = launcher.resolve_options(parser.parse_args(
+        ["--enable_batching", f"--batching_parameters_file={params}"]))
+    argv = launcher.binary_argv("/bin/tfs", options, host_given)
+    assert "--enable_batching=true" in argv and f"--batching_parameters_file={params}" in argv
+    options, host_given = launcher.resolve_options(parser.parse_args([]))
+    assert not any("batching" in arg for arg in launcher.binary_argv("/bin/tfs", options, host_given))
