@@ -40,7 +40,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -65,62 +65,60 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_base_path: Path, model_name: str, log_path: Path,
-                 extra_flags: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
-    """The Python model server as a separate process, ready to serve."""
+def _launch(module_args: Sequence[str], log_path: Path, port: int, ready: Callable[[object], bool], what: str,
+            timeout: float) -> tuple[subprocess.Popen, str]:
+    """``python -m MODULE_ARGS`` as a separate process (log to ``log_path``), returned once
+    ``ready(channel)`` is true for its gRPC port; RuntimeError if it exits or times out first."""
     import grpc
-    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
 
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO))  # the server quiets TF itself (settings.logs)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the servers quiet TF themselves (settings.logs)
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "serving.model_server", f"--port={port}",
-                                    "--rest_api_port=0", f"--model_name={model_name}",
-                                    f"--model_base_path={model_base_path}", *extra_flags],
-                                   cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
-    request = get_model_status_pb2.GetModelStatusRequest()
-    request.model_spec.name = model_name
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
-        stub = model_service_pb2_grpc.ModelServiceStub(channel)
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"model server exited ({process.returncode}); log: {log_path}")
+                raise RuntimeError(f"{what} exited ({process.returncode}); log: {log_path}")
             try:
-                states = stub.GetModelStatus(request, timeout=1).model_version_status
-                if any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for s in states):
+                if ready(channel):
                     return process, target
             except grpc.RpcError:
                 pass
             time.sleep(0.2)
     process.terminate()
-    raise RuntimeError(f"model server not ready after 180 s; log: {log_path}")
+    raise RuntimeError(f"{what} not ready after {timeout:.0f} s; log: {log_path}")
+
+
+def start_server(model_base_path: Path, model_name: str, log_path: Path,
+                 extra_flags: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
+    """The Python model server as a separate process, once a version of the model is AVAILABLE."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+
+    request = get_model_status_pb2.GetModelStatusRequest()
+    request.model_spec.name = model_name
+
+    def available(channel) -> bool:
+        states = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=1)
+        return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for s in states.model_version_status)
+
+    port = free_port()
+    return _launch(["serving.model_server", f"--port={port}", "--rest_api_port=0", f"--model_name={model_name}",
+                    f"--model_base_path={model_base_path}", *extra_flags], log_path, port, available,
+                   "model server", 180)
 
 
 def start_noop_server(log_path: Path) -> tuple[subprocess.Popen, str]:
     """benchmarks.noop_grpc_server as a separate process, once it answers."""
-    import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+    def answers(channel) -> bool:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_pb2.PredictRequest(), timeout=1)
+        return True
+
     port = free_port()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.noop_grpc_server", f"--port={port}"], cwd=REPO,
-                                   env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=log, stderr=subprocess.STDOUT)
-    target = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    with grpc.insecure_channel(target) as channel:
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"no-op server exited ({process.returncode}); log: {log_path}")
-            try:
-                stub.Predict(predict_pb2.PredictRequest(), timeout=1)
-                return process, target
-            except grpc.RpcError:
-                time.sleep(0.2)
-    process.terminate()
-    raise RuntimeError(f"no-op server not ready after 120 s; log: {log_path}")
+    return _launch(["benchmarks.noop_grpc_server", f"--port={port}"], log_path, port, answers, "no-op server", 120)
 
 
 def cpu_seconds(pid: int | None) -> float | None:
@@ -247,7 +245,7 @@ def targets_met(results: list[dict]) -> dict[str, bool]:
     }
 
 
-def _repo_relative(path: Path) -> str:
+def repo_relative(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
@@ -319,10 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 process.wait(60)
     report = {
         "server": args.target or "python -m serving.model_server (separate process)",
-        "model_base_path": None if args.target else _repo_relative(args.model_base_path),
-        "batching_parameters": _repo_relative(args.batching_parameters) if "batching_tuned" in args.modes else None,
+        "model_base_path": None if args.target else repo_relative(args.model_base_path),
+        "batching_parameters": repo_relative(args.batching_parameters) if "batching_tuned" in args.modes else None,
         "modes": {"plain": "no batching", "batching": "--enable_batching (TF-Serving's default parameters)",
-                  "batching_tuned": f"--enable_batching --batching_parameters_file={_repo_relative(args.batching_parameters)}",
+                  "batching_tuned": f"--enable_batching --batching_parameters_file={repo_relative(args.batching_parameters)}",
                   "noop": "benchmarks.noop_grpc_server: gRPC with no model (the floor)", "target": args.target},
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "note": "all modes measured in one run; compare as ratios (the host's speed drifts between runs)",
@@ -334,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(format_table(report))
-    print(f"wrote {_repo_relative(args.out)}")
+    print(f"wrote {repo_relative(args.out)}")
     return 0
 
 

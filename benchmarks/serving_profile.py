@@ -31,12 +31,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from benchmarks.serving import repo_relative
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
                                         SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_QUERY)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving_profile.json"
-REPO = Path(__file__).resolve().parents[1]
 #: Added to the largest catalogue id: an id no catalogue holds (the tower path's OOV answer).
 UNSEEN_OFFSET = 1_000_000
 
@@ -53,13 +53,6 @@ def time_calls(call: Callable[[], object], calls: int, warmup: int) -> dict:
     ms = seconds * 1e3
     return {"p50_ms": round(float(np.percentile(ms, 50)), 4), "p90_ms": round(float(np.percentile(ms, 90)), 4),
             "mean_ms": round(float(ms.mean()), 4), "calls": calls}
-
-
-def _repo_relative(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO))
-    except ValueError:
-        return path.name  # never a machine's absolute path in a results file
 
 
 def profile(version_dir: Path, calls: int, warmup: int) -> list[dict]:
@@ -146,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     version_dir = args.model_base_path / str(versions[-1])
     print(f"[serving profile] {version_dir}: {args.calls} calls per row ...", file=sys.stderr)
     report = {
-        "model_base_path": _repo_relative(args.model_base_path), "version": versions[-1],
+        "model_base_path": repo_relative(args.model_base_path), "version": versions[-1],
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "note": "one process, one run: compare rows as ratios (the host's speed drifts between runs)",
         "results": profile(version_dir, args.calls, args.warmup),
@@ -154,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(format_table(report))
-    print(f"wrote {_repo_relative(args.out)}")
+    print(f"wrote {repo_relative(args.out)}")
     return 0
 
 

@@ -45,7 +45,6 @@ batch_timeout_micros 0). A request's gRPC/REST worker waits while its batch form
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -55,8 +54,6 @@ import numpy as np
 
 from serving import errors
 from serving.batching_parameters import BatchingParameters
-
-log = logging.getLogger(__name__)
 
 Inputs = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
@@ -141,7 +138,6 @@ class BatchScheduler:
     def __init__(self, parameters: BatchingParameters, run: RunBatch, name: str):
         self._parameters = parameters
         self._run = run
-        self._name = name
         self._ready = threading.Condition()
         self._batches: deque[_Batch] = deque()
         self._stopping = False
@@ -272,7 +268,3 @@ class Batcher:
             schedulers = list(self._schedulers.values())
         for scheduler in schedulers:
             scheduler.stop()
-
-    @property
-    def thread_count(self) -> int:
-        return sum(len(s._threads) for s in self._schedulers.values())
