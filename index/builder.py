@@ -81,9 +81,14 @@ def write_faiss(path: Path, built: ann.BuiltIndex) -> dict[str, Any]:
     import faiss
 
     faiss.write_index(built.index, str(path))
-    return {"file": path.name, "metric": "inner_product", "ntotal": int(built.index.ntotal),
+    ntotal = int(built.index.ntotal)
+    return {"file": path.name, "metric": "inner_product", "ntotal": ntotal,
             "params": built.params, "recall_at_10": built.recall_at_10,
-            "build_seconds": round(built.build_seconds, 4), "tuning": built.tuning}
+            "build_seconds": round(built.build_seconds, 4),
+            "train_seconds": round(built.train_seconds, 4),
+            # the whole file: codes, ids, refinement data, quantizer and graph
+            "bytes_per_vector": round(path.stat().st_size / max(ntotal, 1), 2),
+            "tuning": built.tuning}
 
 
 def measure_latency(similarity: Similarity, n_queries: int = 300, k: int = 10,
@@ -172,7 +177,8 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
 
 def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequence[dict],
                         movies_meta: Sequence[dict], seen: tuple[np.ndarray, np.ndarray],
-                        config: ann.AnnConfig) -> dict[str, Any]:
+                        config: ann.AnnConfig,
+                        log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Write vectors, id maps, metadata, seen map and the three indexes; return their entries.
 
     The rating terms and the retrieval vectors are written only when the embeddings carry them
@@ -212,7 +218,9 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
     }
     entries = {}
     for name, (database, queries) in plans.items():
-        built = ann.build_index(database, config, queries)
+        factory = ann.factory_string(*database.shape, config)
+        log(f"{name}: {factory} over {len(database):,} vectors (D={database.shape[1]})")
+        built = ann.build_index(database, config, queries, log=lambda m, n=name: log(f"{n}: {m}"))
         entries[name] = write_faiss(folder / layout.INDEX_FILES[name], built)
         entries[name]["normalised"] = name != "movies_ip"
     return entries
@@ -255,15 +263,16 @@ def build_index_version(
     tmp.mkdir()
     try:
         retrieval = (f", retrieval R={embeddings.query_vectors.shape[1]}" if embeddings.has_retrieval else "")
-        log(f"building {config.index_type} indexes over {len(embeddings.movie_ids):,} movies and "
+        log(f"building {config.factory or config.index_type} indexes over {len(embeddings.movie_ids):,} movies and "
             f"{len(embeddings.user_ids):,} users (D={embeddings.dimension}{retrieval}) in {tmp}")
-        indexes = write_version_files(tmp, embeddings, users_meta, movies_meta, seen, config)
+        indexes = write_version_files(tmp, embeddings, users_meta, movies_meta, seen, config, log)
         manifest: dict[str, Any] = {
             "format_version": layout.FORMAT_VERSION,
             "model_version": version,
             "build_id": uuid.uuid4().hex,
             "built_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "index_type": config.index_type,
+            "index_factory": config.factory,
             "dimension": embeddings.dimension,
             "retrieval_dimension": (int(embeddings.query_vectors.shape[1]) if embeddings.has_retrieval
                                     else None),

@@ -84,15 +84,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "or the retrieval towers' (default: %(default)s, the one that measured "
                           "better in benchmarks.ranking); recommendations always search the "
                           "retrieval space when the model has one")
-    out.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat",
-                     help="flat = exact; hnsw / ivf = approximate (default: flat)")
+    out.add_argument("--index-type", choices=ann.INDEX_TYPES, default="auto",
+                     help="auto = pick by catalogue size (exact below "
+                          f"{ann.FLAT_UP_TO:,} items, HNSW32 below {ann.HNSW_UP_TO:,}, then an IVF "
+                          "with an HNSW coarse quantizer and compressed codes; FAISS's guidelines, "
+                          "see the README's sizing guide); flat = exact; hnsw / ivf = approximate "
+                          "(default: auto)")
+    out.add_argument("--index-factory", default=None, metavar="STRING",
+                     help="any faiss.index_factory string, e.g. 'HNSW32', 'IVF4096_HNSW32,SQ8', "
+                          "'IVF16384_HNSW32,PQ16,Refine(SQ8)' (inner product); overrides "
+                          "--index-type for every index of the version")
     out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree (default: 32)")
-    out.add_argument("--ef-construction", type=int, default=200)
+    out.add_argument("--ef-construction", type=int, default=None,
+                     help="HNSW build depth (default: 200 for --index-type hnsw, faiss's 40 else)")
     out.add_argument("--ef-search", type=int, default=None,
                      help="HNSW search depth (default: smallest reaching --min-recall)")
-    out.add_argument("--nlist", type=int, default=None, help="IVF lists (default: ~sqrt(n))")
+    out.add_argument("--nlist", type=int, default=None,
+                     help="--index-type ivf: inverted lists (default: ~sqrt(n))")
     out.add_argument("--nprobe", type=int, default=None,
                      help="IVF lists probed (default: smallest reaching --min-recall)")
+    out.add_argument("--k-factor", type=int, default=None,
+                     help="indexes with a Refine stage: k_factor * k candidates re-scored "
+                          "(default: tuned with nprobe for the fastest search reaching --min-recall)")
+    out.add_argument("--train-size", type=int, default=None,
+                     help="vectors IVF/PQ/SQ training samples (default: 64 per inverted list, at "
+                          f"least {ann.MIN_TRAIN:,})")
     out.add_argument("--overwrite", action="store_true",
                      help="replace an existing index of the same model version")
     out.add_argument("--keep-rejected", action="store_true",
@@ -140,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
     index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
     base_path = args.model_base_path or layout.default_model_base_path(args.artifacts)
     try:
+        if args.index_factory is not None:  # syntax errors before minutes of embedding
+            ann.check_factory(args.index_factory)
         model_dir, model_version = resolve_model_dir(base_path, args.version)
         existing = layout.child(index_dir, str(model_version), layout.MANIFEST)
         if fileio.isfile(existing) and not args.overwrite:
@@ -169,9 +187,10 @@ def run(args: argparse.Namespace) -> int:
                                   parse_weights(args.poster_weights), args.poster_image_size,
                                   args.poster_batch_size, not args.no_progress, args.seed,
                                   log=_log)
-        config = ann.AnnConfig(index_type=args.index_type, hnsw_m=args.hnsw_m,
-                               ef_construction=args.ef_construction, ef_search=args.ef_search,
-                               nlist=args.nlist, nprobe=args.nprobe,
+        config = ann.AnnConfig(index_type=args.index_type, factory=args.index_factory,
+                               hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
+                               ef_search=args.ef_search, nlist=args.nlist, nprobe=args.nprobe,
+                               k_factor=args.k_factor, train_size=args.train_size,
                                target_recall=args.min_recall, recall_queries=args.recall_queries,
                                seed=args.seed)
         result = build_index_version(
@@ -276,12 +295,16 @@ def describe(result: BuildResult, index_dir: Path | str) -> str:
     m = result.manifest
     spaces = (f", retrieval R={m['retrieval_dimension']}, similar in the {m['similar_space']} space"
               if m.get("retrieval") else "")
-    lines = [f"index version {result.version} ({m['index_type']}, D={m['dimension']}{spaces}): "
+    kind = m.get("index_factory") or m["index_type"]
+    lines = [f"index version {result.version} ({kind}, D={m['dimension']}{spaces}): "
              f"{m['counts']['movies']:,} movies, {m['counts']['users']:,} users, "
              f"built in {m['build_seconds']:.1f} s"]
     for name, entry in m["indexes"].items():
-        params = {k: v for k, v in entry["params"].items() if k != "index_type"}
-        lines.append(f"  {name:<14} recall@10 {entry['recall_at_10']:.4f}  {params or ''}")
+        params = entry["params"]
+        size = (f", {entry['bytes_per_vector']:.0f} B/vector" if entry.get("bytes_per_vector") is not None
+                else "")
+        lines.append(f"  {name:<14} recall@10 {entry['recall_at_10']:.4f}  "
+                     f"{params.get('factory', params['index_type'])} {params.get('search') or ''}{size}")
     lat = m["latency_ms"]
     lines.append(f"  query latency p50 {lat['p50']:.3f} ms, p99 {lat['p99']:.3f} ms (k=10)")
     if result.passed:

@@ -28,7 +28,7 @@ import os
 import uuid
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from components import fileio
 
@@ -100,13 +100,17 @@ def file_checksums(folder: Path) -> dict[str, dict[str, Any]]:
             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
 
 
-def verify_checksums(folder: Path, manifest: Mapping[str, Any]) -> None:
-    """Raise ValueError naming the first file that is missing or differs from the manifest."""
+def verify_checksums(folder: Path, manifest: Mapping[str, Any],
+                     size_only: Collection[str] = ()) -> None:
+    """Raise ValueError naming the first file that is missing or differs from the manifest.
+
+    Files named in ``size_only`` (memory-mapped ones) are checked for their size only."""
     for name, entry in manifest.get("files", {}).items():
         path = folder / name
         if not path.is_file():
             raise ValueError(f"{folder}: {name} is listed in {MANIFEST} but missing")
-        if path.stat().st_size != entry["bytes"] or fileio.sha256(path) != entry["sha256"]:
+        if path.stat().st_size != entry["bytes"] or (
+                name not in size_only and fileio.sha256(path) != entry["sha256"]):
             raise ValueError(f"{folder}: {name} does not match its sha256 in {MANIFEST} "
                              f"(corrupt or modified after publishing)")
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ from index import layout
 from index.live import LiveIndex
 from index.public_text import INDEX_DIR_NAME, model_relative, public_text
 from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
-                              Neighbour, Similarity, UnknownIdError)
+                              MMAP_AUTO, MMAP_MIN_BYTES, MMAP_MODES, Neighbour, Similarity,
+                              UnknownIdError)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
@@ -130,7 +132,8 @@ def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
 
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
                live: LiveIndex | None = None, candidates: int | None = None,
-               rerank_weight: float | None = None) -> FastAPI:
+               rerank_weight: float | None = None, mmap: str = MMAP_AUTO,
+               verify_mmapped: bool = False) -> FastAPI:
     """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
 
     The first load happens here, synchronously, so the app answers as soon as it exists;
@@ -138,8 +141,11 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     ``candidates`` / ``rerank_weight``: service-wide defaults for /recommendations (the
     ``--candidates`` / ``--rerank-weight`` flags); None takes the served index version's own
     (the Trainer's choice for its model, else index.similarity's DEFAULT_* constants).
+    ``mmap`` / ``verify_mmapped``: how every version is loaded (``Similarity.load``).
     """
-    live = live or LiveIndex(index_dir, verify=verify)
+    live = live or LiveIndex(index_dir, verify=verify,
+                             loader=functools.partial(Similarity.load, mmap=mmap,
+                                                      verify_mmapped=verify_mmapped))
     live.refresh()
     default_candidates, default_rerank_weight = candidates, rerank_weight
 
@@ -275,6 +281,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds between LATEST checks; 0 disables reloading (default: 1)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip sha256 verification of index files on load")
+    parser.add_argument("--mmap", choices=MMAP_MODES, default=MMAP_AUTO,
+                        help=f"memory-map index files (FAISS IO_FLAG_MMAP / IO_FLAG_MMAP_IFC, as the "
+                             f"index type allows) and vector arrays instead of reading them: auto maps "
+                             f"files of {MMAP_MIN_BYTES // 2 ** 20} MiB and more (default: auto)")
+    parser.add_argument("--verify-mmapped", action="store_true",
+                        help="also sha256 the memory-mapped files on load (reads them once; by "
+                             "default they are checked for size only)")
     parser.add_argument("--candidates", type=int, default=None,
                         help=f"two-stage recommendations: movies FAISS returns for re-ranking "
                              f"(default: the index version's, else {DEFAULT_CANDIDATES}; a "
@@ -315,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     app = create_app(index_dir, poll_interval_s=args.poll_interval, verify=not args.no_verify,
-                     candidates=args.candidates, rerank_weight=args.rerank_weight)
+                     candidates=args.candidates, rerank_weight=args.rerank_weight, mmap=args.mmap,
+                     verify_mmapped=args.verify_mmapped)
     live: LiveIndex = app.state.live
     if live.current is None:
         print(f"warning: no index in {index_dir} yet ({live.last_error or 'no LATEST'}); "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -31,6 +32,14 @@ BY_POSTERS = "posters"
 #: those; these are the fallbacks, for versions without them.
 DEFAULT_RERANK_WEIGHT = 0.1
 MAX_CANDIDATES = 2000
+#: Similarity.load's mmap modes, and the size from which ``auto`` maps a file.
+MMAP_AUTO, MMAP_ALWAYS, MMAP_NEVER = "auto", "always", "never"
+MMAP_MODES = (MMAP_AUTO, MMAP_ALWAYS, MMAP_NEVER)
+MMAP_MIN_BYTES = 64 * 2 ** 20
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return ann.l2_normalise(np.asarray(vector, np.float32).reshape(1, -1))[0]
 
 
 class UnknownIdError(KeyError):
@@ -94,9 +103,11 @@ class Similarity:
         # the recommendation index's query space (retrieval queries, or the rating user vectors)
         self._user_vectors = user_vectors
         self._rating_users, self._rating_movies = rating_vectors
-        similar_users, similar_movies = similar_vectors or rating_vectors
-        self._user_unit = ann.l2_normalise(similar_users)
-        self._movie_unit = ann.l2_normalise(similar_movies)
+        # similar-space vectors, normalised per query (a copy of all of them normalised would
+        # read a memory-mapped array whole)
+        self._similar_users, self._similar_movies = similar_vectors or rating_vectors
+        #: index name -> how its file was memory-mapped ("" or absent: read into memory)
+        self.mmap: dict[str, str] = {}
         self._rating_terms = rating_terms  # (user bias incl. global mean, movie bias) or None
         #: retrieval-space similar movies: a one-movie history's query, searched in movies_ip
         self._movie_queries = movie_queries
@@ -113,17 +124,34 @@ class Similarity:
 
     # --- loading -------------------------------------------------------------------------
     @classmethod
-    def load(cls, folder: str | Path, verify: bool = True) -> "Similarity":
+    def load(cls, folder: str | Path, verify: bool = True, mmap: str = MMAP_AUTO,
+             verify_mmapped: bool = False) -> "Similarity":
         """Read a version folder; ``verify`` checks every file's sha256 against the manifest.
 
+        ``mmap`` (``auto``, ``always``, ``never``): index files are memory-mapped
+        (``faiss.IO_FLAG_MMAP`` / ``IO_FLAG_MMAP_IFC``, whichever the index type allows) and
+        large vector arrays opened with ``numpy.load(mmap_mode="r")``, so a 10M-item
+        version starts without reading its files into memory: the kernel pages in what
+        queries touch, and shares those pages between replicas on one machine. ``auto`` maps
+        files of at least MMAP_MIN_BYTES. A mapped index file is checked for its size only,
+        unless ``verify_mmapped`` (hashing reads the whole file, which mapping avoids).
+
         A remote folder (gs://..., any ``tf.io.gfile`` URI) is first copied to a local temp
-        folder, because FAISS reads local files only; everything is read into memory, so the
-        copy is deleted again once loaded. ``folder`` of the result is the remote URI."""
+        folder, because FAISS reads local files only; the copy is deleted when the snapshot
+        is garbage-collected (mapped files must outlive the mapping's use), at once when
+        nothing was mapped. ``folder`` of the result is the remote URI."""
+        if mmap not in MMAP_MODES:
+            raise ValueError(f"mmap must be one of {MMAP_MODES}, got {mmap!r}")
         if fileio.is_uri(folder):
             local = fileio.local_copy(folder, prefix="movielens-index-")
             try:
-                loaded = cls.load(local, verify)
-            finally:
+                loaded = cls.load(local, verify, mmap, verify_mmapped)
+            except BaseException:
+                shutil.rmtree(local.parent, ignore_errors=True)
+                raise
+            if loaded.mapped:
+                weakref.finalize(loaded, shutil.rmtree, str(local.parent), True)
+            else:
                 shutil.rmtree(local.parent, ignore_errors=True)
             loaded.folder = os.fspath(folder)
             return loaded
@@ -133,20 +161,32 @@ class Similarity:
             raise ValueError(f"{folder}: unsupported index format "
                              f"{manifest.get('format_version')!r} "
                              f"(this version reads {layout.READABLE_FORMAT_VERSIONS})")
+
+        def mapped(name: str) -> bool:
+            path = folder / name
+            return mmap == MMAP_ALWAYS or (mmap == MMAP_AUTO and path.is_file()
+                                           and path.stat().st_size >= MMAP_MIN_BYTES)
+
+        index_files = dict(layout.INDEX_FILES)
+        if layout.POSTERS in manifest.get("indexes", {}):
+            index_files[layout.POSTERS] = layout.POSTERS_INDEX
+        mapped_files = {file for file in index_files.values() if mapped(file)}
         if verify:
-            layout.verify_checksums(folder, manifest)
+            layout.verify_checksums(folder, manifest,
+                                    size_only=() if verify_mmapped else mapped_files)
 
         def npy(name: str) -> np.ndarray:
-            return np.load(folder / name, allow_pickle=False)
+            return np.load(folder / name, allow_pickle=False,
+                           mmap_mode="r" if mapped(name) else None)
 
         users = _Table(npy(layout.USER_IDS), layout.read_json(folder / layout.USERS_META), "users")
         movies = _Table(npy(layout.MOVIE_IDS), layout.read_json(folder / layout.MOVIES_META),
                         "movies")
-        indexes = {name: faiss.read_index(str(folder / file))
-                   for name, file in layout.INDEX_FILES.items()}
+        indexes, how = {}, {}
+        for name, file in index_files.items():
+            indexes[name], how[name] = ann.read_index(folder / file, mmap=file in mapped_files)
         poster_ids = poster_vectors = None
-        if layout.POSTERS in manifest.get("indexes", {}):
-            indexes[layout.POSTERS] = faiss.read_index(str(folder / layout.POSTERS_INDEX))
+        if layout.POSTERS in indexes:
             poster_ids, poster_vectors = npy(layout.POSTER_IDS), npy(layout.POSTER_VECTORS)
         rating = (npy(layout.USER_VECTORS), npy(layout.MOVIE_VECTORS))
         retrieval = ((npy(layout.QUERY_VECTORS), npy(layout.CANDIDATE_VECTORS))
@@ -156,10 +196,17 @@ class Similarity:
         similar = retrieval if in_retrieval else rating
         # format 2 before "movie_queries" was recorded: the retrieval space always had them
         by_movie_query = in_retrieval and manifest.get("movie_queries", True)
-        return cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
-                   npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
-                   similar_vectors=similar, rating_terms=terms,
-                   movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None)
+        loaded = cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
+                     npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
+                     similar_vectors=similar, rating_terms=terms,
+                     movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None)
+        loaded.mmap = {name: mode for name, mode in how.items() if mode}
+        return loaded
+
+    @property
+    def mapped(self) -> bool:
+        """Some file of this snapshot is memory-mapped (its folder must stay on disk)."""
+        return bool(self.mmap)
 
     # --- lookups -----------------------------------------------------------------------
     @property
@@ -224,14 +271,14 @@ class Similarity:
         row = self._movie_row(movie_id)
         if self._movie_queries is not None:
             return self._neighbours("movies_ip", self._movie_queries[row], k, self._movies, exclude_row=row)
-        return self._neighbours("movies_cosine", self._movie_unit[row], k, self._movies,
+        return self._neighbours("movies_cosine", _unit(self._similar_movies[row]), k, self._movies,
                                 exclude_row=row)
 
     def similar_users(self, user_id: int, k: int = 10) -> list[Neighbour]:
         """The k users most cosine-similar to ``user_id`` (itself excluded), in the version's
         similar space: the rating towers' user vectors, or the users' retrieval queries."""
         row = self._user_row(user_id)
-        return self._neighbours("users_cosine", self._user_unit[row], k, self._users,
+        return self._neighbours("users_cosine", _unit(self._similar_users[row]), k, self._users,
                                 exclude_row=row)
 
     @property
@@ -379,6 +426,7 @@ class Similarity:
             "recall_at_10": m.get("recall_at_10"),
             "latency_ms": m.get("latency_ms"),
             "posters": self.has_posters,
+            "mmap": dict(self.mmap),
             "loaded_at": self.loaded_at,
             "folder": str(self.folder),
         }

@@ -83,7 +83,9 @@ def test_export_publishes_complete_checksummed_version(world, exported):
     pairs = set(zip(r.user_id.tolist(), r.movie_id.tolist()))
     assert manifest["counts"] == {"users": 200, "movies": 120, "seen_pairs": len(pairs)}
     assert manifest["dimension"] == world["movie_vectors"].shape[1]
-    assert manifest["index_type"] == "flat" and manifest["gate"]["passed"]
+    # the default "auto" preset resolves to exact search at this size, in every space
+    assert manifest["index_type"] == "auto" and manifest["gate"]["passed"]
+    assert {e["params"]["factory"] for e in manifest["indexes"].values()} == {"Flat"}
     assert manifest["recall_at_10"] == 1.0
     assert manifest["latency_ms"]["p50"] > 0 and manifest["build_seconds"] > 0
     # every file is checksummed, and only pickle-free formats are written
@@ -196,7 +198,7 @@ def test_failing_gate_never_moves_latest(world, exported, tmp_path, capsys):
     assert json.loads((index_dir / "2" / layout.MANIFEST).read_text()) == manifest
     assert export("--overwrite") == EXIT_OK
     rebuilt = json.loads((index_dir / "2" / layout.MANIFEST).read_text())
-    assert rebuilt["build_id"] != manifest["build_id"] and rebuilt["index_type"] == "flat"
+    assert rebuilt["build_id"] != manifest["build_id"] and rebuilt["index_type"] == "auto"
     assert layout.read_latest(index_dir) == "2"
 
 
