@@ -409,6 +409,8 @@ class Similarity:
             "built_at": m.get("built_at"),
             "build_seconds": m.get("build_seconds"),
             "index_type": m.get("index_type"),
+            "index_factories": {name: e.get("params", {}).get("factory")
+                                for name, e in m.get("indexes", {}).items()},
             "dimension": m.get("dimension"),
             "retrieval_dimension": m.get("retrieval_dimension"),
             "similar_space": m.get("similar_space", RATING_SPACE),

@@ -390,3 +390,143 @@ def test_an_older_model_exports_single_stage_in_the_rating_space(exported):
     assert sim.stages == "inner_product" and sim.recommend(1, 3)[0].predicted_rating is None
     note = describe_stages(Embeddings(np.arange(2), np.ones((2, 3)), np.arange(2), np.ones((2, 3))), "retrieval")
     assert "falling back to rating" in note and "no stage 2" in note
+
+
+# --- factory strings, presets, tuning, memory-mapped loading (issue 15) -----------------
+def test_index_factory_string_is_built_tuned_and_recorded(world, tmp_path):
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--index-factory", "IVF8,SQ8") == EXIT_OK
+    manifest = json.loads((index_dir / "1" / layout.MANIFEST).read_text())
+    assert manifest["index_factory"] == "IVF8,SQ8" and manifest["gate"]["passed"]
+    for entry in manifest["indexes"].values():
+        params = entry["params"]
+        assert params["factory"] == "IVF8,SQ8" and params["tuned"] is True
+        assert 1 <= params["search"]["nprobe"] <= 8 and entry["recall_at_10"] >= 0.95
+        assert entry["bytes_per_vector"] > 0
+    info = Similarity.load(index_dir / "1").info()
+    assert info["recall_at_10"] >= 0.95 and set(info["index_factories"].values()) == {"IVF8,SQ8"}
+
+
+def test_bad_index_factory_string_exits_2_naming_it(world, tmp_path, capsys):
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--index-factory", "IVF8,Bogus") == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "'IVF8,Bogus'" in err and "Traceback" not in err
+    assert not index_dir.exists() or layout.read_latest(index_dir) is None
+    with pytest.raises(ann.FactoryError, match="only 120 vectors"):
+        ann.build_index(world["movie_vectors"], ann.AnnConfig(factory="IVF4096,Flat"))
+
+
+def _code_bytes(index) -> int:
+    """Bytes per vector a factory string's codes, ids and refinement data take."""
+    ivf = ann._find(index, ann.faiss.IndexIVF)
+    total = (int(ivf.code_size) + 8) if ivf is not None else 0
+    refine = ann._find(index, ann.faiss.IndexRefine)
+    if refine is not None:
+        total += int(ann.faiss.downcast_index(refine.refine_index).sa_code_size())
+    return total
+
+
+def test_presets_follow_faiss_guidelines():
+    assert ann.preset(10_000, 64) == "Flat"
+    assert ann.preset(1_000_000, 64) == "HNSW32"          # "up to a few million: HNSW"
+    assert ann.preset(10_000_000, 64) == "IVF16384_HNSW32,SQ8"
+    for n in (10_000_000, 100_000_000, 1_000_000_000):
+        for d in (64, 129, 200):
+            factory = ann.preset(n, d)
+            assert "_HNSW32" in factory, factory     # an HNSW coarse quantizer from 2M on
+            index = ann.new_index(d, factory)        # FAISS builds every preset
+            assert ann._find(index, ann.faiss.IndexIVF).nlist == ann.preset_nlist(n)
+            assert _code_bytes(index) <= ann.COMPRESSED_BYTES, (factory, _code_bytes(index))
+            if n >= 100_000_000:
+                assert factory.startswith("OPQ") and ",PQ" in factory   # "Indexing 1G vectors"
+    assert ann.preset_nlist(10_000_000) == 16384 and ann.preset_nlist(1_000_000_000) == 131072
+    # "auto" is the default of export-index and resolves per space
+    assert ann.factory_string(50_000, 64, ann.AnnConfig(index_type="auto")) == "Flat"
+    assert ann.factory_string(5, 64, ann.AnnConfig(factory=" HNSW16 ")) == "HNSW16"
+    with pytest.raises(ann.FactoryError, match="'PQ7'"):
+        ann.new_index(64, "PQ7")    # 7 does not divide 64: FAISS's own reason, named string
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    from benchmarks.embedding_sets import ClusteredSet
+    data = ClusteredSet(20_000, 32, seed=3)
+    return data.database(), data.queries(600)
+
+
+def test_exact_top_k_matches_brute_force(clustered):
+    vectors, queries = clustered
+    exact = ann.ExactTopK.compute(vectors, queries[:50])
+    kth = np.sort(queries[:50] @ vectors.T, axis=1)[:, -10]
+    assert np.allclose(exact.kth[:, 0], kth, atol=1e-5)
+
+
+@pytest.mark.parametrize("factory,main_knob", [("IVF128,Flat", "nprobe"), ("HNSW16", "efSearch"),
+                                               ("IVF64,PQ8,Refine(Flat)", "nprobe")])
+def test_auto_tuning_stops_at_the_first_setting_reaching_the_target(clustered, factory, main_knob):
+    vectors, queries = clustered
+    config = ann.AnnConfig(factory=factory, target_recall=0.95, recall_queries=600, seed=1)
+    built = ann.build_index(vectors, config, queries)
+    knobs = built.params["search"]
+    assert built.params["tuned"] is True and main_knob in knobs
+    goal = config.target_recall + config.tune_margin
+    # within each ladder, every setting before the chosen one fell short of the goal
+    ladder = [t for t in built.tuning if all(t.get(k) == v for k, v in knobs.items() if k != main_knob)]
+    assert ladder[-1][main_knob] == knobs[main_knob] and ladder[-1]["recall_at_10"] >= goal
+    assert all(t["recall_at_10"] < goal for t in ladder[:-1])
+    assert knobs[main_knob] < max(ann.knob_space(built.index)[main_knob])  # not just "search all"
+    # reported on the held-out half of the queries, never the half it was tuned on
+    assert built.recall_at_10 >= 0.93
+    if "Refine" in factory:
+        assert knobs["k_factor_rf"] in ann.REFINE_K_FACTORS
+        assert len({t.get("k_factor_rf") for t in built.tuning}) > 1  # each k_factor tried
+    # searching with the recorded knobs reproduces the reported recall
+    half = ann.ExactTopK.compute(vectors, queries[np.random.default_rng(1).permutation(600)][300:])
+    assert half.recall(built.index, built.params, vectors) == pytest.approx(built.recall_at_10)
+
+
+def test_mmap_loading_answers_like_reading(world, tmp_path):
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--index-factory", "IVF8,SQ8") == EXIT_OK
+    folder = index_dir / "1"
+    mapped = Similarity.load(folder, mmap="always")
+    read = Similarity.load(folder, mmap="never")
+    assert mapped.mapped and not read.mapped
+    assert all(mapped.info()["mmap"][name].startswith("IO_FLAG_MMAP") for name in layout.INDEX_FILES)
+    for movie in world["movie_ids"][:20].tolist():
+        assert [h.id for h in mapped.similar_movies(movie, 10)] == [h.id for h in read.similar_movies(movie, 10)]
+    for user in world["user_ids"][:20].tolist():
+        assert [h.id for h in mapped.similar_users(user, 10)] == [h.id for h in read.similar_users(user, 10)]
+        assert [h.id for h in mapped.recommend(user, 10)] == [h.id for h in read.recommend(user, 10)]
+    # auto maps only large files: this tiny version is read into memory
+    assert not Similarity.load(folder).mapped
+    # a mapped file is checked by size (hashing would read it all): a truncated one is refused
+    victim = folder / layout.INDEX_FILES["movies_cosine"]
+    victim.write_bytes(victim.read_bytes()[:-10])
+    with pytest.raises(Exception, match="size|sha256"):
+        Similarity.load(folder, mmap="always")
+
+
+def test_service_reloads_memory_mapped_versions(world, tmp_path):
+    from fastapi.testclient import TestClient
+    from index.service import create_app
+
+    index_dir = tmp_path / "index"
+    assert _export(world, index_dir, "--index-factory", "HNSW16") == EXIT_OK
+    app = create_app(index_dir, poll_interval_s=0, mmap="always")
+    with TestClient(app) as client:
+        version = client.get("/version").json()
+        assert version["model_version"] == "1" and version["mmap"]
+        first = client.get("/movies/3/similar").json()["ids"]
+        shutil.copytree(world["base"] / "1", world["base"] / "2")
+        try:
+            assert _export(world, index_dir, "--index-factory", "IVF8,SQ8") == EXIT_OK
+            assert layout.read_latest(index_dir) == "2"
+            assert app.state.live.refresh()
+            version = client.get("/version").json()
+            assert version["model_version"] == "2" and version["mmap"]
+            assert version["index_factories"]["movies_cosine"] == "IVF8,SQ8"
+            assert len(client.get("/movies/3/similar").json()["ids"]) == len(first)
+        finally:
+            shutil.rmtree(world["base"] / "2")
