@@ -116,12 +116,13 @@ def time_queries(index: faiss.Index, knobs: dict[str, int], queries: np.ndarray,
 
 
 def bench_factory(factory: str, vectors: np.ndarray, queries: np.ndarray, latency_queries: np.ndarray,
-                  args: argparse.Namespace, workdir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+                  exact: ann.ExactTopK, args: argparse.Namespace, workdir: Path,
+                  log: Callable[[str], None]) -> dict[str, Any]:
     n, d = vectors.shape
     config = ann.AnnConfig(factory=factory, target_recall=args.target_recall,
                            recall_queries=len(queries), seed=args.seed)
     started = time.perf_counter()
-    built = ann.build_index(vectors, config, queries, log=log)
+    built = ann.build_index(vectors, config, queries, log=log, exact=exact)
     tuned_seconds = time.perf_counter() - started
     path = workdir / "index.faiss"
     faiss.write_index(built.index, str(path))
@@ -156,12 +157,18 @@ def bench_set(name: str, n: int, d: int, args: argparse.Namespace, workdir: Path
     vectors = data.database()
     drawn = data.queries(args.recall_queries + args.latency_queries)
     queries, latency_queries = drawn[:args.recall_queries], drawn[args.recall_queries:]
+    # build_index samples its queries in this order: one exact pass serves every candidate
+    sample = queries[np.random.default_rng(args.seed).permutation(len(queries))]
+    t = time.perf_counter()
+    exact = ann.ExactTopK.compute(vectors, sample)
+    exact_seconds = time.perf_counter() - t
     result: dict[str, Any] = {"name": name, "n": n, "d": d, "clusters": data.n_clusters,
                               "generate_seconds": round(time.perf_counter() - t, 2),
-                              "database_gb": round(vectors.nbytes / 2 ** 30, 3), "rows": []}
+                              "database_gb": round(vectors.nbytes / 2 ** 30, 3),
+                              "exact_top10_seconds": round(exact_seconds, 1), "rows": []}
     for factory in (args.factories or candidates(n, d)):
         log(f"[{name}] {factory}")
-        result["rows"].append(bench_factory(factory, vectors, queries, latency_queries, args,
+        result["rows"].append(bench_factory(factory, vectors, queries, latency_queries, exact, args,
                                             workdir, lambda m: log(f"[{name}] {m}")))
     result["peak_rss_gb_so_far"] = peak_rss_gb()
     return result
@@ -225,7 +232,7 @@ def growth(sets: list[dict[str, Any]]) -> list[dict[str, Any]]:
             def ratio(key: str, sub: str | None = None) -> float:
                 a = before[key][sub] if sub else before[key]
                 b = row[key][sub] if sub else row[key]
-                return round(b / a, 2) if a else float("nan")
+                return round(b / a, 2) if a else None
             rows.append({"family": row["family"], "from": small["name"], "to": large["name"],
                          "items_x": round(large["n"] / small["n"], 1),
                          "build_x": ratio("build_seconds"), "p50_x": ratio("single_query_ms", "p50"),
@@ -271,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--http-movies", type=int, default=1_000_000)
     parser.add_argument("--http-requests", type=int, default=500)
     parser.add_argument("--no-http", action="store_true", help="skip the service over HTTP")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the sets --out already holds (same settings) and build only the others")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
@@ -291,9 +300,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "k": K, "target_recall": args.target_recall, "recall_queries": args.recall_queries,
         "sets": [],
     }
+    done: dict[str, Any] = {}
+    if args.resume and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous.get("recall_queries") == args.recall_queries:
+            done = {s["name"]: s for s in previous.get("sets", [])}
+            report["resumed_from"] = previous.get("command")
     with tempfile.TemporaryDirectory(prefix="index-scale-") as tmp:
         workdir = Path(tmp)
         for name, n, d in args.sets:
+            if name in done:
+                log(f"[{name}] kept from {args.out.name}")
+                report["sets"].append(done[name])
+                continue
             report["sets"].append(bench_set(name, n, d, args, workdir, log))
             report["growth"], report["targets_at_10M"] = growth(report["sets"]), targets(report["sets"])
             report["total_seconds"] = round(time.perf_counter() - started, 1)

@@ -179,6 +179,49 @@ def index(result) -> list[str]:
     return lines
 
 
+def _ratio(value) -> str:
+    return "—" if value is None or value != value else f"{value}"
+
+
+def index_scale(result) -> list[str]:
+    lines = ["### FAISS at catalogue scale (`python -m benchmarks.index_scale`)", "",
+             f"Generated clustered embeddings (`benchmarks/embedding_sets.py`), k={result['k']}, inner product; "
+             f"knobs tuned to recall@10 ≥ {result['target_recall']} on half of {result['recall_queries']} sample "
+             "queries, recall reported on the other half against exact search. Bytes/vector = index file size ÷ n "
+             "(codes, ids, coarse quantizer, refinement data). Latencies: one query per call on the memory-mapped "
+             f"file, {result['machine']['cpus']} cores, FAISS {result['machine']['faiss']}; {result['note']}.", "",
+             "| set | index | auto preset | build s (train) | B/vector | recall@10 | knobs | p50 / p99 ms | batched q/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for s in result["sets"]:
+        for r in s["rows"]:
+            knobs = ", ".join(f"{k}={v}" for k, v in r["search"].items()) or "exact"
+            q = r["single_query_ms"]
+            lines.append(f"| {s['name']} | `{r['factory']}` | {'yes' if r['preset'] else ''} | "
+                         f"{r['build_seconds']:.1f} ({r['train_seconds']:.1f}) | {r['bytes_per_vector']:.0f} | "
+                         f"{r['recall_at_10']:.3f} | {knobs} | {q['p50']:.3f} / {q['p99']:.3f} | {r['batched_qps']:,.0f} |")
+    if result.get("growth"):
+        lines += ["", "Cost growth per 10× more items (D=64, same kind of index; ratios within this run):", "",
+                  "| index kind | from → to | build × | p50 × | batched q/s × | B/vector × | recall@10 |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| `{g['family']}` | {g['from']} → {g['to']} | {_ratio(g['build_x'])} | {g['p50_x']} | {g['qps_x']} | "
+                  f"{g['bytes_per_vector_x']} | {g['recall_from']:.3f} → {g['recall_to']:.3f} |" for g in result["growth"]]
+    t = result.get("targets_at_10M")
+    if t:
+        met = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in t["met"].items())
+        lines += ["", f"Targets at 10M (`{t['factory']}`): recall@10 ≥ {t['targets']['recall_at_10']}, "
+                      f"p50 ≤ {t['targets']['p50_ms']} ms, ≤ {t['targets']['bytes_per_vector']} B/vector: {met}."]
+    h = result.get("service_http")
+    if h and "http_ms" in h:
+        sm, rec = h["http_ms"]["similar_movies"], h["http_ms"]["recommendations"]
+        factories = ", ".join(f"{k} `{v}`" for k, v in h["factories"].items())
+        lines += ["", f"Service over HTTP at {h['movies']:,} movies / {h['users']:,} users (auto presets: {factories}; "
+                      f"mapped: {', '.join(sorted(h['mapped_files'])) or 'none'}): similar movies p50 {sm['p50']:.2f} ms / "
+                      f"p99 {sm['p99']:.2f} ms, recommendations p50 {rec['p50']:.2f} ms / p99 {rec['p99']:.2f} ms; "
+                      f"build {h['build_seconds']:.0f} s, load {h['load_seconds']:.2f} s."]
+    lines += ["", f"Peak RSS of the run {result.get('peak_rss_gb', 0):.1f} GiB; total {result.get('total_seconds', 0) / 60:.0f} min."]
+    return lines
+
+
 def ranking(result) -> list[str]:
     split = result["split"]
     lines = [f"### Ranking on {result['dataset']} (`python -m benchmarks.ranking`, full catalogue, test ratings ≥ 4)", "",
@@ -218,6 +261,7 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("serving.json", serving),
     ("serving_profile.json", serving_profile),
     ("index.json", index),
+    ("index_scale.json", index_scale),
 ]
 
 

@@ -465,7 +465,8 @@ def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact:
 
 
 def build_index(vectors: np.ndarray, config: AnnConfig,
-                queries: np.ndarray | None = None, log: Any = None) -> BuiltIndex:
+                queries: np.ndarray | None = None, log: Any = None,
+                exact: "ExactTopK | None" = None) -> BuiltIndex:
     """Build an inner-product index over ``vectors`` and measure its recall@10.
 
     ``queries`` are what the index will be asked (the vectors themselves by default); a
@@ -490,9 +491,10 @@ def build_index(vectors: np.ndarray, config: AnnConfig,
                                              ("k_factor_rf", config.k_factor)) if value is not None}
     space = knob_space(index)
     tuning: list[dict[str, float]] = []
-    if log:
+    if log and exact is None:
         log(f"exact top-{RECALL_K} of {len(sample):,} sample queries (brute force)")
-    exact = ExactTopK.compute(vectors, sample) if len(sample) else None
+    if exact is None:  # ``exact``: the sample's exact top-k, when the caller has it already
+        exact = ExactTopK.compute(vectors, sample) if len(sample) else None
     if exact is not None and any(knob not in given for knob in space):
         # Tune on one half, report on the other (when there are enough queries to split).
         half = len(sample) // 2
