@@ -462,8 +462,10 @@ def test_exact_top_k_matches_brute_force(clustered):
     assert np.allclose(exact.kth[:, 0], kth, atol=1e-5)
 
 
-@pytest.mark.parametrize("factory,main_knob", [("IVF128,Flat", "nprobe"), ("HNSW16", "efSearch"),
-                                               ("IVF64,PQ8,Refine(Flat)", "nprobe")])
+@pytest.mark.parametrize("factory,main_knob", [
+    ("IVF128,Flat", "nprobe"), ("HNSW16", "efSearch"),
+    # a ladder per k_factor: the longest case, in the slow tier
+    pytest.param("IVF64,PQ8,Refine(Flat)", "nprobe", marks=pytest.mark.slow)])
 def test_auto_tuning_stops_at_the_first_setting_reaching_the_target(clustered, factory, main_knob):
     vectors, queries = clustered
     config = ann.AnnConfig(factory=factory, target_recall=0.95, recall_queries=600, seed=1)
