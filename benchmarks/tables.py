@@ -219,6 +219,9 @@ def index_scale(result) -> list[str]:
                       f"p99 {sm['p99']:.2f} ms, recommendations p50 {rec['p50']:.2f} ms / p99 {rec['p99']:.2f} ms; "
                       f"build {h['build_seconds']:.0f} s, load {h['load_seconds']:.2f} s."]
     lines += ["", f"Peak RSS of the run {result.get('peak_rss_gb', 0):.1f} GiB; total {result.get('total_seconds', 0) / 60:.0f} min."]
+    if result.get("resumed_from"):
+        lines[-1] += (" Sets not rebuilt by this run were kept (`--resume`) from an earlier run of "
+                      f"`{result['resumed_from']}`: compare timings within a set, not across them.")
     return lines
 
 
