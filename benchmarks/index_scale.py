@@ -40,7 +40,7 @@ import faiss
 import numpy as np
 
 from benchmarks.embedding_sets import ClusteredSet
-from index import ann
+from index import ann, layout
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "index_scale.json"
 DEFAULT_SETS = ("100k:64", "1M:64", "10M:64", "1M:200")
@@ -256,9 +256,7 @@ def targets(sets: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def write(report: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(out)
+    layout.write_json_atomic(out, report)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

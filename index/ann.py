@@ -23,7 +23,7 @@ must measure recall@10 the same way, so the rules live here:
 * **Recall** counts a returned item as correct when its exact score is at least the exact
   k-th best score (minus float rounding): tied items are interchangeable, so duplicates in
   the catalogue cannot make an exact index look imperfect. The exact top-k comes from one
-  brute-force pass (``faiss.knn``), shared by every tuning step.
+  brute-force pass (``ExactTopK``: blocked BLAS matmul), shared by every tuning step.
 """
 from __future__ import annotations
 
@@ -491,10 +491,10 @@ def build_index(vectors: np.ndarray, config: AnnConfig,
                                              ("k_factor_rf", config.k_factor)) if value is not None}
     space = knob_space(index)
     tuning: list[dict[str, float]] = []
-    if log and exact is None:
-        log(f"exact top-{RECALL_K} of {len(sample):,} sample queries (brute force)")
-    if exact is None:  # ``exact``: the sample's exact top-k, when the caller has it already
-        exact = ExactTopK.compute(vectors, sample) if len(sample) else None
+    if exact is None and len(sample):  # ``exact``: the sample's top-k, if the caller has it
+        if log:
+            log(f"exact top-{RECALL_K} of {len(sample):,} sample queries (brute force)")
+        exact = ExactTopK.compute(vectors, sample)
     if exact is not None and any(knob not in given for knob in space):
         # Tune on one half, report on the other (when there are enough queries to split).
         half = len(sample) // 2
