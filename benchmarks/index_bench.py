@@ -53,7 +53,8 @@ def random_embeddings(n_users: int, n_movies: int, dim: int, kind: str, seed: in
                       candidate_vectors=rng.normal(size=(n_movies, retrieval_dim)))
 
 
-def _percentiles(ms: Sequence[float]) -> dict[str, float]:
+def percentiles(ms: Sequence[float]) -> dict[str, float]:
+    """p50 / p99 / mean of millisecond timings, rounded for the results JSON."""
     return {"p50": round(float(np.percentile(ms, 50)), 4),
             "p99": round(float(np.percentile(ms, 99)), 4), "mean": round(float(np.mean(ms)), 4)}
 
@@ -80,7 +81,7 @@ def in_process(similarity: Similarity, n: int, k: int, seed: int) -> dict:
     out = {}
     for kind, call in calls.items():
         times, qps = _timed(call, n)
-        out[kind] = {**_percentiles(times), "qps_1_thread": round(qps, 1)}
+        out[kind] = {**percentiles(times), "qps_1_thread": round(qps, 1)}
     return out
 
 
@@ -148,7 +149,7 @@ def over_http(url: str, similarity: Similarity, n: int, k: int, concurrency: int
             def call(i: int) -> None:
                 http.get(path(i)).raise_for_status()
             times, qps = _timed(call, n)
-            out[kind] = {**_percentiles(times), "qps_1_client": round(qps, 1)}
+            out[kind] = {**percentiles(times), "qps_1_client": round(qps, 1)}
 
     # concurrent clients (bounded: n requests in all), one connection each
     def client(worker: int) -> int:

@@ -40,7 +40,11 @@ import faiss
 import numpy as np
 
 from benchmarks.embedding_sets import ClusteredSet
-from index import ann, layout
+from benchmarks.index_bench import ServiceProcess, over_http, percentiles
+from index import ann, layout, metadata
+from index.builder import Gate, build_index_version
+from index.embed import Embeddings
+from index.similarity import Similarity
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "index_scale.json"
 DEFAULT_SETS = ("100k:64", "1M:64", "10M:64", "1M:200")
@@ -89,10 +93,6 @@ def peak_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, 3)
 
 
-def _percentiles(ms: Sequence[float]) -> dict[str, float]:
-    return {"p50": round(float(np.percentile(ms, 50)), 4), "p99": round(float(np.percentile(ms, 99)), 4)}
-
-
 def time_queries(index: faiss.Index, knobs: dict[str, int], queries: np.ndarray,
                  budget_s: float) -> dict[str, Any]:
     """Single-query latency (one query per call, as the service asks) over at most
@@ -111,7 +111,7 @@ def time_queries(index: faiss.Index, knobs: dict[str, int], queries: np.ndarray,
     batch = queries[:max(len(times), 100)]
     t = time.perf_counter()
     index.search(batch, K, params=params)
-    return {"single_query_ms": _percentiles(times), "single_queries": len(times),
+    return {"single_query_ms": percentiles(times), "single_queries": len(times),
             "batched_qps": round(len(batch) / (time.perf_counter() - t), 1), "batch": len(batch)}
 
 
@@ -177,12 +177,6 @@ def bench_set(name: str, n: int, d: int, args: argparse.Namespace, workdir: Path
 def bench_service(n_movies: int, args: argparse.Namespace, workdir: Path,
                   log: Callable[[str], None]) -> dict[str, Any]:
     """A complete version at ``n_movies`` (auto preset), served over HTTP on 127.0.0.1."""
-    from benchmarks.index_bench import ServiceProcess, over_http
-    from index import metadata
-    from index.builder import Gate, build_index_version
-    from index.embed import Embeddings
-    from index.similarity import Similarity
-
     n_users, d = 10_000, 64
     movies = ClusteredSet(n_movies, d, seed=args.seed).database()
     users = ClusteredSet(n_users, d, seed=args.seed + 1).database()

@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -460,6 +461,29 @@ def test_exact_top_k_matches_brute_force(clustered):
     exact = ann.ExactTopK.compute(vectors, queries[:50])
     kth = np.sort(queries[:50] @ vectors.T, axis=1)[:, -10]
     assert np.allclose(exact.kth[:, 0], kth, atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", ["IVF128,Flat", "IVF128_HNSW32,SQ8", "OPQ8_32,IVF128,PQ8"])
+def test_ivf_lists_cut_by_l2_find_more_of_the_top_10_than_faiss_spherical_default(
+        clustered, tmp_path, factory):
+    vectors, queries = clustered
+    exact = ann.ExactTopK.compute(vectors, queries[:300])
+    recall = {}
+    for partition in ann.PARTITIONS:
+        built = ann.build_index(vectors, ann.AnnConfig(factory=factory, nprobe=4, partition=partition),
+                                queries[:300], exact=exact)
+        assert built.params["partition"] == partition and built.index.ntotal == len(vectors)
+        path = tmp_path / f"{partition}.faiss"
+        faiss.write_index(built.index, str(path))
+        reread, _ = ann.read_index(path)
+        ivf = faiss.extract_index_ivf(reread)
+        # an ordinary inner-product IVF: IP metric, IP quantizer holding every centroid
+        assert ivf.metric_type == faiss.METRIC_INNER_PRODUCT
+        assert ivf.quantizer.metric_type == faiss.METRIC_INNER_PRODUCT and ivf.quantizer.ntotal == 128
+        recall[partition] = exact.recall(reread, built.params, vectors)
+        assert recall[partition] == pytest.approx(built.recall_at_10)
+    # same nprobe (4 of 128 lists): L2 cells keep a query's best inner products together
+    assert recall[ann.PARTITION_L2] > recall[ann.PARTITION_SPHERICAL] + 0.05, recall
 
 
 @pytest.mark.parametrize("factory,main_knob", [
