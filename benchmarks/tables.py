@@ -188,7 +188,8 @@ def index_scale(result) -> list[str]:
              f"Generated clustered embeddings (`benchmarks/embedding_sets.py`), k={result['k']}, inner product; "
              f"knobs tuned to recall@10 ≥ {result['target_recall']} on half of {result['recall_queries']} sample "
              "queries, recall reported on the other half against exact search. Bytes/vector = index file size ÷ n "
-             "(codes, ids, coarse quantizer, refinement data). Latencies: one query per call on the memory-mapped "
+             "(codes, ids, coarse quantizer, refinement data). IVF lists are cut by L2 k-means and probed by inner "
+             "product (`index/ann.py`); \"spherical lists\" rows use FAISS's default for inner product instead. Latencies: one query per call on the memory-mapped "
              f"file, {result['machine']['cpus']} cores, FAISS {result['machine']['faiss']}; {result['note']}.", "",
              "| set | index | auto preset | build s (train) | B/vector | recall@10 | knobs | p50 / p99 ms | batched q/s |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -196,7 +197,8 @@ def index_scale(result) -> list[str]:
         for r in s["rows"]:
             knobs = ", ".join(f"{k}={v}" for k, v in r["search"].items()) or "exact"
             q = r["single_query_ms"]
-            lines.append(f"| {s['name']} | `{r['factory']}` | {'yes' if r['preset'] else ''} | "
+            partition = f" ({r['partition']} lists)" if r.get("partition") == "spherical" else ""
+            lines.append(f"| {s['name']} | `{r['factory']}`{partition} | {'yes' if r['preset'] else ''} | "
                          f"{r['build_seconds']:.1f} ({r['train_seconds']:.1f}) | {r['bytes_per_vector']:.0f} | "
                          f"{r['recall_at_10']:.3f} | {knobs} | {q['p50']:.3f} / {q['p99']:.3f} | {r['batched_qps']:,.0f} |")
     if result.get("growth"):

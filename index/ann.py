@@ -49,7 +49,7 @@ import numpy as np
 INDEX_TYPES = ("auto", "flat", "hnsw", "ivf")
 RECALL_K = 10
 HNSW_EF_CANDIDATES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048)
-REFINE_K_FACTORS = (2, 4, 8, 16)
+REFINE_K_FACTORS = (2, 4, 8, 16, 32, 64)
 PLATEAU_STEPS = 3
 EXACT_BLOCK = 262_144
 #: Below this many vectors exact search answers within the latency gate (Flat, the preset).
@@ -263,6 +263,21 @@ def default_knobs(index: faiss.Index) -> dict[str, int]:
     return knobs
 
 
+def parallel_over_lists(index: faiss.Index, on: bool = True) -> None:
+    """Let one query use every core: an IVF scans its probed lists in parallel
+    (``parallel_mode`` 1; FAISS's default 0 parallelises over the queries of a batch only,
+    so a single query runs on one thread), a fast-scan IVF likewise (``implem`` 15, which
+    parallelises over lists). For callers that search one query at a time (the similarity
+    service answers one request at a time per process); batches do better with ``on=False``.
+    Mutates ``index``: set it once after loading, before searches start."""
+    ivf = _find(index, faiss.IndexIVF)
+    if ivf is None:
+        return
+    ivf.parallel_mode = 1 if on else 0
+    if isinstance(ivf, faiss.IndexIVFFastScan):
+        ivf.implem = 15 if on else 0
+
+
 def quantizer_ef(nprobe: int) -> int:
     """efSearch of an HNSW coarse quantizer asked for the nprobe nearest lists: HNSW returns
     good top-n only when its beam is wider than n, so twice nprobe (at least 64)."""
@@ -472,21 +487,23 @@ def _timed_recall(index: faiss.Index, params: dict[str, Any], vectors: np.ndarra
 
 def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact: ExactTopK,
          target: float, fixed: dict[str, int] | None = None,
-         log: Any = None) -> tuple[dict[str, int], list[dict[str, float]]]:
+         log: Any = None, floor: float | None = None) -> tuple[dict[str, int], list[dict[str, float]]]:
     """The cheapest knob setting reaching ``target`` recall on ``exact``'s queries.
 
     The main knob (``nprobe`` of an IVF, else ``efSearch``) climbs its ladder until the
     target is reached; an index with a refinement stage does that for every ``k_factor_rf``
     and keeps the setting whose search took least time. Knobs in ``fixed`` are not tuned.
     A ladder also stops when recall has not risen for PLATEAU_STEPS steps (the codes, not
-    the search, limit it: e.g. SQ/PQ rounding). Nothing reaching the target: the most
-    accurate setting tried."""
+    the search, limit it: e.g. SQ/PQ rounding). Nothing reaching the target: the cheapest
+    setting reaching ``floor`` (the gate's own target, when ``target`` adds a safety margin
+    the codes cannot afford), else the most accurate setting tried."""
     fixed = dict(fixed or {})
     space = {k: v for k, v in knob_space(index).items() if k not in fixed}
     main = "nprobe" if "nprobe" in space else "efSearch" if "efSearch" in space else None
     outer = space.get("k_factor_rf", (None,))
     trials: list[dict[str, float]] = []
     reached: list[tuple[float, dict[str, int]]] = []
+    above_floor: list[tuple[float, dict[str, int]]] = []
     best: tuple[float, dict[str, int]] | None = None
     for k_factor in outer:
         base = dict(fixed)
@@ -506,12 +523,15 @@ def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact:
             if recall >= target:
                 reached.append((seconds, knobs))
                 break
+            if floor is not None and recall >= floor:
+                above_floor.append((seconds, knobs))
             flat_steps = flat_steps + 1 if recall <= ladder_best + 1e-3 else 0
             ladder_best = max(ladder_best, recall)
             if flat_steps >= PLATEAU_STEPS:
                 break
-    if reached:
-        return min(reached, key=lambda r: r[0])[1], trials
+    for found in (reached, above_floor):
+        if found:
+            return min(found, key=lambda r: r[0])[1], trials
     return (best[1] if best else dict(fixed)), trials
 
 
@@ -553,7 +573,8 @@ def build_index(vectors: np.ndarray, config: AnnConfig,
                                 if half >= 20 else (exact, exact))
         knobs, tuning = tune(index, params, vectors, tune_set,
                              min(1.0, config.target_recall + config.tune_margin),
-                             fixed={k: v for k, v in given.items() if k in space}, log=log)
+                             fixed={k: v for k, v in given.items() if k in space}, log=log,
+                             floor=config.target_recall)
         params["tuned"] = True
         exact = report_set
     else:

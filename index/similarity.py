@@ -185,6 +185,7 @@ class Similarity:
         indexes, how = {}, {}
         for name, file in index_files.items():
             indexes[name], how[name] = ann.read_index(folder / file, mmap=file in mapped_files)
+            ann.parallel_over_lists(indexes[name])  # every query here is a single query
         poster_ids = poster_vectors = None
         if layout.POSTERS in indexes:
             poster_ids, poster_vectors = npy(layout.POSTER_IDS), npy(layout.POSTER_VECTORS)
