@@ -281,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "optionally FACTORY:spherical for FAISS's default IVF partition (default: Flat, "
                         "the auto preset and a compressed alternative)")
     parser.add_argument("--target-recall", type=float, default=0.95)
-    parser.add_argument("--recall-queries", type=int, default=500,
+    parser.add_argument("--recall-queries", type=int, default=1000,
                         help="sample queries: half tune the knobs, half measure recall@10")
     parser.add_argument("--latency-queries", type=int, default=500)
     parser.add_argument("--latency-budget", type=float, default=10.0,

@@ -463,6 +463,19 @@ def test_exact_top_k_matches_brute_force(clustered):
     assert np.allclose(exact.kth[:, 0], kth, atol=1e-5)
 
 
+@pytest.mark.parametrize("factory", ["IVF64,SQ8", "IVF64,PQ16x4fs,Refine(SQ8)"])
+def test_single_queries_over_lists_in_parallel_answer_like_the_default(clustered, factory):
+    vectors, queries = clustered
+    built = ann.build_index(vectors, ann.AnnConfig(factory=factory, nprobe=16, k_factor=8),
+                            queries[:50])
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(built.index))
+    answers = {}
+    for on in (False, True):
+        ann.parallel_over_lists(built.index, on=on)
+        assert ivf.parallel_mode == int(on)
+        answers[on] = [ann.search(built.index, built.params, q[None], 10)[1] for q in queries[:40]]
+    assert all(np.array_equal(a, b) for a, b in zip(answers[False], answers[True]))
+
 @pytest.mark.parametrize("factory", ["IVF128,Flat", "IVF128_HNSW32,SQ8", "OPQ8_32,IVF128,PQ8"])
 def test_ivf_lists_cut_by_l2_find_more_of_the_top_10_than_faiss_spherical_default(
         clustered, tmp_path, factory):
