@@ -186,8 +186,9 @@ def _ratio(value) -> str:
 def index_scale(result) -> list[str]:
     lines = ["### FAISS at catalogue scale (`python -m benchmarks.index_scale`)", "",
              f"Generated clustered embeddings (`benchmarks/embedding_sets.py`), k={result['k']}, inner product; "
-             f"knobs tuned to recall@10 ≥ {result['target_recall']} on half of {result['recall_queries']} sample "
-             "queries, recall reported on the other half against exact search. Bytes/vector = index file size ÷ n "
+             f"knobs tuned to recall@10 ≥ {result['target_recall']} plus a statistical margin (`ann.tune_goal`: "
+             f"{result.get('tune_z', 2):g} standard errors of the two halves' difference) on half of "
+             f"{result['recall_queries']} sample queries, recall reported on the other half against exact search. Bytes/vector = index file size ÷ n "
              "(codes, ids, coarse quantizer, refinement data). IVF lists are cut by L2 k-means and probed by inner "
              "product (`index/ann.py`); \"spherical lists\" rows use FAISS's default for inner product instead. Latencies: one query per call on the memory-mapped "
              f"file, {result['machine']['cpus']} cores, FAISS {result['machine']['faiss']}; {result['note']}.", "",
@@ -207,6 +208,15 @@ def index_scale(result) -> list[str]:
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| `{g['family']}` | {g['from']} → {g['to']} | {_ratio(g['build_x'])} | {g['p50_x']} | {g['qps_x']} | "
                   f"{g['bytes_per_vector_x']} | {g['recall_from']:.3f} → {g['recall_to']:.3f} |" for g in result["growth"]]
+    for s in result["sets"]:
+        for r in s["rows"]:
+            if r["preset"] and len(r.get("tuning", [])) > 1 and s["n"] >= 10_000_000:
+                lines += ["", f"The tuner's ladder for `{r['factory']}` at {s['name']} (recall on the tuning half; "
+                              "batched ms per query on both cores):", "",
+                          "| knobs | recall@10 | goal | batched ms/query |", "|---|---|---|---|"]
+                lines += [f"| {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('recall_at_10', 'goal', 'batched_ms_per_query'))} | "
+                          f"{t['recall_at_10']:.4f} | {t['goal']:.4f} | {t['batched_ms_per_query']:.3f} |"
+                          for t in r["tuning"]]
     t = result.get("targets_at_10M")
     if t:
         met = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in t["met"].items())

@@ -509,11 +509,13 @@ def test_auto_tuning_stops_at_the_first_setting_reaching_the_target(clustered, f
     built = ann.build_index(vectors, config, queries)
     knobs = built.params["search"]
     assert built.params["tuned"] is True and main_knob in knobs
-    goal = config.target_recall + config.tune_margin
-    # within each ladder, every setting before the chosen one fell short of the goal
+    # within each ladder, every setting before the chosen one fell short of its goal: the
+    # target plus the statistical margin for 300 held-out queries
     ladder = [t for t in built.tuning if all(t.get(k) == v for k, v in knobs.items() if k != main_knob)]
-    assert ladder[-1][main_knob] == knobs[main_knob] and ladder[-1]["recall_at_10"] >= goal
-    assert all(t["recall_at_10"] < goal for t in ladder[:-1])
+    assert ladder[-1][main_knob] == knobs[main_knob] and ladder[-1]["recall_at_10"] >= ladder[-1]["goal"]
+    assert all(t["recall_at_10"] < t["goal"] for t in ladder[:-1])
+    assert all(t["goal"] > config.target_recall for t in ladder)
+    assert ladder[-1]["goal"] < config.target_recall + 0.03  # near the target the spread is small
     assert knobs[main_knob] < max(ann.knob_space(built.index)[main_knob])  # not just "search all"
     # reported on the held-out half of the queries, never the half it was tuned on
     assert built.recall_at_10 >= 0.93
@@ -523,6 +525,28 @@ def test_auto_tuning_stops_at_the_first_setting_reaching_the_target(clustered, f
     # searching with the recorded knobs reproduces the reported recall
     half = ann.ExactTopK.compute(vectors, queries[np.random.default_rng(1).permutation(600)][300:])
     assert half.recall(built.index, built.params, vectors) == pytest.approx(built.recall_at_10)
+
+
+def test_the_tuning_margin_is_the_standard_error_of_the_two_halves_and_shrinks_with_more_queries():
+    # per-query recalls: 90 % of queries find all 10, 10 % find 5 (spread 0.15)
+    def recalls(n):
+        return np.array([1.0] * (n * 9 // 10) + [0.5] * (n // 10))
+    small, large = (ann.tune_goal(0.95, recalls(n), held_out=n) for n in (500, 2000))
+    spread = float(np.std(recalls(500), ddof=1))
+    assert small == pytest.approx(0.95 + ann.TUNE_Z * spread * np.sqrt(2 / 500))
+    assert 0.95 < large < small and large - 0.95 == pytest.approx((small - 0.95) / 2, rel=0.01)
+    # every query perfect: nothing to be unlucky about, the goal is the target itself
+    assert ann.tune_goal(0.95, np.ones(500), held_out=500) == pytest.approx(0.95)
+    # no held-out half (too few queries to split): only the tuning half's own error
+    assert ann.tune_goal(0.95, recalls(500), held_out=0) == pytest.approx(0.95 + ann.TUNE_Z * spread / np.sqrt(500))
+
+
+def test_a_fixed_tuning_margin_replaces_the_statistical_one(clustered):
+    vectors, queries = clustered
+    built = ann.build_index(vectors, ann.AnnConfig(factory="IVF128,Flat", target_recall=0.9,
+                                                   tune_margin=0.05, recall_queries=600, seed=1), queries)
+    assert {t["goal"] for t in built.tuning} == {0.95}
+    assert built.tuning[-1]["recall_at_10"] >= 0.95 > built.tuning[-2]["recall_at_10"]
 
 
 def test_mmap_loading_answers_like_reading(world, tmp_path):
