@@ -121,7 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="minimum recall@10 vs exact search, every index (default: 0.95)")
     gate.add_argument("--max-latency-ms", type=float, default=5.0,
                       help="maximum in-process p50 query latency, k=10 (default: 5.0)")
-    gate.add_argument("--recall-queries", type=int, default=1000)
+    gate.add_argument("--recall-queries", type=int, default=1000,
+                      help="sample queries: half tune the knobs to --min-recall plus a margin of "
+                           "two standard errors (smaller with more queries), half measure the "
+                           "recall the gate checks (default: 1000)")
     gate.add_argument("--latency-queries", type=int, default=300)
     gate.add_argument("--seed", type=int, default=0)
 
