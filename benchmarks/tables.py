@@ -183,6 +183,14 @@ def _ratio(value) -> str:
     return "—" if value is None or value != value else f"{value}"
 
 
+#: What an index_scale tuning trial measured; its other keys are the knobs it set.
+LADDER_MEASURES = ("recall_at_10", "goal", "batched_ms_per_query")
+
+
+def _knobs(search) -> str:
+    return ", ".join(f"{k}={v}" for k, v in search.items())
+
+
 def index_scale(result) -> list[str]:
     lines = ["### FAISS at catalogue scale (`python -m benchmarks.index_scale`)", "",
              f"Generated clustered embeddings (`benchmarks/embedding_sets.py`), k={result['k']}, inner product; "
@@ -196,7 +204,7 @@ def index_scale(result) -> list[str]:
              "|---|---|---|---|---|---|---|---|---|"]
     for s in result["sets"]:
         for r in s["rows"]:
-            knobs = ", ".join(f"{k}={v}" for k, v in r["search"].items()) or "exact"
+            knobs = _knobs(r["search"]) or "exact"
             q = r["single_query_ms"]
             partition = f" ({r['partition']} lists)" if r.get("partition") == "spherical" else ""
             lines.append(f"| {s['name']} | `{r['factory']}`{partition} | {'yes' if r['preset'] else ''} | "
@@ -214,7 +222,7 @@ def index_scale(result) -> list[str]:
                 lines += ["", f"The tuner's ladder for `{r['factory']}` at {s['name']} (recall on the tuning half; "
                               "batched ms per query on both cores):", "",
                           "| knobs | recall@10 | goal | batched ms/query |", "|---|---|---|---|"]
-                lines += [f"| {', '.join(f'{k}={v}' for k, v in t.items() if k not in ('recall_at_10', 'goal', 'batched_ms_per_query'))} | "
+                lines += [f"| {_knobs({k: v for k, v in t.items() if k not in LADDER_MEASURES})} | "
                           f"{t['recall_at_10']:.4f} | {t['goal']:.4f} | {t['batched_ms_per_query']:.3f} |"
                           for t in r["tuning"]]
     t = result.get("targets_at_10M")

@@ -387,8 +387,7 @@ class ExactTopK:
         return ExactTopK(self.queries[rows], self.kth[rows], self.k)
 
     def recall(self, index: faiss.Index, params: dict[str, Any], vectors: np.ndarray) -> float:
-        per_query = self.per_query_recall(index, params, vectors)
-        return float(per_query.mean()) if len(per_query) else 1.0
+        return mean_recall(self.per_query_recall(index, params, vectors))
 
     def per_query_recall(self, index: faiss.Index, params: dict[str, Any],
                          vectors: np.ndarray) -> np.ndarray:
@@ -401,6 +400,20 @@ class ExactTopK:
         tolerance = 1e-4 * np.maximum(1.0, np.abs(self.kth))
         hits = valid & (got >= self.kth - tolerance)
         return hits.sum(axis=1) / self.k
+
+
+def mean_recall(per_query: np.ndarray) -> float:
+    """Recall over a sample from its per-query recalls (no queries: nothing missed, 1.0)."""
+    return float(per_query.mean()) if len(per_query) else 1.0
+
+
+def tuning_halves(exact: ExactTopK) -> tuple[ExactTopK, ExactTopK]:
+    """The queries knobs are tuned on and those recall is reported on: the sample's two
+    halves, or the whole sample twice when halves would be under 20 queries."""
+    half = len(exact.queries) // 2
+    if half < 20:
+        return exact, exact
+    return exact.subset(slice(0, half)), exact.subset(slice(half, None))
 
 
 def tune_goal(target: float, per_query: np.ndarray, held_out: int, z: float = TUNE_Z) -> float:
@@ -518,8 +531,7 @@ def _timed_recall(index: faiss.Index, params: dict[str, Any], vectors: np.ndarra
 
 def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact: ExactTopK,
          target: float, fixed: dict[str, int] | None = None,
-         log: Any = None, floor: float | None = None,
-         margin: float | None = None, held_out: int = 0) -> tuple[dict[str, int], list[dict[str, float]]]:
+         log: Any = None, margin: float | None = None, held_out: int = 0) -> tuple[dict[str, int], list[dict[str, float]]]:
     """The cheapest knob setting reaching ``target`` recall on ``exact``'s queries.
 
     A setting reaches it when its recall is at least ``target`` + ``margin``; with no
@@ -531,15 +543,15 @@ def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact:
     and keeps the setting whose search took least time. Knobs in ``fixed`` are not tuned.
     A ladder also stops when recall has not risen for PLATEAU_STEPS steps (the codes, not
     the search, limit it: e.g. SQ/PQ rounding). Nothing reaching its goal: the cheapest
-    setting reaching ``floor`` (the gate's own target, when the codes cannot afford the
-    margin), else the most accurate setting tried."""
+    setting reaching ``target`` itself (the codes cannot afford the margin), else the most
+    accurate setting tried."""
     fixed = dict(fixed or {})
     space = {k: v for k, v in knob_space(index).items() if k not in fixed}
     main = "nprobe" if "nprobe" in space else "efSearch" if "efSearch" in space else None
     outer = space.get("k_factor_rf", (None,))
     trials: list[dict[str, float]] = []
     reached: list[tuple[float, dict[str, int]]] = []
-    above_floor: list[tuple[float, dict[str, int]]] = []
+    above_target: list[tuple[float, dict[str, int]]] = []
     best: tuple[float, dict[str, int]] | None = None
     for k_factor in outer:
         base = dict(fixed)
@@ -551,7 +563,7 @@ def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact:
             if main is not None:
                 knobs[main] = int(value)
             per_query, seconds = _timed_recall(index, {**params, "search": knobs}, vectors, exact)
-            recall = float(per_query.mean()) if len(per_query) else 1.0
+            recall = mean_recall(per_query)
             goal = (min(1.0, target + margin) if margin is not None
                     else tune_goal(target, per_query, held_out))
             trials.append({**knobs, "recall_at_10": round(recall, 5), "goal": round(goal, 5),
@@ -564,13 +576,13 @@ def tune(index: faiss.Index, params: dict[str, Any], vectors: np.ndarray, exact:
             if recall >= goal:
                 reached.append((seconds, knobs))
                 break
-            if floor is not None and recall >= floor:
-                above_floor.append((seconds, knobs))
+            if recall >= target:
+                above_target.append((seconds, knobs))
             flat_steps = flat_steps + 1 if recall <= ladder_best + 1e-3 else 0
             ladder_best = max(ladder_best, recall)
             if flat_steps >= PLATEAU_STEPS:
                 break
-    for found in (reached, above_floor):
+    for found in (reached, above_target):
         if found:
             return min(found, key=lambda r: r[0])[1], trials
     return (best[1] if best else dict(fixed)), trials
@@ -609,12 +621,10 @@ def build_index(vectors: np.ndarray, config: AnnConfig,
         exact = ExactTopK.compute(vectors, sample)
     if exact is not None and any(knob not in given for knob in space):
         # Tune on one half, report on the other (when there are enough queries to split).
-        half = len(sample) // 2
-        tune_set, report_set = ((exact.subset(slice(0, half)), exact.subset(slice(half, None)))
-                                if half >= 20 else (exact, exact))
+        tune_set, report_set = tuning_halves(exact)
         knobs, tuning = tune(index, params, vectors, tune_set, config.target_recall,
                              fixed={k: v for k, v in given.items() if k in space}, log=log,
-                             floor=config.target_recall, margin=config.tune_margin,
+                             margin=config.tune_margin,
                              held_out=len(report_set.queries) if report_set is not tune_set else 0)
         params["tuned"] = True
         exact = report_set
