@@ -13,7 +13,11 @@ that ``gs://`` and ``ram://`` work; never pickle):
   users.parquet   user_id, gender, age, occupation, zip, train_ratings
   movies.parquet  movie_id, title, year, genres (list of names), train_ratings
   seen.parquet    user_id, movie_id: every distinct rated pair, all splits (the index's
-                  exclude-seen map, as export-index built it from the ratings before)
+                  exclude-seen map, as export-index built it from the ratings before), and
+                  train_rating: the pair's rating in Split-train (its mean if rated there
+                  more than once; NaN when the pair is only in other splits), which the
+                  browse page's "top-rated training movies" come from. Catalogues written
+                  before it have no such column (``seen_train_ratings`` is then None).
   catalogue.json  format version, source folder, examples per split
 
 ``train_ratings`` counts the examples that landed in ExampleGen's Split-train, counted from
@@ -72,6 +76,9 @@ class Catalogue:
     movie_train_ratings: dict[int, int]
     seen_user_ids: np.ndarray
     seen_movie_ids: np.ndarray
+    #: float32, aligned with the seen pairs: the Split-train rating (NaN: not in train); None
+    #: for catalogues written before ratings were kept
+    seen_train_ratings: np.ndarray | None = None
     split_examples: dict[str, int] = field(default_factory=dict)
     source: str = ""
 
@@ -89,35 +96,68 @@ def _counts(ids: np.ndarray) -> dict[int, int]:
     return dict(zip(values.tolist(), counts.tolist()))
 
 
+def _pair_keys(users: np.ndarray, movies: np.ndarray, width: int) -> np.ndarray:
+    """One int64 per (user, movie), ordered as the pairs sort lexicographically."""
+    return np.asarray(users, np.int64) * width + np.asarray(movies, np.int64)
+
+
+def _train_ratings(pairs: np.ndarray, train: tuple[np.ndarray, ...]) -> np.ndarray | None:
+    """The mean Split-train rating of each seen pair (rows of ``pairs``, sorted), NaN where
+    the pair has none; None when the train split came without ratings."""
+    if len(train) < 3:
+        return None
+    users, movies, ratings = (np.asarray(a) for a in train[:3])
+    out = np.full(len(pairs), np.nan, np.float32)
+    if not len(users):
+        return out
+    width = int(max(pairs[:, 1].max(), movies.max())) + 1
+    keys, inverse = np.unique(_pair_keys(users, movies, width), return_inverse=True)
+    means = np.bincount(inverse, weights=ratings.astype(np.float64)) / np.bincount(inverse)
+    out[np.searchsorted(_pair_keys(pairs[:, 0], pairs[:, 1], width), keys)] = means
+    return out
+
+
 def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],
-                    split_pairs: Mapping[str, tuple[np.ndarray, np.ndarray]], source: str = "") -> Catalogue:
-    """A catalogue from the parsed tables and the (user ids, movie ids) of each written split."""
-    train_users, train_movies = split_pairs.get(TRAIN_SPLIT, (np.empty(0, np.int64), np.empty(0, np.int64)))
+                    split_pairs: Mapping[str, tuple[np.ndarray, ...]], source: str = "") -> Catalogue:
+    """A catalogue from the parsed tables and the (user ids, movie ids[, ratings]) of each
+    written split (``read_split_ratings``); the train split's ratings, when given, become
+    ``seen_train_ratings``."""
+    train = split_pairs.get(TRAIN_SPLIT, (np.empty(0, np.int64), np.empty(0, np.int64)))
+    train_users, train_movies = train[0], train[1]
     user_counts, movie_counts = _counts(train_users), _counts(train_movies)
-    all_users = np.concatenate([np.asarray(u, np.int64) for u, _ in split_pairs.values()] or [np.empty(0, np.int64)])
-    all_movies = np.concatenate([np.asarray(m, np.int64) for _, m in split_pairs.values()] or [np.empty(0, np.int64)])
+    all_users = np.concatenate([np.asarray(s[0], np.int64) for s in split_pairs.values()] or [np.empty(0, np.int64)])
+    all_movies = np.concatenate([np.asarray(s[1], np.int64) for s in split_pairs.values()] or [np.empty(0, np.int64)])
     pairs = np.unique(np.stack([all_users, all_movies], axis=1), axis=0) if len(all_users) else np.empty((0, 2), np.int64)
     return Catalogue(
         users=dict(sorted(users.items())), movies=dict(sorted(movies.items())),
         user_train_ratings={u: user_counts.get(u, 0) for u in sorted(users)},
         movie_train_ratings={m: movie_counts.get(m, 0) for m in sorted(movies)},
         seen_user_ids=pairs[:, 0].copy(), seen_movie_ids=pairs[:, 1].copy(),
-        split_examples={name: int(len(u)) for name, (u, _) in split_pairs.items()}, source=source)
+        seen_train_ratings=_train_ratings(pairs, train),
+        split_examples={name: int(len(s[0])) for name, s in split_pairs.items()}, source=source)
 
 
-def read_split_pairs(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(user ids, movie ids) of every tf.Example in ``<examples_uri>/Split-<split>/`` (gzipped
-    TFRecords, as ExampleGen writes them): what actually landed in that split."""
+def read_split_ratings(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, movie ids, ratings) of every tf.Example in ``<examples_uri>/Split-<split>/``
+    (gzipped TFRecords, as ExampleGen writes them): what actually landed in that split."""
     files = fileio.glob(fileio.join(examples_uri, f"Split-{split}", "*"))
-    spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64)}
-    users, movies = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+            f.RATING: tf.io.FixedLenFeature([], tf.float32)}
+    users, movies, ratings = [np.empty(0, np.int64)], [np.empty(0, np.int64)], [np.empty(0, np.float32)]
     if files:
         dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP").batch(65536)
                    .map(lambda x: tf.io.parse_example(x, spec)))
         for batch in dataset.as_numpy_iterator():
             users.append(batch[f.USER_ID])
             movies.append(batch[f.MOVIE_ID])
-    return np.concatenate(users), np.concatenate(movies)
+            ratings.append(batch[f.RATING])
+    return np.concatenate(users), np.concatenate(movies), np.concatenate(ratings)
+
+
+def read_split_pairs(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(user ids, movie ids) of a written split (``read_split_ratings`` without the ratings)."""
+    users, movies, _ = read_split_ratings(examples_uri, split)
+    return users, movies
 
 
 # --- files --------------------------------------------------------------------------------
@@ -136,6 +176,7 @@ def _read_table(path: str) -> pa.Table:
 
 _ARROW_TYPES = {"int64": pa.int64(), "float32": pa.float32(), "string": pa.string()}
 TRAIN_RATINGS = "train_ratings"
+TRAIN_RATING = "train_rating"  # seen.parquet: the pair's Split-train rating
 
 
 def _arrow_type(feature: f.RawFeature) -> pa.DataType:
@@ -177,10 +218,11 @@ def write_catalogue(uri: str, catalogue: Catalogue) -> str:
     users, movies = catalogue.users, catalogue.movies
     _write_table(os.path.join(uri, USERS_FILE), _entity_table(users, f.USER_FEATURES, catalogue.user_train_ratings))
     _write_table(os.path.join(uri, MOVIES_FILE), _entity_table(movies, f.MOVIE_FEATURES, catalogue.movie_train_ratings))
-    _write_table(os.path.join(uri, SEEN_FILE), pa.table({
-        f.USER_ID: pa.array(np.asarray(catalogue.seen_user_ids, np.int64)),
-        f.MOVIE_ID: pa.array(np.asarray(catalogue.seen_movie_ids, np.int64)),
-    }))
+    seen = {f.USER_ID: pa.array(np.asarray(catalogue.seen_user_ids, np.int64)),
+            f.MOVIE_ID: pa.array(np.asarray(catalogue.seen_movie_ids, np.int64))}
+    if catalogue.seen_train_ratings is not None:
+        seen[TRAIN_RATING] = pa.array(np.asarray(catalogue.seen_train_ratings, np.float32))
+    _write_table(os.path.join(uri, SEEN_FILE), pa.table(seen))
     info = {"format_version": FORMAT_VERSION, "source": catalogue.source,
             "split_examples": catalogue.split_examples,
             "counts": {"users": len(users), "movies": len(movies), "seen_pairs": int(len(catalogue.seen_user_ids))}}
@@ -209,6 +251,8 @@ def read_catalogue(uri: str) -> Catalogue:
         user_train_ratings=user_train_ratings, movie_train_ratings=movie_train_ratings,
         seen_user_ids=seen.column(f.USER_ID).to_numpy().astype(np.int64),
         seen_movie_ids=seen.column(f.MOVIE_ID).to_numpy().astype(np.int64),
+        seen_train_ratings=(seen.column(TRAIN_RATING).to_numpy().astype(np.float32)
+                            if TRAIN_RATING in seen.column_names else None),
         split_examples={k: int(v) for k, v in info.get("split_examples", {}).items()},
         source=info.get("source", ""))
 

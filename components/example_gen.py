@@ -40,7 +40,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 
 from components import features, fileio
-from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_pairs, write_catalogue
+from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_ratings, write_catalogue
 from components.example_gen_options import make_custom_config, read_custom_config
 from components.input_fingerprint import ContentFingerprintDriver
 from components.movielens_files import MovieLensData, load_movielens, raw_values, summary
@@ -291,7 +291,7 @@ class Executor(BaseExampleGenExecutor):
         splits = artifact_utils.decode_split_names(examples.split_names)
         data = self._data if self._data is not None else load_input(exec_properties)
         # Counted from the written TFRecords: the catalogue says what Split-train really holds.
-        pairs = {split: read_split_pairs(examples.uri, split) for split in splits}
+        pairs = {split: read_split_ratings(examples.uri, split) for split in splits}
         if "train" in pairs and not len(pairs["train"][0]):
             raise UserError(f"{data.source}: {len(data.ratings)} rating(s) parsed, but none landed in the "
                             f"train split; the model needs more ratings to train on")

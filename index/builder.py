@@ -176,10 +176,13 @@ def _publish(tmp: Path, target: Path, overwrite: bool) -> None:
 
 
 def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequence[dict],
-                        movies_meta: Sequence[dict], seen: tuple[np.ndarray, np.ndarray],
+                        movies_meta: Sequence[dict], seen: tuple[np.ndarray, ...],
                         config: ann.AnnConfig,
                         log: Callable[[str], None] = lambda message: None) -> dict[str, Any]:
     """Write vectors, id maps, metadata, seen map and the three indexes; return their entries.
+
+    ``seen``: (indptr, movie rows) from ``metadata.seen_csr``, optionally with a third array,
+    the pairs' training ratings (``metadata.seen_ratings``), written as SEEN_RATINGS.
 
     The rating terms and the retrieval vectors are written only when the embeddings carry them
     (an older model's version has neither, like a format-1 folder)."""
@@ -198,11 +201,15 @@ def write_version_files(folder: Path, embeddings: Embeddings, users_meta: Sequen
         save_npy(folder / layout.MOVIE_QUERY_VECTORS, e.movie_query_vectors)
     save_json(folder / layout.USERS_META, list(users_meta))
     save_json(folder / layout.MOVIES_META, list(movies_meta))
-    indptr, seen_rows = seen
+    indptr, seen_rows = seen[0], seen[1]
     if len(indptr) != len(e.user_ids) + 1:
         raise ValueError("seen map does not match the users")
     save_npy(folder / layout.SEEN_INDPTR, np.asarray(indptr, np.int64))
     save_npy(folder / layout.SEEN_MOVIES, np.asarray(seen_rows, np.int64))
+    if len(seen) > 2 and seen[2] is not None:
+        if len(seen[2]) != len(seen_rows):
+            raise ValueError("seen ratings do not match the seen map")
+        save_npy(folder / layout.SEEN_RATINGS, np.asarray(seen[2], np.float32))
 
     similar_users, similar_movies = e.similar_vectors()
     movie_unit, user_unit = ann.l2_normalise(similar_movies), ann.l2_normalise(similar_users)
@@ -232,7 +239,7 @@ def build_index_version(
     embeddings: Embeddings,
     users_meta: Sequence[dict],
     movies_meta: Sequence[dict],
-    seen: tuple[np.ndarray, np.ndarray],
+    seen: tuple[np.ndarray, ...],
     config: ann.AnnConfig = ann.AnnConfig(),
     gate: Gate = Gate(),
     provenance: dict[str, Any] | None = None,
@@ -281,6 +288,7 @@ def build_index_version(
             "movie_queries": embeddings.similar_by_movie_query,
             "retrieval": embeddings.has_retrieval,  # movies_ip searches the retrieval space
             "rerank": embeddings.can_rate,          # the rating terms are there to re-rank with
+            "seen_ratings": len(seen) > 2 and seen[2] is not None,  # users' top-rated movies
             "counts": {"users": len(embeddings.user_ids), "movies": len(embeddings.movie_ids),
                        "seen_pairs": int(len(seen[1]))},
             "indexes": indexes,
@@ -320,7 +328,7 @@ def build_index_version(
 
 
 def _build_remote(index_dir: str, version: str, embeddings: Embeddings, users_meta: Sequence[dict],
-                  movies_meta: Sequence[dict], seen: tuple[np.ndarray, np.ndarray],
+                  movies_meta: Sequence[dict], seen: tuple[np.ndarray, ...],
                   config: ann.AnnConfig, gate: Gate, *, overwrite: bool, keep_rejected: bool,
                   log: Callable[[str], None], **build_kwargs: Any) -> BuildResult:
     """Build and gate in a local temp index folder, then upload and publish to a URI.

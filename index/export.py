@@ -182,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
         _log(describe_stages(embeddings, args.similar_space))
         seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
                                  source.seen_users, source.seen_movies)
+        if source.seen_ratings is not None:  # the users' top-rated movies (browse page)
+            seen = (*seen, metadata.seen_ratings(embeddings.user_ids, embeddings.movie_ids,
+                                                 source.seen_users, source.seen_movies,
+                                                 source.seen_ratings, seen))
         extra = None
         if args.posters is not None:
             from index.posters import parse_weights, poster_writer
@@ -203,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
             provenance={"model_path": str(model_dir), "data_source": source.data_source,
                         "catalogue": source.catalogue,
+                        "seen_ratings_from": source.seen_ratings_from,
                         "two_stage": _two_stage_settings(model_dir),
                         "ratings_source": str(args.ratings) if args.ratings else None,
                         "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
@@ -236,6 +241,9 @@ class Source:
     data_source: str     # the raw MovieLens folder the data came from
     catalogue: str | None  # the catalogue folder, None with --data
     describe: str
+    #: each seen pair's rating (NaN: none), and what they are; None for older catalogues
+    seen_ratings: np.ndarray | None = None
+    seen_ratings_from: str | None = None
 
 
 def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | str | None, skip_bad_rows: bool) -> Source:
@@ -246,7 +254,8 @@ def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | 
     if data is not None:
         loaded = load_movielens(data, ratings_csv=ratings, skip_bad_rows=skip_bad_rows)
         return Source(loaded.users, loaded.movies, loaded.ratings.user_id, loaded.ratings.movie_id,
-                      str(data), loaded.source, None, f"--data override: {summary(loaded)}")
+                      str(data), loaded.source, None, f"--data override: {summary(loaded)}",
+                      seen_ratings=loaded.ratings.rating, seen_ratings_from="all ratings in --data")
     if ratings is not None or skip_bad_rows:
         raise ValueError("--ratings and --skip-bad-rows apply to --data; without --data the users, "
                          "movies and seen map come from the model's catalogue")
@@ -259,7 +268,9 @@ def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | 
     return Source(catalogue.users, catalogue.movies, catalogue.seen_user_ids, catalogue.seen_movie_ids,
                   folder, catalogue.source, folder,
                   f"catalogue {folder}: {len(catalogue.users):,} users, {len(catalogue.movies):,} movies, "
-                  f"{len(catalogue.seen_user_ids):,} rated pairs (data from {catalogue.source})")
+                  f"{len(catalogue.seen_user_ids):,} rated pairs (data from {catalogue.source})",
+                  seen_ratings=catalogue.seen_train_ratings,
+                  seen_ratings_from="train split" if catalogue.seen_train_ratings is not None else None)
 
 
 def _two_stage_settings(model_dir: Path | str) -> dict | None:

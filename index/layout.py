@@ -52,6 +52,7 @@ USERS_META = "users.json"              # list of demographics dicts, in row orde
 MOVIES_META = "movies.json"            # list of title/year/genres dicts, in row order
 SEEN_INDPTR = "seen_indptr.npy"        # int64 [n_users + 1], CSR row pointers
 SEEN_MOVIES = "seen_movies.npy"        # int64 [n_seen], movie *rows* each user rated
+SEEN_RATINGS = "seen_ratings.npy"      # float32 [n_seen]: the pair's training rating, NaN: none (optional)
 MOVIES_COSINE = "movies_cosine.faiss"  # inner product over L2-normalised movie vectors
 USERS_COSINE = "users_cosine.faiss"    # inner product over L2-normalised user vectors
 MOVIES_IP = "movies_ip.faiss"          # raw inner product: query (or user) vector -> movies

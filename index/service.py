@@ -3,7 +3,10 @@
     movielens-tfx similarity-service --index-dir artifacts/index --port 8600
 
 Endpoints (OpenAPI docs at /docs):
+  GET /           the browse page (index/page/: static HTML + fetch, no build step, no CDN)
+  GET /movies?query=toy&limit=10                             movies by title
   GET /movies/{movie_id}/similar?k=10&by=embedding|posters   cosine-similar movies
+  GET /users/{user_id}?top=10                                demographics, top-rated training movies
   GET /users/{user_id}/similar?k=10                          cosine-similar users
   GET /users/{user_id}/recommendations?k=10&exclude_seen=true&candidates=200&rerank_weight=0.5
                   two-stage: FAISS top-N by retrieval score, re-ranked by
@@ -18,7 +21,9 @@ Handlers are ``async`` on purpose: a query is ~0.1 ms of FAISS/NumPy, cheaper th
 thread-pool hop a sync handler would cost. Binds 127.0.0.1 unless told otherwise.
 Nothing a client receives (error details, /healthz, /version) names an absolute server
 path: ``index.public_text`` names files relative to the index folder or the model base
-path; the server's log keeps the full paths.
+path; the server's log keeps the full paths. Every response carries a ``Server-Timing``
+header (W3C Server Timing: ``app;dur=<ms>``), the time the app spent on it, which the browse
+page's views and ``benchmarks.browse_page`` add up.
 """
 from __future__ import annotations
 
@@ -27,11 +32,13 @@ import contextlib
 import functools
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal, Sequence
 
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from components import fileio
@@ -41,6 +48,7 @@ from index.public_text import INDEX_DIR_NAME, model_relative, public_text
 from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
                               MMAP_AUTO, MMAP_MIN_BYTES, MMAP_MODES, Neighbour, Similarity,
                               UnknownIdError)
+from index.title_search import MAX_QUERY_CHARS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
@@ -48,6 +56,13 @@ MAX_K = 1000
 
 K = Query(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
 MAX_RERANK_WEIGHT = 100.0
+MAX_SEARCH_LIMIT = 100
+MAX_TOP_RATED = 100
+#: the browse page's files (index.html, browse.js, browse.css), served as they are
+PAGE_DIR = Path(__file__).with_name("page")
+#: the page loads nothing from elsewhere (no CDN): the browser is told so too
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
 # --- response models (they are the OpenAPI schema) --------------------------------------
@@ -74,6 +89,35 @@ class UserInfo(BaseModel):
 
 class UserHit(UserInfo):
     score: float
+
+
+class MovieMatch(MovieInfo):
+    rated_by: int = Field(description="users who rated it (the index's seen map, every split)")
+
+
+class MovieSearch(BaseModel):
+    index_version: str
+    model_version: str
+    query: str
+    total: int = Field(description="movies that matched; `results` holds the best `limit`")
+    results: list[MovieMatch]
+
+
+class RatedMovieInfo(MovieInfo):
+    rating: float
+
+
+class UserProfile(BaseModel):
+    index_version: str
+    model_version: str
+    user: UserInfo
+    seen_count: int = Field(description="movies the user rated (every split; excluded from "
+                                        "recommendations)")
+    rated_count: int = Field(description="of those, the ones with a training rating: the pool "
+                                         "`top_rated` is taken from")
+    top_rated_from: str | None = Field(description="where the ratings come from ('train split'); "
+                                                   "null: the index version has none")
+    top_rated: list[RatedMovieInfo]
 
 
 class SimilarMovies(BaseModel):
@@ -130,6 +174,30 @@ def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
             "results": [{**n.info, "score": n.score} for n in neighbours]}
 
 
+class ServerTiming:
+    """ASGI middleware: ``Server-Timing: app;dur=<ms>`` on every response, the time from the
+    request reaching the app to its response headers (the app's own work; a view of the page
+    is the sum over the requests it makes)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def timed_send(message) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - started) * 1000.0
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"server-timing", f"app;dur={ms:.3f}".encode())]
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
                live: LiveIndex | None = None, candidates: int | None = None,
                rerank_weight: float | None = None, mmap: str = MMAP_AUTO,
@@ -163,6 +231,9 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
                               "two-tower model's embeddings (FAISS).",
                   version="1", lifespan=lifespan)
     app.state.live = live
+    app.add_middleware(ServerTiming)
+    page = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    app.mount("/static", StaticFiles(directory=PAGE_DIR), name="static")
 
     def client_error() -> str | None:
         # live.last_error names full paths (logged as is); clients get them relative
@@ -181,8 +252,45 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         return {"index_version": s.version, "model_version": s.model_version}
 
     @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
+    async def root() -> HTMLResponse:
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP,
+                                           "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/movies", response_model=MovieSearch,
+             summary="Movies by title: case- and accent-insensitive, 'The Matrix' finds 'Matrix, "
+                     "The'; whole-title, prefix and word-start matches first, then the most rated",
+             responses={422: {"description": "empty, blank or too long query; limit out of range"}})
+    async def search_movies(query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS,
+                                               description="part of a title"),
+                            limit: int = Query(10, ge=1, le=MAX_SEARCH_LIMIT,
+                                               description=f"results, 1..{MAX_SEARCH_LIMIT}")
+                            ) -> dict[str, Any]:
+        if not query.strip():
+            raise HTTPException(status_code=422, detail=[{
+                "loc": ["query", "query"], "type": "value_error",
+                "msg": "query must contain something other than white space", "input": query}])
+        s = snapshot()
+        hits, total = s.search_movies(query, limit)
+        return {**meta(s), "query": query, "total": total,
+                "results": [{**n.info, "rated_by": int(n.score)} for n in hits]}
+
+    @app.get("/users/{user_id}", response_model=UserProfile,
+             summary="A user's demographics and top-rated training movies",
+             responses={404: {"description": "unknown user"}})
+    async def user_profile(user_id: int = PathParam(..., description="MovieLens user id"),
+                           top: int = Query(10, ge=0, le=MAX_TOP_RATED,
+                                            description=f"top-rated movies to list, 0..{MAX_TOP_RATED}")
+                           ) -> dict[str, Any]:
+        s = snapshot()
+        try:
+            user = s.user(user_id)
+            rated = s.top_rated(user_id, top) if top else []
+            seen_count, rated_count = len(s.seen(user_id)), s.rated_count(user_id)
+        except UnknownIdError as error:
+            raise HTTPException(status_code=404, detail=error.message) from None
+        return {**meta(s), "user": user, "seen_count": seen_count, "rated_count": rated_count,
+                "top_rated_from": (s.manifest.get("seen_ratings_from") or "index") if s.has_seen_ratings else None,
+                "top_rated": [{**r.info, "rating": r.rating} for r in rated]}
 
     @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
              summary="Movies most similar to a movie (itself excluded; `metric` says how)",

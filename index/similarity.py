@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from components import fileio
 from components.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
 from index.embed import RATING_SPACE
+from index.title_search import TitleSearch
 
 BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"
@@ -73,6 +75,15 @@ class Neighbour:
     predicted_rating: float | None = None
 
 
+@dataclass(frozen=True)
+class RatedMovie:
+    """One of a user's rated movies: raw id, the rating and the movie's metadata record."""
+
+    id: int
+    rating: float
+    info: Mapping[str, Any]
+
+
 class _Table:
     """Raw id <-> row for one entity kind, plus its row-aligned metadata."""
 
@@ -93,7 +104,8 @@ class Similarity:
                  seen_movies: np.ndarray, poster_ids: np.ndarray | None,
                  poster_vectors: np.ndarray | None, similar_vectors: tuple[np.ndarray, np.ndarray] | None = None,
                  rating_terms: tuple[np.ndarray, np.ndarray] | None = None,
-                 movie_queries: np.ndarray | None = None) -> None:
+                 movie_queries: np.ndarray | None = None,
+                 seen_ratings: np.ndarray | None = None) -> None:
         self.folder = folder  # where it was published (a URI for a remote index)
         self.manifest = manifest
         self.version = fileio.basename(folder)
@@ -118,6 +130,12 @@ class Similarity:
         self._indexes = indexes
         self._params = {name: manifest["indexes"][name]["params"] for name in indexes}
         self._seen_indptr, self._seen_movies = seen_indptr, seen_movies
+        #: each seen pair's training rating (NaN: none), aligned with _seen_movies; or None
+        self._seen_ratings = seen_ratings
+        # built on the first title search or rated_by (a service that never searches pays nothing)
+        self._derived_lock = threading.Lock()
+        self._title_search: TitleSearch | None = None
+        self._rated_by: np.ndarray | None = None
         self._poster_rows = ({int(m): r for r, m in enumerate(poster_ids.tolist())}
                              if poster_ids is not None else None)
         self._poster_ids, self._poster_vectors = poster_ids, poster_vectors
@@ -200,7 +218,9 @@ class Similarity:
         loaded = cls(folder, manifest, users, movies, (retrieval or rating)[0], rating, indexes,
                      npy(layout.SEEN_INDPTR), npy(layout.SEEN_MOVIES), poster_ids, poster_vectors,
                      similar_vectors=similar, rating_terms=terms,
-                     movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None)
+                     movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None,
+                     seen_ratings=(npy(layout.SEEN_RATINGS) if layout.SEEN_RATINGS in manifest.get("files", {})
+                                   else None))
         loaded.mmap = {name: mode for name, mode in how.items() if mode}
         return loaded
 
@@ -254,6 +274,62 @@ class Similarity:
 
     def _seen_rows(self, user_row: int) -> np.ndarray:
         return self._seen_movies[self._seen_indptr[user_row]:self._seen_indptr[user_row + 1]]
+
+    @property
+    def has_seen_ratings(self) -> bool:
+        """The version knows the users' training ratings (top_rated answers)."""
+        return self._seen_ratings is not None
+
+    def top_rated(self, user_id: int, n: int = 10) -> list[RatedMovie]:
+        """The user's ``n`` highest-rated training movies (ties: the most rated movie first,
+        then the lower id); empty when the version has no seen ratings (an older catalogue)."""
+        row = self._user_row(user_id)
+        if self._seen_ratings is None:
+            return []
+        start, stop = int(self._seen_indptr[row]), int(self._seen_indptr[row + 1])
+        ratings = np.asarray(self._seen_ratings[start:stop], np.float64)
+        movie_rows = np.asarray(self._seen_movies[start:stop], np.int64)
+        rated = ~np.isnan(ratings)
+        ratings, movie_rows = ratings[rated], movie_rows[rated]
+        order = np.lexsort((movie_rows, -self.rated_by_rows()[movie_rows], -ratings))[:n]
+        return [RatedMovie(int(self._movies.ids[movie_rows[i]]), float(ratings[i]),
+                           self._movies.meta[movie_rows[i]]) for i in order.tolist()]
+
+    def rated_count(self, user_id: int) -> int:
+        """How many of the user's seen movies have a training rating (top_rated's pool)."""
+        row = self._user_row(user_id)
+        if self._seen_ratings is None:
+            return 0
+        start, stop = int(self._seen_indptr[row]), int(self._seen_indptr[row + 1])
+        return int(np.count_nonzero(~np.isnan(self._seen_ratings[start:stop])))
+
+    def rated_by_rows(self) -> np.ndarray:
+        """Per movie row: how many users' seen lists hold it (built once, on first use)."""
+        if self._rated_by is None:
+            with self._derived_lock:
+                if self._rated_by is None:
+                    self._rated_by = np.bincount(np.asarray(self._seen_movies, np.int64),
+                                                 minlength=self.n_movies).astype(np.int64)
+        return self._rated_by
+
+    def rated_by(self, movie_id: int) -> int:
+        """How many users rated the movie (the index's seen map: every split)."""
+        return int(self.rated_by_rows()[self._movie_row(movie_id)])
+
+    def search_movies(self, query: str, limit: int = 10) -> tuple[list[Neighbour], int]:
+        """Movies whose title matches ``query`` (index.title_search), best first, and how many
+        matched in all; each Neighbour's ``score`` is the number of users who rated it."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        if self._title_search is None:
+            rated_by = self.rated_by_rows()
+            with self._derived_lock:
+                if self._title_search is None:
+                    self._title_search = TitleSearch([m.get("title", "") for m in self._movies.meta], rated_by)
+        rows, total = self._title_search.search(query, limit)
+        rated_by = self.rated_by_rows()
+        return [Neighbour(int(self._movies.ids[r]), float(rated_by[r]), self._movies.meta[r])
+                for r in rows], total
 
     # --- queries -----------------------------------------------------------------------
     @property
@@ -429,6 +505,8 @@ class Similarity:
             "recall_at_10": m.get("recall_at_10"),
             "latency_ms": m.get("latency_ms"),
             "posters": self.has_posters,
+            "seen_ratings": self.has_seen_ratings,
+            "seen_ratings_from": m.get("seen_ratings_from"),
             "mmap": dict(self.mmap),
             "loaded_at": self.loaded_at,
             "folder": str(self.folder),

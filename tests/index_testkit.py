@@ -6,13 +6,17 @@
 * ``save_tiny_model`` wraps fixed vectors in a SavedModel with the pipeline's signature
   names (``user_embedding``, ``movie_embedding``, ``serving_default``), so the export job is
   tested against the same interface as the real model;
-* ``build_numpy_version`` publishes an index version straight from arrays (no TensorFlow).
+* ``build_numpy_version`` publishes an index version straight from arrays (no TensorFlow);
+* ``LoopbackServer`` runs an app under a real uvicorn on 127.0.0.1 in a thread.
 """
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import uvicorn
 
 from index import ann, metadata
 from index.builder import BuildResult, Gate, build_index_version
@@ -135,7 +139,8 @@ def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
                         movie_vectors: np.ndarray, seed: int = 0, index_type: str = "flat",
                         gate: Gate = Gate(max_latency_ms=50.0), seen_per_user: int = 5,
                         extra=None, two_stage: dict | None = None, **config) -> BuildResult:
-    """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets.
+    """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets
+    with random training ratings (NaN for every fifth rated pair).
 
     two_stage: optional Embeddings fields (user_bias, movie_bias, query_vectors,
     candidate_vectors, movie_query_vectors, similar_space) for a version with a retrieval space
@@ -153,6 +158,38 @@ def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
     rated_users = np.repeat(emb.user_ids, seen_per_user)
     rated_movies = rng.integers(1, n_movies + 1, len(rated_users))
     seen = metadata.seen_csr(emb.user_ids, emb.movie_ids, rated_users, rated_movies)
+    # ratings 1..5 (every 5th pair has none: rated outside the train split)
+    ratings = rng.integers(1, 6, len(rated_users)).astype(np.float32)
+    ratings[::5] = np.nan
+    seen = (*seen, metadata.seen_ratings(emb.user_ids, emb.movie_ids, rated_users, rated_movies, ratings, seen))
     return build_index_version(index_dir, version, emb, users_meta, movies_meta, seen,
                                ann.AnnConfig(index_type=index_type, **config), gate,
                                extra=extra, latency_queries=60)
+
+
+class LoopbackServer:
+    """uvicorn on 127.0.0.1, an ephemeral port (port=0), in a thread (stopped by the test).
+
+    uvicorn binds the socket itself: asyncio only sets TCP_NODELAY on sockets created with
+    proto=IPPROTO_TCP, and a hand-made ``socket.socket()`` would add Nagle's ~40 ms per response.
+    """
+
+    def __init__(self, app) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                                    log_level="warning", access_log=False))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> "LoopbackServer":
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

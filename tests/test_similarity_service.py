@@ -14,7 +14,6 @@ import warnings
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 for TestClient
     warnings.simplefilter("ignore")
@@ -24,7 +23,7 @@ from index import ann, layout
 from index.posters import write_poster_files
 from index.service import build_parser, create_app
 from index.similarity import Similarity
-from index_testkit import build_numpy_version
+from index_testkit import LoopbackServer, build_numpy_version
 
 N_USERS, N_MOVIES, DIM = 60, 80, 12
 
@@ -184,34 +183,6 @@ def test_defaults_bind_loopback():
 
 
 # --- hot reload ------------------------------------------------------------------------
-class _Server:
-    """uvicorn on 127.0.0.1, an ephemeral port (port=0), in a thread (stopped by the test).
-
-    uvicorn binds the socket itself: asyncio only sets TCP_NODELAY on sockets created with
-    proto=IPPROTO_TCP, and a hand-made ``socket.socket()`` would add Nagle's ~40 ms per response.
-    """
-
-    def __init__(self, app) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                                    log_level="warning", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> "_Server":
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "server did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
     # a third version that is published but corrupt: the service must keep serving
     assert build_numpy_version(index_dir, "3", *_vectors(3)).passed
@@ -256,7 +227,7 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
                 assert time.monotonic() < deadline, f"service did not reload version {version}"
                 time.sleep(0.02)
 
-    with _Server(app) as server:
+    with LoopbackServer(app) as server:
         workers = [threading.Thread(target=hammer, args=(w, server.url)) for w in range(4)]
         for w in workers:
             w.start()

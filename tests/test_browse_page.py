@@ -1,0 +1,214 @@
+"""The browse page in a real browser: headless Chromium from Debian's packages (``chromium``,
+``chromium-driver``; ``make install`` sets them up through tools/provision_browser.sh) driven
+by Selenium, against the similarity service under uvicorn on 127.0.0.1.
+
+The index is exported (``export-index``, no --data: from the model's own catalogue) from a
+SavedModel with the pipeline's signatures over the real ML-100K files, plus one movie whose
+title is markup (``<img onerror=...>``, quotes, an ampersand): it must show as text. The
+model's vectors are a rank-16 fit of the training ratings (tests/index_testkit.py) with a
+retrieval space and rating terms, so the page shows both stages' scores.
+
+The walk the issue asks for: load the page, search "Toy", open Toy Story and see its similar
+movies, open a user and see their profile and recommendations; what the page shows is
+compared with the service's JSON. Screenshots go to artifacts/browser/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from components import catalogue as cat
+from components.movielens_files import load_movielens
+from index.export import EXIT_OK
+from index.export import main as export_main
+from index.service import create_app
+from index_testkit import LoopbackServer, lowrank_factors, save_tiny_model
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+HOSTILE_ID = 1683  # ML-100K's movie ids end at 1682
+HOSTILE_TITLE = '<img src=x onerror="window.pwned=1"> Tom & "Jerry"'
+USER = 13  # an ML-100K user with hundreds of ratings
+WAIT_S = 20
+
+
+def _browser():
+    """Headless Chromium through chromedriver, both from Debian's packages (PATH), so nothing
+    is downloaded: Selenium Manager is told to stay offline."""
+    from selenium import webdriver
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    assert chromium and driver, ("headless Chromium is missing: `make install` runs "
+                                 "tools/provision_browser.sh (apt-get install chromium chromium-driver)")
+    os.environ["SE_OFFLINE"] = "true"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1400,1000", "--lang=en-US"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver))
+
+
+@pytest.fixture(scope="module")
+def index_dir(shared_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("browse")
+    data_dir = root / "ml-100k"
+    shutil.copytree(shared_data / "ml-100k", data_dir)
+    with open(data_dir / "u.item", "a", encoding="latin-1") as items:
+        items.write(f"{HOSTILE_ID}|{HOSTILE_TITLE} (1999)|01-Jan-1999||http://example.invalid|"
+                    + "|".join("0001100000000000000") + "\n")
+    data = load_movielens(data_dir)
+    r = data.ratings
+    train = (r.user_id * 7919 + r.movie_id) % 10 != 0  # 90 % train, the rest "eval"
+    catalogue = cat.build_catalogue(
+        data.users, data.movies,
+        {"train": (r.user_id[train], r.movie_id[train], r.rating[train]),
+         "eval": (r.user_id[~train], r.movie_id[~train], r.rating[~train])}, source="ml-100k")
+    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
+    users, movies = lowrank_factors(np.searchsorted(user_ids, r.user_id[train]),
+                                    np.searchsorted(movie_ids, r.movie_id[train]), r.rating[train],
+                                    len(user_ids), len(movie_ids), rank=16)
+    scale = 1.0 / max(float(np.abs(users @ movies.T).max()), 1e-6)
+    two_stage = {"user_bias": np.full(len(user_ids), 3.5, np.float32),
+                 "movie_bias": np.zeros(len(movie_ids), np.float32),
+                 "query_vectors": users, "candidate_vectors": movies, "movie_query_vectors": movies}
+    base = root / "serving" / "movielens"
+    save_tiny_model(base / "1", user_ids, users * np.sqrt(scale), movie_ids, movies * np.sqrt(scale), two_stage)
+    cat.write_catalogue(cat.model_catalogue_dir(base / "1"), catalogue)
+    index = root / "index"
+    assert export_main(["--model-base-path", str(base), "--index-dir", str(index), "--no-progress"]) == EXIT_OK
+    return index
+
+
+@pytest.fixture(scope="module")
+def server(index_dir):
+    with LoopbackServer(create_app(index_dir, poll_interval_s=0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = _browser()
+    yield driver
+    driver.quit()
+
+
+def _ready(browser, view: str):
+    """Wait until the page has rendered ``view`` (browse.js sets data-view/data-state)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.ID, "view").get_attribute("data-state") == "ready"
+        and d.find_element(By.ID, "view").get_attribute("data-view") == view)
+    return browser.find_element(By.ID, "view")
+
+
+def _submit(browser, field: str, text: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    box = browser.find_element(By.ID, field)
+    box.clear()
+    box.send_keys(text, Keys.ENTER)
+
+
+def _linked_ids(table, attribute: str) -> list[int]:
+    from selenium.webdriver.common.by import By
+
+    return [int(a.get_attribute(attribute)) for a in table.find_elements(By.CSS_SELECTOR, f"a[{attribute}]")]
+
+
+def test_search_movie_and_user_in_headless_chromium(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api = httpx.Client(base_url=server.url, timeout=10)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(server.url + "/")
+    _ready(browser, "home")
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.find_element(By.ID, "versions").get_attribute("data-model-version") == "1")
+    assert "index version 1" in browser.find_element(By.ID, "versions").text
+
+    # search "Toy": the page lists what /movies answers, Toy Story first
+    _submit(browser, "search-input", "Toy")
+    view = _ready(browser, "search")
+    results = view.find_element(By.CSS_SELECTOR, "[data-testid=search-results]")
+    expected = api.get("/movies", params={"query": "Toy", "limit": 25}).json()
+    assert _linked_ids(results, "data-movie-id") == [m["movie_id"] for m in expected["results"]]
+    assert expected["results"][0]["title"] == "Toy Story"
+    toy_story = results.find_element(By.LINK_TEXT, "Toy Story (1995)")
+
+    # open it: its similar movies, as /movies/1/similar ranks them
+    toy_story.click()
+    view = _ready(browser, "movie")
+    assert view.find_element(By.CSS_SELECTOR, "[data-testid=movie-title]").text == "Toy Story (1995)"
+    similar = view.find_element(By.CSS_SELECTOR, "[data-testid=similar-movies]")
+    shown = _linked_ids(similar, "data-movie-id")
+    assert shown == api.get("/movies/1/similar", params={"k": 10}).json()["ids"]
+    assert len(shown) == 10 and 1 not in shown
+    browser.save_screenshot(str(SCREENSHOTS / "browse-movie.png"))
+
+    # a similar movie's link opens that movie (links between views)
+    similar.find_element(By.CSS_SELECTOR, f"a[data-movie-id='{shown[0]}']").click()
+    view = _ready(browser, "movie")
+    assert view.find_element(By.CSS_SELECTOR, "[data-testid=movie-title]").text.startswith(
+        api.get(f"/movies/{shown[0]}/similar", params={"k": 1}).json()["query"]["title"])
+
+    # open a user: profile, top-rated training movies, two-stage recommendations
+    _submit(browser, "user-input", str(USER))
+    view = _ready(browser, "user")
+    profile = api.get(f"/users/{USER}", params={"top": 10}).json()
+    recs = api.get(f"/users/{USER}/recommendations", params={"k": 10}).json()
+    assert recs["stages"] == "retrieval+rerank" and profile["top_rated_from"] == "train split"
+    assert view.find_element(By.CSS_SELECTOR, "[data-testid=user-title]").text == f"User {USER}"
+    facts = view.find_element(By.CSS_SELECTOR, "[data-testid=profile]").text
+    assert profile["user"]["occupation_name"] in facts and profile["user"]["age_group"] in facts
+    top = view.find_element(By.CSS_SELECTOR, "[data-testid=top-rated]")
+    assert _linked_ids(top, "data-movie-id") == [m["movie_id"] for m in profile["top_rated"]]
+    assert [m["rating"] for m in profile["top_rated"]] == sorted((m["rating"] for m in profile["top_rated"]),
+                                                                 reverse=True)
+    table = view.find_element(By.CSS_SELECTOR, "[data-testid=recommendations]")
+    assert _linked_ids(table, "data-movie-id") == recs["ids"] and len(recs["ids"]) == 10
+    first = table.find_elements(By.CSS_SELECTOR, "tbody tr")[0].find_elements(By.TAG_NAME, "td")
+    assert float(first[2].text) == pytest.approx(recs["results"][0]["retrieval_score"], abs=1e-3)
+    assert float(first[3].text) == pytest.approx(recs["results"][0]["predicted_rating"], abs=1e-2)
+    assert float(view.get_attribute("data-server-ms")) > 0  # the view's Server-Timing sum
+    browser.save_screenshot(str(SCREENSHOTS / "browse-user.png"))
+
+    # a similar user's link opens that user
+    other = _linked_ids(view.find_element(By.CSS_SELECTOR, "[data-testid=similar-users]"), "data-user-id")[0]
+    view.find_element(By.CSS_SELECTOR, f"a[data-user-id='{other}']").click()
+    view = _ready(browser, "user")
+    assert view.find_element(By.CSS_SELECTOR, "[data-testid=user-title]").text == f"User {other}"
+
+
+def test_titles_are_text_never_markup(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/#/search?q=" + "Jerry")
+    view = _ready(browser, "search")
+    view.find_element(By.CSS_SELECTOR, f"a[data-movie-id='{HOSTILE_ID}']").click()
+    view = _ready(browser, "movie")
+    assert view.find_element(By.CSS_SELECTOR, "[data-testid=movie-title]").text == f"{HOSTILE_TITLE} (1999)"
+    assert not view.find_elements(By.TAG_NAME, "img")
+    assert browser.execute_script("return window.pwned") is None
+
+
+def test_unknown_user_and_bad_search_show_the_services_error(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/#/user/999999")
+    view = _ready(browser, "user")
+    assert "user 999999 is not in the index" in view.find_element(By.CSS_SELECTOR, "[data-testid=error]").text
+    browser.get(server.url + "/#/search?q=" + "x" * 300)  # over the endpoint's 200 characters: 422
+    view = _ready(browser, "search")
+    assert "at most 200 characters" in view.find_element(By.CSS_SELECTOR, "[data-testid=error]").text
