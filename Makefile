@@ -15,9 +15,14 @@ SERVING_RUNTIME_VENV ?= .venv-serving-runtime
 # default: the model the e2e tier pushed (artifacts/e2e/serving/movielens), else the demo's
 SERVING_RUNTIME_MODEL ?=
 
-.PHONY: install demo test test-unit test-e2e test-slow check-serving-runtime benchmark kubeflow image clean
+.PHONY: install browser demo test test-unit test-e2e test-slow check-serving-runtime benchmark kubeflow image clean
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# Headless Chromium + chromedriver (Debian packages) for the browse page's browser test; a
+# quick no-op where they are installed (tools/provision_browser.sh).
+browser:
+	@bash tools/provision_browser.sh
 
 # Re-runs only when the pins or the set-up script change, so a second `make install` is a no-op.
 $(STAMP): pyproject.toml requirements.lock tools/provision_venv.sh
@@ -27,8 +32,10 @@ $(STAMP): pyproject.toml requirements.lock tools/provision_venv.sh
 	  || { echo "[install] ERROR: the TFX stack does not import in $(VENV); see the messages above" >&2; exit 1; }
 	touch $(STAMP)
 
+# DEMO_ARGS=--keep-serving leaves the browse page's service running at the end (Ctrl-C stops it).
+DEMO_ARGS ?=
 demo: install
-	$(PY) -m commands.cli demo --artifacts $(ARTIFACTS)
+	$(PY) -m commands.cli demo --artifacts $(ARTIFACTS) $(DEMO_ARGS)
 
 # Two tiers: the unit tier (seconds to a few minutes), then the end-to-end pipeline runs
 # (marked e2e). The import-layer contract (pyproject.toml [tool.importlinter]) runs first.
@@ -66,6 +73,7 @@ benchmark: install
 	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens
 	$(PY) -m benchmarks.serving_profile --model-base-path $(ARTIFACTS)/serving/movielens
 	$(PY) -m benchmarks.index_bench
+	$(PY) -m benchmarks.browse_page --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv
 	$(PY) -m benchmarks.accuracy --dataset ml-1m --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.ranking --data ../shared/data/ml-100k   # EASE, two-stage, retrieval index, PureSVD, most popular
 	$(PY) -m benchmarks.ranking --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv

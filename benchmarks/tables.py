@@ -179,6 +179,21 @@ def index(result) -> list[str]:
     return lines
 
 
+def browse_page(result) -> list[str]:
+    lines = [f"### Browse page: server time per view (`python -m benchmarks.browse_page`, {result['dataset']})", "",
+             f"{result['movies']:,} movies, {result['users']:,} users, {result['ratings']:,} ratings; vectors: "
+             f"{result['vectors']}; indexes {', '.join(sorted(set(result['factories'].values())))}. A view's server "
+             f"time is the sum of its requests' `Server-Timing`; target ≤ {result['target_server_ms_per_view']:g} ms. "
+             f"One run on a shared {result['cpu_count']}-core machine (compare as ratios).", "",
+             "| view | requests | views | server p50 ms | p99 ms | max ms | client wall p50 ms | within target |",
+             "|---|---|---|---|---|---|---|---|"]
+    for kind, v in result["views"].items():
+        s, w = v["server_ms"], v["client_wall_ms"]
+        lines.append(f"| {kind} | {v['requests_per_view']} | {v['views']} | {s['p50']:.2f} | {s['p99']:.2f} | "
+                     f"{s['max']:.2f} | {w['p50']:.2f} | {'yes' if v['within_target'] else 'no'} |")
+    return lines
+
+
 def _ratio(value) -> str:
     return "—" if value is None or value != value else f"{value}"
 
@@ -285,6 +300,7 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("serving_profile.json", serving_profile),
     ("index.json", index),
     ("index_scale.json", index_scale),
+    ("browse_page.json", browse_page),
 ]
 
 

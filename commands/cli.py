@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="offline end-to-end demo on generated data",
                           description="Generate synthetic MovieLens data and run the pipeline end to end, offline.")
     run_command.add_run_arguments(demo)
+    demo.add_argument("--keep-serving", action="store_true",
+                      help="leave the similarity service (the browse page at its URL) running at the "
+                           "end, until Ctrl-C; `make demo DEMO_ARGS=--keep-serving`")
+    demo.add_argument("--page-port", type=int, default=8600,
+                      help="port of the browse page's similarity service on 127.0.0.1 (default: "
+                           "%(default)s; a free one when it is taken)")
     demo.set_defaults(handler=_cmd_demo)
 
     gen = sub.add_parser("generate", help="write synthetic MovieLens files",

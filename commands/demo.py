@@ -9,7 +9,11 @@
 4. sends a few gRPC rating requests for held-out test ratings to the model server
    (`movielens-tfx serve`, started right after the push so that it loads the model while
    steps 2 and 3 run) and prints the answers next to the actual ratings, then stops it,
-5. says where the model, its evaluation report and every artifact are.
+5. starts the similarity service over the new index and ends by printing the browse page's
+   URL (similar movies, a user's profile and recommendations); ``--keep-serving`` leaves
+   the service running until Ctrl-C, otherwise it is stopped and the command to start it
+   again is printed,
+6. says where the model, its evaluation report and every artifact are.
 """
 from __future__ import annotations
 
@@ -51,6 +55,7 @@ def _tour(args: argparse.Namespace, config) -> int:
     # The model server loads the pushed model (TF import, 11 signatures) while the baselines
     # are fitted and the index is built: its start-up is off the demo's critical path.
     server = _Server(config) if versions else None
+    page: _PageService | None = None
     try:
         blessed = os.path.exists(os.path.join(result.uri("Evaluator", "blessing"), "BLESSED"))
         print(f"\nModel blessed: {'yes' if blessed else 'no'} (RMSE threshold {config.rmse_threshold})")
@@ -61,18 +66,27 @@ def _tour(args: argparse.Namespace, config) -> int:
         if versions:
             latest = base / versions[-1]
             print(f"\nServing model: {latest}\nEvaluation report: {latest / 'assets.extra' / 'evaluation' / 'report.md'}")
-            _index_step(config, latest)
+            examples = _index_step(config, latest)
+            if examples is not None:
+                page = _PageService(config, getattr(args, "page_port", 8600), *examples)
             _serving_step(server, latest, result.uri("MovieLensExampleGen", "examples"))
+    except BaseException:
+        if page is not None:
+            page.stop()
+        raise
     finally:
         if server is not None:
             server.stop()
     print(f"\nDemo done. Everything is under {config.paths.root}", file=terminal())
+    if page is not None:
+        _page_step(page, keep_serving=getattr(args, "keep_serving", False))
     return 0
 
 
-def _index_step(config, model_dir) -> None:
+def _index_step(config, model_dir) -> tuple[int, int] | None:
     """export-index over the pushed model (its own catalogue: no --data), then the blog's
-    similar-movies/recommendations view for the most-rated movie and the most active user."""
+    similar-movies/recommendations view for the most-rated movie and the most active user
+    (returned, for the browse page's links; None when no index was published)."""
     from components.catalogue import model_catalogue_dir, read_catalogue
     from index import export, similar
 
@@ -80,13 +94,81 @@ def _index_step(config, model_dir) -> None:
     code = export.main(["--artifacts", str(config.paths.root), "--no-progress"])
     if code != 0:
         print(f"export-index exited with {code}; skipping the similarity examples")
-        return
+        return None
     catalogue = read_catalogue(model_catalogue_dir(model_dir))
     popular, user = catalogue.most_rated_movie(), catalogue.most_active_user()
     print(f"\n== movielens-tfx similar --movie {popular} -k 5 ==", flush=True)
     similar.main(["--movie", str(popular), "-k", "5", "--artifacts", str(config.paths.root)])
     print(f"\n== movielens-tfx similar --user {user} -k 5  (two-stage recommendations) ==", flush=True)
     similar.main(["--user", str(user), "-k", "5", "--artifacts", str(config.paths.root)])
+    return popular, user
+
+
+class _PageService:
+    """`movielens-tfx similarity-service` in a child process on 127.0.0.1 (its log in
+    <artifacts>/logs/), started once the index is published so it loads during the gRPC step."""
+
+    def __init__(self, config, port: int, movie: int, user: int) -> None:
+        import portpicker
+
+        # 0 (or a taken port): a free one
+        self.port = port if port > 0 and portpicker.is_port_free(port) else portpicker.pick_unused_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.examples = f"{self.url}#/movie/{movie}  {self.url}#/user/{user}"
+        self.command = f"movielens-tfx similarity-service --artifacts {config.paths.root} --port {self.port}"
+        self.log_path = Path(config.paths.logs_dir) / "demo-similarity-service.log"
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "commands.cli", "similarity-service", "--artifacts", str(config.paths.root),
+                 "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 120.0) -> bool:
+        """True once the page and /healthz answer 200."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                if (httpx.get(self.url + "healthz", timeout=2).status_code == 200
+                        and httpx.get(self.url, timeout=2).status_code == 200):
+                    return True
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _page_step(page: _PageService, keep_serving: bool) -> None:
+    """The demo's last lines: the browse page's URL; with keep_serving the service stays up."""
+    if not page.wait_ready():
+        page.stop()
+        print(f"the similarity service did not come up; see {page.log_path}", file=terminal())
+        return
+    if not keep_serving:
+        page.stop()
+        print(f"\nBrowse similar movies and recommendations: {page.url}\n"
+              f"  e.g. {page.examples}\n"
+              f"  (start its service with: {page.command}\n"
+              f"   or keep it running after the demo: make demo DEMO_ARGS=--keep-serving)", file=terminal())
+        return
+    print(f"\nBrowse similar movies and recommendations: {page.url}\n"
+          f"  e.g. {page.examples}\n"
+          f"  (the similarity service keeps running; Ctrl-C stops it; log: {page.log_path})",
+          file=terminal(), flush=True)
+    try:
+        page.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.stop()
 
 
 def _test_ratings(examples_uri: str, n: int) -> tuple[list[int], list[int], list[float]]:

@@ -41,6 +41,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from components import features as f
 from components import fileio
 from index import layout
 from index.live import LiveIndex
@@ -290,7 +291,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
             raise HTTPException(status_code=404, detail=error.message) from None
         return {**meta(s), "user": user, "seen_count": seen_count, "rated_count": rated_count,
                 "top_rated_from": (s.manifest.get("seen_ratings_from") or "index") if s.has_seen_ratings else None,
-                "top_rated": [{**r.info, "rating": r.rating} for r in rated]}
+                "top_rated": [{**r.info, f.RATING: r.rating} for r in rated]}
 
     @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
              summary="Movies most similar to a movie (itself excluded; `metric` says how)",

@@ -54,6 +54,10 @@ def print_user(similarity: Similarity, user_id: int, k: int, exclude_seen: bool,
     user = similarity.user(user_id)
     seen = similarity.seen(user_id)
     print(f"User {user_id}: {user_label(user)}  ({len(seen)} rated movies)", file=out)
+    if similarity.has_seen_ratings:
+        print(f"\nTop-rated training movies ({similarity.rated_count(user_id)} with a training rating):", file=out)
+        for rated in similarity.top_rated(user_id, k):
+            print(f"  {rated.rating:4.1f}  #{rated.id:<6} {_movie_line(rated.info)}", file=out)
     space = similarity.manifest.get("similar_space", RATING_SPACE)
     _table(f"\n{k} most similar users (cosine, {space} space):", similarity.similar_users(user_id, k),
            user_label, out)

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
+from components import features as f
 from components import fileio
 from components.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
@@ -325,7 +326,7 @@ class Similarity:
             rated_by = self.rated_by_rows()
             with self._derived_lock:
                 if self._title_search is None:
-                    self._title_search = TitleSearch([m.get("title", "") for m in self._movies.meta], rated_by)
+                    self._title_search = TitleSearch([m.get(f.TITLE, "") for m in self._movies.meta], rated_by)
         rows, total = self._title_search.search(query, limit)
         rated_by = self.rated_by_rows()
         return [Neighbour(int(self._movies.ids[r]), float(rated_by[r]), self._movies.meta[r])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
@@ -17,8 +18,9 @@ USERS = {1: User(1, "F", 1, 10, "48067"), 2: User(2, "M", 56, 16, "70072"), 7: U
 MOVIES = {1: Movie(1, "Toy Story", 1995, ("Animation", "Children's", "Comedy")),
           73: Movie(73, "Misérables, Les", 1995, ("Drama", "Musical")),
           5: Movie(5, "No Genre", 0, ())}
-SPLITS = {"train": (np.array([1, 1, 2, 1]), np.array([1, 73, 1, 1])),
-          "eval": (np.array([7]), np.array([5])), "test": (np.array([2]), np.array([73]))}
+SPLITS = {"train": (np.array([1, 1, 2, 1]), np.array([1, 73, 1, 1]), np.array([5.0, 2.0, 4.0, 4.0], np.float32)),
+          "eval": (np.array([7]), np.array([5]), np.array([3.0], np.float32)),
+          "test": (np.array([2]), np.array([73]), np.array([1.0], np.float32))}
 
 
 def _built() -> cat.Catalogue:
@@ -34,11 +36,31 @@ def test_build_counts_train_ratings_and_seen_pairs_of_every_split():
     assert c.most_rated_movie() == 1 and c.most_active_user() == 1
 
 
+def test_seen_pairs_keep_their_train_rating_mean_and_nan_outside_train():
+    c = _built()
+    by_pair = dict(zip(zip(c.seen_user_ids.tolist(), c.seen_movie_ids.tolist()), c.seen_train_ratings.tolist()))
+    assert by_pair[(1, 1)] == 4.5 and by_pair[(1, 73)] == 2.0 and by_pair[(2, 1)] == 4.0  # (1, 1) twice: mean
+    assert np.isnan(by_pair[(2, 73)]) and np.isnan(by_pair[(7, 5)])  # test / eval only
+    without = cat.build_catalogue(USERS, MOVIES, {name: s[:2] for name, s in SPLITS.items()})
+    assert without.seen_train_ratings is None  # pairs without ratings: nothing made up
+
+
+def test_a_catalogue_written_before_ratings_were_kept_still_reads(tmp_path):
+    uri = str(tmp_path / "old")
+    old = _built()
+    old.seen_train_ratings = None
+    cat.write_catalogue(uri, old)
+    assert cat.TRAIN_RATING not in pq.read_table(f"{uri}/{cat.SEEN_FILE}").column_names
+    back = cat.read_catalogue(uri)
+    assert back.seen_train_ratings is None and back.users == old.users
+
+
 def _assert_same(a: cat.Catalogue, b: cat.Catalogue) -> None:
     assert a.users == b.users and a.movies == b.movies
     assert a.user_train_ratings == b.user_train_ratings and a.movie_train_ratings == b.movie_train_ratings
     np.testing.assert_array_equal(a.seen_user_ids, b.seen_user_ids)
     np.testing.assert_array_equal(a.seen_movie_ids, b.seen_movie_ids)
+    np.testing.assert_array_equal(a.seen_train_ratings, b.seen_train_ratings)  # NaN == NaN here
     assert a.split_examples == b.split_examples and a.source == b.source
 
 
@@ -81,4 +103,6 @@ def test_split_pairs_are_read_from_written_gzipped_tfrecords(tmp_path):
     users, movies = cat.read_split_pairs(str(tmp_path / "examples"), "train")
     assert users.tolist() == data.ratings.user_id[:50].tolist()
     assert movies.tolist() == data.ratings.movie_id[:50].tolist()
+    ratings = cat.read_split_ratings(str(tmp_path / "examples"), "train")[2]
+    assert ratings.tolist() == data.ratings.rating[:50].tolist()
     assert cat.read_split_pairs(str(tmp_path / "examples"), "eval")[0].size == 0

@@ -34,7 +34,8 @@ def pushed(tmp_path_factory):
     save_tiny_model(base / "1", user_ids, users, movie_ids, movies)
     keep = r.user_id % 2 == 0
     catalogue = cat.build_catalogue(data.users, data.movies,
-                                    {"train": (r.user_id[keep], r.movie_id[keep])}, source=str(root / "data"))
+                                    {"train": (r.user_id[keep], r.movie_id[keep], r.rating[keep])},
+                                    source=str(root / "data"))
     cat.write_catalogue(cat.model_catalogue_dir(base / "1"), catalogue)
     save_tiny_model(base / "2", user_ids, users, movie_ids, movies)  # an older push: no catalogue
     return {"root": root, "base": base, "catalogue": catalogue, "data": data}
@@ -55,6 +56,13 @@ def test_export_without_data_indexes_the_models_catalogue(pushed):
     for u, m in zip(c.seen_user_ids.tolist(), c.seen_movie_ids.tolist()):
         seen.setdefault(u, set()).add(m)
     assert set(sim.seen(2).tolist()) == seen[2] and sim.seen(1).size == 0  # odd users: not in it
+    # the catalogue's training ratings: user 2's top-rated movies, as the browse page lists them
+    r = pushed["data"].ratings
+    mine = {m: x for u, m, x in zip(r.user_id.tolist(), r.movie_id.tolist(), r.rating.tolist()) if u == 2}
+    top = sim.top_rated(2, 5)
+    assert [t.rating for t in top] == sorted(mine.values(), reverse=True)[:5]
+    assert all(mine[t.id] == t.rating for t in top) and sim.top_rated(1, 5) == []
+    assert manifest["seen_ratings"] is True and manifest["seen_ratings_from"] == "train split"
     movie = c.movies[1]
     assert sim.movie(1)["title"] == movie.title and sim.movie(1)["genres"] == list(movie.genres)
 
@@ -67,6 +75,7 @@ def test_data_stays_an_override(pushed, tmp_path):
     manifest = json.loads((tmp_path / "i" / "1" / layout.MANIFEST).read_text())
     assert manifest["counts"]["seen_pairs"] == len(set(zip(r.user_id.tolist(), r.movie_id.tolist())))
     assert manifest["catalogue"] is None
+    assert manifest["seen_ratings_from"] == "all ratings in --data"
 
 
 def test_a_model_without_catalogue_asks_for_data(pushed, tmp_path, capsys):

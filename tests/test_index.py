@@ -287,7 +287,11 @@ def test_similar_cli_prints_movies_users_and_recommendations(world, exported, ca
     assert similar_main(["--index-dir", str(exported), "--user", "5", "-k", "4"], out=out) == 0
     text = out.getvalue()
     assert "User 5:" in text and "most similar users" in text and "recommended movies" in text
-    assert text.count("#") == 8
+    assert text.count("#") == 12  # 4 top-rated, 4 similar users, 4 recommendations
+    r = world["data"].ratings
+    mine = sorted((x for u, x in zip(r.user_id.tolist(), r.rating.tolist()) if u == 5), reverse=True)[:4]
+    top = text.split("Top-rated training movies", 1)[1].splitlines()[1:5]
+    assert [float(line.split()[0]) for line in top] == mine  # --data: every rating counts
 
     assert similar_main(["--index-dir", str(exported), "--movie", "424242"]) == 2
     assert "movie 424242 is not in the index" in capsys.readouterr().err

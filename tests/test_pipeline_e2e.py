@@ -304,7 +304,7 @@ def test_regress_signature_is_served_through_tf_serving_regress_api(runs):
 def test_pushed_model_carries_the_catalogue_of_the_data_it_was_trained_on(runs):
     """assets.extra/catalogue: the users/movies tables, the rated pairs of every split and the
     training-rating counts of exactly what landed in ExampleGen's Split-train."""
-    from components.catalogue import model_catalogue_dir, read_catalogue, read_split_pairs
+    from components.catalogue import model_catalogue_dir, read_catalogue, read_split_pairs, read_split_ratings
     from components.movielens_files import load_movielens
 
     root, first, *_, versions = runs
@@ -322,6 +322,14 @@ def test_pushed_model_carries_the_catalogue_of_the_data_it_was_trained_on(runs):
     assert sum(pushed.split_examples.values()) == len(data.ratings)
     assert set(zip(pushed.seen_user_ids.tolist(), pushed.seen_movie_ids.tolist())) == set(
         zip(data.ratings.user_id.tolist(), data.ratings.movie_id.tolist()))
+    # each seen pair's Split-train rating (the browse page's top-rated movies), NaN outside it
+    users, movies, ratings = read_split_ratings(examples, "train")
+    train = {}
+    for u, m, r in zip(users.tolist(), movies.tolist(), ratings.tolist()):
+        train.setdefault((u, m), []).append(r)
+    kept = {(u, m): r for u, m, r in zip(pushed.seen_user_ids.tolist(), pushed.seen_movie_ids.tolist(),
+                                         pushed.seen_train_ratings.tolist()) if not np.isnan(r)}
+    assert kept == pytest.approx({pair: float(np.mean(r)) for pair, r in train.items()})
     # the very artifact ExampleGen wrote, in lineage
     artifact = read_catalogue(first.uri("MovieLensExampleGen", "catalogue"))
     assert artifact.users == pushed.users and artifact.movie_train_ratings == pushed.movie_train_ratings

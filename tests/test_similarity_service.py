@@ -5,6 +5,7 @@ need no TensorFlow; the reload test runs a real uvicorn server on 127.0.0.1 (eph
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -163,8 +164,77 @@ def test_health_version_and_openapi(client):
     assert version["built_at"] and version["build_id"]
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/movies/{movie_id}/similar", "/users/{user_id}/similar",
-            "/users/{user_id}/recommendations", "/healthz", "/version"} <= set(paths)
+            "/users/{user_id}/recommendations", "/healthz", "/version", "/movies",
+            "/users/{user_id}"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+# --- the browse page and what it asks ----------------------------------------------------
+def test_page_is_served_at_root_with_its_files_and_nothing_from_elsewhere(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp  # no CDN, no inline script
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
+        answer = client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+        assert "http://" not in answer.text and "https://" not in answer.text, asset
+    assert re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text) == ["/static/browse.css", "/static/browse.js"]
+    script = client.get("/static/browse.js").text
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script  # text nodes only
+    assert client.get("/static/missing.js").status_code == 404
+
+
+def test_every_response_says_its_server_time(client):
+    for path in ("/", "/movies?query=movie", "/users/4", "/movies/99999/similar"):
+        timing = client.get(path).headers["server-timing"]
+        assert re.fullmatch(r"app;dur=\d+\.\d{3}", timing), (path, timing)
+
+
+def test_title_search_endpoint(client, index_dir):
+    sim = Similarity.load(index_dir / "1")
+    body = client.get("/movies", params={"query": "MOVIE 1", "limit": 3}).json()
+    matching = [m for m in range(1, N_MOVIES + 1) if f"movie {m} v1".startswith("movie 1")]
+    assert body["total"] == len(matching) and len(body["results"]) == 3 and body["query"] == "MOVIE 1"
+    assert body["model_version"] == "1" and body["index_version"] == "1"
+    first = body["results"][0]
+    assert set(first) == {"movie_id", "title", "year", "genres", "rated_by"}
+    assert first["rated_by"] == sim.rated_by(first["movie_id"])
+    counts = [m["rated_by"] for m in body["results"]]
+    assert counts == sorted(counts, reverse=True)  # all prefix matches: the most rated first
+    assert client.get("/movies", params={"query": "Movie 7 v1"}).json()["results"][0]["movie_id"] == 7
+    assert client.get("/movies", params={"query": "no such title"}).json() == {
+        "index_version": "1", "model_version": "1", "query": "no such title", "total": 0, "results": []}
+
+
+@pytest.mark.parametrize("params, field", [({}, "query"), ({"query": ""}, "query"), ({"query": "   "}, "query"),
+                                           ({"query": "x" * 201}, "query"), ({"query": "m", "limit": 0}, "limit"),
+                                           ({"query": "m", "limit": 101}, "limit"),
+                                           ({"query": "m", "limit": "ten"}, "limit")])
+def test_title_search_bad_parameters_are_422_naming_the_field(client, params, field):
+    answer = client.get("/movies", params=params)
+    assert answer.status_code == 422
+    assert answer.json()["detail"][0]["loc"] == ["query", field]
+
+
+def test_user_profile_lists_top_rated_training_movies(client, index_dir):
+    folder = index_dir / "1"
+    indptr, rows = np.load(folder / layout.SEEN_INDPTR), np.load(folder / layout.SEEN_MOVIES)
+    ratings, movie_ids = np.load(folder / layout.SEEN_RATINGS), np.load(folder / layout.MOVIE_IDS)
+    body = client.get("/users/4", params={"top": 3}).json()
+    row = 3  # user 4: ids are 1..n in row order
+    mine = {int(movie_ids[r]): float(x) for r, x in zip(rows[indptr[row]:indptr[row + 1]],
+                                                           ratings[indptr[row]:indptr[row + 1]]) if not np.isnan(x)}
+    assert body["user"]["user_id"] == 4 and body["user"]["occupation_name"] == "programmer"
+    assert body["seen_count"] == indptr[row + 1] - indptr[row] and body["rated_count"] == len(mine)
+    listed = [(m["movie_id"], m["rating"]) for m in body["top_rated"]]
+    assert len(listed) == min(3, len(mine)) and all(mine[m] == r for m, r in listed)
+    assert [r for _, r in listed] == sorted(mine.values(), reverse=True)[:len(listed)]
+    assert set(body["top_rated"][0]) == {"movie_id", "title", "year", "genres", "rating"}
+    assert client.get("/users/4", params={"top": 0}).json()["top_rated"] == []
+    assert client.get("/users/999").status_code == 404
+    assert client.get("/users/4", params={"top": 101}).status_code == 422
+    assert client.get("/users/abc").status_code == 422
 
 
 def test_no_index_yet_is_503_until_one_is_published(tmp_path):
