@@ -477,8 +477,15 @@ def test_single_queries_over_lists_in_parallel_answer_like_the_default(clustered
     for on in (False, True):
         ann.parallel_over_lists(built.index, on=on)
         assert ivf.parallel_mode == int(on)
-        answers[on] = [ann.search(built.index, built.params, q[None], 10)[1] for q in queries[:40]]
-    assert all(np.array_equal(a, b) for a, b in zip(answers[False], answers[True]))
+        answers[on] = np.vstack([ann.search(built.index, built.params, q[None], 10)[1] for q in queries[:40]])
+    if "fs" not in factory:
+        assert np.array_equal(answers[False], answers[True])
+        return
+    # 4-bit fast-scan distances tie often; which tied codes reach the refinement depends on
+    # the order the per-list results are merged in, so the answers are equally good, not equal
+    exact = np.argsort(-(queries[:40] @ vectors.T), axis=1)[:, :10]
+    recall = {on: np.mean([len(set(a) & set(e)) / 10 for a, e in zip(answers[on], exact)]) for on in answers}
+    assert recall[True] == pytest.approx(recall[False], abs=0.02) and recall[True] > 0.8
 
 @pytest.mark.parametrize("factory", ["IVF128,Flat", "IVF128_HNSW32,SQ8", "OPQ8_32,IVF128,PQ8"])
 def test_ivf_lists_cut_by_l2_find_more_of_the_top_10_than_faiss_spherical_default(
