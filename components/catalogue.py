@@ -39,6 +39,7 @@ from tfx.types.artifact import Artifact
 from components import features as f
 from components import fileio
 from components.movielens_files import Movie, User
+from components.rating_pairs import mean_rating_per_pair
 
 USERS_FILE = "users.parquet"
 MOVIES_FILE = "movies.parquet"
@@ -96,25 +97,12 @@ def _counts(ids: np.ndarray) -> dict[int, int]:
     return dict(zip(values.tolist(), counts.tolist()))
 
 
-def _pair_keys(users: np.ndarray, movies: np.ndarray, width: int) -> np.ndarray:
-    """One int64 per (user, movie), ordered as the pairs sort lexicographically."""
-    return np.asarray(users, np.int64) * width + np.asarray(movies, np.int64)
-
-
 def _train_ratings(pairs: np.ndarray, train: tuple[np.ndarray, ...]) -> np.ndarray | None:
     """The mean Split-train rating of each seen pair (rows of ``pairs``, sorted), NaN where
     the pair has none; None when the train split came without ratings."""
     if len(train) < 3:
         return None
-    users, movies, ratings = (np.asarray(a) for a in train[:3])
-    out = np.full(len(pairs), np.nan, np.float32)
-    if not len(users):
-        return out
-    width = int(max(pairs[:, 1].max(), movies.max())) + 1
-    keys, inverse = np.unique(_pair_keys(users, movies, width), return_inverse=True)
-    means = np.bincount(inverse, weights=ratings.astype(np.float64)) / np.bincount(inverse)
-    out[np.searchsorted(_pair_keys(pairs[:, 0], pairs[:, 1], width), keys)] = means
-    return out
+    return mean_rating_per_pair(pairs[:, 0], pairs[:, 1], *train[:3])
 
 
 def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],

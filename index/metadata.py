@@ -12,6 +12,7 @@ import numpy as np
 
 from components import features as f
 from components.movielens_files import Movie, User, raw_values
+from components.rating_pairs import mean_rating_per_pair
 
 #: ML-1M README: age code -> range.
 AGE_GROUPS: dict[int, str] = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44",
@@ -113,22 +114,13 @@ def seen_ratings(user_ids: np.ndarray, movie_ids: np.ndarray, rating_users: np.n
     Why next to the seen map: a user's top-rated training movies (the browse page's profile)
     are one CSR slice sorted by these, no ratings table to load at serving time."""
     indptr, cols = seen
-    width = max(len(movie_ids), 1)
     u_rows = _rows_of(np.asarray(user_ids, np.int64), np.asarray(rating_users, np.int64))
     m_rows = _rows_of(np.asarray(movie_ids, np.int64), np.asarray(rating_movies, np.int64))
-    values = np.asarray(ratings, np.float64)
-    keep = (u_rows >= 0) & (m_rows >= 0) & ~np.isnan(values)
-    out = np.full(len(cols), np.nan, np.float32)
-    if not keep.any():
-        return out
-    keys, inverse = np.unique(u_rows[keep] * width + m_rows[keep], return_inverse=True)
-    means = np.bincount(inverse, weights=values[keep]) / np.bincount(inverse)
-    # CSR rows ascending, each row's movie rows sorted: the pairs' keys are sorted
-    seen_keys = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr)) * width + cols
-    pos = np.minimum(np.searchsorted(seen_keys, keys), max(len(seen_keys) - 1, 0))
-    found = seen_keys[pos] == keys if len(seen_keys) else np.zeros(len(keys), bool)
-    out[pos[found]] = means[found]
-    return out
+    known = (u_rows >= 0) & (m_rows >= 0)
+    # CSR rows ascending, each row's movie rows sorted: the seen pairs are sorted
+    seen_users = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    return mean_rating_per_pair(seen_users, cols, u_rows[known], m_rows[known],
+                                np.asarray(ratings)[known])
 
 
 def _rows_of(ids: np.ndarray, raw: np.ndarray) -> np.ndarray:

@@ -284,25 +284,23 @@ class Similarity:
     def top_rated(self, user_id: int, n: int = 10) -> list[RatedMovie]:
         """The user's ``n`` highest-rated training movies (ties: the most rated movie first,
         then the lower id); empty when the version has no seen ratings (an older catalogue)."""
-        row = self._user_row(user_id)
-        if self._seen_ratings is None:
-            return []
-        start, stop = int(self._seen_indptr[row]), int(self._seen_indptr[row + 1])
-        ratings = np.asarray(self._seen_ratings[start:stop], np.float64)
-        movie_rows = np.asarray(self._seen_movies[start:stop], np.int64)
-        rated = ~np.isnan(ratings)
-        ratings, movie_rows = ratings[rated], movie_rows[rated]
+        movie_rows, ratings = self._rated_rows(self._user_row(user_id))
         order = np.lexsort((movie_rows, -self.rated_by_rows()[movie_rows], -ratings))[:n]
         return [RatedMovie(int(self._movies.ids[movie_rows[i]]), float(ratings[i]),
                            self._movies.meta[movie_rows[i]]) for i in order.tolist()]
 
     def rated_count(self, user_id: int) -> int:
         """How many of the user's seen movies have a training rating (top_rated's pool)."""
-        row = self._user_row(user_id)
+        return len(self._rated_rows(self._user_row(user_id))[0])
+
+    def _rated_rows(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(movie rows, ratings) of the user's seen movies that have a training rating."""
         if self._seen_ratings is None:
-            return 0
-        start, stop = int(self._seen_indptr[row]), int(self._seen_indptr[row + 1])
-        return int(np.count_nonzero(~np.isnan(self._seen_ratings[start:stop])))
+            return np.empty(0, np.int64), np.empty(0)
+        start, stop = int(self._seen_indptr[user_row]), int(self._seen_indptr[user_row + 1])
+        ratings = np.asarray(self._seen_ratings[start:stop], np.float64)
+        rated = ~np.isnan(ratings)
+        return np.asarray(self._seen_rows(user_row), np.int64)[rated], ratings[rated]
 
     def rated_by_rows(self) -> np.ndarray:
         """Per movie row: how many users' seen lists hold it (built once, on first use)."""
@@ -322,13 +320,12 @@ class Similarity:
         matched in all; each Neighbour's ``score`` is the number of users who rated it."""
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
+        rated_by = self.rated_by_rows()
         if self._title_search is None:
-            rated_by = self.rated_by_rows()
             with self._derived_lock:
                 if self._title_search is None:
                     self._title_search = TitleSearch([m.get(f.TITLE, "") for m in self._movies.meta], rated_by)
         rows, total = self._title_search.search(query, limit)
-        rated_by = self.rated_by_rows()
         return [Neighbour(int(self._movies.ids[r]), float(rated_by[r]), self._movies.meta[r])
                 for r in rows], total
 

@@ -50,17 +50,18 @@ class TitleSearch:
     def __init__(self, titles: Sequence[str], popularity: np.ndarray) -> None:
         if len(popularity) != len(titles):
             raise ValueError(f"{len(titles)} titles but {len(popularity)} popularity counts")
-        keys, rows = [], []
+        keys, rows, folded = [], [], []
         for row, title in enumerate(titles):
-            for key in title_keys(str(title)):
-                keys.append(key)
-                rows.append(row)
+            forms = title_keys(str(title))
+            folded.append(forms[0])  # the title as written, folded: the last tie-break
+            keys.extend(forms)
+            rows.extend([row] * len(forms))
         self._text = "\n" + "\n".join(keys) + "\n"
         lengths = np.fromiter((len(k) for k in keys), np.int64, len(keys))
         self._starts = 1 + np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
         self._lengths = lengths
         self._rows = np.asarray(rows, np.int64)
-        self._titles = [fold(str(t)) for t in titles]
+        self._titles = folded
         self._popularity = np.asarray(popularity, np.int64)
 
     def search(self, query: str, limit: int) -> tuple[list[int], int]:
