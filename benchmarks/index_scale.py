@@ -110,7 +110,9 @@ def time_queries(index: faiss.Index, knobs: dict[str, int], queries: np.ndarray,
     """Single-query latency (one query per call, as the service asks) over at most
     ``budget_s`` seconds, then the same queries as one batch (throughput)."""
     params = ann.search_parameters(index, knobs, K)
-    ann.parallel_over_lists(index, on=True)  # as the service loads it: a query uses both cores
+    # a query on both cores, as the service loaded IVFs when these rows were measured (it now
+    # searches one query per thread: benchmarks/index_busy_neighbour.py says why)
+    ann.parallel_over_lists(index, on=True)
     for q in queries[:10]:  # warm-up: page in the mapped file, fill caches
         index.search(q[None], K, params=params)
     times: list[float] = []

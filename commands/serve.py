@@ -107,7 +107,8 @@ def resolve_options(args: argparse.Namespace) -> tuple[ServerOptions, bool]:
 
 
 def serve(argv: Sequence[str] | None = None) -> int:
-    """Parses `argv` and serves until stopped (exec()s the binary: no return in that case)."""
+    """Parses `argv` and serves until stopped; returns only when it cannot start (2). The
+    binary replaces this process (exec); the Python server ends it (serving.model_server.run)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
     try:
@@ -129,7 +130,7 @@ def serve(argv: Sequence[str] | None = None) -> int:
     if not Path(options.model_config_file or options.model_base_path or "").exists():
         log.warning("%s does not exist yet; the server will pick up versions once they appear "
                     "(run the pipeline: `make demo`)", options.model_config_file or options.model_base_path)
-    return model_server.serve(options)
+    model_server.run(options)  # ends the process the way python -m serving.model_server does
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -273,9 +273,11 @@ def parallel_over_lists(index: faiss.Index, on: bool = True) -> None:
     """Let one query use every core: an IVF scans its probed lists in parallel
     (``parallel_mode`` 1; FAISS's default 0 parallelises over the queries of a batch only,
     so a single query runs on one thread), a fast-scan IVF likewise (``implem`` 15, which
-    parallelises over lists). For callers that search one query at a time (the similarity
-    service answers one request at a time per process); batches do better with ``on=False``.
-    Mutates ``index``: set it once after loading, before searches start."""
+    parallelises over lists). ``on=False`` restores FAISS's default. Only for a process
+    that has its cores to itself and asks one query at a time: an OpenMP region waits for
+    its slowest thread, so beside a busy neighbour a single query's p99 grows several-fold
+    (benchmarks/index_busy_neighbour.py); the similarity service therefore loads with
+    ``on=False`` (``index.similarity``). Mutates ``index``: set it before searches start."""
     ivf = _find(index, faiss.IndexIVF)
     if ivf is None:
         return

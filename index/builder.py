@@ -123,7 +123,11 @@ def measure_latency(similarity: Similarity, n_queries: int = 300, k: int = 10,
             "queries": len(all_ms), "k": k, "by_query": by_kind}
 
 
-def _check_gate(manifest: dict[str, Any], gate: Gate) -> list[str]:
+def check_gate(manifest: dict[str, Any], gate: Gate) -> list[str]:
+    """Why ``manifest``'s measurements keep the version from LATEST (empty: it passes).
+
+    A pure function of the recorded recall and latency, so its rules are tested on given
+    numbers; what a host measures (``measure_latency``) is another matter."""
     reasons = []
     for name, entry in manifest["indexes"].items():
         if entry["recall_at_10"] < gate.min_recall:
@@ -306,7 +310,7 @@ def build_index_version(
         # Read back what was written (not the in-memory objects) and time real queries.
         manifest["latency_ms"] = measure_latency(Similarity.load(tmp), latency_queries)
         manifest["recall_at_10"] = min(e["recall_at_10"] for e in manifest["indexes"].values())
-        reasons = _check_gate(manifest, gate)
+        reasons = check_gate(manifest, gate)
         manifest["gate"] = {"min_recall": gate.min_recall, "max_latency_ms": gate.max_latency_ms,
                             "passed": not reasons, "reasons": reasons}
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)

@@ -41,6 +41,7 @@ from components import fileio
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
+from index.public_text import dataset_name
 from settings.logs import terminal
 
 if TYPE_CHECKING:
@@ -205,7 +206,10 @@ def run(args: argparse.Namespace) -> int:
             metadata.user_records(user_ids, source.users),
             metadata.movie_records(movie_ids, source.movies), seen, config,
             Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
+            # model_path/data_source/catalogue: full paths, for the server's own records;
+            # dataset: the data by name, what /version and anyone reading a copy may see
             provenance={"model_path": str(model_dir), "data_source": source.data_source,
+                        "dataset": dataset_name(source.data_source),
                         "catalogue": source.catalogue,
                         "seen_ratings_from": source.seen_ratings_from,
                         "two_stage": _two_stage_settings(model_dir),

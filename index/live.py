@@ -7,7 +7,9 @@ it; the old snapshot is freed when its last request finishes. Checking costs one
 of LATEST (``os.replace`` changes its inode), or on a remote index folder (gs://) one read
 of the one-line LATEST object; loading (a remote version is copied locally first) happens on a background thread, and a
 version that fails to load (corrupt, half-copied by hand) is logged and skipped while the
-previous snapshot keeps serving.
+previous snapshot keeps serving. ``last_error`` (what /healthz and /version report) describes
+the present, not history: it is cleared as soon as LATEST names a version that is served
+again, whether a newer one loaded or LATEST moved back to the one still being served.
 """
 from __future__ import annotations
 
@@ -59,7 +61,10 @@ class LiveIndex:
                 current = self._current
                 if current is not None and current.folder == folder and \
                         current.manifest == _manifest(folder):
-                    return False  # LATEST rewritten, same version, same manifest: nothing new
+                    # LATEST names the version being served again (rewritten, or moved back
+                    # after a bad version): nothing to load, and no failure is current any more
+                    self.last_error = None
+                    return False
                 snapshot = self._loader(folder, self.verify)
             except Exception as error:  # keep serving the old snapshot, whatever went wrong
                 self.last_error = f"{type(error).__name__}: {error}"

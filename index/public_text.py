@@ -10,6 +10,8 @@ paths named relatively:
 * the index folder itself: "the index folder given by --index-dir";
 * a model version's file (the index's catalogue): relative to the model base path, from the
   model version on (``3/assets.extra/catalogue``);
+* the data an index was built from (the manifest's ``data_source``: the MovieLens folder,
+  local or gs://): by the dataset, the folder's own name (``ml-1m``);
 * any other absolute path or URI: ``<server path>``.
 """
 from __future__ import annotations
@@ -59,3 +61,14 @@ def model_relative(path: str | None, model_version: str) -> str | None:
         start = len(parts) - 1 - parts[::-1].index(model_version)  # the last such folder
         return str(PurePosixPath(*parts[start:]))
     return path if _ABSOLUTE.search(path) is None else HIDDEN_PATH
+
+
+def dataset_name(source: str | None) -> str | None:
+    """The dataset a data folder holds, by the folder's own name: ``/data/ml-1m`` and
+    ``gs://bucket/movielens/ml-1m/`` are both ``ml-1m`` (what a client can compare between
+    versions; where it lies on the server is the server's business). None or "" (an older
+    catalogue that recorded no source): None."""
+    if not source:
+        return None
+    name = PurePosixPath(str(source).split("://", 1)[-1].rstrip("/")).name
+    return name if name and _ABSOLUTE.search(name) is None else HIDDEN_PATH

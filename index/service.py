@@ -2,7 +2,7 @@
 
     movielens-tfx similarity-service --index-dir artifacts/index --port 8600
 
-Endpoints (OpenAPI docs at /docs):
+Endpoints (OpenAPI: the schema at /openapi.json, Swagger UI at /docs):
   GET /           the browse page (index/page/: static HTML + fetch, no build step, no CDN)
   GET /movies?query=toy&limit=10                             movies by title
   GET /movies/{movie_id}/similar?k=10&by=embedding|posters   cosine-similar movies
@@ -13,15 +13,27 @@ Endpoints (OpenAPI docs at /docs):
                   retrieval score + rerank_weight * predicted rating
   GET /healthz    200 once an index is loaded (503 before)
   GET /version    model version and build facts of the index being served
+  GET /docs       Swagger UI, from the files of the pinned ``fastapi-offline`` wheel and a
+                  start script file (no CDN, no inline script: it works offline under the
+                  browse page's Content-Security-Policy); no /redoc (ReDoc's styles are
+                  inline, which that policy refuses)
 
 Why this shape: all query logic is in ``index.similarity`` (timed and tested in-process);
 this module only maps HTTP to it. The index is swapped while serving by ``index.live``
 (LATEST polled every second); each request takes one snapshot and keeps it to the end.
-Handlers are ``async`` on purpose: a query is ~0.1 ms of FAISS/NumPy, cheaper than the
-thread-pool hop a sync handler would cost. Binds 127.0.0.1 unless told otherwise.
+Where a handler runs: every endpoint that queries the index (title search, profile, similar
+movies/users, recommendations) is a plain ``def``, which FastAPI runs on its thread pool,
+response validation included, so the event loop never waits for one. At ML-1M's size their
+Server-Timing is 0.3-0.6 ms for k=10, but ~1 ms for 2,000 re-ranked candidates and 4-6 ms
+for k=1000 or a title search matching every movie, and a first title search or profile
+builds its lookup tables; on the loop, 8 clients of heavy recommendations held /healthz at
+p50 115 ms (1.5 ms idle). FAISS and NumPy release the GIL while they compute, so the loop
+keeps answering. /healthz, /version and / stay ``async``: they read a few attributes
+(~0.1 ms), less than a thread-pool hop costs. Binds 127.0.0.1 unless told otherwise.
 Nothing a client receives (error details, /healthz, /version) names an absolute server
 path: ``index.public_text`` names files relative to the index folder or the model base
-path; the server's log keeps the full paths. Every response carries a ``Server-Timing``
+path and data by its dataset (the data folder's name); the server's log keeps the full
+paths. Every response carries a ``Server-Timing``
 header (W3C Server Timing: ``app;dur=<ms>``), the time the app spent on it, which the browse
 page's views and ``benchmarks.browse_page`` add up.
 """
@@ -36,6 +48,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator, Literal, Sequence
 
+import fastapi_offline
 from fastapi import FastAPI, HTTPException, Path as PathParam, Query
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -45,7 +58,7 @@ from components import features as f
 from components import fileio
 from index import layout
 from index.live import LiveIndex
-from index.public_text import INDEX_DIR_NAME, model_relative, public_text
+from index.public_text import INDEX_DIR_NAME, dataset_name, model_relative, public_text
 from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
                               MMAP_AUTO, MMAP_MIN_BYTES, MMAP_MODES, Neighbour, Similarity,
                               UnknownIdError)
@@ -64,6 +77,10 @@ PAGE_DIR = Path(__file__).with_name("page")
 #: the page loads nothing from elsewhere (no CDN): the browser is told so too
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+#: Swagger UI's script, stylesheet and icon as the pinned fastapi-offline wheel ships them
+#: (served at DOCS_ASSETS_URL); /docs is index/page/docs.html, started by index/page/docs.js
+DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).with_name("static")
+DOCS_ASSETS_URL = "/docs-assets"
 
 
 # --- response models (they are the OpenAPI schema) --------------------------------------
@@ -227,14 +244,18 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         finally:
             live.stop()
 
+    # FastAPI's own /docs and /redoc pull Swagger UI / ReDoc from a CDN with an inline script:
+    # off; /docs below serves Swagger UI from local files (module docstring)
     app = FastAPI(title="MovieLens similarity service",
                   description="Similar movies, similar users and recommendations from the "
                               "two-tower model's embeddings (FAISS).",
-                  version="1", lifespan=lifespan)
+                  version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.live = live
     app.add_middleware(ServerTiming)
     page = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    docs_page = (PAGE_DIR / "docs.html").read_text(encoding="utf-8")
     app.mount("/static", StaticFiles(directory=PAGE_DIR), name="static")
+    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
 
     def client_error() -> str | None:
         # live.last_error names full paths (logged as is); clients get them relative
@@ -257,15 +278,20 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP,
                                            "X-Content-Type-Options": "nosniff"})
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(docs_page, headers={"Content-Security-Policy": PAGE_CSP,
+                                                "X-Content-Type-Options": "nosniff"})
+
     @app.get("/movies", response_model=MovieSearch,
              summary="Movies by title: case- and accent-insensitive, 'The Matrix' finds 'Matrix, "
                      "The'; whole-title, prefix and word-start matches first, then the most rated",
              responses={422: {"description": "empty, blank or too long query; limit out of range"}})
-    async def search_movies(query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS,
-                                               description="part of a title"),
-                            limit: int = Query(10, ge=1, le=MAX_SEARCH_LIMIT,
-                                               description=f"results, 1..{MAX_SEARCH_LIMIT}")
-                            ) -> dict[str, Any]:
+    def search_movies(query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS,
+                                         description="part of a title"),
+                      limit: int = Query(10, ge=1, le=MAX_SEARCH_LIMIT,
+                                         description=f"results, 1..{MAX_SEARCH_LIMIT}")
+                      ) -> dict[str, Any]:
         if not query.strip():
             raise HTTPException(status_code=422, detail=[{
                 "loc": ["query", "query"], "type": "value_error",
@@ -278,10 +304,10 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     @app.get("/users/{user_id}", response_model=UserProfile,
              summary="A user's demographics and top-rated training movies",
              responses={404: {"description": "unknown user"}})
-    async def user_profile(user_id: int = PathParam(..., description="MovieLens user id"),
-                           top: int = Query(10, ge=0, le=MAX_TOP_RATED,
-                                            description=f"top-rated movies to list, 0..{MAX_TOP_RATED}")
-                           ) -> dict[str, Any]:
+    def user_profile(user_id: int = PathParam(..., description="MovieLens user id"),
+                     top: int = Query(10, ge=0, le=MAX_TOP_RATED,
+                                      description=f"top-rated movies to list, 0..{MAX_TOP_RATED}")
+                     ) -> dict[str, Any]:
         s = snapshot()
         try:
             user = s.user(user_id)
@@ -296,11 +322,11 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
              summary="Movies most similar to a movie (itself excluded; `metric` says how)",
              responses={404: {"description": "unknown movie, or no poster for it"}})
-    async def similar_movies(movie_id: int = PathParam(..., description="MovieLens movie id"),
-                             k: int = K,
-                             by: Literal["embedding", "posters"] = Query(
-                                 BY_EMBEDDING, description="model embedding or poster CNN")
-                             ) -> dict[str, Any]:
+    def similar_movies(movie_id: int = PathParam(..., description="MovieLens movie id"),
+                       k: int = K,
+                       by: Literal["embedding", "posters"] = Query(
+                           BY_EMBEDDING, description="model embedding or poster CNN")
+                       ) -> dict[str, Any]:
         s = snapshot()
         try:
             hits = s.similar_movies(movie_id, k, by=by)
@@ -313,8 +339,8 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     @app.get("/users/{user_id}/similar", response_model=SimilarUsers,
              summary="Users most similar to a user (cosine in the index's similar space)",
              responses={404: {"description": "unknown user"}})
-    async def similar_users(user_id: int = PathParam(..., description="MovieLens user id"),
-                            k: int = K) -> dict[str, Any]:
+    def similar_users(user_id: int = PathParam(..., description="MovieLens user id"),
+                      k: int = K) -> dict[str, Any]:
         s = snapshot()
         try:
             hits = s.similar_users(user_id, k)
@@ -327,20 +353,20 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
              summary="Top movies for a user: FAISS candidates by retrieval score, re-ranked with "
                      "the predicted rating",
              responses={404: {"description": "unknown user"}})
-    async def recommendations(user_id: int = PathParam(..., description="MovieLens user id"),
-                              k: int = K,
-                              exclude_seen: bool = Query(
-                                  True, description="leave out movies the user rated"),
-                              candidates: int | None = Query(
-                                  default_candidates, ge=1, le=MAX_CANDIDATES,
-                                  description="movies FAISS returns for re-ranking, raised to k "
-                                              "(default: the index version's)"),
-                              rerank_weight: float | None = Query(
-                                  default_rerank_weight, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
-                                  description="score = retrieval score + rerank_weight * predicted "
-                                              "rating; 0: retrieval order (default: the index "
-                                              "version's, chosen for its model on eval data)")
-                              ) -> dict[str, Any]:
+    def recommendations(user_id: int = PathParam(..., description="MovieLens user id"),
+                        k: int = K,
+                        exclude_seen: bool = Query(
+                            True, description="leave out movies the user rated"),
+                        candidates: int | None = Query(
+                            default_candidates, ge=1, le=MAX_CANDIDATES,
+                            description="movies FAISS returns for re-ranking, raised to k "
+                                        "(default: the index version's)"),
+                        rerank_weight: float | None = Query(
+                            default_rerank_weight, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
+                            description="score = retrieval score + rerank_weight * predicted "
+                                        "rating; 0: retrieval order (default: the index "
+                                        "version's, chosen for its model on eval data)")
+                        ) -> dict[str, Any]:
         s = snapshot()
         candidates = s.default_candidates if candidates is None else candidates
         rerank_weight = s.default_rerank_weight if rerank_weight is None else rerank_weight
@@ -370,6 +396,7 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
         s = snapshot()
         info = s.info()  # the full paths are for logs; here relative ones (index.public_text)
         return {**info, "folder": s.version, "catalogue": model_relative(info["catalogue"], s.model_version),
+                "data_source": dataset_name(info["data_source"]),
                 "index_dir": INDEX_DIR_NAME, "reloads": live.reloads,
                 "last_reload_error": client_error(), "last_check": live.last_check}
 
@@ -406,8 +433,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"(default: the index version's, which the Trainer chose for its model "
                              f"on eval data, else {DEFAULT_RERANK_WEIGHT}; ?rerank_weight= overrides)")
     parser.add_argument("--faiss-threads", type=int, default=1,
-                        help="OpenMP threads per FAISS query (default: 1: requests already run "
-                             "concurrently, more threads only oversubscribe)")
+                        help="OpenMP threads FAISS may use (default: 1: requests already run "
+                             "concurrently, more threads only oversubscribe); a single query runs "
+                             "on one thread whatever this says (index.similarity loads indexes "
+                             "that way: benchmarks/index_busy_neighbour.py)")
     parser.add_argument("--log-level", default="info",
                         choices=("critical", "error", "warning", "info", "debug"))
     parser.add_argument("--access-log", action="store_true", help="log every request")

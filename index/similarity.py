@@ -204,7 +204,12 @@ class Similarity:
         indexes, how = {}, {}
         for name, file in index_files.items():
             indexes[name], how[name] = ann.read_index(folder / file, mmap=file in mapped_files)
-            ann.parallel_over_lists(indexes[name])  # every query here is a single query
+            # One query, one thread (FAISS's parallel_mode 0): the service runs requests
+            # concurrently on its thread pool, and a query spread over every core waits for
+            # the slowest of them, which a busy neighbour delays by tens of milliseconds
+            # (benchmarks/results/index_busy_neighbour.json: beside one, p50 4.4x and p99 6x
+            # the one-thread ones; with the cores free, no faster at p50).
+            ann.parallel_over_lists(indexes[name], on=False)
         poster_ids = poster_vectors = None
         if layout.POSTERS in indexes:
             poster_ids, poster_vectors = npy(layout.POSTER_IDS), npy(layout.POSTER_VECTORS)

@@ -100,6 +100,18 @@ def clean_tf_message(message: str) -> str:
     return "\n".join(kept).strip() or message.strip()
 
 
+_FUNCTION_NODE = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_OP_SUFFIX = re.compile(r"\s*\[Op:[^\]]*\]\s*$")
+
+
+def undecodable_tf_message(raw: bytes) -> str:
+    """An op's error message that is not UTF-8 (it quotes a client's bytes), as text: bytes
+    that do not decode are written as \\xNN escapes, TF's function-node prefix and op suffix
+    dropped."""
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, (bytes, bytearray)) else str(raw)
+    return _OP_SUFFIX.sub("", _FUNCTION_NODE.sub("", text)).strip()
+
+
 def from_tf_error(error: Exception) -> ServingError:
     """A tf.errors.OpError raised while running a signature -> ServingError with its code."""
     number = getattr(error, "error_code", None)

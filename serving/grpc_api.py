@@ -4,12 +4,12 @@ Thin adapters from the generated servicer classes to `inference` / `model_info`:
 resolves and holds one model version for its duration (so a hot swap cannot unload it
 mid-request) and turns a ServingError into the matching gRPC status. The standard gRPC health
 service (grpc.health.v1) is added when the optional `grpcio-health-checking` package is
-installed.
+installed: NOT_SERVING while a model has no version to serve, and from SIGTERM on.
 """
 from __future__ import annotations
 
 import logging
-from typing import Callable, TypeVar
+from typing import Callable, Mapping, TypeVar
 
 import grpc
 from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
@@ -127,9 +127,17 @@ class Health:
     def enabled(self) -> bool:
         return self._servicer is not None
 
-    def serving(self) -> None:
-        if self._servicer is not None:
-            self._servicer.set("", self._pb2.HealthCheckResponse.SERVING)
+    def update(self, available: Mapping[str, bool]) -> None:
+        """Each model's name is a health service of its own, SERVING while it has a version to
+        serve; the server as a whole ("") is SERVING while every model has one. (After
+        shutting_down() grpc's servicer keeps every status NOT_SERVING.)"""
+        if self._servicer is None:
+            return
+        status = self._pb2.HealthCheckResponse
+        for name, ok in available.items():
+            self._servicer.set(name, status.SERVING if ok else status.NOT_SERVING)
+        everything = bool(available) and all(available.values())
+        self._servicer.set("", status.SERVING if everything else status.NOT_SERVING)
 
     def shutting_down(self) -> None:
         if self._servicer is not None:

@@ -88,6 +88,7 @@ def run_predict(servable: Servable, signature: Signature, inputs: Mapping[str, n
     """Validated inputs (numpy, right dtypes) -> the chosen outputs, by alias."""
     check_input_aliases(signature, inputs)
     limits.check_sizes((alias, int(np.size(value))) for alias, value in sorted(inputs.items()))
+    limits.check_bytes((alias, array_bytes(value)) for alias, value in sorted(inputs.items()))
     wanted = check_output_filter(signature, output_filter)
     # Shapes are not checked against the SignatureDef, as in TF-Serving (a Session accepts a
     # [3] feed for a [-1, 1] tensor: the README's {"instances": [1.0, 2.0, 5.0]} relies on
@@ -120,19 +121,29 @@ def predict(servable: Servable, request: predict_pb2.PredictRequest,
     return response
 
 
+def array_bytes(value: np.ndarray) -> int:
+    """What an already decoded input (REST) takes as a tensor: its buffer, or its strings' lengths."""
+    if value.dtype == object:
+        return sum(len(v) if isinstance(v, (bytes, str)) else 8 for v in value.ravel().tolist())
+    return int(value.nbytes)
+
+
 # --- tf.Example inputs ------------------------------------------------------------------
 def serialized_examples(request_input: input_pb2.Input,
                         limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Input -> 1-D object array of serialized tf.Examples, context merged as TF-Serving does
     (context bytes + example bytes: the parser merges the two feature maps, example wins).
-    The number of examples counts against the request caps like a tensor's elements."""
+    The number of examples counts against the request caps like a tensor's elements, and the
+    bytes they expand to (the context copied into each) against --max_request_bytes, both
+    checked before a record is built."""
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
-        limits.check_sizes([("examples", len(request_input.example_list.examples))])
-        records = [example.SerializeToString() for example in request_input.example_list.examples]
+        examples = request_input.example_list.examples
+        limits.check_examples(0, [example.ByteSize() for example in examples])
+        records = [example.SerializeToString() for example in examples]
     elif kind == "example_list_with_context":
         with_context = request_input.example_list_with_context
-        limits.check_sizes([("examples", len(with_context.examples))])
+        limits.check_examples(with_context.context.ByteSize(), [example.ByteSize() for example in with_context.examples])
         context = with_context.context.SerializeToString()
         records = [context + example.SerializeToString() for example in with_context.examples]
     else:

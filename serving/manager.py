@@ -15,6 +15,15 @@ way fails its load); a failed load is retried up to --max_num_load_retries times
 after the last retry it is END with the load's error, and only a new number (or removing and
 re-creating the folder) tries it again. A version whose folder disappears stops retrying.
 
+One deliberate difference, the load fallback: under a latest-N policy, each aspired version
+whose load failed (retrying or given up) is stood in for by the newest older version on disk
+that loads, so a server restarted with a broken newest version keeps serving the last good
+one instead of nothing (TF-Serving serves nothing in that case). The failed version stays in
+GetModelStatus with its error, and once it loads (a retry succeeds) the stand-in is unloaded.
+A repeating failure is logged once per load attempt, and the fallback once per change, not
+on every poll. Whether each model has a version to serve is reported to `on_availability`
+(the server's health service says NOT_SERVING while one has none).
+
 Version resolution and status follow TF-Serving's messages: NOT_FOUND "Servable not found for
 request: Specific(name, 999)" / "Latest(name)", INVALID_ARGUMENT "Unrecognized servable
 version label: x", GetModelStatus states START/LOADING/AVAILABLE/UNLOADING/END.
@@ -48,6 +57,8 @@ State = get_model_status_pb2.ModelVersionStatus.State
 #: config reload scheduled while it slept, or any retry with filesystem polling off).
 _WAKE_SECONDS = 0.25
 Loader = Callable[[str, int, Path, tuple], Servable]
+#: Called with {model name: whether it has a version to serve} whenever that may have changed.
+AvailabilityListener = Callable[[Mapping[str, bool]], None]
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class _Model:
     records: dict[int, VersionRecord] = field(default_factory=dict)
     base_path_missing_logged: bool = False
     on_disk: dict[int, Path] = field(default_factory=dict)  # the last scan's version folders
+    #: What the last fallback warning said: it is logged again only when that changes.
+    fallback_logged: tuple | None = None
 
 
 def _default_loader(name: str, version: int, path: Path, tags: tuple) -> Servable:
@@ -94,7 +107,8 @@ class ModelManager:
 
     def __init__(self, config: ModelServerConfig, *, poll_wait_seconds: float = 1.0, enable_warmup: bool = True,
                  warmup_iterations: int = 1, tags: tuple[str, ...] = DEFAULT_TAGS, max_num_load_retries: int = 5,
-                 load_retry_interval_seconds: float = 60.0, loader: Loader = _default_loader):
+                 load_retry_interval_seconds: float = 60.0, loader: Loader = _default_loader,
+                 on_availability: AvailabilityListener | None = None):
         self._poll_wait = poll_wait_seconds
         self._retry_interval = max(0.0, load_retry_interval_seconds)  # negative: no wait, as TF-Serving
         self._enable_warmup = enable_warmup
@@ -102,6 +116,7 @@ class ModelManager:
         self._tags = tuple(tags)
         self._max_load_attempts = 1 + max(0, max_num_load_retries)
         self._loader = loader
+        self._on_availability = on_availability
         self._lock = threading.RLock()      # guards _models and writes of _views
         self._poll_lock = threading.Lock()  # one filesystem sync at a time
         self._models: dict[str, _Model] = {}
@@ -238,18 +253,60 @@ class ModelManager:
             else:
                 failed = True
 
-        # Unload versions no longer aspired -- but never the last ones if nothing aspired loaded.
-        keep = {v: s for v, s in loaded.items() if v in aspired}
+        wanted = {v for v in loaded if v in aspired} | self._stand_ins(model, name, aspired, loaded, on_disk)
+        # Unload versions no longer wanted -- but never the last ones if nothing wanted loaded.
+        keep = {v: s for v, s in loaded.items() if v in wanted}
         if not keep and loaded and aspired:
-            if failed:
-                log.warning("No aspired version of %s could be loaded (%s); still serving %s", name,
-                            sorted(aspired), sorted(loaded))
             keep = loaded
+        if failed and set(keep) != aspired:
+            self._log_fallback(model, name, aspired, keep)
+        else:
+            model.fallback_logged = None
         retiring = [s for v, s in loaded.items() if v not in keep]
         self._publish(name, keep, config)
         for servable in retiring:
             self._mark(model, servable.version, State.UNLOADING)
             self._retire(servable, model)
+
+    def _stand_ins(self, model: _Model, name: str, aspired: set[int], loaded: dict[int, Servable],
+                   on_disk: Mapping[int, Path]) -> set[int]:
+        """The load fallback: under a latest-N policy, one older version that loads for each
+        aspired version that failed to load, newest first (loaded here as needed, into
+        `loaded`). The all and specific policies name their versions exactly: no stand-ins."""
+        if model.config.model_version_policy.WhichOneof("policy_choice") not in (None, "latest"):
+            return set()
+        with self._lock:
+            missing = sum(1 for v in aspired if v not in loaded and v in model.records
+                          and model.records[v].failures > 0)
+        chosen: set[int] = set()
+        oldest_aspired = min(aspired, default=0)
+        for version in sorted((v for v in on_disk if v < oldest_aspired), reverse=True):
+            if len(chosen) >= missing:
+                break
+            if version not in loaded:
+                if not self._due(model, version):
+                    continue
+                servable = self._load(model, name, version, on_disk[version])
+                if servable is None:
+                    continue
+                loaded[version] = servable
+                self._publish(name, loaded, model.config)
+            chosen.add(version)
+        return chosen
+
+    def _log_fallback(self, model: _Model, name: str, aspired: set[int], serving: Mapping[int, Servable]) -> None:
+        """Says once, until what is served changes, that aspired versions failed and what is
+        served instead (the poller would otherwise repeat it every poll)."""
+        said = (tuple(sorted(aspired)), tuple(sorted(serving)))
+        if said == model.fallback_logged:
+            return
+        model.fallback_logged = said
+        if serving:
+            log.warning("Aspired version(s) %s of %s could not be loaded; serving version(s) %s instead",
+                        sorted(aspired), name, sorted(serving))
+        else:
+            log.error("No version of %s could be loaded (aspired %s): the model is not available",
+                      name, sorted(aspired))
 
     def _due(self, model: _Model, version: int) -> bool:
         """Whether to try loading `version` now: never tried, or its retry is due. False once it
@@ -315,6 +372,15 @@ class ModelManager:
             views = dict(self._views)
             views[name] = view
             self._views = types.MappingProxyType(views)
+        self.report_availability()
+
+    def report_availability(self) -> None:
+        # Tells on_availability which models have a version to serve now.
+        if self._on_availability is None:
+            return
+        with self._lock:
+            status = {name: bool(name in self._views and self._views[name].available) for name in self._models}
+        self._on_availability(status)
 
     def _mark(self, model: _Model, version: int, state: int) -> None:
         with self._lock:

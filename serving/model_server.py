@@ -24,7 +24,8 @@ Examples:
   python -m serving.model_server --model_name=movielens --model_base_path=artifacts/serving/movielens
   python -m serving.model_server --model_config_file=models.config --port=9000 --rest_api_port=0
 
-SIGTERM or Ctrl-C: stop accepting, let running requests finish, exit 0.
+SIGTERM or Ctrl-C: report NOT_SERVING, keep answering for --shutdown_delay_seconds, then
+refuse new requests (UNAVAILABLE) while running ones finish, exit 0.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from serving.options import ServerOptions, add_server_arguments, options_from_args
 from settings.logs import quiet_libraries
@@ -89,17 +90,25 @@ def serve(options: ServerOptions) -> int:
             signal.signal(sig, handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    options = parse_options(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
+def run(options: ServerOptions) -> NoReturn:
+    """Serves until SIGTERM/SIGINT, then ends the process: the one way every entry point
+    (`python -m serving.model_server`, `movielens-tfx serve`) stops the Python server.
+
+    After the drain the process ends at once, without grpc core's server shutdown or the
+    interpreter's: either one tears down the gRPC server object, which cancels calls still in
+    transit (CANCELLED, grpc/grpc#41785) and races grpc's `_serve` thread, while a closed
+    connection fails them with UNAVAILABLE, which clients retry. Nothing is running by now."""
     code = serve(options)
-    # After a drain, the process ends without grpc core's server shutdown: that shutdown
-    # cancels calls still in transit (CANCELLED, grpc/grpc#41785), while a closed connection
-    # fails them with UNAVAILABLE, which clients retry. Nothing is running by now.
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    options = parse_options(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
+    run(options)
 
 
 if __name__ == "__main__":

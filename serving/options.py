@@ -5,8 +5,9 @@ Why a module of its own: `--help`, flag validation and the launcher (which may e
 TensorFlow's multi-second import.
 
 Flags shared with tensorflow_model_server keep its names and meaning. Python-server-only
-flags: --host, --max_message_bytes, --max_tensor_elements, --max_request_elements,
---shutdown_grace_seconds (PYTHON_ONLY_FLAGS).
+flags: --host, --max_message_bytes, the request caps (--max_tensor_elements,
+--max_request_elements, --max_request_bytes, --max_rest_body_bytes, --max_json_depth),
+--shutdown_grace_seconds, --shutdown_delay_seconds (PYTHON_ONLY_FLAGS).
 """
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import os
 from dataclasses import dataclass, fields
 
 from serving.batching_parameters import BatchingParameters, read_batching_parameters
-from serving.limits import DEFAULT_MAX_REQUEST_ELEMENTS, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits
+from serving.limits import (DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_ELEMENTS,
+                            DEFAULT_MAX_REST_BODY_BYTES, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits)
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Smallest default gRPC / REST worker pool under --enable_batching (see ServerOptions.thread_count).
 BATCHING_MIN_WORKER_THREADS = 64
 PYTHON_ONLY_FLAGS = ("host", "max_message_bytes", "max_tensor_elements", "max_request_elements",
-                     "shutdown_grace_seconds")
+                     "max_request_bytes", "max_rest_body_bytes", "max_json_depth", "shutdown_grace_seconds",
+                     "shutdown_delay_seconds")
 
 
 @dataclass
@@ -48,7 +51,11 @@ class ServerOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_tensor_elements: int = DEFAULT_MAX_TENSOR_ELEMENTS
     max_request_elements: int = DEFAULT_MAX_REQUEST_ELEMENTS
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_rest_body_bytes: int = DEFAULT_MAX_REST_BODY_BYTES
+    max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     shutdown_grace_seconds: float = 30.0
+    shutdown_delay_seconds: float = 0.0
     enable_batching: bool = False
     batching_parameters_file: str | None = None
 
@@ -66,9 +73,11 @@ class ServerOptions:
             raise ValueError("--max_num_load_retries cannot be negative")
         if self.max_message_bytes <= 0:
             raise ValueError("--max_message_bytes must be positive")
-        RequestLimits(self.max_tensor_elements, self.max_request_elements)  # ValueError unless positive
+        self.limits  # ValueError unless every cap is positive
         if self.shutdown_grace_seconds < 0:
             raise ValueError("--shutdown_grace_seconds cannot be negative")
+        if self.shutdown_delay_seconds < 0:
+            raise ValueError("--shutdown_delay_seconds cannot be negative")
         parse_channel_arguments(self.grpc_channel_arguments)  # ValueError names the bad item
         if not self.tags:
             raise ValueError("--saved_model_tags is empty")
@@ -87,7 +96,8 @@ class ServerOptions:
 
     @property
     def limits(self) -> RequestLimits:
-        return RequestLimits(self.max_tensor_elements, self.max_request_elements)
+        return RequestLimits(self.max_tensor_elements, self.max_request_elements, self.max_request_bytes,
+                             self.max_rest_body_bytes, self.max_json_depth)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -190,6 +200,18 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
     parser.add_argument("--max_request_elements", type=int, default=d.max_request_elements,
                         help="most input elements in one request, all tensors (or tf.Examples) together "
                              "(Python server only; default %(default)s)")
+    parser.add_argument("--max_request_bytes", type=int, default=d.max_request_bytes,
+                        help="most bytes one request's inputs may expand to, from the declared shapes and "
+                             "value sizes: a short string list filled up to its shape, a Regress/Classify "
+                             "context copied into every example; larger requests get INVALID_ARGUMENT before "
+                             "anything is built (Python server only; default %(default)s = 16 MiB)")
+    parser.add_argument("--max_rest_body_bytes", type=int, default=d.max_rest_body_bytes,
+                        help="largest REST request body, refused from its Content-Length before it is read "
+                             "or parsed (HTTP 413); also bounded by --max_message_bytes (Python server only; "
+                             "default %(default)s = 8 MiB)")
+    parser.add_argument("--max_json_depth", type=int, default=d.max_json_depth,
+                        help="deepest JSON nesting of a REST body, checked before it is parsed (HTTP 400) "
+                             "(Python server only; default %(default)s)")
     parser.add_argument("--enable_batching", type=parse_bool, nargs="?", const=True, default=d.enable_batching,
                         help="merge concurrent requests to a signature into one model run, as TF-Serving's "
                              "BatchingSession: every API (Predict, Classify, Regress, MultiInference, REST, "
@@ -203,6 +225,11 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
                              "thread per CPU. A warm-up request larger than max_batch_size fails the load")
     parser.add_argument("--shutdown_grace_seconds", type=float, default=d.shutdown_grace_seconds,
                         help="on SIGTERM, how long running requests may take to finish "
+                             "(Python server only; default %(default)s)")
+    parser.add_argument("--shutdown_delay_seconds", type=float, default=d.shutdown_delay_seconds,
+                        help="on SIGTERM, report NOT_SERVING but keep answering new requests this long "
+                             "before refusing them, for requests already on their way (a Kubernetes "
+                             "Service stops sending only after its endpoints update; the manifests set 5) "
                              "(Python server only; default %(default)s)")
 
 

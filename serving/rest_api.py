@@ -7,7 +7,10 @@
 Paths are matched with TF-Serving's own regular expressions (http_rest_api_util.cc), errors
 come back as {"error": "..."} with TF-Serving's code -> HTTP status table. The request work
 is synchronous (TensorFlow, numpy), so it runs in a bounded worker-thread pool
-(--rest_api_num_threads); request bodies are capped at --max_message_bytes.
+(--rest_api_num_threads). A body larger than --max_rest_body_bytes (or --max_message_bytes)
+is refused from its Content-Length (413) before a byte of it is read, and one that arrives
+without a length is cut off as soon as it passes the limit; JSON nesting deeper than
+--max_json_depth is refused (400) before the document is parsed.
 """
 from __future__ import annotations
 
@@ -109,7 +112,7 @@ class RestHandler:
         raise errors.invalid_argument(f"Malformed request: {method} {path}")
 
     def _predict(self, spec: model_pb2.ModelSpec, body: bytes) -> dict:
-        document = json_codec.parse_body(body)
+        document = json_codec.parse_body(body, self._limits.max_json_depth)
         signature_name = json_codec.signature_name(document)
         with self._manager.servable(spec) as servable:
             name = signature_name or inference.DEFAULT_SIGNATURE
@@ -122,7 +125,7 @@ class RestHandler:
         return json_codec.predict_response(outputs, fmt)
 
     def _examples(self, spec: model_pb2.ModelSpec, body: bytes, verb: str) -> dict:
-        document = json_codec.parse_body(body)
+        document = json_codec.parse_body(body, self._limits.max_json_depth)
         spec.signature_name = json_codec.signature_name(document)
         request_input = json_codec.examples_input(document, verb)
         with self._manager.servable(spec) as servable:
@@ -148,7 +151,7 @@ def create_app(handler: RestHandler, *, max_body_bytes: int, num_threads: int) -
 
     def too_large(size: str) -> Response:
         return Response(json_codec.dumps({"error": f"Request body of {size} bytes exceeds the limit of "
-                                                  f"{max_body_bytes} bytes (--max_message_bytes)"}),
+                                                  f"{max_body_bytes} bytes (--max_rest_body_bytes)"}),
                         status_code=413, media_type=JSON_TYPE)
 
     @app.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)

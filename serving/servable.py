@@ -9,6 +9,10 @@ half_plus_two) load through the same call, with warnings.
 With --enable_batching a version holds a serving.batching.Batcher: `run` then merges
 concurrent requests to a signature into one call of it (TF-Serving wraps the session the same
 way), whichever API the request came through; the batch threads end when the version unloads.
+Before a request joins a batch its inputs are checked against the SignatureDef (rank and the
+known inner dimensions): one that cannot match is refused alone with INVALID_ARGUMENT. In
+TF-Serving it would join the batch and fail every request in it with FAILED_PRECONDITION
+(the concatenation fails), so one bad client could fail its batch-mates.
 
 Why the in-flight counter: a version that is being replaced must not be unloaded under a
 running request. Requests `try_acquire()` it; the manager `retire()`s it (no new requests) and
@@ -151,6 +155,7 @@ class Servable:
         --enable_batching); every output as numpy."""
         if self._batcher is None:
             return self.run_unbatched(signature, inputs)
+        check_batchable(signature, inputs)
         return self._batcher.run(signature.name, inputs, lambda merged: self.run_unbatched(signature, merged))
 
     def run_unbatched(self, signature: Signature, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -168,9 +173,32 @@ class Servable:
             if _is_empty_batch(inputs):
                 return _empty_outputs(signature)
             raise errors.from_tf_error(error) from None
+        except UnicodeDecodeError as error:
+            # TF could not turn the op's message into a str: it quotes the client's bytes (a
+            # garbage serialized tf.Example: "Could not parse example input, value: '\xff...'").
+            raise errors.invalid_argument(errors.undecodable_tf_message(error.object)) from None
         except (TypeError, ValueError) as error:
             raise errors.invalid_argument(str(error)) from None
         return {alias: tensor.numpy() for alias, tensor in outputs.items()}
+
+
+def check_batchable(signature: Signature, inputs: Mapping[str, np.ndarray]) -> None:
+    """INVALID_ARGUMENT for an input whose rank, or a known dimension after the 0th (batch)
+    one, differs from its SignatureDef's: such a request could not be concatenated with
+    well-formed ones, so it must not share their batch."""
+    for alias, value in sorted(inputs.items()):
+        spec = signature.inputs[alias].shape
+        if spec.rank is None:
+            continue
+        shape = np.shape(value)
+        expected = spec.as_list()
+        mismatch = len(shape) != len(expected) or any(
+            want is not None and want != got for want, got in zip(expected[1:], shape[1:]))
+        if mismatch:
+            raise errors.invalid_argument(
+                f"input tensor {alias} has shape {list(shape)}, which does not match the signature's "
+                f"{['?' if d is None else d for d in expected]} for {signature.name}; with --enable_batching only "
+                f"requests that match their signature share a batch")
 
 
 def _is_empty_batch(inputs: Mapping[str, np.ndarray]) -> bool:

@@ -2,8 +2,10 @@
 
 Start order mirrors TF-Serving: load the models first (so the ports only open once the
 initial versions are AVAILABLE), then gRPC, then REST. Stop order is the graceful one:
-report NOT_SERVING, answer new requests UNAVAILABLE while running ones finish (up to the
-grace period, serving.drain), stop both front ends, then unload the models.
+report NOT_SERVING and keep answering for --shutdown_delay_seconds (requests a load balancer
+still sends while it learns of the stop: Kubernetes updates its endpoints only after the
+signal), then answer new requests UNAVAILABLE while running ones finish (up to the grace
+period, serving.drain), stop both front ends, then unload the models.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ class ModelServer:
             enable_warmup=options.enable_model_warmup, warmup_iterations=options.num_request_iterations_for_warmup,
             tags=options.tags, max_num_load_retries=options.max_num_load_retries,
             load_retry_interval_seconds=options.load_retry_interval_micros / 1e6,
-            loader=_loader(options.batching))
+            loader=_loader(options.batching), on_availability=self._availability_changed)
         self._grpc: grpc.Server | None = None
         self._health: Health | None = None
         self._rest: RestServer | None = None
@@ -75,10 +77,14 @@ class ModelServer:
                 self._start_rest()
             self._watch_config_file()
         except BaseException:
-            self.stop(grace=0)
+            self.stop(grace=0, delay=0)
             raise
-        if self._health is not None:
-            self._health.serving()
+
+    def _availability_changed(self, available) -> None:
+        """The manager's report of which models have a version to serve -> health service."""
+        health = self._health
+        if health is not None and not self._stopped.is_set():
+            health.update(available)
 
     def _start_grpc(self) -> None:
         opts = self.options
@@ -91,6 +97,7 @@ class ModelServer:
                                                         thread_name_prefix="grpc"),
                              options=channel_options)
         self._health = add_services(server, self.manager, opts.limits, self._drain)
+        self.manager.report_availability()  # NOT_SERVING from the start if a model has no version
         address = _host_port(opts.host, opts.port)
         try:
             port = server.add_insecure_port(address)
@@ -105,7 +112,8 @@ class ModelServer:
 
     def _start_rest(self) -> None:
         opts = self.options
-        app = create_app(RestHandler(self.manager, opts.limits, self._drain), max_body_bytes=opts.max_message_bytes,
+        app = create_app(RestHandler(self.manager, opts.limits, self._drain),
+                         max_body_bytes=min(opts.max_message_bytes, opts.max_rest_body_bytes),
                          num_threads=opts.thread_count(opts.rest_api_num_threads))
         self._rest = RestServer(app, opts.host, opts.rest_api_port, grace_seconds=opts.shutdown_grace_seconds)
         self._rest.start()
@@ -136,17 +144,23 @@ class ModelServer:
         self._config_watcher.start()
 
     # --- stop -------------------------------------------------------------------------
-    def stop(self, grace: float | None = None, *, close_grpc: bool = True) -> None:
-        """Graceful, in two phases (serving.drain): new requests get UNAVAILABLE while running
-        ones finish, within `grace` seconds; then both front ends stop and the models unload.
-        close_grpc=False leaves the gRPC server answering UNAVAILABLE for a process that is
-        about to exit (serving.model_server), whose closed sockets end it without cancelling."""
+    def stop(self, grace: float | None = None, *, delay: float | None = None, close_grpc: bool = True) -> None:
+        """Graceful, in phases: health says NOT_SERVING while requests are still answered for
+        `delay` seconds (--shutdown_delay_seconds); then new requests get UNAVAILABLE while
+        running ones finish, within `grace` seconds (serving.drain); then both front ends stop
+        and the models unload. close_grpc=False leaves the gRPC server answering UNAVAILABLE
+        for a process that is about to exit (serving.model_server.run), whose closed sockets
+        end it without cancelling."""
         if self._stopped.is_set():
             return
         self._stopped.set()
         grace = self.options.shutdown_grace_seconds if grace is None else grace
+        delay = self.options.shutdown_delay_seconds if delay is None else delay
         if self._health is not None:
             self._health.shutting_down()
+        if delay > 0:
+            log.info("Reporting NOT_SERVING; still answering for %.1f s (--shutdown_delay_seconds)", delay)
+            time.sleep(delay)
         self._drain.start()
         began = time.monotonic()
         if not self._drain.wait_idle(grace):
@@ -168,4 +182,4 @@ class ModelServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stop(grace=1)
+        self.stop(grace=1, delay=0)

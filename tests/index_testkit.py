@@ -7,6 +7,8 @@
   names (``user_embedding``, ``movie_embedding``, ``serving_default``), so the export job is
   tested against the same interface as the real model;
 * ``build_numpy_version`` publishes an index version straight from arrays (no TensorFlow);
+* ``UNTIMED_LATENCY_MS`` / ``UNTIMED_EXPORT``: the gate's latency limit for builds whose
+  test is not about latency;
 * ``LoopbackServer`` runs an app under a real uvicorn on 127.0.0.1 in a thread.
 """
 from __future__ import annotations
@@ -21,6 +23,14 @@ import uvicorn
 from index import ann, metadata
 from index.builder import BuildResult, Gate, build_index_version
 from index.embed import Embeddings
+
+#: The gate's latency limit for tests that build an index for what it holds, not for how fast
+#: this host answers right now: out of any host's reach, so a CI machine whose cores another
+#: job is using cannot fail them (one did: p50 23 ms against the 5 ms default). The latency
+#: rule itself is tested on given numbers (tests/test_index.py, ``index.builder.check_gate``).
+UNTIMED_LATENCY_MS = 1e9
+#: the same limit as export-index flags
+UNTIMED_EXPORT = ("--max-latency-ms", f"{UNTIMED_LATENCY_MS:g}")
 
 
 def lowrank_factors(user_idx: np.ndarray, movie_idx: np.ndarray, ratings: np.ndarray,
@@ -137,7 +147,7 @@ def clustered_vectors(n: int, dim: int, n_clusters: int, rng: np.random.Generato
 
 def build_numpy_version(index_dir: Path, version: str, user_vectors: np.ndarray,
                         movie_vectors: np.ndarray, seed: int = 0, index_type: str = "flat",
-                        gate: Gate = Gate(max_latency_ms=50.0), seen_per_user: int = 5,
+                        gate: Gate = Gate(max_latency_ms=UNTIMED_LATENCY_MS), seen_per_user: int = 5,
                         extra=None, two_stage: dict | None = None, **config) -> BuildResult:
     """Publish a version from arrays: ids 1..n, made-up titles/demographics, random seen sets
     with random training ratings (NaN for every fifth rated pair).

@@ -157,11 +157,16 @@ def version_states(channel: grpc.Channel, model: str) -> dict[int, int]:
 
 
 # --- server subprocesses -------------------------------------------------------------------
-def start_server_process(log_path: Path, *flags: str) -> subprocess.Popen:
+#: The two ways to start the Python server: its own module and the project's CLI.
+MODEL_SERVER = ("serving.model_server",)
+CLI_SERVE = ("commands.cli", "serve", "--server=python")
+
+
+def start_server_process(log_path: Path, *flags: str, entry: tuple[str, ...] = MODEL_SERVER) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2")
     log = open(log_path, "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "serving.model_server", *flags], cwd=REPO, env=env,
+        return subprocess.Popen([sys.executable, "-m", *entry, *flags], cwd=REPO, env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()

@@ -27,7 +27,7 @@ from components.movielens_files import load_movielens
 from index.export import EXIT_OK
 from index.export import main as export_main
 from index.service import create_app
-from index_testkit import LoopbackServer, lowrank_factors, save_tiny_model
+from index_testkit import UNTIMED_EXPORT, LoopbackServer, lowrank_factors, save_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -83,7 +83,8 @@ def index_dir(shared_data, tmp_path_factory) -> Path:
     save_tiny_model(base / "1", user_ids, users * np.sqrt(scale), movie_ids, movies * np.sqrt(scale), two_stage)
     cat.write_catalogue(cat.model_catalogue_dir(base / "1"), catalogue)
     index = root / "index"
-    assert export_main(["--model-base-path", str(base), "--index-dir", str(index), "--no-progress"]) == EXIT_OK
+    assert export_main(["--model-base-path", str(base), "--index-dir", str(index), "--no-progress",
+                        *UNTIMED_EXPORT]) == EXIT_OK
     return index
 
 
@@ -212,3 +213,26 @@ def test_unknown_user_and_bad_search_show_the_services_error(server, browser):
     browser.get(server.url + "/#/search?q=" + "x" * 300)  # over the endpoint's 200 characters: 422
     view = _ready(browser, "search")
     assert "at most 200 characters" in view.find_element(By.CSS_SELECTOR, "[data-testid=error]").text
+
+
+def test_api_docs_render_from_the_service_alone_under_its_csp(server, browser):
+    """/docs in a real browser: Swagger UI (the service's own copy, no CDN) lists every path of
+    /openapi.json, and the page's Content-Security-Policy refuses nothing it asks for."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # recorded from the first script on (DevTools-injected scripts are outside the page's CSP)
+    listener = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+        "window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+        "e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")})
+    try:
+        browser.get(server.url + "/docs")
+        WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+        shown = {e.get_attribute("data-path") or e.text.replace("\u200b", "")
+                 for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+        assert shown == set(httpx.get(server.url + "/openapi.json").json()["paths"])
+        assert browser.execute_script("return window.cspViolations") == []
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOTS / "api-docs.png"))
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", listener)

@@ -132,7 +132,7 @@ def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
     from index.embed import Embeddings
     from index.live import LiveIndex
     from index.similarity import Similarity
-    from index_testkit import build_numpy_version, clustered_vectors
+    from index_testkit import UNTIMED_LATENCY_MS, build_numpy_version, clustered_vectors
 
     rng = np.random.default_rng(0)
     users, movies = clustered_vectors(40, 8, 4, rng), clustered_vectors(30, 8, 4, rng)
@@ -173,7 +173,7 @@ def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
                    for i in range(1, 31)]
     seen = metadata.seen_csr(emb.user_ids, emb.movie_ids, np.array([1, 2]), np.array([3, 4]))
     again = build_index_version(index_dir, "102", emb, users_meta, movies_meta, seen,
-                                gate=Gate(max_latency_ms=50.0), latency_queries=30, overwrite=True)
+                                gate=Gate(max_latency_ms=UNTIMED_LATENCY_MS), latency_queries=30, overwrite=True)
     assert again.passed and fileio.listdir(index_dir) == ["101", "102", layout.LATEST]
     assert layout.read_json(fileio.join(index_dir, "102", layout.MANIFEST))["build_id"] == \
         again.manifest["build_id"]
@@ -208,7 +208,7 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     from index.export import EXIT_OK
     from index.export import main as export_main
     from index.similar import main as similar_main
-    from index_testkit import lowrank_factors, save_tiny_model
+    from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
     data_dir = tmp_path / "data"
     synthetic_data.generate(data_dir, n_users=40, n_movies=30, n_ratings=400, seed=2)
@@ -228,11 +228,12 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     manifest_copy = fileio.join(ram_root, "outputs", "manifest.json")
 
     rc = export_main(["--model-base-path", base, "--data", remote_data, "--index-dir", index_dir,
-                      "--output-manifest", manifest_copy, "--no-progress", "--max-latency-ms", "50"])
+                      "--output-manifest", manifest_copy, "--no-progress", *UNTIMED_EXPORT])
     assert rc == EXIT_OK
     assert layout.read_latest(index_dir) == "7"
     manifest = layout.read_json(manifest_copy)
     assert manifest["model_path"] == f"{base}/7" and manifest["data_source"] == remote_data
+    assert manifest["dataset"] == "ml"  # the data by name: what /version shows
     assert manifest["counts"] == {"users": 40, "movies": 30, "seen_pairs": 400}
     capsys.readouterr()
 

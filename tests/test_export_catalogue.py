@@ -16,7 +16,7 @@ from index import layout
 from index.export import EXIT_BAD_INPUT, EXIT_OK
 from index.export import main as export_main
 from index.similarity import Similarity
-from index_testkit import lowrank_factors, save_tiny_model
+from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def pushed(tmp_path_factory):
 def test_export_without_data_indexes_the_models_catalogue(pushed):
     index_dir = pushed["root"] / "index"
     assert export_main(["--model-base-path", str(pushed["base"]), "--version", "1",
-                        "--index-dir", str(index_dir), "--no-progress"]) == EXIT_OK
+                        "--index-dir", str(index_dir), "--no-progress", *UNTIMED_EXPORT]) == EXIT_OK
     manifest = json.loads((index_dir / "1" / layout.MANIFEST).read_text())
     c = pushed["catalogue"]
     assert manifest["counts"] == {"users": len(c.users), "movies": len(c.movies), "seen_pairs": len(c.seen_user_ids)}
@@ -70,7 +70,7 @@ def test_export_without_data_indexes_the_models_catalogue(pushed):
 def test_data_stays_an_override(pushed, tmp_path):
     assert export_main(["--model-base-path", str(pushed["base"]), "--version", "1",
                         "--data", str(pushed["root"] / "data"), "--index-dir", str(tmp_path / "i"),
-                        "--no-progress"]) == EXIT_OK
+                        "--no-progress", *UNTIMED_EXPORT]) == EXIT_OK
     r = pushed["data"].ratings
     manifest = json.loads((tmp_path / "i" / "1" / layout.MANIFEST).read_text())
     assert manifest["counts"]["seen_pairs"] == len(set(zip(r.user_id.tolist(), r.movie_id.tolist())))

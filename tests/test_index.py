@@ -18,13 +18,14 @@ import pytest
 from components import synthetic_data
 from components.movielens_files import load_movielens
 from index import ann, layout
-from index.builder import Gate
+from index.builder import Gate, check_gate
 from index.embed import ModelNotFoundError, resolve_model_dir
 from index.export import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK
 from index.export import main as export_main
 from index.similar import main as similar_main
 from index.similarity import Similarity, UnknownIdError
-from index_testkit import build_numpy_version, clustered_vectors, lowrank_factors, save_tiny_model
+from index_testkit import (UNTIMED_EXPORT, UNTIMED_LATENCY_MS, build_numpy_version, clustered_vectors,
+                           lowrank_factors, save_tiny_model)
 
 
 # --- fixtures --------------------------------------------------------------------------
@@ -53,7 +54,7 @@ def exported(world):
     """The export job run once, exact (flat) indexes; returns the index folder."""
     index_dir = world["root"] / "index"
     rc = export_main(["--model-base-path", str(world["base"]), "--data", str(world["data_dir"]),
-                      "--index-dir", str(index_dir), "--no-progress"])
+                      "--index-dir", str(index_dir), "--no-progress", *UNTIMED_EXPORT])
     assert rc == EXIT_OK
     return index_dir
 
@@ -65,9 +66,11 @@ def _copy_index(index_dir: Path, tmp_path: Path) -> Path:
 
 
 def _export(world, index_dir: Path, *extra: str, base: Path | None = None) -> int:
+    """export-index over the world's model and data; the gate's latency limit is out of reach
+    unless ``extra`` sets one (a later flag wins)."""
     return export_main(["--model-base-path", str(base or world["base"]), "--data",
                         str(world["data_dir"]), "--index-dir", str(index_dir), "--no-progress",
-                        *extra])
+                        *UNTIMED_EXPORT, *extra])
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -80,6 +83,8 @@ def test_export_publishes_complete_checksummed_version(world, exported):
     folder = exported / "1"
     manifest = json.loads((folder / layout.MANIFEST).read_text())
     assert manifest["model_version"] == "1"
+    # where the data came from: the server's full path, and the dataset's name for everyone else
+    assert manifest["data_source"] == str(world["data_dir"]) and manifest["dataset"] == world["data_dir"].name
     r = world["data"].ratings
     pairs = set(zip(r.user_id.tolist(), r.movie_id.tolist()))
     assert manifest["counts"] == {"users": 200, "movies": 120, "seen_pairs": len(pairs)}
@@ -268,10 +273,25 @@ def test_gate_defaults_and_exact_recall(tmp_path):
     rng = np.random.default_rng(0)
     result = build_numpy_version(tmp_path, "7", rng.normal(size=(50, 8)).astype(np.float32),
                                  rng.normal(size=(60, 8)).astype(np.float32),
-                                 gate=Gate(min_recall=1.0, max_latency_ms=100))
+                                 gate=Gate(min_recall=1.0, max_latency_ms=UNTIMED_LATENCY_MS))
     assert result.passed and result.manifest["recall_at_10"] == 1.0
     assert layout.read_latest(tmp_path) == "7"
     assert not stale.exists() and fresh.exists()  # debris of a killed build is swept
+
+
+def test_the_gate_refuses_a_measured_p50_over_its_limit_and_recall_under_its_minimum():
+    # the gate's rules on given measurements: how fast this host is plays no part
+    def measured(p50: float, recall: float = 0.99) -> dict:
+        return {"indexes": {"movies_ip": {"recall_at_10": recall, "params": {"factory": "IVF8,Flat"}},
+                            "users_cosine": {"recall_at_10": 1.0, "params": {"factory": "Flat"}}},
+                "latency_ms": {"p50": p50, "p99": 4 * p50}}
+
+    gate = Gate(min_recall=0.95, max_latency_ms=5.0)
+    assert check_gate(measured(p50=23.0), gate) == ["p50 query latency 23.000 ms > max 5.0 ms"]
+    assert check_gate(measured(p50=5.0), gate) == [] and check_gate(measured(p50=0.2), gate) == []
+    reasons = check_gate(measured(p50=0.2, recall=0.9), gate)
+    assert len(reasons) == 1 and reasons[0].startswith("movies_ip: recall@10 0.9000 < min 0.95")
+    assert len(check_gate(measured(p50=23.0, recall=0.9), gate)) == 2  # every reason is given
 
 
 # --- CLI -------------------------------------------------------------------------------
@@ -408,8 +428,11 @@ def test_index_factory_string_is_built_tuned_and_recorded(world, tmp_path):
         assert params["factory"] == "IVF8,SQ8" and params["tuned"] is True
         assert 1 <= params["search"]["nprobe"] <= 8 and entry["recall_at_10"] >= 0.95
         assert entry["bytes_per_vector"] > 0
-    info = Similarity.load(index_dir / "1").info()
+    sim = Similarity.load(index_dir / "1")
+    info = sim.info()
     assert info["recall_at_10"] >= 0.95 and set(info["index_factories"].values()) == {"IVF8,SQ8"}
+    # loaded to answer each query on one thread (benchmarks/index_busy_neighbour.py)
+    assert {faiss.extract_index_ivf(index).parallel_mode for index in sim._indexes.values()} == {0}
 
 
 def test_bad_index_factory_string_exits_2_naming_it(world, tmp_path, capsys):

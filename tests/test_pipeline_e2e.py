@@ -360,11 +360,13 @@ def test_export_index_without_data_indexes_the_pushed_models_catalogue(runs, tmp
     from index import layout
     from index.export import main as export_main
     from index.similarity import Similarity
+    from index_testkit import UNTIMED_EXPORT
 
     root, *_, versions = runs
     base = root / "artifacts" / "serving" / "movielens"
     index_dir = tmp_path / "index"
-    assert export_main(["--model-base-path", str(base), "--index-dir", str(index_dir), "--no-progress"]) == 0
+    assert export_main(["--model-base-path", str(base), "--index-dir", str(index_dir), "--no-progress",
+                        *UNTIMED_EXPORT]) == 0
     catalogue = read_catalogue(model_catalogue_dir(base / versions[0]))
     manifest = json.loads((index_dir / versions[0] / layout.MANIFEST).read_text())
     assert manifest["catalogue"] == model_catalogue_dir(base / versions[0])

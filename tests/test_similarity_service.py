@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import warnings
@@ -169,6 +170,27 @@ def test_health_version_and_openapi(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_docs_page_is_swagger_ui_served_by_the_service_itself(client):
+    """/docs works offline: Swagger UI's files come from this service (the pinned
+    fastapi-offline wheel's copy), started by a script file, under the browse page's CSP."""
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
+    csp = docs.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert re.search(r"<script(?![^>]*\bsrc=)[^>]*>", docs.text) is None  # no inline script
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css", "/static/docs.js"} <= set(assets)
+    for asset in assets:
+        assert asset.startswith("/") and not asset.startswith("//"), asset  # same origin
+        answer = client.get(asset)
+        assert answer.status_code == 200 and answer.content, asset
+    assert "http://" not in docs.text and "https://" not in docs.text
+    start = client.get("/static/docs.js").text
+    assert "SwaggerUIBundle(" in start and '"/openapi.json"' in start
+    assert client.get("/openapi.json").status_code == 200
+    assert client.get("/redoc").status_code == 404  # ReDoc would need a CDN or inline styles
+
+
 # --- the browse page and what it asks ----------------------------------------------------
 def test_page_is_served_at_root_with_its_files_and_nothing_from_elsewhere(client):
     page = client.get("/")
@@ -328,6 +350,79 @@ def test_reload_under_concurrent_queries_has_zero_failures(index_dir):
     assert app.state.live.reloads == 10  # the first load, 8 flips and the last; not the corrupt one
 
 
+def _corrupt(version_dir: Path) -> None:
+    """Flip the last bytes of one file: the version no longer matches its checksums."""
+    victim = version_dir / layout.MOVIE_VECTORS
+    victim.write_bytes(victim.read_bytes()[:-4] + b"\0\0\0\0")
+
+
+def test_reload_error_is_cleared_once_latest_names_a_served_version_again(index_dir):
+    # versions 1 and 2 are good, 3 is corrupt; the service starts on 1
+    assert build_numpy_version(index_dir, "3", *_vectors(3)).passed
+    _corrupt(index_dir / "3")
+    layout.write_latest(index_dir, "1")
+    app = create_app(index_dir, poll_interval_s=0)
+    live = app.state.live  # the reloader the service polls with (index.live.LiveIndex)
+    with TestClient(app) as client:
+        def reported() -> tuple[str | None, str | None]:
+            return (client.get("/healthz").json()["last_reload_error"],
+                    client.get("/version").json()["last_reload_error"])
+
+        layout.write_latest(index_dir, "3")
+        assert not live.refresh()  # refused: 1 keeps serving
+        health, version = reported()
+        assert "sha256" in health and health == version
+        layout.write_latest(index_dir, "1")  # LATEST back at the version being served
+        assert not live.refresh()  # nothing to load...
+        assert reported() == (None, None)  # ...and nothing is failing any more
+        assert client.get("/healthz").json()["model_version"] == "1"
+
+        layout.write_latest(index_dir, "3")
+        assert not live.refresh() and reported()[0] is not None
+        layout.write_latest(index_dir, "2")  # a good newer version loads
+        assert live.refresh()
+        assert reported() == (None, None) and client.get("/version").json()["model_version"] == "2"
+    assert live.reloads == 2  # the first load and version 2
+
+
+# --- queries run off the event loop --------------------------------------------------------
+HOLD_S = 10.0
+
+
+@pytest.mark.parametrize("path, method", [("/users/4/recommendations", "recommend"),
+                                          ("/movies/3/similar", "similar_movies"),
+                                          ("/users/4/similar", "similar_users"),
+                                          ("/movies?query=movie", "search_movies"),
+                                          ("/users/4", "top_rated")])
+def test_a_query_held_inside_its_work_leaves_healthz_answering(index_dir, path, method):
+    """While a query is stopped inside the index's work (the snapshot's method waits on an
+    Event), /healthz still answers: the query runs on a worker thread. Were its handler on
+    the event loop, the loop would wait with it, and /healthz would answer only after the
+    hold ends (after HOLD_S: the hold is bounded, so that fails the test, never hangs it)."""
+    app = create_app(index_dir, poll_interval_s=0)
+    snapshot = app.state.live.current
+    work = getattr(snapshot, method)
+    entered, release, left = threading.Event(), threading.Event(), threading.Event()
+
+    def held(*args, **kwargs):
+        entered.set()
+        release.wait(HOLD_S)
+        left.set()
+        return work(*args, **kwargs)
+
+    setattr(snapshot, method, held)  # this snapshot's method only
+    with TestClient(app) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(client.get, path)
+        try:
+            assert entered.wait(HOLD_S), f"{path} never reached {method}"
+            health = client.get("/healthz")
+            answered_while_held = not left.is_set()
+        finally:
+            release.set()
+        assert health.status_code == 200 and answered_while_held, f"/healthz waited for {path}"
+        assert pending.result(timeout=HOLD_S).status_code == 200
+
+
 # --- what clients see names no server path ------------------------------------------------
 def _assert_no_server_path(body: object, *folders: Path) -> None:
     """No absolute path (a '/' that starts a path segment, not one inside '3/x') and none of
@@ -398,6 +493,19 @@ def test_404_healthz_and_version_name_no_server_path(index_dir, tmp_path_factory
         assert version["catalogue"] == f"{manifest['model_version']}/assets.extra/catalogue"
 
 
+def test_version_names_its_data_by_dataset_not_by_server_path(index_dir, tmp_path_factory):
+    # export-index records where the data came from by its full path (the server's record)
+    data = tmp_path_factory.mktemp("shared") / "data" / "ml-1m"
+    manifest_path = index_dir / "1" / layout.MANIFEST
+    manifest = layout.read_json(manifest_path)
+    manifest["data_source"] = str(data)
+    layout.write_json_atomic(manifest_path, manifest)
+    with TestClient(create_app(index_dir, poll_interval_s=0)) as c:
+        version = c.get("/version").json()
+        assert version["data_source"] == "ml-1m"
+        _assert_no_server_path(version, index_dir, data)
+
+
 def test_public_text_names_paths_relatively(tmp_path):
     from index.public_text import HIDDEN_PATH, INDEX_DIR_NAME, model_relative, public_text
 
@@ -410,3 +518,9 @@ def test_public_text_names_paths_relatively(tmp_path):
     assert public_text(None, tmp_path) is None
     assert model_relative("gs://b/models/movielens/7/assets.extra/catalogue", "7") == "7/assets.extra/catalogue"
     assert model_relative("/data/ml-1m", "7") == HIDDEN_PATH and model_relative(None, "7") is None
+    from index.public_text import dataset_name
+
+    assert dataset_name("/srv/shared/data/ml-1m") == dataset_name("gs://b/movielens/ml-1m/") == "ml-1m"
+    assert dataset_name("../shared/data/ml-100k") == "ml-100k"
+    assert dataset_name(None) is None and dataset_name("") is None  # an older catalogue: unknown
+    assert dataset_name("/") == HIDDEN_PATH
