@@ -65,12 +65,13 @@ check-serving-runtime: install
 # Needs ../shared/data (the real MovieLens files); about 2 hours on 2 cores. The Evaluator comparison
 # (python -m benchmarks.evaluator_bench --artifacts DIR --dataset ml-1m) runs on a finished run's artifacts.
 benchmark: install
+	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[benchmark]'
 	$(PY) -m benchmarks.pipeline_bench --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --dataset ml-1m
 	$(PY) -m benchmarks.pipeline_bench --growth 100k,ml-1m,5m
 	$(PY) -m benchmarks.beam_modes --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --no-peer
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.1 --seed 0
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0
-	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens
+	$(PY) -m benchmarks.serving --model-base-path $(ARTIFACTS)/serving/movielens --modes plain batching_tuned noop --concurrency 1 16 --pairs 1
 	$(PY) -m benchmarks.serving_profile --model-base-path $(ARTIFACTS)/serving/movielens
 	$(PY) -m benchmarks.index_bench
 	$(PY) -m benchmarks.browse_page --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv

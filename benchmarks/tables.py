@@ -148,8 +148,35 @@ def serving(result) -> list[str]:
                      f"{'' if cpu is None else f'{cpu:.2f}'} | {r['errors']} |")
     met = result.get("targets_met", {})
     if met:
-        lines += ["", "Targets: " + ", ".join(f"{name} ({result['targets'][name]:g}) "
-                                             f"{'met' if ok else '**missed**'}" for name, ok in met.items()) + "."]
+        lines += ["", "Targets: " + ", ".join(
+            f"{name} ({result['targets'][name]:g}) {'not measured' if ok is None else 'met' if ok else '**missed**'}"
+            for name, ok in met.items()) + "."]
+    return lines + serving_server_profile(result.get("profile"), result.get("ids"))
+
+
+def serving_server_profile(profile: dict | None, ids: str | None) -> list[str]:
+    """The live server's profile (benchmarks.server_profile) under the serving table."""
+    lines = [] if not ids else ["", f"Request ids: {ids}."]
+    if not profile or profile.get("error"):
+        return lines + ([] if not profile else ["", f"Profile: {profile['error']}."])
+    lines += ["", f"Profile of the plain server ({profile['client']}, py-spy, {profile['seconds']:g} s, "
+                  f"{profile['requests']:,} requests): a request's worker-thread time by layer, and the server's "
+                  f"CPU per request by thread while sampled (py-spy's pauses add to it; the table above has the "
+                  f"unsampled total).", "",
+              "| layer | share of worker time |", "|---|---|"]
+    lines += [f"| {layer} | {share:.0%} |" for layer, share in profile["request_layers"].items()]
+    lines += ["", "| threads | CPU ms per request |", "|---|---|"]
+    lines += [f"| {kind} | {ms:.2f} |" for kind, ms in profile["cpu_ms_per_request_by_thread"].items()]
+    native = [f for f in profile.get("native_top_frames", []) if not f["frame"].startswith("0x")][:6]
+    python = profile.get("python_top_frames", [])[:6]
+    if python or native:
+        lines += ["", "| top frames (Python, py-spy) | share | top frames (native) | share |", "|---|---|---|---|"]
+        for i in range(max(len(python), len(native))):
+            cells = []
+            for frames in (python, native):
+                frame = frames[i] if i < len(frames) else None
+                cells += [f"`{frame['frame']}`", f"{frame['share']:.0%}"] if frame else ["", ""]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -35,6 +35,7 @@ from serving import errors
 from serving.batching import Batcher
 from serving.batching_parameters import BatchingParameters
 from serving.in_flight import InFlight
+from serving.signature_call import signature_call
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,11 @@ def read_meta_graph(export_dir: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> m
                      f"at {export_dir}; available tag sets: {found}")
 
 
+def _callable(function):
+    """The signature's function, called flat where it can be (serving.signature_call)."""
+    return None if function is None else signature_call(function)
+
+
 def _spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpecInfo:
     return TensorSpecInfo(alias, int(info.dtype), tf.TensorShape(info.tensor_shape))
 
@@ -107,7 +113,7 @@ class Servable:
                 name=key, method_name=definition.method_name, definition=definition,
                 inputs={alias: _spec(alias, info) for alias, info in definition.inputs.items()},
                 outputs={alias: _spec(alias, info) for alias, info in definition.outputs.items()},
-                function=functions.get(key))
+                function=_callable(functions.get(key)))
         self.signatures: Mapping[str, Signature] = signatures
         self._usage = InFlight()
         self._batcher = None if batching is None else Batcher(batching, f"{name}-{version}")

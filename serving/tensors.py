@@ -10,6 +10,8 @@ anything unusual (half floats, complex) falls back to tf.make_ndarray.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
@@ -70,7 +72,7 @@ def to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     shape = shape_of(proto)
     if any(d < 0 for d in shape):
         raise ValueError(f"tensor shape {list(shape)} has a negative dimension")
-    size = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    size = math.prod(shape)  # not np.prod: a few microseconds per tensor on the request path
     dtype = proto.dtype
     if dtype in _FIELDS or dtype == types_pb2.DT_STRING:
         np_dtype, field = _FIELDS.get(dtype, (np.dtype(object), "string_val"))

@@ -530,3 +530,15 @@ def test_workloads_are_locked_down(rendered, workload):
         assert selector.items() <= template["metadata"]["labels"].items()
         service = rendered[workload.replace("Deployment", "Service")]
         assert service["spec"]["selector"].items() <= template["metadata"]["labels"].items()
+
+
+@pytest.mark.parametrize("name", ["movielens-tf-serving", "movielens-similarity"])
+def test_servers_keep_answering_for_a_delay_after_leaving_the_endpoints(name):
+    """Kubernetes removes a terminating pod from the Service's endpoints while it runs
+    preStop: a sleep there (the shutdown delay) answers requests already on their way, and the
+    grace period leaves room for it and the drain before SIGKILL."""
+    (deployment,) = [d for d in _manifest_docs() if d["kind"] == "Deployment" and d["metadata"]["name"] == name]
+    pod = deployment["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and int(command[1]) >= 5
+    assert pod.get("terminationGracePeriodSeconds", 30) >= int(command[1]) + 20

@@ -388,3 +388,25 @@ def test_launcher_passes_the_batching_flags_to_tensorflow_model_server(tmp_path)
     assert "--enable_batching=true" in argv and f"--batching_parameters_file={params}" in argv
     options, host_given = launcher.resolve_options(parser.parse_args([]))
     assert not any("batching" in arg for arg in launcher.binary_argv("/bin/tfs", options, host_given))
+
+
+def test_a_request_that_cannot_match_its_signature_is_refused_alone(batching_server):
+    """Six well-formed clients and one that sends rank-2 ids ([[i]] for a [None] input), all
+    within one batch's timeout: the bad one gets INVALID_ARGUMENT before it is queued and the
+    six share their batch as if it had not been sent (in TF-Serving all seven would fail with
+    the concatenation's FAILED_PRECONDITION)."""
+    poison = predict_pb2.PredictRequest()
+    poison.model_spec.name = "rater"
+    poison.model_spec.signature_name = "batch_seen"
+    poison.inputs["user_id"].CopyFrom(tf.make_tensor_proto(np.asarray([[99]], np.int64)))
+
+    def call(i):
+        return batching_server.Predict(poison if i == 6 else _seen_request([i]), timeout=30)
+
+    results, failures = _concurrently(7, call)
+    assert failures[:6] == [None] * 6
+    assert failures[6].code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "user_id has shape [1, 1], which does not match the signature's ['?']" in failures[6].details()
+    for i in range(6):
+        assert tf.make_ndarray(results[i].outputs["echo"]).tolist() == [i]
+        assert tf.make_ndarray(results[i].outputs["batch"]).tolist() == [8]  # 6 rows padded to 8: one run
