@@ -647,13 +647,14 @@ def test_launcher_defaults_and_binary_translation(monkeypatch, tmp_path):
     # No binary on PATH: the Python server gets the options.
     served = {}
 
-    def fake_serve(opts: ServerOptions) -> int:
+    def fake_run(opts: ServerOptions) -> None:  # the real one serves, then ends the process
         served["options"] = opts
-        return 0
+        raise SystemExit(0)
 
     monkeypatch.setattr(launcher.shutil, "which", lambda name: None)
-    monkeypatch.setattr(launcher.model_server, "serve", fake_serve)
-    assert launcher.serve([f"--model_base_path={tmp_path}", "--port=1234"]) == 0
+    monkeypatch.setattr(launcher.model_server, "run", fake_run)
+    with pytest.raises(SystemExit):
+        launcher.serve([f"--model_base_path={tmp_path}", "--port=1234"])
     assert served["options"].port == 1234 and served["options"].host == "127.0.0.1"
     # With a binary, a loopback-only --host is refused rather than silently widened.
     monkeypatch.setattr(launcher.shutil, "which", lambda name: "/usr/bin/tensorflow_model_server")
