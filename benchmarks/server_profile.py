@@ -31,12 +31,13 @@ from pathlib import Path
 from typing import Callable
 
 #: Layers of a request on a gRPC worker thread, by the innermost frame that names one; the
-#: first match from the leaf up decides. (file fragment, function) -> layer.
+#: first match from the leaf up decides. (frame prefix, file fragment) -> layer; py-spy writes
+#: a frame as "function (path/file.py:line)".
 _LAYERS = (
-    (("tensorflow/python/eager/execute.py", "quick_execute"), "graph (TensorFlow kernels)"),
-    (("tensorflow/", ""), "TensorFlow's Python call path"),
-    (("serving/", ""), "server code (validation, conversion, versions)"),
-    (("grpc/", ""), "gRPC (receive, send)"),
+    (("quick_execute ", "tensorflow/python/eager/execute.py"), "graph (TensorFlow kernels)"),
+    (("", "tensorflow/"), "TensorFlow's Python call path"),
+    (("", "serving/"), "server code (validation, conversion, versions)"),
+    (("", "grpc/"), "gRPC (receive, send)"),
 )
 _REQUEST_FRAME = "_unary_response_in_pool"
 
@@ -72,8 +73,8 @@ def _stacks(path: Path) -> list[tuple[list[str], int]]:
 
 def _layer(frames: list[str]) -> str:
     for frame in reversed(frames):
-        for (fragment, function), layer in _LAYERS:
-            if fragment in frame and frame.startswith(function or frame[:1]):
+        for (prefix, fragment), layer in _LAYERS:
+            if frame.startswith(prefix) and fragment in frame:
                 return layer
     return "other"
 

@@ -143,13 +143,12 @@ def cpu_seconds(pid: int | None) -> float | None:
 def catalogue_ids(model_base_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(user ids, movie ids) the latest version's catalogue holds, or None without one."""
     from components.catalogue import model_catalogue_dir, read_catalogue
+    from index.embed import resolve_model_dir
 
-    versions = [p for p in model_base_path.iterdir() if p.name.isdigit() and p.is_dir()]
-    if not versions:
-        return None
     try:
-        catalogue = read_catalogue(model_catalogue_dir(max(versions, key=lambda p: int(p.name))))
-    except (OSError, ValueError):
+        version_dir, _ = resolve_model_dir(model_base_path)
+        catalogue = read_catalogue(model_catalogue_dir(version_dir))
+    except (OSError, ValueError):  # no version, no catalogue in it
         return None
     return np.asarray(sorted(catalogue.users), np.int64), np.asarray(sorted(catalogue.movies), np.int64)
 

@@ -8,7 +8,9 @@ ratios even on a host whose speed drifts):
   * an empty `tf.function` call: TensorFlow's floor per call;
   * each id-only signature with one known id (pair), answered from the tower outputs the
     export precomputed (components/signatures.py), and with one unseen id, which takes the
-    tower path (the Transform graph, the title LSTM): what precomputing saves;
+    tower path (the Transform graph, the title LSTM): what precomputing saves -- each called
+    the way the server calls it (serving.signature_call's flat call where it applies), plus
+    serving_default through TensorFlow's structured call: what the flat call saves;
   * `Servable.run` (numpy in, numpy out) and `serving.inference.predict` (PredictRequest proto
     in, PredictResponse out: validation, request caps, tensor conversion) on serving_default:
     what the server adds before gRPC.
@@ -31,7 +33,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.serving import repo_relative
+from benchmarks.serving import load_average, repo_relative
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
                                         SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_QUERY)
@@ -95,6 +97,11 @@ def profile(version_dir: Path, calls: int, warmup: int) -> list[dict]:
             feeds = {key: ids(value) for key, value in inputs.items()}
             rows.append({"what": f"{name}, 1 {label}", "signature": name,
                          **time_calls(lambda f=function, x=feeds: f(**x), calls, warmup)})
+    structured = getattr(functions.get(SIGNATURE_DEFAULT), "function", None)  # under serving.signature_call
+    if structured is not None:
+        feeds = {key: ids(value) for key, value in pairs[0][1].items()}
+        rows.append({"what": f"{SIGNATURE_DEFAULT}, 1 known id, TensorFlow's structured call (what the flat call skips)",
+                     "signature": SIGNATURE_DEFAULT, **time_calls(lambda: structured(**feeds), calls, warmup)})
     signature = servable.signatures[SIGNATURE_DEFAULT]
     arrays = {USER_ID: np.array([user], np.int64), MOVIE_ID: np.array([movie], np.int64)}
     rows.append({"what": "Servable.run(serving_default), 1 known pair (numpy in and out)", "signature": SIGNATURE_DEFAULT,
@@ -138,11 +145,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     version_dir = args.model_base_path / str(versions[-1])
     print(f"[serving profile] {version_dir}: {args.calls} calls per row ...", file=sys.stderr)
+    load_at_start = load_average()
+    results = profile(version_dir, args.calls, args.warmup)
     report = {
         "model_base_path": repo_relative(args.model_base_path), "version": versions[-1],
         "host": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "note": "one process, one run: compare rows as ratios (the host's speed drifts between runs)",
-        "results": profile(version_dir, args.calls, args.warmup),
+        "load_average_1_5_15": {"start": load_at_start, "end": load_average()},
+        "quiet_host": load_at_start[0] <= 1,
+        "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -289,16 +289,15 @@ def index_scale(result) -> list[str]:
 
 def index_busy_neighbour(result) -> list[str]:
     """Single FAISS queries on all cores vs one thread, idle and beside a busy neighbour."""
-    index, loads = result["index"], result["machine"]["load_average_1_5_15"]
+    index = result["index"]
     names = {"all_cores": f"all {result['machine']['cpus']} cores (over lists)", "one_thread": "one thread"}
     lines = ["### FAISS single queries beside a busy neighbour (`python -m benchmarks.index_busy_neighbour`)", "",
              f"`{index['factory']}` over {index['n']:,} × {index['d']} generated clustered vectors "
              f"(`benchmarks/embedding_sets.py`; recall@10 {index['recall_at_10']:.3f}, "
              f"{_knobs(index['search'])}), k={result['k']}, one query per call; the two modes take turns in blocks of "
              f"{result['block']} queries. Busy: {result['neighbour']['processes']} spinning processes (one per core); "
-             f"idle: none started by the run (1-minute load average {loads['start'][0]} at the start, "
-             f"{loads['after_idle_phase'][0]} after the idle phase, {loads['busy_phase_end'][0]} at the end of the busy "
-             f"one). {result['note'].capitalize()}.", "",
+             f"idle: none started by the run. "
+             f"{result['note'].capitalize()}.", "",
              "| host | threads per query | queries | p50 ms | p99 ms | mean ms |", "|---|---|---|---|---|---|"]
     for r in result["results"]:
         q = r["single_query_ms"]

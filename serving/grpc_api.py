@@ -120,6 +120,7 @@ class Health:
             self._servicer = None
             return
         self._pb2 = health_pb2
+        self._reported: dict[str, int] = {}
         self._servicer = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self._servicer, server)
 
@@ -129,15 +130,19 @@ class Health:
 
     def update(self, available: Mapping[str, bool]) -> None:
         """Each model's name is a health service of its own, SERVING while it has a version to
-        serve; the server as a whole ("") is SERVING while every model has one. (After
-        shutting_down() grpc's servicer keeps every status NOT_SERVING.)"""
+        serve; the server as a whole ("") is SERVING while every model has one. Only changes
+        reach grpc's servicer, which sends every set() to Watch clients (the manager reports on
+        each poll). After shutting_down() the servicer keeps every status NOT_SERVING."""
         if self._servicer is None:
             return
         status = self._pb2.HealthCheckResponse
-        for name, ok in available.items():
-            self._servicer.set(name, status.SERVING if ok else status.NOT_SERVING)
         everything = bool(available) and all(available.values())
-        self._servicer.set("", status.SERVING if everything else status.NOT_SERVING)
+        wanted = {name: status.SERVING if ok else status.NOT_SERVING for name, ok in available.items()}
+        wanted[""] = status.SERVING if everything else status.NOT_SERVING
+        for name, value in wanted.items():
+            if self._reported.get(name) != value:
+                self._servicer.set(name, value)
+                self._reported[name] = value
 
     def shutting_down(self) -> None:
         if self._servicer is not None:

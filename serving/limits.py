@@ -122,16 +122,16 @@ def declared_bytes(proto: "tensor_pb2.TensorProto", elements: int) -> int:
     element count times the item size for numbers; for strings, the lengths of the values the
     declared shape takes, a short list filled up with copies of its last value
     (Tensor::FromProto)."""
-    from tensorflow.core.framework import types_pb2  # the flags' module must not import TF
+    # Imported here: both import TF, which the flags' module (serving.options, importing this one) must not.
+    from tensorflow.core.framework import types_pb2
+
+    from serving.tensors import item_bytes
 
     if proto.dtype != types_pb2.DT_STRING:
-        return elements * _ITEM_BYTES.get(proto.dtype, 8) if not proto.tensor_content else len(proto.tensor_content)
+        return elements * item_bytes(proto.dtype) if not proto.tensor_content else len(proto.tensor_content)
     values = proto.string_val
     if elements == 0 or not values:
         return 0
     taken = min(len(values), elements)
     return sum(map(len, values[:taken])) + (elements - taken) * len(values[taken - 1])
 
-
-# DataType enum -> bytes per element (types.proto numbering); others count as 8.
-_ITEM_BYTES = {1: 4, 2: 8, 3: 4, 4: 1, 5: 2, 6: 1, 9: 8, 10: 1, 14: 2, 17: 2, 19: 2, 22: 4, 23: 8}

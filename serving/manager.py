@@ -375,7 +375,7 @@ class ModelManager:
         self.report_availability()
 
     def report_availability(self) -> None:
-        # Tells on_availability which models have a version to serve now.
+        """Tells `on_availability` which models have a version to serve now."""
         if self._on_availability is None:
             return
         with self._lock:

@@ -87,11 +87,6 @@ def read_meta_graph(export_dir: Path, tags: tuple[str, ...] = DEFAULT_TAGS) -> m
                      f"at {export_dir}; available tag sets: {found}")
 
 
-def _callable(function):
-    """The signature's function, called flat where it can be (serving.signature_call)."""
-    return None if function is None else signature_call(function)
-
-
 def _spec(alias: str, info: meta_graph_pb2.TensorInfo) -> TensorSpecInfo:
     return TensorSpecInfo(alias, int(info.dtype), tf.TensorShape(info.tensor_shape))
 
@@ -113,7 +108,7 @@ class Servable:
                 name=key, method_name=definition.method_name, definition=definition,
                 inputs={alias: _spec(alias, info) for alias, info in definition.inputs.items()},
                 outputs={alias: _spec(alias, info) for alias, info in definition.outputs.items()},
-                function=_callable(functions.get(key)))
+                function=signature_call(functions[key]) if key in functions else None)
         self.signatures: Mapping[str, Signature] = signatures
         self._usage = InFlight()
         self._batcher = None if batching is None else Batcher(batching, f"{name}-{version}")

@@ -51,6 +51,14 @@ def type_name(dtype_enum: int) -> str:
         return f"<invalid dtype {dtype_enum}>"
 
 
+def item_bytes(dtype_enum: int) -> int:
+    """Bytes per element of a numeric DataType (TF's DType.size); 8 for one TF cannot size."""
+    try:
+        return tf.as_dtype(dtype_enum).size or 8
+    except TypeError:
+        return 8
+
+
 def shape_of(proto: tensor_pb2.TensorProto) -> tuple[int, ...]:
     return tuple(int(d.size) for d in proto.tensor_shape.dim)
 

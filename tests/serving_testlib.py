@@ -145,6 +145,31 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def version_statuses(grpc_port: int, model: str = "rater") -> dict[int, tuple[int, str]]:
+    """GetModelStatus as {version: (state, error message)}; {} when the call fails."""
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = model
+        try:
+            response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=5)
+        except grpc.RpcError:
+            return {}
+    return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
+
+
+def serve_rater(base: Path, **options):
+    """An in-process ModelServer for the model "rater" at `base`, on free ports, started."""
+    import portpicker
+
+    from serving.options import ServerOptions
+    from serving.server import ModelServer
+
+    server = ModelServer(ServerOptions(port=portpicker.pick_unused_port(), rest_api_port=portpicker.pick_unused_port(),
+                                       model_name="rater", model_base_path=str(base), **options))
+    server.start()
+    return server
+
+
 def version_states(channel: grpc.Channel, model: str) -> dict[int, int]:
     stub = model_service_pb2_grpc.ModelServiceStub(channel)
     request = get_model_status_pb2.GetModelStatusRequest()

@@ -19,12 +19,11 @@ import numpy as np
 import portpicker
 import pytest
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, prediction_service_pb2_grpc,
+from tensorflow_serving.apis import (get_model_status_pb2, prediction_service_pb2_grpc,
                                      regression_pb2)
 
 import serving_testlib as lib
 from serving.options import ServerOptions
-from serving.server import ModelServer
 from serving.tensors import to_ndarray
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -35,18 +34,11 @@ def export(tmp_path_factory) -> Path:
     return lib.save_rater(tmp_path_factory.mktemp("rater") / "export", 3.0)
 
 
-def _serve(base: Path, **options) -> ModelServer:
-    server = ModelServer(ServerOptions(port=portpicker.pick_unused_port(), rest_api_port=portpicker.pick_unused_port(),
-                                       model_name="rater", model_base_path=str(base), **options))
-    server.start()
-    return server
-
-
 @pytest.fixture(scope="module")
 def capped(export, tmp_path_factory):
     base = tmp_path_factory.mktemp("capped") / "rater"
     shutil.copytree(export, base / "1")
-    server = _serve(base, file_system_poll_wait_seconds=0, max_tensor_elements=1000, max_request_elements=1500)
+    server = lib.serve_rater(base, file_system_poll_wait_seconds=0, max_tensor_elements=1000, max_request_elements=1500)
     with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
         yield server, prediction_service_pb2_grpc.PredictionServiceStub(channel)
     server.stop(grace=1)
@@ -218,33 +210,22 @@ def test_sigterm_under_load_drains_without_cancelling(export, tmp_path, entry):
 
 
 # --- loading -----------------------------------------------------------------------------------------
-def _states(server: ModelServer) -> dict[int, tuple[int, str]]:
-    with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = "rater"
-        try:
-            response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=5)
-        except grpc.RpcError:
-            return {}
-        return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
-
-
 def test_version_that_becomes_complete_later_is_loaded(export, tmp_path):
     """saved_model.pb lands first, variables/ later: the load fails, is retried one
     --load_retry_interval_micros apart (LOADING meanwhile), and succeeds once it is whole."""
     base = tmp_path / "rater"
     shutil.copytree(export, base / "1")
-    server = _serve(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=100,
+    server = lib.serve_rater(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=100,
                     load_retry_interval_micros=200_000)
     try:
         (base / "2").mkdir()
         shutil.copy(export / "saved_model.pb", base / "2" / "saved_model.pb")
-        state, _ = lib.wait_for(lambda: _states(server).get(2), 10, "version 2 in GetModelStatus")
+        state, _ = lib.wait_for(lambda: lib.version_statuses(server.grpc_port).get(2), 10, "version 2 in GetModelStatus")
         assert state == State.LOADING
-        assert _states(server)[1][0] == State.AVAILABLE  # the old version keeps serving meanwhile
+        assert lib.version_statuses(server.grpc_port)[1][0] == State.AVAILABLE  # the old version keeps serving meanwhile
         time.sleep(0.5)
         shutil.copytree(export / "variables", base / "2" / "variables")
-        lib.wait_for(lambda: _states(server).get(2, (None,))[0] == State.AVAILABLE, 30, "version 2 to load")
+        lib.wait_for(lambda: lib.version_statuses(server.grpc_port).get(2, (None,))[0] == State.AVAILABLE, 30, "version 2 to load")
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             assert stub.Predict(lib.rate_request("rater", [1], [2]), timeout=10).model_spec.version.value == 2
@@ -256,14 +237,14 @@ def test_empty_version_folder_is_reported_then_given_up(export, tmp_path, caplog
     base = tmp_path / "rater"
     shutil.copytree(export, base / "1")
     with caplog.at_level("INFO", logger="serving.manager"):
-        server = _serve(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=2,
+        server = lib.serve_rater(base, file_system_poll_wait_seconds=0.1, max_num_load_retries=2,
                         load_retry_interval_micros=100_000)
         try:
             (base / "5").mkdir()
-            lib.wait_for(lambda: _states(server).get(5, (None,))[0] == State.END, 20, "version 5 to be given up")
-            state, message = _states(server)[5]
+            lib.wait_for(lambda: lib.version_statuses(server.grpc_port).get(5, (None,))[0] == State.END, 20, "version 5 to be given up")
+            state, message = lib.version_statuses(server.grpc_port)[5]
             assert "SavedModel file does not exist" in message
-            assert _states(server)[1][0] == State.AVAILABLE
+            assert lib.version_statuses(server.grpc_port)[1][0] == State.AVAILABLE
         finally:
             server.stop(grace=1)
     text = caplog.text

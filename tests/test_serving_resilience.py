@@ -20,7 +20,7 @@ import pytest
 import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
+from tensorflow_serving.apis import (get_model_status_pb2, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
 import serving_testlib as lib
@@ -144,17 +144,10 @@ def test_json_depth_is_read_outside_strings():
 
 
 # --- errors a client can read ------------------------------------------------------------------
-def _serve(base: Path, **options) -> ModelServer:
-    server = ModelServer(ServerOptions(port=portpicker.pick_unused_port(), rest_api_port=portpicker.pick_unused_port(),
-                                       model_name="rater", model_base_path=str(base), **options))
-    server.start()
-    return server
-
-
 def test_a_garbage_serialized_example_is_a_parse_error(export, tmp_path):
     base = tmp_path / "rater"
     shutil.copytree(export, base / "1")
-    server = _serve(base, file_system_poll_wait_seconds=0)
+    server = lib.serve_rater(base, file_system_poll_wait_seconds=0)
     try:
         request = predict_pb2.PredictRequest()
         request.model_spec.name = "rater"
@@ -177,14 +170,6 @@ def _health(port: int, service: str = "") -> int:
         return health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
 
 
-def _status(port: int) -> dict[int, tuple[int, str]]:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        request = get_model_status_pb2.GetModelStatusRequest()
-        request.model_spec.name = "rater"
-        response = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=5)
-    return {s.version: (s.state, s.status.error_message) for s in response.model_version_status}
-
-
 def _broken_copy(export: Path, target: Path) -> None:
     shutil.copytree(export, target)
     pb = target / "saved_model.pb"
@@ -200,18 +185,18 @@ def test_restart_with_a_broken_newest_version_serves_the_last_good_one(export, t
     shutil.copytree(export, base / "1")
     _broken_copy(export, base / "2")
     with caplog.at_level("INFO", logger="serving.manager"):
-        server = _serve(base, file_system_poll_wait_seconds=0.05, max_num_load_retries=1,
+        server = lib.serve_rater(base, file_system_poll_wait_seconds=0.05, max_num_load_retries=1,
                         load_retry_interval_micros=100_000)
         try:
             with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 assert stub.Predict(lib.rate_request("rater", [1], [2]), timeout=10).model_spec.version.value == 1
                 assert stub.Predict(lib.rate_request("rater", [1], [2], version=1), timeout=10).outputs["rating"]
-            state, message = _status(server.grpc_port)[2]
+            state, message = lib.version_statuses(server.grpc_port)[2]
             assert state in (State.LOADING, State.END) and "Failed to load servable version 2" in message
-            assert _status(server.grpc_port)[1][0] == State.AVAILABLE
+            assert lib.version_statuses(server.grpc_port)[1][0] == State.AVAILABLE
             assert _health(server.grpc_port) == SERVING and _health(server.grpc_port, "rater") == SERVING
-            lib.wait_for(lambda: _status(server.grpc_port)[2][0] == State.END, 10, "version 2 to be given up")
+            lib.wait_for(lambda: lib.version_statuses(server.grpc_port)[2][0] == State.END, 10, "version 2 to be given up")
             time.sleep(1.0)  # 20 polls with version 2 given up
             shutil.copytree(export, base / "3")
             lib.wait_for(lambda: 1 not in server.manager.available_versions("rater"), 30, "version 1 to be unloaded")
@@ -225,7 +210,7 @@ def test_restart_with_a_broken_newest_version_serves_the_last_good_one(export, t
 def test_health_is_not_serving_while_no_version_loads(export, tmp_path):
     base = tmp_path / "rater"
     _broken_copy(export, base / "1")
-    server = _serve(base, file_system_poll_wait_seconds=0.05, max_num_load_retries=0)
+    server = lib.serve_rater(base, file_system_poll_wait_seconds=0.05, max_num_load_retries=0)
     try:
         assert _health(server.grpc_port) == NOT_SERVING and _health(server.grpc_port, "rater") == NOT_SERVING
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
