@@ -13,11 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 from baselines.data import RatingData
-from components.features import MAX_RATING, MIN_RATING
+from components.features import MAX_RATING, MIN_RATING, rating_scale
 
 __all__ = ["RATING_MAX", "RATING_MIN", "Baseline", "IdIndex", "als_biases", "clip"]
 
-#: The rating scale every prediction is clipped to (the data set's own, components.features).
+#: The widest rating scale of any format (components.features): no prediction leaves it. Each
+#: fitted model clips to its own training ratings' range (``Baseline.scale``), 1..5 on ML-1M
+#: and ML-100K, 0.5..5 on the half-star ml-latest format, as the served two-tower model does.
 RATING_MIN: float = MIN_RATING
 RATING_MAX: float = MAX_RATING
 
@@ -41,9 +43,9 @@ class IdIndex:
         return np.where(self.ids[pos] == raw, pos, -1).astype(np.int64)
 
 
-def clip(pred: np.ndarray) -> np.ndarray:
-    """Predictions clipped to the rating scale, as float64."""
-    return np.clip(pred, RATING_MIN, RATING_MAX).astype(np.float64)
+def clip(pred: np.ndarray, scale: tuple[float, float] = (RATING_MIN, RATING_MAX)) -> np.ndarray:
+    """Predictions clipped to ``scale`` (a model's training ratings' range), as float64."""
+    return np.clip(pred, scale[0], scale[1]).astype(np.float64)
 
 
 def als_biases(
@@ -89,6 +91,8 @@ class Baseline:
         self.users: IdIndex | None = None
         self.items: IdIndex | None = None
         self.mu: float = 0.0
+        #: (lowest, highest) training rating: what predictions are clipped to
+        self.scale: tuple[float, float] = (RATING_MIN, RATING_MAX)
         self.bu: np.ndarray = np.zeros(0)
         self.bi: np.ndarray = np.zeros(0)
 
@@ -98,6 +102,7 @@ class Baseline:
         self.users = IdIndex(train.user)
         self.items = IdIndex(train.item)
         self.mu = float(np.mean(train.rating, dtype=np.float64))
+        self.scale = rating_scale(train.rating)
         return self.users.train_codes, self.items.train_codes, train.rating
 
     def _encode(self, user: np.ndarray, item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +113,10 @@ class Baseline:
         if u.shape != i.shape:
             raise ValueError("user and item must have the same length")
         return u, i
+
+    def clip(self, pred: np.ndarray) -> np.ndarray:
+        """Predictions clipped to this model's training ratings' range, as float64."""
+        return clip(pred, self.scale)
 
     def _baseline(self, u: np.ndarray, i: np.ndarray) -> np.ndarray:
         """mu + b_u + b_i with a zero bias for whichever side is unseen."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from baselines.base import Baseline, als_biases, clip
+from baselines.base import Baseline, als_biases
 from baselines.data import RatingData
 
 __all__ = ["Biases", "GlobalMean"]
@@ -24,7 +24,7 @@ class GlobalMean(Baseline):
 
     def predict(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
         u, _ = self._encode(user, item)
-        return clip(np.full(u.shape, self.mu))
+        return self.clip(np.full(u.shape, self.mu))
 
 
 class Biases(Baseline):
@@ -52,4 +52,4 @@ class Biases(Baseline):
 
     def predict(self, user: np.ndarray, item: np.ndarray) -> np.ndarray:
         u, i = self._encode(user, item)
-        return clip(self._baseline(u, i))
+        return self.clip(self._baseline(u, i))

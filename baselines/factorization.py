@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from baselines.base import Baseline, clip
+from baselines.base import Baseline
 from baselines.data import RatingData
 
 __all__ = ["MatrixFactorization"]
@@ -103,5 +103,5 @@ class MatrixFactorization(Baseline):
         pred = self._baseline(u, i)
         both = (u >= 0) & (i >= 0)
         pred[both] += np.einsum("ij,ij->i", self.p[u[both]], self.q[i[both]]).astype(np.float64)
-        return clip(pred)
+        return self.clip(pred)
 

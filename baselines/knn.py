@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from baselines.base import Baseline, als_biases, clip
+from baselines.base import Baseline, als_biases
 from baselines.data import RatingData
 
 __all__ = ["ItemItemCF", "KNNBaseline", "UserUserCF"]
@@ -126,7 +126,7 @@ class KNNBaseline(Baseline):
         pred = self._baseline(u, i)
         known = np.flatnonzero((u >= 0) & (i >= 0))
         if len(known) == 0:
-            return clip(pred)
+            return self.clip(pred)
         ent, oth = self._roles(u[known], i[known])
         order = np.argsort(oth, kind="stable")
         oth_sorted = oth[order]
@@ -156,7 +156,7 @@ class KNNBaseline(Baseline):
             ok = (wsum > 0) & (n_pos >= self.min_k)
             if ok.any():
                 pred[rows[ok]] += (pos[ok] * res_k[ok]).sum(axis=1) / wsum[ok]
-        return clip(pred)
+        return self.clip(pred)
 
 
 class ItemItemCF(KNNBaseline):

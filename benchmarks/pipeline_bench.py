@@ -18,7 +18,14 @@ artifacts folder, with the defaults `movielens-tfx run` uses.
   benchmarks/results/pipeline_growth.json with each component's marginal growth: the seconds
   per extra million ratings between the two larger sizes over the same between the two
   smaller ones (1.0: linear beyond the fixed overheads; the target is at most 1.1).
-* `--size` writes benchmarks/results/pipeline_synthetic-<size>.json.
+* `--size` writes benchmarks/results/pipeline_synthetic-<size>.json; once the model is pushed,
+  the same run builds the index (`movielens-tfx export-index`) and asks the similarity
+  service for /users/{id}/recommendations and /movies/{id}/similar (`--size 25m`: ML-25M's
+  shape and format, the end-to-end check of the scale targets).
+
+Every run records each component's seconds and peak RSS (this process and its children,
+sampled every 0.2 s), the Trainer's retrieval fit and whether it streamed its input, and the
+1-minute load average before and after (`quiet_host`: the run started at load <= 1).
 
 Every timing is wall clock on the machine in the JSON; compare timings as ratios measured in
 one run (the README's tables say so).
@@ -27,11 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -47,6 +56,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 # The growth runs' epoch budget: every size trains exactly this many epochs (no early stop).
 GROWTH_HPARAMS = ("epochs=1", "patience=1")
+
+
+def _load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _machine() -> dict:
@@ -83,13 +96,60 @@ def _test_metrics(result) -> dict:
             "test_mae": round(overall["mean_absolute_error"], 4), "blessed": blessed}
 
 
+class PeakMemory(logging.Handler):
+    """Peak resident memory per component: a thread samples the RSS of this process and its
+    children (Beam workers, if any) every ``interval`` seconds and charges it to the component
+    that LocalDagRunner last logged as running (its "Component %s is running." record)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        super().__init__(logging.INFO)
+        self.interval, self.current = interval, "(before the first component)"
+        self.peak_bytes: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("Component %s is running.") and record.args:
+            self.current = str(record.args[0])
+
+    def _sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.is_set():
+            name = self.current  # before the reading: a sample never counts toward a later component
+            rss = me.memory_info().rss
+            for child in me.children(recursive=True):
+                try:
+                    rss += child.memory_info().rss
+                except psutil.Error:  # ended between the listing and the read
+                    pass
+            self.peak_bytes[name] = max(rss, self.peak_bytes.get(name, 0))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        logging.getLogger("absl").addHandler(self)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        logging.getLogger("absl").removeHandler(self)
+
+    def peak_gb(self) -> dict[str, float]:
+        return {name: round(value / 1e9, 2) for name, value in self.peak_bytes.items()}
+
+
 def run_once(data_dir: str, *, ratings_csv: str | None, hparams: dict, stop_after: str, tmp: str) -> dict:
-    """One pipeline run from scratch: seconds per component, total, training and test figures."""
+    """One pipeline run from scratch: seconds and peak RSS per component, total, training and
+    test figures."""
     paths = ArtifactPaths(tmp)
     config = configs.PipelineConfig(data_dir=str(data_dir), ratings_csv=ratings_csv, paths=paths,
                                     enable_cache=False, stop_after=stop_after, hparams=hparams)
     start = time.perf_counter()
-    result = run_pipeline(config)
+    with PeakMemory() as memory:
+        result = run_pipeline(config)
     total = time.perf_counter() - start
     components = {name: round(seconds, 2) for name, seconds, _ in result.components}
     history = _history(result)
@@ -99,6 +159,8 @@ def run_once(data_dir: str, *, ratings_csv: str | None, hparams: dict, stop_afte
         "seconds_per_component": components,
         "seconds_data_half": round(sum(v for k, v in components.items() if k in DATA_HALF), 2),
         "seconds_total": round(total, 2),
+        "peak_rss_gb_per_component": memory.peak_gb(),
+        "peak_rss_gb": max(memory.peak_gb().values(), default=None),
         "train_examples": history.get("train_examples"),
         "epochs_run": len(history.get("loss", [])),
         "train_examples_per_second_median": round(statistics.median_high(rates)) if rates else None,
@@ -106,8 +168,10 @@ def run_once(data_dir: str, *, ratings_csv: str | None, hparams: dict, stop_afte
         # examples/s times the training steps; these are whole epochs, validation included
         "seconds_per_epoch": [round(s, 1) for s in history.get("seconds_per_epoch") or []],
         "best_eval_rmse": round(min(history["val_rmse"]), 4) if history.get("val_rmse") else None,
-        # run_fn's phases: load, retrieval (closed form), fit, rerank weight, export
+        # run_fn's phases: load, retrieval (closed form or iALS), fit, rerank weight, export
         "trainer_seconds_by_phase": history.get("seconds"),
+        "retrieval_fit": {k: v for k, v in (history.get("retrieval") or {}).items() if k != "eval_ndcg_at_10"},
+        "training_data": history.get("training_data"),
         **_test_metrics(result),
         "hparams": history.get("hparams"),
     }
@@ -168,19 +232,78 @@ def _growth(runs: list[dict]) -> dict:
     return out
 
 
-def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int) -> list[dict]:
+def index_and_serve(tmp: str, queries: int = 200) -> dict:
+    """After a pushed model: the export-index job on it (seconds, peak RSS of this process
+    since the start, which the pipeline's peak bounds from below), then the similarity service
+    (in process, through FastAPI's TestClient) answering /users/{id}/recommendations and
+    /movies/{id}/similar for ``queries`` ids each: statuses and latency percentiles."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from index import export
+    from index.service import create_app
+
+    paths = ArtifactPaths(tmp)
+    start = time.perf_counter()
+    with PeakMemory() as memory:
+        code = export.main(["--model-base-path", paths.model_base_path, "--index-dir", paths.index_dir,
+                            "--no-progress"])
+    out: dict = {"export_index_seconds": round(time.perf_counter() - start, 2), "export_index_exit_code": code,
+                 "export_index_peak_rss_gb": max(memory.peak_gb().values(), default=None)}
+    manifest = next(Path(paths.index_dir).glob("*/manifest.json"), None)
+    if manifest is not None:
+        built = json.loads(manifest.read_text())
+        out["index_build"] = {"counts": built.get("counts"), "latency_ms": built.get("latency_ms"),
+                              "build_seconds": {name: entry.get("build_seconds")
+                                                for name, entry in built.get("indexes", {}).items()}}
+    app = create_app(paths.index_dir)
+    with TestClient(app) as client:
+        out["served_index_folder"] = client.get("/version").json().get("folder")
+        rng = np.random.default_rng(0)
+        for route, key in (("/users/{}/recommendations", "users"), ("/movies/{}/similar", "movies")):
+            ids = rng.choice(np.asarray(_served_ids(client, key)), size=queries)
+            timings, statuses = [], {}
+            for id_ in ids.tolist():
+                started = time.perf_counter()
+                response = client.get(route.format(id_), params={"k": 10})
+                timings.append((time.perf_counter() - started) * 1e3)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            out[route.format("{id}")] = {"queries": queries, "status_counts": statuses,
+                                         "p50_ms": round(float(np.percentile(timings, 50)), 2),
+                                         "p99_ms": round(float(np.percentile(timings, 99)), 2)}
+    return out
+
+
+def _served_ids(client, key: str) -> list[int]:
+    """The user or movie ids of the served index version (its metadata)."""
+    from index.similarity import Similarity
+
+    similarity: Similarity | None = client.app.state.live.current
+    if similarity is None:
+        raise RuntimeError("the similarity service has no index loaded")
+    return [int(x) for x in (similarity.user_ids if key == "users" else similarity.movie_ids)]
+
+
+def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int, serve: bool = False) -> list[dict]:
     from components.synthetic_data import SIZES
 
     runs = []
     for size in sizes:
         n_users, n_movies, n_ratings = SIZES[size]
         with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
+            load_at_start = _load_average()
             start = time.perf_counter()
             data_dir = resolve_data("synthetic", ArtifactPaths(tmp), size=size, seed=seed)
             generate = time.perf_counter() - start
             run = run_once(data_dir, ratings_csv=None, hparams=hparams, stop_after=stop_after, tmp=tmp)
+            if serve and stop_after == "pusher" and run.get("blessed"):
+                run.update(index_and_serve(tmp))
+            elif serve:
+                run["index"] = "not built: the Evaluator did not bless the model, so nothing was pushed"
         run = {"dataset": f"synthetic-{size}", "ratings": n_ratings, "users": n_users, "movies": n_movies,
-               "generate_seconds": round(generate, 2), **run}
+               "generate_seconds": round(generate, 2), **run,
+               "load_average_1_5_15_at_start": load_at_start, "load_average_1_5_15_at_end": _load_average(),
+               "quiet_host": load_at_start[0] <= 1}
         _print_table(f"synthetic-{size} ({n_ratings:,} ratings)", run)
         runs.append(run)
     return runs
@@ -226,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, g in result["growth"].items():
             print(f"| {name} | {g['seconds_per_million_low']} | {g['seconds_per_million_high']} | {g['marginal_growth']} |")
     else:
-        runs = bench_synthetic([args.size], HParams.parse(args.hparam), args.stop_after, args.seed)
+        runs = bench_synthetic([args.size], HParams.parse(args.hparam), args.stop_after, args.seed, serve=True)
         result = {**runs[0], "machine": _machine()}
         path = args.out_dir / f"pipeline_synthetic-{args.size}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

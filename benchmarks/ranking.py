@@ -29,6 +29,7 @@ rating benchmark (benchmarks.accuracy), so the two-tower fit of one matches the 
 
     python -m benchmarks.ranking --data ../shared/data/ml-100k
     python -m benchmarks.ranking --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv
+    python -m benchmarks.ranking --data ../shared/data/ml-latest-small   # half stars, no demographics
 """
 from __future__ import annotations
 
@@ -46,13 +47,14 @@ import numpy as np
 
 from baselines.data import random_split, rating_data
 from baselines.factorization import MatrixFactorization
-from components.features import RELEVANT_RATING
+from components.features import RELEVANT_RATING, rating_scale
 from components.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from components.movielens_files import MovieLensData, Ratings, load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
 from index.similarity import Similarity
+from settings.hparams import RETRIEVAL_FITS
 
 #: Training data (users, movies, training ratings only) -> embeddings of every user and movie.
 ModelSource = Callable[[MovieLensData], Embeddings]
@@ -60,6 +62,9 @@ ModelSource = Callable[[MovieLensData], Embeddings]
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
+#: the two-tower rows' retrieval fits (components.model.choose_retrieval_fit): the closed form,
+#: and iALS, which scales past the catalogues whose movies x movies matrices fit in memory
+DEFAULT_RETRIEVAL_FITS = ("closed_form", "ials")
 PURESVD_RANKS = (10, 25, 50, 100, 200)
 DEFINITIONS = {
     "relevant": "test-split movies the user rated >= 4",
@@ -142,7 +147,8 @@ def most_popular(train: MovieLensData, users: Sequence[int], n: int = 50) -> dic
 @contextlib.contextmanager
 def indexed(embeddings: Embeddings, train: MovieLensData, index_type: str = "flat",
             workdir: Path | None = None) -> Iterator[tuple[Similarity, dict]]:
-    """An index version built like the export job's, its seen map from ``train``'s ratings."""
+    """An index version built like the export job's, its seen map from ``train``'s ratings and
+    its predicted ratings clipped to their range (as the Trainer's model clips them)."""
     seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids, train.ratings.user_id,
                              train.ratings.movie_id)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -150,7 +156,8 @@ def indexed(embeddings: Embeddings, train: MovieLensData, index_type: str = "fla
             Path(tmp), "benchmark", embeddings,
             metadata.user_records(embeddings.user_ids.tolist(), train.users),
             metadata.movie_records(embeddings.movie_ids.tolist(), train.movies), seen,
-            ann.AnnConfig(index_type=index_type), Gate(min_recall=0.0, max_latency_ms=1e9))
+            ann.AnnConfig(index_type=index_type), Gate(min_recall=0.0, max_latency_ms=1e9),
+            provenance={"rating_scale": list(rating_scale(train.ratings.rating))})
         yield Similarity.load(result.folder), result.manifest
 
 
@@ -287,8 +294,10 @@ def two_tower_embeddings(result) -> Embeddings:
 
 
 def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, set[int]],
-                   hparams: dict, candidates: int, index_type: str) -> tuple[list[dict], Embeddings]:
-    """The pipeline's model fitted once on the training split, ranked three ways."""
+                   hparams: dict, candidates: int, index_type: str,
+                   rating_towers_row: bool = True) -> tuple[list[dict], Embeddings]:
+    """The pipeline's model fitted once on the training split, ranked three ways (the rating
+    towers' way only with ``rating_towers_row``: it does not depend on the retrieval fit)."""
     from baselines.metrics import mae, rmse
     from benchmarks.two_tower import fit_model
     from components.model import HParams
@@ -298,8 +307,10 @@ def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, s
     result = fit_model(train, np.arange(len(train.ratings)), hp, verbose=2)
     fit_s = time.perf_counter() - started
     embeddings = two_tower_embeddings(result)
-    rating = predicted_ratings(embeddings, test.user_id, test.movie_id)
-    common = {"fit_seconds": round(fit_s, 2), "epochs_run": len(result.history.get("loss", [])),
+    rating = predicted_ratings(embeddings, test.user_id, test.movie_id, rating_scale(train.ratings.rating))
+    retrieval = result.history.get("retrieval", {})
+    common = {"retrieval_fit": retrieval.get("method", "none"), "retrieval": retrieval,
+              "fit_seconds": round(fit_s, 2), "epochs_run": len(result.history.get("loss", [])),
               "test_rmse": rmse(rating, test.rating), "test_mae": mae(rating, test.rating),
               "hparams": hp.to_dict()}
     rows = []
@@ -315,12 +326,16 @@ def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, s
             stage_one, ms_one = rank_through(similarity, list(relevant), candidates=candidates, rerank_weight=0.0)
             two_stage, ms_two = rank_through(similarity, list(relevant), candidates=candidates,
                                              rerank_weight=weight)
-        rows.append({"model": "two-tower retrieval index (stage one)", **ranking_metrics(stage_one, relevant),
+        fit_name = common["retrieval_fit"]
+        rows.append({"model": f"two-tower retrieval index (stage one, {fit_name})",
+                     **ranking_metrics(stage_one, relevant),
                      **common, "query_ms_per_user": round(ms_one, 4),
                      "dimension": int(embeddings.query_vectors.shape[1])})
-        rows.append({"model": f"two-tower two-stage (top {candidates}, re-ranked, weight {weight:g})",
+        rows.append({"model": f"two-tower two-stage ({fit_name}; top {candidates}, re-ranked, weight {weight:g})",
                      **ranking_metrics(two_stage, relevant), **common, "query_ms_per_user": round(ms_two, 4),
                      "params": {"candidates": candidates, "rerank_weight": weight}, "validation": scores})
+    if not rating_towers_row:
+        return rows, embeddings
     rating_space = Embeddings(embeddings.user_ids, embeddings.user_vectors, embeddings.movie_ids,
                               embeddings.movie_vectors)
     with indexed(rating_space, train, index_type) as (similarity, _):
@@ -330,12 +345,14 @@ def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, s
     return rows, embeddings
 
 
-def predicted_ratings(embeddings: Embeddings, user_ids: np.ndarray, movie_ids: np.ndarray) -> np.ndarray:
-    """clip(<u, m> + user bias + movie bias, 1, 5): the served rating (no MLP head)."""
+def predicted_ratings(embeddings: Embeddings, user_ids: np.ndarray, movie_ids: np.ndarray,
+                      scale: tuple[float, float]) -> np.ndarray:
+    """clip(<u, m> + user bias + movie bias) to ``scale`` (the training ratings' range): the
+    served rating (no MLP head)."""
     u = np.searchsorted(embeddings.user_ids, user_ids)
     m = np.searchsorted(embeddings.movie_ids, movie_ids)
     dot = np.einsum("ij,ij->i", embeddings.user_vectors[u], embeddings.movie_vectors[m])
-    return np.clip(dot + embeddings.user_bias[u] + embeddings.movie_bias[m], 1.0, 5.0)
+    return np.clip(dot + embeddings.user_bias[u] + embeddings.movie_bias[m], *scale)
 
 
 # --- similar movies --------------------------------------------------------------------------
@@ -383,7 +400,7 @@ def similar_user_rows(train: MovieLensData, test: Ratings, embeddings: Embedding
 # --- the run ---------------------------------------------------------------------------------
 def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: float = 0.2, seed: int = 0,
         index_type: str = "flat", ratings_csv: Path | None = None,
-        candidates: int = DEFAULT_CANDIDATES) -> dict:
+        candidates: int = DEFAULT_CANDIDATES, retrieval_fits: Sequence[str] = DEFAULT_RETRIEVAL_FITS) -> dict:
     data = load_movielens(data_dir, ratings_csv=ratings_csv)
     train, test = split(data, test_fraction, seed)
     relevant = relevant_test_items(test)
@@ -392,9 +409,12 @@ def run(data_dir: Path, models: Sequence[str], hparams: dict, test_fraction: flo
     if "ease" in models:
         row, ease_weights = ease_row(train, relevant)
         rows.append(row)
-    if "two-tower" in models:
-        tower_rows, embeddings = two_tower_rows(train, test, relevant, hparams, candidates, index_type)
-        rows += tower_rows
+    if "two-tower" in models:  # one fit per retrieval fit; the first one's embeddings rank similar items
+        for number, fit_name in enumerate(retrieval_fits):
+            tower_rows, fitted = two_tower_rows(train, test, relevant, {**hparams, "retrieval_fit": fit_name},
+                                                candidates, index_type, rating_towers_row=number == 0)
+            rows += tower_rows
+            embeddings = fitted if embeddings is None else embeddings
     if "puresvd" in models:
         rows.append(puresvd_row(train, relevant, index_type))
     for name in models:
@@ -447,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="two-tower hyperparameter override (components.model.HParams)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help=f"two-stage: FAISS candidates re-ranked per user (default: {DEFAULT_CANDIDATES})")
+    parser.add_argument("--retrieval-fit", action="append", default=None, choices=RETRIEVAL_FITS,
+                        help="two-tower: fit the retrieval towers this way (repeat for several rows; "
+                             f"default: {' '.join(DEFAULT_RETRIEVAL_FITS)}; auto picks by memory)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat")
@@ -469,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         parser.error(str(error))
     report = run(args.data, args.models, hparams, args.test_fraction, args.seed, args.index_type,
-                 args.ratings, args.candidates)
+                 args.ratings, args.candidates, args.retrieval_fit or DEFAULT_RETRIEVAL_FITS)
     out = args.out or RESULTS / f"ranking_{report['dataset']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

@@ -308,6 +308,21 @@ def index_busy_neighbour(result) -> list[str]:
     return lines
 
 
+def _retrieval_fit_targets(rows: list[dict]) -> list[str]:
+    """The scalable fit against the closed form (stage one, NDCG@10 ratio, target >= 0.97) and
+    its two-stage list against EASE (target: at least EASE's NDCG@10), where both ran."""
+    def ndcg(fit: str, stage: str) -> float | None:
+        return next((r["NDCG@10"] for r in rows if r.get("retrieval_fit") == fit and stage in r["model"]), None)
+
+    ease = next((r["NDCG@10"] for r in rows if r["model"].startswith("EASE")), None)
+    closed, ials_one, ials_two = ndcg("closed_form", "stage one"), ndcg("ials", "stage one"), ndcg("ials", "two-stage")
+    if None in (closed, ials_one, ials_two, ease):
+        return []
+    return ["", f"iALS against the closed form: stage-one NDCG@10 {ials_one:.4f} / {closed:.4f} = "
+                f"{ials_one / closed:.3f} (target ≥ 0.97); two-stage {ials_two:.4f} against EASE's {ease:.4f} "
+                f"(target ≥ EASE)."]
+
+
 def ranking(result) -> list[str]:
     split = result["split"]
     lines = [f"### Ranking on {result['dataset']} (`python -m benchmarks.ranking`, full catalogue, test ratings ≥ 4)", "",
@@ -320,6 +335,7 @@ def ranking(result) -> list[str]:
         tuning = f"{r['tuning_seconds']:.1f}" if "tuning_seconds" in r else ""
         lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
                      f"{r['fit_seconds']:.1f} | {tuning} | {rmse} |")
+    lines += _retrieval_fit_targets(result["results"])
     if result.get("similar_movies"):
         lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 | lift@10 |", "|---|---|---|---|"]
         lines += [f"| {r['source']} | {r['co_like@10']:.4f} | {r['hit@10']:.4f} | {r.get('lift@10', float('nan')):.2f} |"

@@ -88,12 +88,13 @@ class TwoTowerResult:
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
                 *, validation_fraction: float = 0.05, verbose: int = 2) -> TwoTowerResult:
-    """Fits on train_idx (early stopping on a slice of it) and predicts test_idx, clipped to [1, 5]."""
+    """Fits on train_idx (early stopping on a slice of it) and predicts test_idx, clipped to the
+    training ratings' range (as the served model clips: 1..5 on ML-1M, 0.5..5 on ml-latest)."""
     start = time.perf_counter()
     result = fit_model(data, train_idx, hp, validation_fraction=validation_fraction, verbose=verbose)
     features = result.inputs(test_idx)
     result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0),
-                                 f.MIN_RATING, f.MAX_RATING)
+                                 *f.rating_scale(data.ratings.rating[train_idx]))
     result.seconds = time.perf_counter() - start
     return result
 
@@ -159,8 +160,8 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
     fit_idx, val_idx, labels = p.fit_idx, p.validation_idx, p.labels
     model = build_model(p.vocab, hp, global_mean=p.global_mean, history=p.history)
-    retrieval = fit_retrieval(model, p.user_x[fit_idx], p.movie_x[fit_idx], p.user_x[val_idx], p.movie_x[val_idx],
-                              labels[val_idx])
+    retrieval = fit_retrieval(model, p.user_x[fit_idx], p.movie_x[fit_idx], labels[fit_idx], p.user_x[val_idx],
+                              p.movie_x[val_idx], labels[val_idx])
     history = fit(model, hp, (p.inputs(fit_idx), labels[fit_idx]), (p.inputs(val_idx), labels[val_idx]),
                   verbose=verbose)
     history["retrieval"] = retrieval

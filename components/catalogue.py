@@ -18,7 +18,10 @@ that ``gs://`` and ``ram://`` work; never pickle):
                   more than once; NaN when the pair is only in other splits), which the
                   browse page's "top-rated training movies" come from. Catalogues written
                   before it have no such column (``seen_train_ratings`` is then None).
-  catalogue.json  format version, source folder, examples per split
+  catalogue.json  format version, source folder, examples per split, and rating_scale: the
+                  (lowest, highest) Split-train rating, the range the model trained on it
+                  clips its served ratings to (1..5 for ML-1M, 0.5..5 for the ml-latest
+                  format); absent from catalogues written before it (``rating_scale`` None)
 
 ``train_ratings`` counts the examples that landed in ExampleGen's Split-train, counted from
 the written TFRecords, not re-derived from the hash split.
@@ -82,6 +85,9 @@ class Catalogue:
     seen_train_ratings: np.ndarray | None = None
     split_examples: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    #: (lowest, highest) Split-train rating; None when unknown (an older catalogue, or a train
+    #: split given without ratings)
+    rating_scale: tuple[float, float] | None = None
 
     def most_rated_movie(self) -> int:
         """The movie with the most training ratings (lowest id on ties)."""
@@ -122,7 +128,8 @@ def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],
         movie_train_ratings={m: movie_counts.get(m, 0) for m in sorted(movies)},
         seen_user_ids=pairs[:, 0].copy(), seen_movie_ids=pairs[:, 1].copy(),
         seen_train_ratings=_train_ratings(pairs, train),
-        split_examples={name: int(len(s[0])) for name, s in split_pairs.items()}, source=source)
+        split_examples={name: int(len(s[0])) for name, s in split_pairs.items()}, source=source,
+        rating_scale=f.rating_scale(train[2]) if len(train) >= 3 and len(train[2]) else None)
 
 
 def read_split_ratings(examples_uri: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -213,6 +220,7 @@ def write_catalogue(uri: str, catalogue: Catalogue) -> str:
     _write_table(os.path.join(uri, SEEN_FILE), pa.table(seen))
     info = {"format_version": FORMAT_VERSION, "source": catalogue.source,
             "split_examples": catalogue.split_examples,
+            "rating_scale": list(catalogue.rating_scale) if catalogue.rating_scale else None,
             "counts": {"users": len(users), "movies": len(movies), "seen_pairs": int(len(catalogue.seen_user_ids))}}
     fileio.write_text(os.path.join(uri, INFO_FILE), json.dumps(info, indent=1, sort_keys=True))
     return uri
@@ -242,7 +250,8 @@ def read_catalogue(uri: str) -> Catalogue:
         seen_train_ratings=(seen.column(TRAIN_RATING).to_numpy().astype(np.float32)
                             if TRAIN_RATING in seen.column_names else None),
         split_examples={k: int(v) for k, v in info.get("split_examples", {}).items()},
-        source=info.get("source", ""))
+        source=info.get("source", ""),
+        rating_scale=tuple(info["rating_scale"]) if info.get("rating_scale") else None)
 
 
 def copy_catalogue(src_uri: str, dst_uri: str) -> str:

@@ -90,25 +90,49 @@ class TransformedFeature:
     name: str
     source: str   # the raw feature it is computed from
     dtype: DType
-    shape: tuple[int, ...]  # per example: () for a scalar
+    #: per example: () for a scalar; VOCAB_WIDTH for a dimension whose size a Transform
+    #: vocabulary decides (the genre multi-hot), resolved per model by model.Vocab
+    shape: tuple[int, ...]
     tower: Tower
     doc: str = ""
 
 
 # --- domains ----------------------------------------------------------------------------
-GENRE_NAMES: Final = (
-    "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
-    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
-    "Thriller", "War", "Western",
-)
+#: Demographics are optional: ML-1M and ML-100K have them, the ml-latest format (ml-latest-small,
+#: ML-20M, ML-25M, ML-32M) has no users file at all. A user without them carries the rows'
+#: defaults below (gender "", age 0, occupation -1, zip ""), which preprocessing maps to an
+#: "unknown" bucket of each feature (GENDER_XF 2, AGE_XF len(AGE_CODES), an occupation
+#: vocabulary entry of its own), so such users train and serve like any other.
 GENDERS: Final = ("M", "F")
 AGE_CODES: Final = (1, 18, 25, 35, 45, 50, 56)
 NUM_OCCUPATIONS: Final = 21
-MIN_RATING: Final = 1.0
-MAX_RATING: Final = 5.0
+#: The rating scales of the formats: ML-1M and ML-100K rate in whole stars 1..5, the ml-latest
+#: format in half stars 0.5..5. The loader checks each format against its own scale.
+WHOLE_STAR_SCALE: Final = (1.0, 5.0)
+HALF_STAR_SCALE: Final = (0.5, 5.0)
+#: The lowest and highest rating of any format (the curated schema's rating domain). A served
+#: rating is clipped to the range of the model's own training ratings instead (rating_scale).
+MIN_RATING: Final = HALF_STAR_SCALE[0]
+MAX_RATING: Final = HALF_STAR_SCALE[1]
 #: A rating at or above this is a "like": a relevant test item in the ranking benchmarks, a
 #: full-weight positive of the retrieval softmax.
 RELEVANT_RATING: Final = 4.0
+
+
+def rating_scale(ratings: Sequence[float]) -> tuple[float, float]:
+    """(lowest, highest) of a model's training ratings: the range its predictions are clipped to.
+
+    Taken from the data rather than from a constant so that one model serves whatever scale it
+    was trained on: an ML-1M model clips to 1..5, an ml-latest model to 0.5..5, and neither
+    ever predicts a rating its data could not hold. No ratings: the whole-star scale.
+    """
+    import numpy as np
+
+    values = np.asarray(ratings, dtype=np.float64).ravel()
+    if not len(values):
+        return WHOLE_STAR_SCALE
+    return float(values.min()), float(values.max())
+
 
 # --- raw features (tf.Example keys written by ExampleGen) -------------------------------
 USER_ID: Final = "user_id"
@@ -126,16 +150,18 @@ GENRES: Final = "genres"
 RAW_FEATURES: Final[tuple[RawFeature, ...]] = (
     RawFeature(USER_ID, "int64", "user", 0, doc="MovieLens user id"),
     RawFeature(MOVIE_ID, "int64", "movie", 0, doc="MovieLens movie id"),
-    RawFeature(RATING, "float32", "label", 0.0, in_signatures=False, doc="the label, 1..5"),
+    RawFeature(RATING, "float32", "label", 0.0, in_signatures=False,
+               doc="the label: 1..5 (ML-1M, ML-100K) or 0.5..5 in half stars (ml-latest)"),
     RawFeature(TIMESTAMP, "int64", "none", 0, in_signatures=False,
                doc="seconds since epoch, 0 when the source has none"),
-    RawFeature(GENDER, "string", "user", "", doc='"M" or "F"'),
-    RawFeature(AGE, "int64", "user", 0, doc="ML-1M age code (AGE_CODES)"),
-    RawFeature(OCCUPATION, "int64", "user", -1, doc="ML-1M occupation code 0..20"),
-    RawFeature(ZIP, "string", "user", "", doc="zip code as written by the user"),
+    RawFeature(GENDER, "string", "user", "", doc='"M" or "F"; "" when the data has no demographics (unknown)'),
+    RawFeature(AGE, "int64", "user", 0, doc="ML-1M age code (AGE_CODES); 0 when unknown"),
+    RawFeature(OCCUPATION, "int64", "user", -1, doc="ML-1M occupation code 0..20; -1 when unknown"),
+    RawFeature(ZIP, "string", "user", "", doc='zip code as written by the user; "" when unknown'),
     RawFeature(TITLE, "string", "movie", "", doc='UTF-8 title without the "(year)"'),
     RawFeature(YEAR, "int64", "movie", 0, in_signatures=False, doc="release year, 0 when unknown"),
-    RawFeature(GENRES, "string", "movie", (), is_list=True, doc="subset of GENRE_NAMES, may be empty"),
+    RawFeature(GENRES, "string", "movie", (), is_list=True,
+               doc="the data set's genre names (its own set: 18 in ML-1M, 19 in ml-latest), may be empty"),
 )
 LABEL_KEY: Final = RATING
 
@@ -172,11 +198,13 @@ def transformed_name(key: str) -> str:
     return f"{key}_xf"
 
 
-NUM_GENRES: Final = len(GENRE_NAMES)
 TITLE_LENGTH: Final = 15
 NUM_GENDER_VALUES: Final = len(GENDERS) + 1
 NUM_AGE_VALUES: Final = len(AGE_CODES) + 1
-OOV_BUCKETS: Final = 1   # user/movie ids unseen in training map to one shared bucket
+OOV_BUCKETS: Final = 1   # user/movie ids (and genres) unseen in training map to one shared bucket
+#: A per-model width in TransformedFeature.shape: the size of a Transform vocabulary plus its
+#: OOV bucket, known only once the train split is analysed (model.Vocab holds it).
+VOCAB_WIDTH: Final = -1
 
 USER_ID_XF: Final = transformed_name(USER_ID)
 MOVIE_ID_XF: Final = transformed_name(MOVIE_ID)
@@ -189,11 +217,13 @@ LABEL_XF: Final = transformed_name(RATING)
 
 TRANSFORMED_FEATURES: Final[tuple[TransformedFeature, ...]] = (
     TransformedFeature(USER_ID_XF, USER_ID, "int64", (), "user", "vocab index (+ OOV buckets)"),
-    TransformedFeature(GENDER_XF, GENDER, "int64", (), "user", "0=M 1=F 2=unknown"),
-    TransformedFeature(AGE_XF, AGE, "int64", (), "user", "index into AGE_CODES, 7=unknown"),
-    TransformedFeature(OCCUPATION_XF, OCCUPATION, "int64", (), "user", "vocab index (+ OOV bucket)"),
+    TransformedFeature(GENDER_XF, GENDER, "int64", (), "user", "0=M 1=F 2=unknown (no demographics)"),
+    TransformedFeature(AGE_XF, AGE, "int64", (), "user", "index into AGE_CODES, 7=unknown (no demographics)"),
+    TransformedFeature(OCCUPATION_XF, OCCUPATION, "int64", (), "user",
+                       "vocab index (+ OOV bucket); -1 (no demographics) is an entry like any other"),
     TransformedFeature(MOVIE_ID_XF, MOVIE_ID, "int64", (), "movie", "vocab index (+ OOV buckets)"),
-    TransformedFeature(GENRES_XF, GENRES, "float32", (NUM_GENRES,), "movie", "multi-hot over GENRE_NAMES"),
+    TransformedFeature(GENRES_XF, GENRES, "float32", (VOCAB_WIDTH,), "movie",
+                       "multi-hot over the train split's genre vocabulary (GENRE_VOCAB) + 1 OOV slot"),
     TransformedFeature(TITLE_IDS_XF, TITLE, "int64", (TITLE_LENGTH,), "movie", "word ids, 0 = padding"),
     TransformedFeature(LABEL_XF, RATING, "float32", (), "label", "the rating"),
 )
@@ -213,6 +243,7 @@ USER_ID_VOCAB: Final = "user_id_vocab"
 MOVIE_ID_VOCAB: Final = "movie_id_vocab"
 OCCUPATION_VOCAB: Final = "occupation_vocab"
 TITLE_VOCAB: Final = "title_vocab"
+GENRE_VOCAB: Final = "genre_vocab"
 
 
 # --- specs derived from the table (TensorFlow imported here only) ------------------------

@@ -48,8 +48,20 @@ def ease_weights(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
 
 
 def factorise(weights: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, C), each [n, rank], with Q Cᵀ the best rank-``rank`` approximation of ``weights``."""
-    u, s, vt = np.linalg.svd(weights.astype(np.float64), full_matrices=False)
+    """(Q, C), each [n, rank], with Q Cᵀ the best rank-``rank`` approximation of ``weights``.
+
+    Below a quarter of full rank, only the top ``rank`` singular triplets are computed
+    (ARPACK, scipy's svds): the full SVD costs ~20 n^3 flops, 10 minutes for ml-latest-small's
+    8,250 training movies, while the top 128 take seconds and give the same factors."""
+    matrix = weights.astype(np.float64)
+    if 0 < rank < min(matrix.shape) // 4:
+        from scipy.sparse.linalg import svds
+
+        u, s, vt = svds(matrix, k=rank, v0=np.ones(min(matrix.shape)) / np.sqrt(min(matrix.shape)))
+        order = np.argsort(-s)  # svds returns them in ascending order
+        u, s, vt = u[:, order], s[order], vt[order]
+    else:
+        u, s, vt = np.linalg.svd(matrix, full_matrices=False)
     kept = min(rank, len(s))
     q, c = u[:, :kept] * s[:kept], vt[:kept].T
     pad = ((0, 0), (0, rank - kept))  # a catalogue smaller than R: zero columns keep the width

@@ -14,7 +14,8 @@ Shape of the model:
   movie tower : id embedding -> dense 32; genres multi-hot -> dense 32 (no bias);
                 title ids -> embedding -> LSTM(128, sequences)
                 -> mean over real tokens -> concat -> dense D
-  rating      = <user, movie> + user bias + movie bias + global mean, clipped to [1, 5] when served
+  rating      = <user, movie> + user bias + movie bias + global mean, clipped when served to the
+                range of the training ratings (1..5 for ML-1M, 0.5..5 for the ml-latest format)
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
   retrieval   = <query(u), candidate(m)>: a second pair of towers (RetrievalTowers) with
                 disjoint weights: query = the user's training movies' embeddings summed,
@@ -37,6 +38,8 @@ history comes second; it too runs once per distinct user, as fused sparse segmen
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 import keras
@@ -44,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from components import features as f
-from settings.hparams import HParams
+from settings.hparams import RETRIEVAL_FITS, HParams
 
 # Which transformed features each tower reads: from the feature table.
 USER_INPUTS = f.USER_INPUTS
@@ -63,6 +66,16 @@ class Vocab:
     movies: int
     occupations: int
     title_words: int  # ids 1..title_words; 0 is padding
+    #: width of the genre multi-hot: the train split's genre vocabulary + its OOV slot (the
+    #: data decides it: 18 ML-1M genres + 1, 19 ml-latest genres + 1)
+    genres: int
+
+    def width(self, feature: str) -> int:
+        """The per-model size of a transformed feature's features.VOCAB_WIDTH dimension."""
+        widths = {f.GENRES_XF: self.genres}
+        if feature not in widths:
+            raise KeyError(f"{feature!r} has no vocabulary-sized dimension")
+        return widths[feature]
 
 
 @dataclass
@@ -351,36 +364,70 @@ class MovieTower(keras.layers.Layer):
         return self.out(tf.concat(parts, axis=-1))
 
 
+def choose_retrieval_fit(hp: HParams, n_movies: int) -> tuple[str, str]:
+    """(the retrieval fit to run, why): HParams.retrieval_fit, where "auto" takes the closed form
+    when its peak memory (components.ials.closed_form_bytes) fits HParams.retrieval_memory_gb
+    (0: half this machine's memory) and iALS otherwise."""
+    from components import ials, memory
+
+    if hp.retrieval_fit not in RETRIEVAL_FITS:
+        raise ValueError(f"retrieval_fit must be one of {RETRIEVAL_FITS}, got {hp.retrieval_fit!r}")
+    if hp.retrieval_fit != "auto":
+        return hp.retrieval_fit, "set by HParams.retrieval_fit"
+    budget = memory.budget_bytes(hp.retrieval_memory_gb)
+    need = ials.closed_form_bytes(n_movies)
+    return ("closed_form" if need <= budget else "ials",
+            memory.verdict(f"the closed form's {n_movies} x {n_movies} matrices", need, budget, "retrieval_memory_gb"))
+
+
+@tf.function(reduce_retracing=True)
+def _ials_queries(factors: tf.Tensor, gram: tf.Tensor, confidence: tf.Tensor, movies: tf.Tensor,
+                  row_splits: tf.Tensor) -> tf.Tensor:
+    """[users, R]: each history's exact ALS solve (components.ials.fold_in), one R x R Cholesky
+    per user. A history is [movies[s:e], confidence[s:e]] for consecutive row_splits s, e."""
+    def solve(bounds):
+        rows = tf.gather(factors, movies[bounds[0]:bounds[1]])
+        weight = confidence[bounds[0]:bounds[1]]
+        system = gram + tf.matmul(rows * (weight - 1.0)[:, None], rows, transpose_a=True)
+        rhs = tf.reduce_sum(rows * weight[:, None], 0)
+        return tf.linalg.cholesky_solve(tf.linalg.cholesky(system), rhs[:, None])[:, 0]
+
+    bounds = tf.stack([row_splits[:-1], row_splits[1:]], 1)
+    return tf.map_fn(solve, bounds, fn_output_signature=tf.TensorSpec([factors.shape[1]], tf.float32))
+
+
 class RetrievalTowers(keras.layers.Layer):
     """A second pair of towers trained only to retrieve: which movies will this user watch?
 
-    query(u)     = sum over the user's training movies j of e_j (R-d; the history of
-                   HistoryTable), / sqrt(n) when trained by the softmax
+    query(u)     = a function of the user's training movies (R-d; the history of HistoryTable)
     candidate(m) = [c_m, b_m]: an R-d movie vector and a popularity bias
     score(u, m)  = <query(u), c_m> + b_m
 
-    Fitted one of two ways (HParams.retrieval_fit): in closed form before training
-    (fit_closed_form: EASE's item-item weights factorised, components.item_item; the default up
-    to retrieval_closed_form_max movies, since on ML-1M it ranked far better than the softmax
-    did in the epochs the rating fit takes), or by a softmax over the catalogue during training
-    (loss(); leave-one-out like UserHistory).
+    Fitted one of three ways (HParams.retrieval_fit; "auto" picks by memory, choose_retrieval_fit):
+    * "closed_form", before training: EASE's item-item weights factorised (components.item_item);
+      query(u) = sum over the user's movies j of e_j. It needs the movies x movies matrices, so
+      it runs where they fit in memory; on ML-1M it ranked far better than the softmax did in
+      the epochs the rating fit takes.
+    * "ials", before training: implicit ALS (components.ials), memory linear in the catalogue;
+      c_m = h_m, the movie's factors, and query(u) the exact ALS solve for the user's history
+      (an R x R system per user, _ials_queries), so any history, a new user's too, gets one.
+    * "softmax", during training: a softmax over the catalogue (loss(); leave-one-out like
+      UserHistory); query(u) = sum of e_j / sqrt(n).
 
     Why a separate pair: the rating towers regress ratings, and their inner product ranks
-    movies poorly (below most-popular on ML-1M); a softmax over the catalogue trains exactly
-    what the index ranks by. Its weights are disjoint from the rating towers', so the rating
-    loss and its accuracy are untouched (Adam scales each weight's step by its own gradient
-    history). The query reads only the user's history, an item-to-item model in the spirit of
-    EASE or a linear Mult-DAE, factorised so that FAISS can search it: the served query vector
-    is [query(u), 1] and the candidate vector [c_m, b_m], so their inner product is the score.
+    movies poorly (below most-popular on ML-1M). Its weights are disjoint from the rating
+    towers', so the rating loss and its accuracy are untouched (Adam scales each weight's step
+    by its own gradient history). The query reads only the user's history, an item-to-item
+    model in the spirit of EASE or a linear Mult-DAE, factorised so that FAISS can search it:
+    the served query vector is [query(u), 1] and the candidate vector [c_m, b_m], so their inner
+    product is the score.
     """
 
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, **kwargs):
         super().__init__(**kwargs)
         self.hp, self.table = hp, table
-        if hp.retrieval_fit not in ("closed_form", "softmax"):
-            raise ValueError(f"retrieval_fit must be 'closed_form' or 'softmax', got {hp.retrieval_fit!r}")
-        #: fitted in closed form (fit_closed_form, before training) instead of by the softmax
-        self.closed_form = hp.retrieval_fit == "closed_form" and vocab.movies <= hp.retrieval_closed_form_max
+        #: which fit sets the towers ("closed_form", "ials", "softmax") and why
+        self.method, self.method_reason = choose_retrieval_fit(hp, vocab.movies)
         init = keras.initializers.RandomNormal(stddev=0.01, seed=hp.seed)
         self.history_embed = keras.layers.Embedding(vocab.movies, hp.retrieval_dim, embeddings_initializer=init,
                                                     name="query_movie_embedding")
@@ -390,23 +437,64 @@ class RetrievalTowers(keras.layers.Layer):
                                                      name="candidate_bias")
         for embedding in (self.history_embed, self.candidate_embed, self.candidate_bias):
             embedding.build()
-        if self.closed_form:
-            self.trainable = False  # set by fit_closed_form; the optimiser never touches them
+        if self.method == "ials":  # HᵀH + lambda I, and the confidence alpha w of a [low, liked] rating
+            self.query_gram = self.add_weight(shape=(hp.retrieval_dim, hp.retrieval_dim), initializer="zeros",
+                                              trainable=False, name="ials_query_gram")
+            self.confidence = self.add_weight(shape=(2,), initializer="zeros", trainable=False,
+                                              name="ials_confidence")
+        if self.fitted_before_training:
+            self.trainable = False  # set by fit_closed_form / fit_ials; the optimiser never touches them
+
+    @property
+    def fitted_before_training(self) -> bool:
+        """True for the closed form and iALS; the softmax trains the towers with the model."""
+        return self.method in ("closed_form", "ials")
+
+    @property
+    def closed_form(self) -> bool:
+        return self.method == "closed_form"
 
     def fit_closed_form(self, query_table: np.ndarray, candidate_table: np.ndarray) -> None:
         """Sets the towers to a factorised item-item model (components.item_item): query(u) =
         sum of the user's movies' rows of ``query_table``, candidate(m) = ``candidate_table[m]``,
         no bias, so <query, candidate> reproduces the item-item score."""
-        if not self.closed_form:
-            raise ValueError("these retrieval towers are trained by the softmax (HParams.retrieval_fit)")
+        if self.method != "closed_form":
+            raise ValueError(f"these retrieval towers are fitted by {self.method} (HParams.retrieval_fit)")
         self.history_embed.embeddings.assign(query_table)
         self.candidate_embed.embeddings.assign(candidate_table)
         self.candidate_bias.embeddings.assign(np.zeros_like(self.candidate_bias.embeddings.numpy()))
 
+    def fit_ials(self, item_factors: np.ndarray, gram: np.ndarray, alpha: float, low_rating_weight: float) -> None:
+        """Sets the towers to iALS (components.ials): candidate(m) = the movie's factors, no bias,
+        query(u) the ALS solve with ``gram`` (HᵀH + lambda I) and confidence alpha w per rating."""
+        if self.method != "ials":
+            raise ValueError(f"these retrieval towers are fitted by {self.method} (HParams.retrieval_fit)")
+        self.history_embed.embeddings.assign(item_factors)
+        self.candidate_embed.embeddings.assign(item_factors)
+        self.candidate_bias.embeddings.assign(np.zeros_like(self.candidate_bias.embeddings.numpy()))
+        self.query_gram.assign(gram)
+        self.confidence.assign(np.array([alpha * low_rating_weight, alpha], np.float32))
+
+    def history_queries(self, movies: tf.Tensor, ratings: tf.Tensor, row_splits: tf.Tensor) -> tf.Tensor:
+        """[histories, R] iALS query vectors of explicit histories (movie indices and their ratings,
+        history i = [row_splits[i], row_splits[i + 1])): how a user the model never saw, or a
+        training user, gets a query from nothing but their ratings."""
+        if self.method != "ials":
+            raise ValueError(f"history queries are the iALS solve; these towers are fitted by {self.method}")
+        liked = tf.cast(tf.cast(ratings, tf.float32) >= f.RELEVANT_RATING, tf.int32)
+        return _ials_queries(self.history_embed.embeddings, self.query_gram, tf.gather(self.confidence, liked),
+                             tf.cast(movies, tf.int64), tf.cast(row_splits, tf.int64))
+
     def query(self, user_ids, leave_out_movie_ids=None) -> tf.Tensor:
         """[batch, R] query vectors (without the trailing 1 of the served vector): the history
-        sum, / sqrt(n) for the softmax-trained towers (the closed form is a plain sum)."""
+        sum for the closed form, / sqrt(n) for the softmax, the ALS solve for iALS."""
         rows = self.table.rows(user_ids)
+        if self.method == "ials":
+            if leave_out_movie_ids is not None:
+                raise ValueError("iALS towers are fitted before training; nothing leaves a movie out")
+            splits = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(rows.counts)], 0)
+            queries = self.history_queries(rows.movies, tf.gather(self.table.levels, rows.entry_levels), splits)
+            return tf.gather(queries, rows.index)
         sums = _segment_sum(self.history_embed.embeddings, rows.movies, rows.segments, rows.n)
         sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
         if leave_out_movie_ids is not None:
@@ -426,6 +514,10 @@ class RetrievalTowers(keras.layers.Layer):
         with the candidates ranks "people who watched this watch next": the retrieval space's
         similar movies (for the closed form, a row of the factorised item-item weights)."""
         q = self.history_embed(movie_ids)
+        if self.method == "ials":  # the solve for a one-movie history, rated as a like (Sherman-Morrison)
+            confidence = self.confidence[1]
+            z = tf.transpose(tf.linalg.cholesky_solve(tf.linalg.cholesky(self.query_gram), tf.transpose(q)))
+            q = confidence * z / (1.0 + (confidence - 1.0) * tf.reduce_sum(q * z, -1, keepdims=True))
         return tf.concat([q, tf.ones_like(q[:, :1])], -1)
 
     def served_candidate(self, movie_ids) -> tf.Tensor:
@@ -512,7 +604,7 @@ class TwoTowerModel(keras.Model):
             self.add_loss(self.hp.output_l2 * tf.reduce_mean(
                 tf.reduce_sum(tf.square(user), -1) + tf.reduce_sum(tf.square(movie), -1)))
         ratings = inputs.get(TARGET_IN_HISTORY) if training else None
-        if (ratings is not None and self.retrieval is not None and not self.retrieval.closed_form
+        if (ratings is not None and self.retrieval is not None and self.retrieval.method == "softmax"
                 and self.hp.retrieval_weight > 0):
             self.add_loss(self.hp.retrieval_weight * self.retrieval.loss(
                 inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF], ratings, self.log_sampling))
@@ -534,26 +626,43 @@ class TwoTowerModel(keras.Model):
 
 
 def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies: np.ndarray,
-                  eval_users: np.ndarray, eval_movies: np.ndarray, eval_ratings: np.ndarray) -> dict:
-    """Fits closed-form retrieval towers from the training interactions (vocabulary indices),
-    lambda chosen on the eval ratings; returns how the towers are fitted (and what was chosen):
-    the softmax fits them during training instead, and a model may have none."""
-    from components import item_item
+                  train_ratings: np.ndarray, eval_users: np.ndarray, eval_movies: np.ndarray,
+                  eval_ratings: np.ndarray) -> dict:
+    """Fits the retrieval towers that are fitted before training (closed form, iALS) from the
+    training ratings (vocabulary indices), their knobs chosen on the eval ratings, and logs which
+    fit ran and why; returns what was fitted and chosen (the softmax fits the towers during
+    training instead, and a model may have none)."""
+    from components import ials, item_item
 
-    if model.retrieval is None:
+    towers = model.retrieval
+    if towers is None:
         return {"method": "none"}
-    if not model.retrieval.closed_form:
-        return {"method": "softmax"}
-    matrix = item_item.interactions(train_users, train_movies, model.vocab.users, model.vocab.movies)
-    lam, scores = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
-    query, candidate = item_item.factorise(item_item.ease_weights(matrix, lam), model.hp.retrieval_dim)
-    model.retrieval.fit_closed_form(query, candidate)
-    return {"method": "closed_form (EASE, factorised)", "lambda": lam, "eval_ndcg_at_10_by_lambda": scores,
-            "rank": model.hp.retrieval_dim}
+    logging.getLogger(__name__).info("retrieval fit: %s (%s)", towers.method, towers.method_reason)
+    chosen: dict = {"method": towers.method, "reason": towers.method_reason}
+    started = time.perf_counter()
+    if towers.method == "closed_form":
+        matrix = item_item.interactions(train_users, train_movies, model.vocab.users, model.vocab.movies)
+        lam, scores = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
+        query, candidate = item_item.factorise(item_item.ease_weights(matrix, lam), model.hp.retrieval_dim)
+        towers.fit_closed_form(query, candidate)
+        chosen.update({"model": "EASE, factorised", "lambda": lam, "eval_ndcg_at_10_by_lambda": scores,
+                       "rank": model.hp.retrieval_dim})
+    elif towers.method == "ials":
+        low = model.hp.retrieval_low_rating_weight
+        matrix = ials.weights(train_users, train_movies, train_ratings, model.vocab.users, model.vocab.movies, low)
+        params, factors, scores = ials.choose_params(matrix, eval_users, eval_movies, eval_ratings,
+                                                     model.hp.retrieval_dim, seed=model.hp.seed)
+        towers.fit_ials(factors, ials.query_gram(factors, params.regularization), params.alpha, low)
+        chosen.update({"model": "implicit ALS", **ials.describe(params), "low_rating_weight": low,
+                       "eval_ndcg_at_10": scores})
+    chosen["seconds"] = round(time.perf_counter() - started, 2)
+    return chosen
 
 
-def clip_rating(rating: tf.Tensor) -> tf.Tensor:
-    return tf.clip_by_value(rating, f.MIN_RATING, f.MAX_RATING)
+def clip_rating(rating: tf.Tensor, scale: tuple[float, float]) -> tf.Tensor:
+    """A served rating clipped to ``scale``, the (lowest, highest) training rating
+    (features.rating_scale): a rating the model's data could not hold is never served."""
+    return tf.clip_by_value(rating, scale[0], scale[1])
 
 
 def build_model(vocab: Vocab, hp: HParams, global_mean: float,
@@ -576,8 +685,12 @@ def build_model(vocab: Vocab, hp: HParams, global_mean: float,
 
 def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:
     """A small batch of valid transformed inputs (builds the model's weights): zeros of every
-    model input's dtype and shape (the feature table), title word ids 1 (one real word)."""
-    batch = {row.name: tf.zeros([n, *row.shape], tf.as_dtype(row.dtype))
+    model input's dtype and shape (the feature table, vocabulary-sized dimensions from
+    ``vocab``), title word ids 1 (one real word)."""
+    def shape(row: f.TransformedFeature) -> list[int]:
+        return [vocab.width(row.name) if size == f.VOCAB_WIDTH else size for size in row.shape]
+
+    batch = {row.name: tf.zeros([n, *shape(row)], tf.as_dtype(row.dtype))
              for row in f.TRANSFORMED_FEATURES if row.name in MODEL_INPUTS}
     batch[f.TITLE_IDS_XF] = tf.ones([n, f.TITLE_LENGTH], tf.int64)
     return batch

@@ -1,12 +1,17 @@
-"""Parse raw MovieLens files (ML-1M and ML-100K) into one validated in-memory data set.
+"""Parse raw MovieLens files (ML-1M, ML-100K and the ml-latest CSV format) into one validated
+in-memory data set.
 
 Why this module exists: every later stage of the pipeline (ExampleGen, the benchmarks, the
 synthetic-data tests) needs the same joined view of users, movies and ratings, and needs to
 trust it. So the loader
 
-* reads both official layouts (ML-1M ``::`` files and ML-100K ``u.*`` files) plus a
+* reads the three official layouts (ML-1M ``::`` files, ML-100K ``u.*`` files and today's
+  ``movies.csv`` + ``ratings.csv`` of ml-latest-small, ML-20M, ML-25M and ML-32M) plus a
   user-supplied ratings CSV, and normalises ML-100K to ML-1M codes (age codes, occupation
-  codes, genre names) so that downstream code sees one schema (``components.features``);
+  codes, genre names) so that downstream code sees one schema (``components.features``). The
+  CSV format has no users file: its users are the ids its ratings name, with the feature
+  table's "unknown" demographics, and its genres are whatever names its movies carry (the
+  genre vocabulary is learnt from the data, ``components.preprocessing``);
 * validates every record and reports a problem as ``path:line: field 'x': reason (got value)``
   so that a broken file is fixed at its source instead of silently skewing a model; with
   ``skip_bad_rows=True`` it keeps going, but returns (and can quarantine) every rejected row:
@@ -20,6 +25,7 @@ trust it. So the loader
 """
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -37,16 +43,17 @@ from components.features import (
     AGE_CODES,
     GENDER,
     GENDERS,
-    GENRE_NAMES,
     GENRES,
-    MAX_RATING,
-    MIN_RATING,
+    HALF_STAR_SCALE,
     MOVIE_ID,
     NUM_OCCUPATIONS,
     OCCUPATION,
     RATING,
     TIMESTAMP,
+    USER_FEATURES,
     USER_ID,
+    WHOLE_STAR_SCALE,
+    raw_feature,
     raw_names,
 )
 
@@ -54,6 +61,8 @@ __all__ = [
     "BadRow",
     "FMT_ML_100K",
     "FMT_ML_1M",
+    "FMT_ML_LATEST",
+    "ML_1M_GENRES",
     "Movie",
     "MovieLensData",
     "MovieLensEmptyError",
@@ -67,19 +76,45 @@ __all__ = [
     "load_movielens",
     "raw_values",
     "summary",
+    "unknown_user",
 ]
 
 FMT_ML_1M = "ml-1m"
 FMT_ML_100K = "ml-100k"
+#: Today's CSV layout, shared by ml-latest-small, ml-latest, ML-20M, ML-25M and ML-32M.
+FMT_ML_LATEST = "ml-latest"
 
 #: ``field`` of an error about a whole record (e.g. the wrong number of fields).
 RECORD_FIELD = "<record>"
 
-#: MovieLens files predate UTF-8; titles such as "Misérables, Les" are Latin-1 bytes.
+#: ML-1M and ML-100K predate UTF-8; titles such as "Misérables, Les" are Latin-1 bytes.
 ENCODING = "latin-1"
+#: The ml-latest format is UTF-8 (and standard CSV: a title holding a comma is quoted).
+CSV_ENCODING = "utf-8"
 
 ML_1M_FILES = ("users.dat", "movies.dat", "ratings.dat")
 ML_100K_FILES = ("u.data", "u.user", "u.item")
+ML_LATEST_FILES = ("movies.csv", "ratings.csv")
+#: The header of the ml-latest format's movies.csv (its ratings.csv header is optional, like
+#: any ratings CSV's: ``userId,movieId,rating,timestamp``).
+ML_LATEST_MOVIES_HEADER = ("movieId", "title", "genres")
+#: ml-latest's genre field of a movie without genres: an empty genre list, not a genre.
+NO_GENRES_LISTED = "(no genres listed)"
+
+#: The genres of ML-1M's movies.dat and, in this order, the flag columns of ML-100K's u.item
+#: (after its "unknown" flag): a property of those two formats only. The ml-latest format has
+#: its own set (e.g. "Children" for "Children's", "IMAX"), kept as found; nothing downstream
+#: assumes either set, since the Transform learns the genre vocabulary from the data.
+ML_1M_GENRES: tuple[str, ...] = (
+    "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+)
+
+#: The rating scale each format's ratings (and a ratings CSV replacing them) are checked against.
+RATING_SCALES: dict[str, tuple[float, float]] = {
+    FMT_ML_1M: WHOLE_STAR_SCALE, FMT_ML_100K: WHOLE_STAR_SCALE, FMT_ML_LATEST: HALF_STAR_SCALE,
+}
 
 #: ML-100K occupation names -> ML-1M occupation codes (see the ML-1M README), so that both
 #: data sets share one occupation vocabulary.
@@ -94,9 +129,9 @@ ML_100K_OCCUPATIONS: dict[str, int] = {
 #: Plausible ages in years for ML-100K (which stores real ages, not ML-1M codes).
 ML_100K_AGE_RANGE = (1, 120)
 
-_TITLE_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<released>\d{4})\)\s*$")
+# DOTALL: a quoted CSV title may hold a line break
+_TITLE_YEAR = re.compile(r"^(?P<name>.*?)\s*\((?P<released>\d{4})\)\s*$", re.DOTALL)
 _RELEASE_DATE_YEAR = re.compile(r"(\d{4})\s*$")
-_RATING_RANGE = f"{MIN_RATING:g}..{MAX_RATING:g}"
 _RATING_FIELDS = (USER_ID, MOVIE_ID, RATING, TIMESTAMP)
 
 
@@ -145,7 +180,11 @@ class MovieLensEmptyError(MovieLensFormatError):
 
 @dataclass(frozen=True)
 class User:
-    """One user, with ML-1M codes for age and occupation whatever the source format."""
+    """One user, with ML-1M codes for age and occupation whatever the source format.
+
+    A format without demographics (ml-latest) gives every user the feature table's defaults
+    (``unknown_user``), which the Transform maps to each feature's "unknown" bucket.
+    """
 
     user_id: int
     gender: str
@@ -432,7 +471,7 @@ def _parse_users_100k(path: Path, problems: _Problems) -> dict[int, User]:
 def _parse_movies_1m(path: Path, problems: _Problems) -> dict[int, Movie]:
     movies: dict[int, Movie] = {}
     ids = _Ids("movie")
-    known = frozenset(GENRE_NAMES)
+    known = frozenset(ML_1M_GENRES)
     for line_no, line in enumerate(_text_lines(path), 1):
         try:
             mid_s, raw_title, genres_s = _fields(line, "::", 3)
@@ -451,10 +490,10 @@ def _parse_movies_1m(path: Path, problems: _Problems) -> dict[int, Movie]:
 
 
 def _parse_movies_100k(path: Path, problems: _Problems) -> dict[int, Movie]:
-    """u.item: id|title|release date|video release|url|unknown|<18 flags in GENRE_NAMES order>."""
+    """u.item: id|title|release date|video release|url|unknown|<18 flags in ML_1M_GENRES order>."""
     movies: dict[int, Movie] = {}
     ids = _Ids("movie")
-    n_fields = 5 + 1 + len(GENRE_NAMES)
+    n_fields = 5 + 1 + len(ML_1M_GENRES)
     for line_no, line in enumerate(_text_lines(path), 1):
         try:
             parts = _fields(line, "|", n_fields)
@@ -472,9 +511,130 @@ def _parse_movies_100k(path: Path, problems: _Problems) -> dict[int, Movie]:
             m = _RELEASE_DATE_YEAR.search(parts[2])  # "01-Jan-1995"
             year = int(m.group(1)) if m else 0
         # flags[0] is "unknown": not a genre, it only says the genre list is empty
-        genres = tuple(name for name, flag in zip(GENRE_NAMES, flags[1:]) if flag == "1")
+        genres = tuple(name for name, flag in zip(ML_1M_GENRES, flags[1:]) if flag == "1")
         movies[mid] = Movie(mid, title, year, genres)
     return movies
+
+
+class _LineFeed:
+    """The lines of a decoded file, fed one by one to ``csv.reader``; ``pos`` says how many it
+    has taken, so each record's first line number and raw text are known (a quoted field may
+    span lines, and the csv module reports neither)."""
+
+    def __init__(self, lines: list[tuple[int, str]]) -> None:
+        self.lines, self.pos = lines, 0
+
+    def __iter__(self) -> "_LineFeed":
+        return self
+
+    def __next__(self) -> str:
+        if self.pos >= len(self.lines):
+            raise StopIteration
+        self.pos += 1
+        return self.lines[self.pos - 1][1] + "\n"
+
+    def text(self, start: int) -> str:
+        """The raw text of the lines taken since ``start``."""
+        return "\n".join(line for _, line in self.lines[start:self.pos])
+
+
+def _utf8_lines(path: Path | str, problems: _Problems) -> list[tuple[int, str]]:
+    """(line number, text) of each line of a UTF-8 file; a line that is not UTF-8 is reported
+    (its bytes shown escaped) and left out."""
+    data = _normalise(fileio.read_bytes(path))
+    lines = []
+    for line_no, raw in enumerate(data.split(b"\n") if data else [], 1):
+        try:
+            lines.append((line_no, raw.decode(CSV_ENCODING)))
+        except UnicodeDecodeError as exc:
+            text = raw.decode(CSV_ENCODING, errors="backslashreplace")
+            problems.add(line_no, RECORD_FIELD, f"not UTF-8 ({exc.reason} at byte {exc.start})", text, text)
+    return lines
+
+
+def _csv_records(path: Path | str, problems: _Problems) -> Iterator[tuple[int, str, list[str]]]:
+    """(first line number, raw text, fields) of each record of a UTF-8 CSV file.
+
+    Python's csv module applies the standard quoting rules (a quoted field may hold commas,
+    doubled quotes and line breaks); ``strict`` makes a stray quote an error instead of a
+    guess. A record it rejects is reported by its first line, and reading starts afresh on the
+    line after it: an unclosed quote, which the csv module reads to the end of the file, costs
+    that one line, not the rest of the file.
+    """
+    feed = _LineFeed(_utf8_lines(path, problems))
+    reader = csv.reader(feed, strict=True)
+    while feed.pos < len(feed.lines):
+        start = feed.pos
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            line_no, text = feed.lines[start]
+            problems.add(line_no, RECORD_FIELD, f"malformed CSV ({exc})", text, text)
+            feed.pos = start + 1  # the reader resets its state on its next call
+            continue
+        yield feed.lines[start][0], feed.text(start), fields
+
+
+def _csv_genres(genres: str) -> tuple[str, ...]:
+    """ml-latest's ``Adventure|Children|IMAX`` -> its names, kept whatever they are (the genre
+    vocabulary comes from the data); ``(no genres listed)`` (or nothing) -> no genres."""
+    if genres in (NO_GENRES_LISTED, ""):
+        return ()
+    names = tuple(genres.split("|"))
+    for name in names:
+        if not name.strip():
+            raise _Bad(GENRES, "empty genre name", genres)
+        if name == NO_GENRES_LISTED:
+            raise _Bad(GENRES, f"{NO_GENRES_LISTED!r} together with genres", genres)
+    return names
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_movies_csv(path: Path | str, problems: _Problems) -> dict[int, Movie]:
+    """ml-latest's movies.csv: ``movieId,title,genres`` (header, then one record per movie)."""
+    movies: dict[int, Movie] = {}
+    ids = _Ids("movie")
+    header = ",".join(ML_LATEST_MOVIES_HEADER)
+    for index, (line_no, text, fields) in enumerate(_csv_records(path, problems)):
+        try:
+            if index == 0 and not (fields and _is_int(fields[0])):  # the header line
+                if tuple(fields) != ML_LATEST_MOVIES_HEADER:
+                    raise _Bad(RECORD_FIELD, f"expected the header {header}", text)
+                continue
+            if len(fields) != len(ML_LATEST_MOVIES_HEADER):
+                raise _Bad(RECORD_FIELD, f"expected {len(ML_LATEST_MOVIES_HEADER)} fields ({header}) "
+                                         f"separated by ',', found {len(fields)}", text)
+            mid_s, raw_title, genres_s = fields
+            mid = _int(mid_s, MOVIE_ID)
+            genres = _csv_genres(genres_s)
+            ids.claim(mid, line_no, MOVIE_ID, mid_s)
+        except _Bad as bad:
+            problems.add(line_no, bad.field, bad.reason, bad.value, text)
+            continue
+        title, year = _split_title(raw_title)
+        movies[mid] = Movie(mid, title, year, genres)
+    return movies
+
+
+def unknown_user(user_id: int) -> User:
+    """A user of a format without demographics: every feature at the feature table's default
+    (gender "", age 0, occupation -1, zip ""), i.e. "unknown" to the Transform."""
+    values = {name: raw_feature(name).default for name in USER_FEATURES if name != USER_ID}
+    return User(user_id=int(user_id), **values)
+
+
+def _users_of(ratings: "Ratings") -> dict[int, User]:
+    """The users of the ml-latest format: one per user id its (valid) ratings name."""
+    return {uid: unknown_user(uid) for uid in np.unique(ratings.user_id).tolist()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -508,22 +668,54 @@ def _token_bounds(buf: np.ndarray, sep: bytes, n_fields: int) -> tuple[np.ndarra
     return starts.reshape(n_lines, n_fields), ends.reshape(n_lines, n_fields)
 
 
-def _digits_to_int(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Vectorised int() of fields already known to be 1..18 ASCII digits.
+#: Longest field the vectorised parse converts: 18 digits always fit an int64; a decimal of at
+#: most 15 digits is exact as a float64 integer, so dividing it by 10**k (also exact) rounds
+#: once, exactly as float() of the text does.
+_MAX_INT_CHARS = 18
+_MAX_DECIMAL_CHARS = 16
+_DOT = 46
 
-    Fields are grouped by length (few distinct lengths: ids have 1-4 digits, timestamps 9-10),
-    and each group is an (n, L) digit matrix folded with Horner's rule.
+
+def _plain_numbers(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
+                   decimal: bool) -> np.ndarray | None:
+    """Vectorised int() (float() with ``decimal``) of one column's fields, or None when a field
+    is not plain: only ASCII digits, and with ``decimal`` at most one '.' ("3.5", "4", ".5").
+
+    Fields are grouped by length (few distinct lengths: ids have 1-4 digits, timestamps 9-10,
+    ratings 1 or 3), and each group is an (n, L) byte matrix checked and folded with Horner's
+    rule, a dot column skipped; a decimal is then its digits / 10**(digits after the dot).
+    Anything else (a sign, an exponent, spaces, an empty field) returns None, and the caller
+    leaves the column to numpy's slower string conversion.
     """
-    value = np.empty(len(starts), dtype=np.int64)
+    dtype = np.float64 if decimal else np.int64
+    if not len(starts):
+        return np.empty(0, dtype)
+    if lengths.min() < 1 or lengths.max() > (_MAX_DECIMAL_CHARS if decimal else _MAX_INT_CHARS):
+        return None
+    value = np.empty(len(starts), dtype)
     counts = np.bincount(lengths)
     for length in np.flatnonzero(counts).tolist():
         sel = slice(None) if counts[length] == len(starts) else np.flatnonzero(lengths == length)
-        digits = buf[starts[sel, None] + np.arange(length)] - np.uint8(48)  # (n, length)
-        group = digits[:, 0].astype(np.int64)
-        for k in range(1, length):  # Horner's rule, one digit column at a time
-            group *= 10
-            group += digits[:, k]
-        value[sel] = group
+        chars = buf[starts[sel, None] + np.arange(length)]  # (n, length)
+        digits = chars - np.uint8(48)  # wraps to > 9 for anything but a digit
+        is_dot = chars == _DOT if decimal else np.zeros(chars.shape, bool)
+        if not np.all((digits <= 9) | is_dot):
+            return None
+        dots = is_dot.sum(axis=1)
+        if dots.max(initial=0) > 1 or (length == 1 and dots.any()):  # "3.5.1", "."
+            return None
+        group = np.zeros(len(chars), np.int64)
+        for k in range(length):  # Horner's rule, one column at a time; a dot adds no digit
+            if is_dot[:, k].any():
+                group = np.where(is_dot[:, k], group, group * 10 + digits[:, k])
+            else:
+                group *= 10
+                group += digits[:, k]
+        if decimal:
+            after_dot = np.where(dots == 1, length - 1 - np.argmax(is_dot, axis=1), 0)
+            value[sel] = group / np.power(10.0, after_dot)
+        else:
+            value[sel] = group
     return value
 
 
@@ -531,39 +723,27 @@ def _fast_columns(data: bytes, sep: bytes, kinds: Sequence[type]) -> list[np.nda
     """Parse a well-formed numeric table column-wise, or return None if it is not well formed
     (the caller then falls back to a line-by-line parse that pinpoints the problem).
 
-    Plain digit fields (all of ML-1M and ML-100K) are converted with numpy arithmetic on the
-    raw bytes, ~5x faster than ``int()`` per field; anything else (e.g. a rating "3.5" in a
-    user CSV) goes through numpy's string conversion.
+    Plain digit fields (all of ML-1M and ML-100K) and plain decimals (the half-star ratings of
+    the ml-latest format, "3.5") are converted with numpy arithmetic on the raw bytes, ~5x
+    faster than ``int()``/``float()`` per field, which matters at ML-25M's 25 million rows;
+    anything else (e.g. a rating "4e0" in a user CSV) goes through numpy's string conversion.
     """
     buf = np.frombuffer(data, dtype=np.uint8)
     bounds = _token_bounds(buf, sep, len(kinds))
     if bounds is None:
         return None
     starts, ends = bounds
-    n_lines, n_fields = starts.shape
-    lengths = ends - starts
-    is_digit = (buf >= 48) & (buf <= 57)
-    separator_bytes = n_lines * (n_fields - 1) * len(sep) + (n_lines - 1)
-    # separators and newlines are the only non-digit bytes of an all-digit table
-    all_digits = int(np.count_nonzero(is_digit)) == len(buf) - separator_bytes
-    digits_before = None
     columns = []
     for j, kind in enumerate(kinds):
         s, e = starts[:, j], ends[:, j]
-        n = lengths[:, j]
-        plain = bool(n.min(initial=1) >= 1 and n.max(initial=1) <= 18)
-        if plain and not all_digits:
-            if digits_before is None:  # int32: the int64 cumsum is ~10x slower
-                digits_before = np.concatenate(([0], np.cumsum(is_digit, dtype=np.int32)))
-            plain = bool(np.all(digits_before[e] - digits_before[s] == n))
-        if plain:
-            columns.append(_digits_to_int(buf, s, n).astype(kind))
-            continue
-        tokens = np.array([data[a:b] for a, b in zip(s.tolist(), e.tolist())])
-        try:
-            columns.append(tokens.astype(kind))
-        except (ValueError, OverflowError):
-            return None
+        column = _plain_numbers(buf, s, e - s, decimal=kind is np.float64)
+        if column is None:
+            tokens = np.array([data[a:b] for a, b in zip(s.tolist(), e.tolist())])
+            try:
+                column = tokens.astype(kind)
+            except (ValueError, OverflowError):
+                return None
+        columns.append(column.astype(kind, copy=False))
     return columns
 
 
@@ -626,10 +806,13 @@ def _parse_rating_table(
 
 def _load_ratings(
     path: Path, sep: bytes, n_fields: int | None, problems: _Problems,
-    users: dict[int, User], movies: dict[int, Movie], users_name: str, movies_name: str,
+    users: dict[int, User] | None, movies: dict[int, Movie], users_name: str, movies_name: str,
+    scale: tuple[float, float],
 ) -> Ratings:
     """Read a ratings table; ``n_fields=None`` means a CSV with an optional header and 3 or 4
-    columns, detected from its first line."""
+    columns, detected from its first line. ``users=None``: the format has no users file, so
+    any positive user id is valid (its users are made from the ratings); ``scale`` is the
+    format's (lowest, highest) rating."""
     data = _normalise(fileio.read_bytes(path))
     first_line_no = 1
     if n_fields is None:  # user-supplied CSV
@@ -664,11 +847,15 @@ def _load_ratings(
                          raw.split(sep_s)[column], raw)
         ok[bad] = False
 
-    known_users = np.fromiter(users.keys(), dtype=np.int64, count=len(users))
+    if users is None:
+        reject(user_ids < 1, 0, "not a positive user id")
+    else:
+        known_users = np.fromiter(users.keys(), dtype=np.int64, count=len(users))
+        reject(~np.isin(user_ids, known_users), 0, f"unknown user id (not in {users_name})")
     known_movies = np.fromiter(movies.keys(), dtype=np.int64, count=len(movies))
-    reject(~np.isin(user_ids, known_users), 0, f"unknown user id (not in {users_name})")
     reject(~np.isin(movie_ids, known_movies), 1, f"unknown movie id (not in {movies_name})")
-    reject(~((rating >= MIN_RATING) & (rating <= MAX_RATING)), 2, f"outside {_RATING_RANGE}")
+    low, high = scale
+    reject(~((rating >= low) & (rating <= high)), 2, f"outside {low:g}..{high:g}")
 
     if not ok.all():
         user_ids, movie_ids, rating, timestamp = (c[ok] for c in (user_ids, movie_ids, rating, timestamp))
@@ -688,21 +875,28 @@ def _name(path: Path | str) -> str:
 
 
 def detect_format(folder: Path | str) -> str | None:
-    """'ml-1m' / 'ml-100k' from the users and movies files present in ``folder``, else None.
+    """'ml-1m' / 'ml-100k' / 'ml-latest' from the files present in ``folder``, else None.
 
-    Ratings files are not required here because a ratings CSV may be supplied separately.
+    ML-1M and ML-100K are told by their users and movies files; their ratings files are not
+    required here because a ratings CSV may be supplied separately. The ml-latest format has
+    no users file, so it is told by its movies.csv and ratings.csv together, in a folder
+    without users.dat or u.user (whose movies.csv would belong to something else).
     ``folder`` may be a URI (gs://...).
     """
     folder = fileio.to_path(folder)
-    if fileio.isfile(_child(folder, "users.dat")) and fileio.isfile(_child(folder, "movies.dat")):
+    has = lambda name: fileio.isfile(_child(folder, name))  # noqa: E731
+    if has("users.dat") and has("movies.dat"):
         return FMT_ML_1M
-    if fileio.isfile(_child(folder, "u.user")) and fileio.isfile(_child(folder, "u.item")):
+    if has("u.user") and has("u.item"):
         return FMT_ML_100K
+    if all(has(name) for name in ML_LATEST_FILES) and not (has("users.dat") or has("u.user")):
+        return FMT_ML_LATEST
     return None
 
 
 def _expected_files_text() -> str:
-    return (f"{', '.join(ML_1M_FILES)} (ML-1M) or {', '.join(ML_100K_FILES)} (ML-100K)")
+    return (f"{', '.join(ML_1M_FILES)} (ML-1M) or {', '.join(ML_100K_FILES)} (ML-100K) or "
+            f"{', '.join(ML_LATEST_FILES)} (ml-latest format: ml-latest-small, ML-20M, ML-25M, ML-32M)")
 
 
 def _subfolders(folder: Path | str) -> list[Path | str]:
@@ -819,6 +1013,36 @@ def _ml1m_ratings_file(folder: Path | str) -> Path | str:
                             f"or pass ratings_csv=")
 
 
+def _ratings_source(folder: Path | str, fmt: str,
+                    ratings_csv: str | os.PathLike[str] | None) -> tuple[Path | str, bytes, int | None]:
+    """(ratings file, separator, field count or None for a CSV of 3 or 4 columns)."""
+    if ratings_csv is not None:
+        ratings_file = fileio.to_path(ratings_csv)
+        if not fileio.isfile(ratings_file):
+            raise FileNotFoundError(f"ratings CSV not found: {ratings_file} (expected a "
+                                    f"user,movie,rating[,timestamp] file)")
+        return ratings_file, b",", None
+    if fmt == FMT_ML_1M:
+        ratings_file = _ml1m_ratings_file(folder)
+        return (ratings_file, b"::", 4) if _suffix(ratings_file) == ".dat" else (ratings_file, b",", None)
+    if fmt == FMT_ML_LATEST:  # userId,movieId,rating,timestamp (the header is skipped)
+        return _child(folder, "ratings.csv"), b",", None
+    ratings_file = _child(folder, "u.data")
+    if not fileio.isfile(ratings_file):
+        raise FileNotFoundError(f"{folder}: ML-100K folder has u.user and u.item but no "
+                                f"u.data; or pass ratings_csv=")
+    return ratings_file, b"\t", 4
+
+
+#: Per format: (users file, its parser, movies file, its parser); the ml-latest format has no
+#: users file (its users come from the ratings).
+_ENTITY_FILES: dict[str, tuple[str | None, Callable | None, str, Callable]] = {
+    FMT_ML_1M: ("users.dat", _parse_users_1m, "movies.dat", _parse_movies_1m),
+    FMT_ML_100K: ("u.user", _parse_users_100k, "u.item", _parse_movies_100k),
+    FMT_ML_LATEST: (None, None, "movies.csv", _parse_movies_csv),
+}
+
+
 # ---------------------------------------------------------------------------------------
 # entry point
 # ---------------------------------------------------------------------------------------
@@ -830,7 +1054,8 @@ def load_movielens(
     quarantine_path: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> MovieLensData:
-    """Load an ML-1M or ML-100K data set from a folder or a .zip.
+    """Load an ML-1M, ML-100K or ml-latest-format (ml-latest-small, ML-20M, ML-25M, ML-32M)
+    data set from a folder or a .zip.
 
     Args:
       path: the data folder (or a folder containing it, e.g. an extracted archive), or a .zip.
@@ -849,6 +1074,10 @@ def load_movielens(
     the result joins. No valid users, movies or ratings at all (an empty file, or every row
     skipped) raises MovieLensEmptyError naming the file, whatever ``skip_bad_rows`` says:
     nothing downstream can use such a data set.
+
+    Ratings are checked against the format's scale (``RATING_SCALES``): whole stars 1..5 for
+    ML-1M and ML-100K, half stars 0.5..5 for the ml-latest format. The ml-latest format has no
+    users file: its users are the user ids of its valid ratings, each an ``unknown_user``.
     """
     folder = _resolve_folder(fileio.to_path(path), None if cache_dir is None else Path(cache_dir))
     fmt = detect_format(folder)
@@ -864,38 +1093,20 @@ def load_movielens(
             empty.append(MovieLensEmptyError(file, what, sum(1 for row in bad_rows if row.path == str(file))))
         return result
 
-    if fmt == FMT_ML_1M:
-        users_file, movies_file = _child(folder, "users.dat"), _child(folder, "movies.dat")
-        users = run(users_file, _parse_users_1m, "users")
-        movies = run(movies_file, _parse_movies_1m, "movies")
-    else:
-        users_file, movies_file = _child(folder, "u.user"), _child(folder, "u.item")
-        users = run(users_file, _parse_users_100k, "users")
-        movies = run(movies_file, _parse_movies_100k, "movies")
+    users_name, parse_users, movies_name, parse_movies = _ENTITY_FILES[fmt]
+    users = run(_child(folder, users_name), parse_users, "users") if users_name else None
+    movies = run(_child(folder, movies_name), parse_movies, "movies")
 
     if empty:  # no users or movies: every rating would be "unknown", so stop at the cause
         if quarantine_path is not None:
             _write_quarantine(fileio.to_path(quarantine_path), bad_rows)
         raise empty[0]
 
-    if ratings_csv is not None:
-        ratings_file = fileio.to_path(ratings_csv)
-        if not fileio.isfile(ratings_file):
-            raise FileNotFoundError(f"ratings CSV not found: {ratings_file} (expected a "
-                                    f"user,movie,rating[,timestamp] file)")
-        sep, n_fields = b",", None
-    elif fmt == FMT_ML_1M:
-        ratings_file = _ml1m_ratings_file(folder)
-        sep, n_fields = (b"::", 4) if _suffix(ratings_file) == ".dat" else (b",", None)
-    else:
-        ratings_file = _child(folder, "u.data")
-        if not fileio.isfile(ratings_file):
-            raise FileNotFoundError(f"{folder}: ML-100K folder has u.user and u.item but no "
-                                    f"u.data; or pass ratings_csv=")
-        sep, n_fields = b"\t", 4
-
+    ratings_file, sep, n_fields = _ratings_source(folder, fmt, ratings_csv)
     ratings = run(ratings_file, lambda f, problems: _load_ratings(
-        f, sep, n_fields, problems, users, movies, _name(users_file), _name(movies_file)), "ratings")
+        f, sep, n_fields, problems, users, movies, users_name or "", movies_name, RATING_SCALES[fmt]), "ratings")
+    if users is None:
+        users = _users_of(ratings)
 
     if quarantine_path is not None:
         _write_quarantine(fileio.to_path(quarantine_path), bad_rows)

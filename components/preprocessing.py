@@ -1,8 +1,14 @@
 """tf.Transform `preprocessing_fn`: raw MovieLens features -> model inputs.
 
 Vocabularies are computed on the train split only (Transform's splits_config), so user and
-movie ids first seen in eval/test or at serving time fall into the OOV bucket and get a
-defined answer instead of an error. Every transformation here also runs inside the served
+movie ids (and genres) first seen in eval/test or at serving time fall into the OOV bucket and
+get a defined answer instead of an error. The genre vocabulary too comes from the data, not
+from a fixed list: ML-1M's 18 genres and the ml-latest format's 19 (with "IMAX", "Children")
+each get a slot, and the multi-hot's width (vocabulary + OOV) is fixed per trained model.
+
+Missing demographics (the ml-latest format has none) arrive as the feature table's defaults
+and land in an "unknown" bucket: gender "" -> 2, age 0 -> len(AGE_CODES), occupation -1 -> its
+own occupation vocabulary entry. Every transformation here also runs inside the served
 SavedModel (the Transform graph is attached to it), so clients send raw values.
 """
 from __future__ import annotations
@@ -46,10 +52,18 @@ def title_tokens(titles: tf.Tensor) -> tf.RaggedTensor:
 
 
 def genres_multi_hot(genres: tf.SparseTensor) -> tf.Tensor:
-    """An 18-way float multi-hot over GENRE_NAMES; unknown genre names are ignored."""
-    dense = tf.sparse.to_dense(genres, default_value="")
-    hits = tf.equal(tf.expand_dims(dense, -1), tf.constant(f.GENRE_NAMES))  # [b, n, 18]
-    return tf.cast(tf.reduce_any(hits, axis=1), tf.float32)
+    """A float multi-hot over the train split's genre vocabulary (f.GENRE_VOCAB) plus one OOV
+    slot that every genre unseen in training shares; no genres -> all zeros.
+
+    Its width is the vocabulary's size + 1: unknown while the Transform is traced for
+    analysis, a constant in the final graph, so the transformed examples and the model's input
+    have a fixed width per trained model (model.Vocab.genres reads it back).
+    """
+    ids = tft.compute_and_apply_vocabulary(genres, num_oov_buckets=f.OOV_BUCKETS, vocab_filename=f.GENRE_VOCAB)
+    width = tf.cast(tft.experimental.get_vocabulary_size_by_name(f.GENRE_VOCAB) + f.OOV_BUCKETS, tf.int32)
+    hot = tf.one_hot(ids.values, width, dtype=tf.float32)  # one row per (movie, genre)
+    rows = tf.cast(ids.dense_shape[0], tf.int32)
+    return tf.minimum(tf.math.unsorted_segment_sum(hot, ids.indices[:, 0], rows), 1.0)
 
 
 def _raw(inputs: dict, key: str) -> tf.Tensor:

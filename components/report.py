@@ -24,6 +24,12 @@ def _value(metric: dict) -> float | None:
     return None
 
 
+def _slice_text(value: object) -> str:
+    """A slice value as the report prints it: an empty string (the unknown gender of data
+    without demographics) as "" rather than as nothing."""
+    return '""' if value == "" else str(value)
+
+
 def slice_metrics(evaluation_uri: str, model_name: str = "candidate") -> list[tuple[str, dict[str, float]]]:
     """[(slice name, {metric: value})] from a TFMA evaluation artifact."""
     import tensorflow_model_analysis as tfma
@@ -41,7 +47,7 @@ def slice_metrics(evaluation_uri: str, model_name: str = "candidate") -> list[tu
     finally:
         absl_logger.setLevel(level)
     for slice_key, outputs in result.slicing_metrics:
-        name = " & ".join(f"{k}={v}" for k, v in slice_key) or "overall"
+        name = " & ".join(f"{k}={_slice_text(v)}" for k, v in slice_key) or "overall"
         values: dict[str, float] = {}
         for by_subkey in outputs.values():
             for metrics in by_subkey.values():

@@ -10,8 +10,9 @@ users/movies files), and exposes these signatures:
   movie_embedding                 movie_id -> embedding [D], bias (movie bias)
   user_embedding_with_features    raw user features  -> embedding, bias
   movie_embedding_with_features   raw movie features -> embedding, bias
-                                  rating = clip(<user, movie> + user bias + movie bias, 1, 5)
-                                  when the model has no MLP head (HParams.head_units 0)
+                                  rating = clip(<user, movie> + user bias + movie bias) to the
+                                  training ratings' range (ServingModule.rating_scale) when the
+                                  model has no MLP head (HParams.head_units 0)
   user_query_embedding            user_id  -> embedding [R + 1], the retrieval query
   movie_candidate_embedding       movie_id -> embedding [R + 1], the retrieval candidate;
                                   <query, candidate> is the retrieval score (RetrievalTowers)
@@ -164,9 +165,13 @@ class ServingModule(tf.Module):
     """What `tf.saved_model.save` writes for TF-Serving, TFMA and the index job."""
 
     def __init__(self, model: TwoTowerModel, tf_transform_output, users: Mapping[int, User],
-                 movies: Mapping[int, Movie]):
+                 movies: Mapping[int, Movie], *, rating_scale: tuple[float, float]):
+        """``rating_scale``: the (lowest, highest) training rating (features.rating_scale), baked
+        in as the range every served rating is clipped to: 1..5 for an ML-1M model, 0.5..5 for
+        an ml-latest one."""
         super().__init__(name="movielens")
         self.model = model
+        self.rating_scale = (float(rating_scale[0]), float(rating_scale[1]))
         self.tft_layer = tf_transform_output.transform_features_layer()
         spec = dict(tf_transform_output.raw_feature_spec())
         spec.pop(f.LABEL_KEY, None)
@@ -202,7 +207,7 @@ class ServingModule(tf.Module):
     def _rate(self, user: dict, movie: dict) -> dict:
         batch = tf.shape(user[f.USER_ID])[0]
         transformed = self._transform(self._raw(user, movie, batch))
-        return {RATING_OUTPUT: clip_rating(self.model(transformed, training=False))}
+        return {RATING_OUTPUT: clip_rating(self.model(transformed, training=False), self.rating_scale)}
 
     def _user_outputs(self, user: dict) -> dict:
         """The user tower's embedding, its bias (+ the global mean) and the bias alone."""
@@ -243,7 +248,7 @@ class ServingModule(tf.Module):
         if self.model.head is not None:
             pair = tf.concat([user, movie, user * movie], axis=-1)
             rating = rating + tf.squeeze(self.model.head(pair, training=False), -1)
-        return {RATING_OUTPUT: clip_rating(rating)}
+        return {RATING_OUTPUT: clip_rating(rating, self.rating_scale)}
 
     def _user_query(self, user_id: tf.Tensor) -> dict:
         transformed = self._transform(self._raw({f.USER_ID: user_id}, None, tf.shape(user_id)[0]))
@@ -323,7 +328,7 @@ class ServingModule(tf.Module):
     def _rate_examples(self, serialized):
         def rate():
             raw = tf.io.parse_example(serialized, self._example_spec)
-            return {REGRESS_OUTPUT: clip_rating(self.model(self._transform(raw), training=False))}
+            return {REGRESS_OUTPUT: clip_rating(self.model(self._transform(raw), training=False), self.rating_scale)}
 
         return _unless_empty(serialized, rate, lambda: {REGRESS_OUTPUT: tf.zeros([0], tf.float32)})
 

@@ -1,23 +1,27 @@
-"""Synthetic MovieLens data in the exact ML-1M file format, with a planted latent structure.
+"""Synthetic MovieLens data in the exact ML-1M or ML-25M file format, with a planted latent structure.
 
 Why: MovieLens may not be redistributed, so tests, CI and demos need stand-in data that (a)
-goes through exactly the same loader as the real files (``users.dat``, ``movies.dat``,
-``ratings.dat``: ``::``-separated, Latin-1, LF), and (b) has *known* structure, so a test
+goes through exactly the same loader as the real files (ML-1M's ``users.dat``, ``movies.dat``,
+``ratings.dat``: ``::``-separated, Latin-1, LF; or today's format, as ML-20M/25M/32M and
+ml-latest write it: ``movies.csv`` with quoted titles, ``ratings.csv`` with half stars, UTF-8,
+no users file), and (b) has *known* structure, so a test
 can assert that a model learned something: every movie belongs to a planted cluster that
 decides its genres, its title words and which users like it, and the ratings follow
 
     rating = round(clip(mu + user_bias + movie_bias + user_factor . movie_factor + noise, 1, 5))
+    (to the nearest half star, clipped to 0.5..5, in today's format)
 
 tuned so that predicting the global mean gives RMSE ~1.1 while the noise-free score (the
 "oracle") gives ~0.85, with a MovieLens-like rating distribution (mostly 3 and 4).
 
 Output is deterministic: the same arguments and seed give byte-identical files.
 
-CLI: ``python -m components.synthetic_data --out DIR --size tiny|small|demo|ml-1m|100k|5m``.
+CLI: ``python -m components.synthetic_data --out DIR --size tiny|small|demo|ml-1m|100k|5m|25m``.
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -26,7 +30,9 @@ from typing import Sequence
 
 import numpy as np
 
-from components.features import AGE_CODES, GENDERS, GENRE_NAMES, NUM_OCCUPATIONS
+from components.features import AGE_CODES, GENDERS, NUM_OCCUPATIONS
+from components.movielens_files import (FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER,
+                                        NO_GENRES_LISTED)
 
 __all__ = ["SIZES", "generate", "main", "size_kwargs"]
 
@@ -37,10 +43,15 @@ SIZES: dict[str, tuple[int, int, int]] = {
     "demo": (2_000, 1_000, 150_000),
     "ml-1m": (6_040, 3_883, 1_000_209),
     # cost growth (benchmarks.pipeline_bench --growth): ML-1M's 165 ratings per user and its
-    # catalogue, at 1/10 and 5x the ratings
+    # catalogue at 1/10 the ratings; ML-25M's shape at 1/5 and in full (its users, movies and
+    # ratings), in ML-25M's own format
     "100k": (604, 3_883, 100_000),
-    "5m": (30_200, 3_883, 5_000_000),
+    "5m": (32_508, 12_485, 5_000_000),
+    "25m": (162_541, 62_423, 25_000_095),
 }
+#: the file format of each size (every other size is ML-1M's)
+SIZE_FORMATS: dict[str, str] = {"5m": FMT_ML_LATEST, "25m": FMT_ML_LATEST}
+FORMATS = (FMT_ML_1M, FMT_ML_LATEST)
 
 ENCODING = "latin-1"
 
@@ -50,7 +61,8 @@ def size_kwargs(size: str) -> dict[str, int]:
     if size not in SIZES:
         raise ValueError(f"unknown synthetic size {size!r}; expected one of {sorted(SIZES)}")
     n_users, n_movies, n_ratings = SIZES[size]
-    return {"n_users": n_users, "n_movies": n_movies, "n_ratings": n_ratings}
+    return {"n_users": n_users, "n_movies": n_movies, "n_ratings": n_ratings,
+            "fmt": SIZE_FORMATS.get(size, FMT_ML_1M)}
 
 # --- planted structure ---------------------------------------------------------------------
 # Each theme: (characteristic genres, title vocabulary). Cluster c uses theme c % len(_THEMES).
@@ -131,8 +143,8 @@ _OCCUPATION_P = (711, 528, 267, 173, 759, 112, 236, 679, 17, 92, 195, 129, 388, 
 _MALE_P = 0.72
 _FIRST_TS, _LAST_TS = 956_703_932, 1_046_454_590         # ML-1M's timestamp range
 
-for _genres, _ in _THEMES:  # theme genres must be real genre names (features.GENRE_NAMES)
-    assert set(_genres) <= set(GENRE_NAMES), _genres
+for _genres, _ in _THEMES:  # the files are ML-1M's format: theme genres are ML-1M genre names
+    assert set(_genres) <= set(ML_1M_GENRES), _genres
 assert len(_AGE_P) == len(AGE_CODES) and len(_OCCUPATION_P) == NUM_OCCUPATIONS
 
 
@@ -211,9 +223,41 @@ def _genres(rng: np.random.Generator, movie_cluster: np.ndarray, n_clusters: int
             if rng.random() < _OWN_GENRE_P:
                 chosen.add(pool[int(rng.integers(len(pool)))])
             else:
-                chosen.add(GENRE_NAMES[int(rng.integers(len(GENRE_NAMES)))])
-        out.append("|".join(g for g in GENRE_NAMES if g in chosen))  # canonical order
+                chosen.add(ML_1M_GENRES[int(rng.integers(len(ML_1M_GENRES)))])
+        out.append("|".join(g for g in ML_1M_GENRES if g in chosen))  # canonical order
     return out
+
+
+#: ML-1M's genre names as today's format spells them
+_LATEST_GENRE_NAMES = {"Children's": "Children"}
+_IMAX_P, _NO_GENRE_P = 0.03, 0.01   # ML-25M: 195 IMAX movies of 62,423, 5,062 without genres
+_CHUNK = 1_000_000                   # rating lines formatted and written at a time
+
+
+def _write_latest(out_dir: Path, seed: int, titles: list[str], genres: list[str],
+                  u: np.ndarray, m: np.ndarray, rating: np.ndarray, timestamp: np.ndarray) -> dict[str, Path]:
+    """movies.csv (``movieId,title,genres``, titles quoted where they hold a comma or a quote,
+    "(no genres listed)" for none) and ratings.csv (``userId,movieId,rating,timestamp``, half
+    stars as ``3.5``), UTF-8 with LF, as ML-25M writes them; no users file. Its own random
+    stream (IMAX, no-genre movies), so the ML-1M files of a seed never change."""
+    rng = np.random.default_rng([seed, 25])
+    imax, bare = rng.random(len(titles)) < _IMAX_P, rng.random(len(titles)) < _NO_GENRE_P
+    files = {"movies.csv": out_dir / "movies.csv", "ratings.csv": out_dir / "ratings.csv"}
+    with open(files["movies.csv"], "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(ML_LATEST_MOVIES_HEADER)
+        for i, (title, names) in enumerate(zip(titles, genres)):
+            listed = [_LATEST_GENRE_NAMES.get(g, g) for g in names.split("|") if g] + (["IMAX"] if imax[i] else [])
+            writer.writerow((i + 1, title, NO_GENRES_LISTED if bare[i] or not listed else "|".join(listed)))
+    text = np.array([f"{r:.1f}" for r in np.arange(0.5, 5.01, 0.5)])
+    with open(files["ratings.csv"], "w", encoding="utf-8", newline="\n") as handle:
+        handle.write("userId,movieId,rating,timestamp\n")
+        for start in range(0, len(u), _CHUNK):
+            part = slice(start, start + _CHUNK)
+            stars = text[(rating[part] * 2).astype(np.int64) - 1].tolist()
+            handle.write("".join(f"{a},{b},{r},{t}\n" for a, b, r, t in zip(
+                (u[part] + 1).tolist(), (m[part] + 1).tolist(), stars, timestamp[part].tolist())))
+    return files
 
 
 def _write(path: Path, lines: list[str]) -> None:
@@ -223,8 +267,9 @@ def _write(path: Path, lines: list[str]) -> None:
 
 
 def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed: int = 0,
-             n_clusters: int = 8) -> dict:
-    """Write users.dat, movies.dat, ratings.dat (ML-1M format) and clusters.json to ``out_dir``.
+             n_clusters: int = 8, fmt: str = FMT_ML_1M) -> dict:
+    """Write users.dat, movies.dat, ratings.dat (``fmt`` ML-1M) or movies.csv and ratings.csv
+    (``fmt`` ml-latest: ML-25M's format) and clusters.json to ``out_dir``.
 
     ``clusters.json`` holds the planted truth (``movie_cluster``/``user_cluster``: id ->
     cluster, plus each cluster's genres and title words) so that tests can check that models
@@ -234,6 +279,8 @@ def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed
     if n_users < 1 or n_clusters < 1 or n_movies < n_clusters:
         raise ValueError(f"need n_users >= 1 and n_movies >= n_clusters >= 1 "
                          f"(got n_users={n_users}, n_movies={n_movies}, n_clusters={n_clusters})")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
     if not n_users <= n_ratings <= n_users * n_movies:
         raise ValueError(f"n_ratings must be between n_users ({n_users}) and n_users*n_movies "
                          f"({n_users * n_movies}); got {n_ratings}")
@@ -270,7 +317,10 @@ def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed
     interaction -= interaction.mean()  # keep the global mean where _MEAN_RATING says
     expected = _MEAN_RATING + user_bias[u] + movie_bias[m] + interaction
     noisy = expected + rng.normal(0.0, _NOISE_SD, n_ratings)
-    rating = np.floor(np.clip(noisy, 1.0, 5.0) + 0.5).astype(np.int64)  # round half up
+    if fmt == FMT_ML_LATEST:  # half stars: to the nearest 0.5, round half up
+        rating = np.floor(np.clip(noisy, 0.5, 5.0) * 2.0 + 0.5) / 2.0
+    else:
+        rating = np.floor(np.clip(noisy, 1.0, 5.0) + 0.5).astype(np.int64)  # round half up
 
     user_start = rng.uniform(_FIRST_TS, _FIRST_TS + 0.8 * (_LAST_TS - _FIRST_TS), n_users)
     timestamp = user_start[u] + rng.exponential(30 * 86_400.0, n_ratings)
@@ -280,17 +330,20 @@ def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed
     expected = expected[order]
 
     # --- files --------------------------------------------------------------------------------
-    files = {name: out_dir / name for name in ("users.dat", "movies.dat", "ratings.dat",
-                                               "clusters.json")}
-    _write(files["users.dat"], [
-        f"{i}::{g}::{a}::{o}::{z:05d}" for i, g, a, o, z in zip(
-            range(1, n_users + 1), gender.tolist(), age.tolist(), occupation.tolist(),
-            zips.tolist())])
-    _write(files["movies.dat"], [
-        f"{i}::{t}::{g}" for i, t, g in zip(range(1, n_movies + 1), titles, genres)])
-    _write(files["ratings.dat"], [
-        f"{a}::{b}::{r}::{t}" for a, b, r, t in zip(
-            (u + 1).tolist(), (m + 1).tolist(), rating.tolist(), timestamp.tolist())])
+    if fmt == FMT_ML_LATEST:
+        files = _write_latest(out_dir, seed, titles, genres, u, m, rating, timestamp)
+    else:
+        files = {name: out_dir / name for name in ("users.dat", "movies.dat", "ratings.dat")}
+        _write(files["users.dat"], [
+            f"{i}::{g}::{a}::{o}::{z:05d}" for i, g, a, o, z in zip(
+                range(1, n_users + 1), gender.tolist(), age.tolist(), occupation.tolist(),
+                zips.tolist())])
+        _write(files["movies.dat"], [
+            f"{i}::{t}::{g}" for i, t, g in zip(range(1, n_movies + 1), titles, genres)])
+        _write(files["ratings.dat"], [
+            f"{a}::{b}::{r}::{t}" for a, b, r, t in zip(
+                (u + 1).tolist(), (m + 1).tolist(), rating.tolist(), timestamp.tolist())])
+    files["clusters.json"] = out_dir / "clusters.json"
     truth = {
         "seed": seed,
         "n_clusters": n_clusters,
@@ -310,10 +363,12 @@ def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed
         "n_ratings": n_ratings,
         "n_clusters": n_clusters,
         "seed": seed,
-        "rating_counts": {int(k): int(v) for k, v in zip(*np.unique(rating, return_counts=True))},
+        "format": fmt,
+        "rating_counts": {(float(k) if fmt == FMT_ML_LATEST else int(k)): int(v)
+                          for k, v in zip(*np.unique(rating, return_counts=True))},
         "global_mean": mean,
         "global_mean_rmse": float(np.sqrt(np.mean((rating - mean) ** 2))),
-        "oracle_rmse": float(np.sqrt(np.mean((rating - np.clip(expected, 1, 5)) ** 2))),
+        "oracle_rmse": float(np.sqrt(np.mean((rating - np.clip(expected, rating.min(), 5)) ** 2))),
     }
 
 
@@ -323,8 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m components.synthetic_data",
         description="Write synthetic MovieLens data (users.dat, movies.dat, ratings.dat in the "
-                    "exact ML-1M format, plus clusters.json with the planted structure). Same "
-                    "seed, same bytes.",
+                    "exact ML-1M format, or movies.csv and ratings.csv in ML-25M's, plus "
+                    "clusters.json with the planted structure). Same seed, same bytes.",
         epilog=f"sizes (users/movies/ratings): {sizes}")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny",
@@ -332,12 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--n-ratings", type=int, default=None,
                         help="override the preset's number of ratings")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="file format (default: the size's; ml-latest for 5m and 25m, as ML-25M "
+                             "writes it, ml-1m for the others)")
     parser.add_argument("--n-clusters", type=int, default=8,
                         help="planted movie/user clusters (default: 8)")
     args = parser.parse_args(argv)
     kwargs = size_kwargs(args.size)
     if args.n_ratings:
         kwargs["n_ratings"] = args.n_ratings
+    if args.format:
+        kwargs["fmt"] = args.format
     start = time.perf_counter()
     info = generate(args.out, **kwargs, seed=args.seed, n_clusters=args.n_clusters)
     info["seconds"] = round(time.perf_counter() - start, 2)

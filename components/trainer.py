@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -24,12 +26,13 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features as f
+from components import memory
 from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
                               fit_retrieval)
 from components.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
 from components.signatures import ServingModule, export
 from components.trainer_component import CATALOGUE_URI_CONFIG
-from components.two_stage import choose_rerank_weight, write_two_stage
+from components.two_stage import choose_rerank_weight, training_movies, write_two_stage
 
 HISTORY_FILE = "history.json"
 
@@ -40,32 +43,128 @@ def vocab_from_transform(tf_transform_output: tft.TFTransformOutput) -> Vocab:
     return Vocab(users=size(f.USER_ID_VOCAB) + f.OOV_BUCKETS,
                  movies=size(f.MOVIE_ID_VOCAB) + f.OOV_BUCKETS,
                  occupations=size(f.OCCUPATION_VOCAB) + f.OOV_BUCKETS,
-                 title_words=size(f.TITLE_VOCAB) + f.OOV_BUCKETS)
+                 title_words=size(f.TITLE_VOCAB) + f.OOV_BUCKETS,
+                 genres=size(f.GENRE_VOCAB) + f.OOV_BUCKETS)
 
 
-def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFTransformOutput
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """A split of transformed examples as in-memory NumPy columns (model inputs, labels).
+#: In-memory training holds each example about this many times: the NumPy columns, Keras's
+#: tensor copy of them and the shuffled batches in flight.
+IN_MEMORY_COPIES = 3
+#: Streamed training shuffles within a window of this many examples (tf.data's shuffle buffer).
+SHUFFLE_BUFFER = 1 << 19
+_READ_BATCH = 65536
 
-    MovieLens fits in memory many times over; holding it as arrays makes every epoch a pass
-    over RAM instead of a re-parse of gzipped TFRecords.
-    """
+
+@dataclass
+class StreamedSplit:
+    """A split whose model inputs do not fit the Trainer's memory budget: tf.data reads its
+    TFRecords again every epoch. Its labels and ids (for the rating history, the retrieval
+    fit and the rerank weight) are still held, 20 bytes per example."""
+
+    files: list[str]
+    spec: dict
+    labels: np.ndarray
+    ids: dict[str, np.ndarray]
+    reason: str
+
+    def dataset(self, batch_size: int, seed: int, with_target: bool) -> tf.data.Dataset:
+        """(inputs, label) batches, shuffled within SHUFFLE_BUFFER examples; with_target adds
+        TARGET_IN_HISTORY (the label), as the in-memory path passes it."""
+        keep = {k: self.spec[k] for k in (*MODEL_INPUTS, f.LABEL_XF)}
+
+        def split(batch):
+            label = batch.pop(f.LABEL_XF)
+            inputs = {k: batch[k] for k in MODEL_INPUTS}
+            if with_target:
+                inputs[TARGET_IN_HISTORY] = label
+            return inputs, label
+
+        return (tf.data.TFRecordDataset(self.files, compression_type="GZIP",
+                                        num_parallel_reads=tf.data.AUTOTUNE)
+                .shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+                .batch(batch_size)
+                .apply(tf.data.experimental.assert_cardinality(-(-len(self.labels) // batch_size)))
+                .map(lambda x: split(tf.io.parse_example(x, keep)), num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE))
+
+
+def example_bytes(spec: dict) -> int:
+    """Bytes of one example's model inputs and label as NumPy columns."""
+    return sum(int(np.prod(spec[k].shape or [1])) * tf.as_dtype(spec[k].dtype).size
+               for k in (*MODEL_INPUTS, f.LABEL_XF))
+
+
+def _files(file_pattern: str | list[str]) -> list[str]:
     patterns = file_pattern if isinstance(file_pattern, list) else [file_pattern]
     # tf.io.gfile, not glob: on Vertex AI / Kubeflow the Transform output is on gs://.
     files = sorted(p for pattern in patterns for p in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples match {patterns}")
+    return files
+
+
+def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFTransformOutput,
+                     memory_budget: float = float("inf")
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray] | StreamedSplit:
+    """A split of transformed examples as in-memory NumPy columns (model inputs, labels), or,
+    once IN_MEMORY_COPIES times the columns read so far pass ``memory_budget`` bytes, as a
+    StreamedSplit (the same single pass goes on keeping only ids and labels).
+
+    MovieLens up to ML-1M fits in memory many times over; holding it as arrays makes every
+    epoch a pass over RAM instead of a re-parse of gzipped TFRecords.
+    """
+    files = _files(file_pattern)
     spec = tf_transform_output.transformed_feature_spec()
     keep = {k: spec[k] for k in (*MODEL_INPUTS, f.LABEL_XF)}
+    per_example = IN_MEMORY_COPIES * example_bytes(spec)
     dataset = (tf.data.TFRecordDataset(files, compression_type="GZIP")
-               .batch(65536).map(lambda x: tf.io.parse_example(x, keep)))
+               .batch(_READ_BATCH).map(lambda x: tf.io.parse_example(x, keep)))
     columns: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    held, streamed = 0, None
+    id_keys = (f.USER_ID_XF, f.MOVIE_ID_XF, f.LABEL_XF)
     for batch in dataset.as_numpy_iterator():
-        for key, value in batch.items():
-            columns[key].append(value)
-    arrays = {k: np.concatenate(v) for k, v in columns.items()}
+        held += len(batch[f.LABEL_XF])
+        if streamed is None and held * per_example > memory_budget:
+            streamed = (f"{held:,}+ examples x {per_example} bytes pass the {memory_budget / 1e9:.1f} GB "
+                        f"training-data budget (HParams.train_memory_gb)")
+            columns = {k: v for k, v in columns.items() if k in id_keys}
+        for key in columns:
+            columns[key].append(batch[key])
+    arrays = {}
+    for key in list(columns):  # one column's batches at a time: the peak is one column, not a copy of all
+        arrays[key] = np.concatenate(columns.pop(key))
     labels = arrays.pop(f.LABEL_XF).astype(np.float32)
+    if streamed is not None:
+        return StreamedSplit(files, spec, labels, arrays, streamed)
     return arrays, labels
+
+
+def split_ids(split: tuple[dict, np.ndarray] | StreamedSplit) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(the user and movie index columns, the labels) of an in-memory or streamed split."""
+    if isinstance(split, StreamedSplit):
+        return split.ids, split.labels
+    return {k: split[0][k] for k in (f.USER_ID_XF, f.MOVIE_ID_XF)}, split[1]
+
+
+def streamed_movies(split: StreamedSplit) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """components.two_stage.training_movies of a streamed split: one more pass, keeping only the
+    first example of each movie."""
+    from components.model import MOVIE_INPUTS
+
+    keep = {k: split.spec[k] for k in MOVIE_INPUTS}
+    dataset = (tf.data.TFRecordDataset(split.files, compression_type="GZIP")
+               .batch(_READ_BATCH).map(lambda x: tf.io.parse_example(x, keep)))
+    found: dict[str, list[np.ndarray]] = {k: [] for k in keep}
+    known = np.zeros(0, np.int64)
+    for batch in dataset.as_numpy_iterator():
+        ids, first = np.unique(batch[f.MOVIE_ID_XF], return_index=True)
+        new = ~np.isin(ids, known)
+        known = np.union1d(known, ids[new])
+        for key in found:
+            found[key].append(batch[key][first[new]])
+    rows = {k: np.concatenate(v) for k, v in found.items()}
+    order = np.argsort(rows[f.MOVIE_ID_XF])
+    return rows[f.MOVIE_ID_XF][order], {k: v[order] for k, v in rows.items()}
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -101,15 +200,17 @@ def ema_momentum(hp: HParams, n_train: int) -> float:
     return min(hp.ema_momentum, max(0.0, 1.0 - 1.0 / (hp.ema_epochs * steps)))
 
 
-def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[dict, np.ndarray],
+def fit(model, hp: HParams, train: tuple[dict, np.ndarray] | StreamedSplit, evaluation: tuple[dict, np.ndarray],
         *, log_dir: str | None = None, checkpoint_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
-    """Trains in place; returns the history with per-epoch metrics and examples/s."""
-    throughput = ThroughputLogger(len(train[1]))
+    """Trains in place on in-memory arrays or a StreamedSplit; returns the history with
+    per-epoch metrics and examples/s."""
+    n_train = len(split_ids(train)[1])
+    throughput = ThroughputLogger(n_train)
     # With EMA on, validation and early stopping see the averaged weights (SwapEMAWeights must
     # precede EarlyStopping so that the best weights it keeps are the averaged ones).
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if hp.ema_momentum > 0 else []
     if ema:  # set before fit traces the train step, which reads the momentum as a constant
-        model.optimizer.ema_momentum = ema_momentum(hp, len(train[1]))
+        model.optimizer.ema_momentum = ema_momentum(hp, n_train)
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: hp.learning_rate * hp.decay_rate ** epoch),
         *ema,
@@ -121,11 +222,15 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray], evaluation: tuple[di
         callbacks.append(keras.callbacks.TensorBoard(log_dir=log_dir, update_freq="epoch"))
     if checkpoint_dir:
         callbacks.append(keras.callbacks.BackupAndRestore(checkpoint_dir, delete_checkpoint=True))
-    train_inputs = train[0]
-    if getattr(model, "reads_history", False):  # the history was built from exactly these examples
-        train_inputs = {**train[0], TARGET_IN_HISTORY: train[1]}
-    history = model.fit(train_inputs, train[1], batch_size=hp.batch_size, epochs=hp.epochs,
-                        validation_data=evaluation, shuffle=True, callbacks=callbacks, verbose=verbose)
+    reads_history = getattr(model, "reads_history", False)  # the history was built from exactly these examples
+    if isinstance(train, StreamedSplit):
+        history = model.fit(train.dataset(hp.batch_size, hp.seed, with_target=reads_history), epochs=hp.epochs,
+                            validation_data=evaluation, validation_batch_size=hp.batch_size,
+                            callbacks=callbacks, verbose=verbose)
+    else:
+        train_inputs = {**train[0], TARGET_IN_HISTORY: train[1]} if reads_history else train[0]
+        history = model.fit(train_inputs, train[1], batch_size=hp.batch_size, epochs=hp.epochs,
+                            validation_data=evaluation, shuffle=True, callbacks=callbacks, verbose=verbose)
     result = {k: [float(x) for x in v] for k, v in history.history.items()}
     result["examples_per_second"] = throughput.rates
     result["seconds_per_epoch"] = throughput.epoch_seconds
@@ -174,30 +279,40 @@ def run_fn(fn_args) -> None:
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocab = vocab_from_transform(tf_transform_output)
-    train = load_transformed(fn_args.train_files, tf_transform_output)
-    evaluation = load_transformed(fn_args.eval_files, tf_transform_output)
-    ratings = RatingHistory.from_ratings(train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], train[1], vocab)
+    train = load_transformed(fn_args.train_files, tf_transform_output, memory.budget_bytes(hp.train_memory_gb))
+    evaluation = load_transformed(fn_args.eval_files, tf_transform_output)  # a tenth of the data: held
+    train_ids, train_labels = split_ids(train)
+    streamed = train.reason if isinstance(train, StreamedSplit) else None
+    logging.getLogger(__name__).info("training data: %s", f"streamed from TFRecords: {streamed}" if streamed
+                                     else "in memory")
+    ratings = RatingHistory.from_ratings(train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels, vocab)
+    scale = f.rating_scale(train_labels)  # what the served ratings are clipped to
+    catalogue_rows = streamed_movies(train) if streamed else training_movies(train[0])
     lap("load")
-    model = build_model(vocab, hp, global_mean=float(train[1].mean()), history=ratings)
-    retrieval = fit_retrieval(model, train[0][f.USER_ID_XF], train[0][f.MOVIE_ID_XF], evaluation[0][f.USER_ID_XF],
-                              evaluation[0][f.MOVIE_ID_XF], evaluation[1])
+    model = build_model(vocab, hp, global_mean=float(train_labels.mean()), history=ratings)
+    retrieval = fit_retrieval(model, train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels,
+                              evaluation[0][f.USER_ID_XF], evaluation[0][f.MOVIE_ID_XF], evaluation[1])
     lap("retrieval")
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp,
                                                  config.get("code")))
     lap("fit")
-    two_stage = choose_rerank_weight(model, train[0], evaluation[0], evaluation[1])
+    two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
+                                     evaluation[0], evaluation[1], rating_scale=scale)
     lap("rerank")
     history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
     history["retrieval"] = retrieval
-    history["train_examples"], history["eval_examples"] = len(train[1]), len(evaluation[1])
+    history["train_examples"], history["eval_examples"] = len(train_labels), len(evaluation[1])
+    history["training_data"] = {"streamed": streamed is not None, "reason": streamed or "fits the budget"}
+    history["rating_scale"] = list(scale)
     history["seconds"] = seconds
     _write_history(fn_args.model_run_dir, history)
 
     catalogue_uri = _catalogue_uri(config)
     catalogue = read_catalogue(catalogue_uri)
-    export(ServingModule(model, tf_transform_output, catalogue.users, catalogue.movies), fn_args.serving_model_dir,
+    export(ServingModule(model, tf_transform_output, catalogue.users, catalogue.movies, rating_scale=scale),
+           fn_args.serving_model_dir,
            user_ids=sorted(catalogue.users)[:100], movie_ids=sorted(catalogue.movies)[:100])
     # The index job, explain and the demo read the users/movies of *this* model from here.
     copy_catalogue(catalogue_uri, model_catalogue_dir(fn_args.serving_model_dir))

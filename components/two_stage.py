@@ -24,6 +24,10 @@ from components.item_item import interactions, ndcg_at_10
 TWO_STAGE_FILE = os.path.join("assets.extra", "two_stage.json")
 DEFAULT_CANDIDATES = 200
 RERANK_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: The rerank weight is chosen on at most this many (user, movie) scores held at once (800 MB
+#: of float32 per array): every eval user of ML-1M (6,040 x 3,706), a seeded sample of them
+#: where the catalogue is larger (about 3,200 users of ML-25M's 62,423 movies).
+MAX_SCORED_CELLS = 200_000_000
 
 
 def _first_rows(ids: np.ndarray, columns: dict[str, np.ndarray], keys: Sequence[str]) -> tuple[np.ndarray, dict]:
@@ -32,17 +36,25 @@ def _first_rows(ids: np.ndarray, columns: dict[str, np.ndarray], keys: Sequence[
     return distinct, {k: columns[k][first] for k in keys}
 
 
-def two_stage_scores(model, train_inputs: dict[str, np.ndarray], users: np.ndarray, user_rows: dict,
-                     candidates: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(candidate movie indices [users, N], their retrieval scores, predicted ratings, movies)
-    for the given users over every movie of the training examples, training movies excluded."""
+def training_movies(train_inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The distinct movies of the training examples and each one's movie-tower inputs."""
     from components.model import MOVIE_INPUTS
 
-    movies, movie_rows = _first_rows(train_inputs[f.MOVIE_ID_XF], train_inputs, MOVIE_INPUTS)
+    return _first_rows(train_inputs[f.MOVIE_ID_XF], train_inputs, MOVIE_INPUTS)
+
+
+def two_stage_scores(model, seen_pairs: tuple[np.ndarray, np.ndarray],
+                     catalogue: tuple[np.ndarray, dict[str, np.ndarray]], users: np.ndarray, user_rows: dict,
+                     candidates: int, rating_scale: tuple[float, float],
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(candidate movie indices [users, N], their retrieval scores, predicted ratings, movies)
+    for the given users over the training movies (``catalogue``: training_movies), the
+    ``seen_pairs`` (user, movie indices of the training examples) excluded; the ratings are
+    clipped to ``rating_scale`` as the served model clips them."""
+    movies, movie_rows = catalogue
     retrieval = (model.retrieval.served_query(users).numpy()
                  @ model.retrieval.served_candidate(movies).numpy().T)
-    seen = interactions(train_inputs[f.USER_ID_XF], np.searchsorted(movies, train_inputs[f.MOVIE_ID_XF]),
-                        model.vocab.users, len(movies))[users]
+    seen = interactions(seen_pairs[0], np.searchsorted(movies, seen_pairs[1]), model.vocab.users, len(movies))[users]
     rows, cols = seen.nonzero()
     retrieval[rows, cols] = -np.inf
     n = min(candidates, len(movies))
@@ -52,15 +64,20 @@ def two_stage_scores(model, train_inputs: dict[str, np.ndarray], users: np.ndarr
     user_bias = model.user_bias(users).numpy()[:, 0] + model.global_mean
     movie_bias = model.movie_bias(movies).numpy()[:, 0]
     dot = np.einsum("ud,und->un", user_vectors, movie_vectors[top])
-    rating = np.clip(dot + user_bias[:, None] + movie_bias[top], f.MIN_RATING, f.MAX_RATING)
+    rating = np.clip(dot + user_bias[:, None] + movie_bias[top], *rating_scale)
     return top, np.take_along_axis(retrieval, top, 1), rating, movies
 
 
-def choose_rerank_weight(model, train_inputs: dict[str, np.ndarray], eval_inputs: dict[str, np.ndarray],
+def choose_rerank_weight(model, seen_pairs: tuple[np.ndarray, np.ndarray],
+                         catalogue: tuple[np.ndarray, dict[str, np.ndarray]], eval_inputs: dict[str, np.ndarray],
                          eval_labels: np.ndarray, candidates: int = DEFAULT_CANDIDATES,
-                         weights: Sequence[float] = RERANK_WEIGHTS) -> dict | None:
+                         weights: Sequence[float] = RERANK_WEIGHTS,
+                         rating_scale: tuple[float, float] | None = None) -> dict | None:
     """The w with the best eval NDCG@10 of two-stage ranking, and every w's score; None when
-    the model has no retrieval towers or the eval split has no rating >= 4."""
+    the model has no retrieval towers or the eval split has no rating >= 4. ``seen_pairs``: the
+    training examples' (user, movie) indices; ``catalogue``: training_movies. ``rating_scale``:
+    what the served ratings are clipped to (the Trainer passes its training ratings' range;
+    default: the eval ratings' range)."""
     from components.model import USER_INPUTS
 
     if model.retrieval is None:
@@ -69,8 +86,16 @@ def choose_rerank_weight(model, train_inputs: dict[str, np.ndarray], eval_inputs
     if not liked.any():
         return None
     liked_inputs = {k: v[liked] for k, v in eval_inputs.items()}
+    n_movies = len(catalogue[0])
+    max_users = max(1, MAX_SCORED_CELLS // max(n_movies, 1))
+    scored_users = np.unique(liked_inputs[f.USER_ID_XF])
+    if len(scored_users) > max_users:  # the dense [users, movies] scores stay within MAX_SCORED_CELLS
+        keep = np.random.default_rng(0).choice(scored_users, max_users, replace=False)
+        liked_inputs = {k: v[np.isin(liked_inputs[f.USER_ID_XF], keep)] for k, v in liked_inputs.items()}
     users, user_rows = _first_rows(liked_inputs[f.USER_ID_XF], liked_inputs, USER_INPUTS)
-    top, retrieval, rating, movies = two_stage_scores(model, train_inputs, users, user_rows, candidates)
+    scale = rating_scale if rating_scale is not None else f.rating_scale(eval_labels)
+    top, retrieval, rating, movies = two_stage_scores(model, seen_pairs, catalogue, users, user_rows, candidates,
+                                                      scale)
     known = np.isin(liked_inputs[f.MOVIE_ID_XF], movies)
     relevant = interactions(np.searchsorted(users, liked_inputs[f.USER_ID_XF][known]),
                             np.searchsorted(movies, liked_inputs[f.MOVIE_ID_XF][known]), len(users), len(movies))

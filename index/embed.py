@@ -39,7 +39,8 @@ class Embeddings:
 
     Two spaces. ``user_vectors`` / ``movie_vectors`` are the rating towers' outputs; with
     ``user_bias`` (which includes the global mean) and ``movie_bias`` they give the predicted
-    rating clip(<u, m> + user_bias + movie_bias, 1, 5) that re-ranks candidates.
+    rating clip(<u, m> + user_bias + movie_bias) that re-ranks candidates (clipped to the
+    training ratings' range: 1..5 for ML-1M, 0.5..5 for the ml-latest format).
     ``query_vectors`` / ``candidate_vectors`` are the retrieval towers' (R may differ from D):
     <query, candidate> is the retrieval score that FAISS searches by. ``similar_space`` says
     which space the cosine indexes (similar movies, similar users) are built from: "rating",

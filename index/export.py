@@ -213,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
                         "catalogue": source.catalogue,
                         "seen_ratings_from": source.seen_ratings_from,
                         "two_stage": _two_stage_settings(model_dir),
+                        "rating_scale": list(source.rating_scale) if source.rating_scale else None,
                         "ratings_source": str(args.ratings) if args.ratings else None,
                         "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
             extra=extra, overwrite=args.overwrite, keep_rejected=args.keep_rejected,
@@ -248,18 +249,23 @@ class Source:
     #: each seen pair's rating (NaN: none), and what they are; None for older catalogues
     seen_ratings: np.ndarray | None = None
     seen_ratings_from: str | None = None
+    #: (lowest, highest) training rating, what predicted ratings are clipped to as the served
+    #: model clips them; None when unknown (an older catalogue)
+    rating_scale: tuple[float, float] | None = None
 
 
 def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | str | None, skip_bad_rows: bool) -> Source:
     """The model version's catalogue, or (override) the MovieLens folder ``data``."""
     from components.catalogue import CatalogueNotFoundError, has_catalogue, model_catalogue_dir, read_catalogue
+    from components.features import rating_scale
     from components.movielens_files import load_movielens, summary
 
     if data is not None:
         loaded = load_movielens(data, ratings_csv=ratings, skip_bad_rows=skip_bad_rows)
         return Source(loaded.users, loaded.movies, loaded.ratings.user_id, loaded.ratings.movie_id,
                       str(data), loaded.source, None, f"--data override: {summary(loaded)}",
-                      seen_ratings=loaded.ratings.rating, seen_ratings_from="all ratings in --data")
+                      seen_ratings=loaded.ratings.rating, seen_ratings_from="all ratings in --data",
+                      rating_scale=rating_scale(loaded.ratings.rating))
     if ratings is not None or skip_bad_rows:
         raise ValueError("--ratings and --skip-bad-rows apply to --data; without --data the users, "
                          "movies and seen map come from the model's catalogue")
@@ -274,7 +280,8 @@ def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | 
                   f"catalogue {folder}: {len(catalogue.users):,} users, {len(catalogue.movies):,} movies, "
                   f"{len(catalogue.seen_user_ids):,} rated pairs (data from {catalogue.source})",
                   seen_ratings=catalogue.seen_train_ratings,
-                  seen_ratings_from="train split" if catalogue.seen_train_ratings is not None else None)
+                  seen_ratings_from="train split" if catalogue.seen_train_ratings is not None else None,
+                  rating_scale=catalogue.rating_scale)
 
 
 def _two_stage_settings(model_dir: Path | str) -> dict | None:

@@ -162,8 +162,9 @@ class SimilarUsers(BaseModel):
 class RecommendedMovie(MovieHit):
     retrieval_score: float | None = Field(description="stage one: <query, candidate> (or the rating "
                                                       "towers' inner product without a retrieval space)")
-    predicted_rating: float | None = Field(description="stage two: clip(<u, m> + biases, 1, 5); null "
-                                                       "without rating terms")
+    predicted_rating: float | None = Field(description="stage two: clip(<u, m> + biases) to the model's "
+                                                       "rating scale (/version rating_scale: 1..5, or "
+                                                       "0.5..5 in half stars); null without rating terms")
 
 
 class Recommendations(BaseModel):

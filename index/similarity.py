@@ -128,6 +128,10 @@ class Similarity:
         #: this version's defaults: the model's own choice, else the module's fallbacks
         self.default_candidates = int(chosen.get("candidates", DEFAULT_CANDIDATES))
         self.default_rerank_weight = float(chosen.get("rerank_weight", DEFAULT_RERANK_WEIGHT))
+        #: what predicted ratings are clipped to: the model's training ratings' range (export-index
+        #: copies it from the catalogue); versions built before it was recorded were all 1..5
+        lowest, highest = manifest.get("rating_scale") or f.WHOLE_STAR_SCALE
+        self.rating_scale = (float(lowest), float(highest))
         self._indexes = indexes
         self._params = {name: manifest["indexes"][name]["params"] for name in indexes}
         self._seen_indptr, self._seen_movies = seen_indptr, seen_movies
@@ -385,7 +389,7 @@ class Similarity:
     def _rate_rows(self, user_row: int, movie_rows: np.ndarray) -> np.ndarray:
         user_bias, movie_bias = self._rating_terms
         dot = self._rating_movies[movie_rows] @ self._rating_users[user_row]
-        return np.clip(dot + user_bias[user_row] + movie_bias[movie_rows], 1.0, 5.0)
+        return np.clip(dot + user_bias[user_row] + movie_bias[movie_rows], *self.rating_scale)
 
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True,
                   candidates: int | None = None, rerank_weight: float | None = None) -> list[Neighbour]:
@@ -397,7 +401,8 @@ class Similarity:
            ``exclude_seen``, so exactly N unseen movies come back (fewer only if the catalogue
            runs out).
         2. When the version carries rating terms: each candidate's predicted rating
-           clip(<u, m> + user bias + movie bias, 1, 5) (one matrix-vector product over the N),
+           clip(<u, m> + user bias + movie bias) to ``rating_scale`` (the training ratings'
+           range, as the served model clips; one matrix-vector product over the N),
            and the blend
 
                score = retrieval_score + rerank_weight * predicted_rating
@@ -510,6 +515,7 @@ class Similarity:
             "posters": self.has_posters,
             "seen_ratings": self.has_seen_ratings,
             "seen_ratings_from": m.get("seen_ratings_from"),
+            "rating_scale": list(self.rating_scale),
             "mmap": dict(self.mmap),
             "loaded_at": self.loaded_at,
             "folder": str(self.folder),

@@ -21,7 +21,8 @@ from settings import paths as settings_paths
 from settings.logs import library_output_to, terminal
 from settings.errors import UserError
 
-DATA_CHOICES = "synthetic | ml-1m | ml-100k | PATH (a folder or .zip of MovieLens files)"
+DATA_CHOICES = ("synthetic | ml-1m | ml-100k | ml-latest-small | ml-25m | PATH (a folder or .zip of "
+                "MovieLens files: ML-1M, ML-100K or the ml-latest CSV format)")
 
 
 def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
@@ -33,7 +34,7 @@ def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
         from components import synthetic_data
 
         folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
-        if not (folder / "ratings.dat").exists():
+        if not (folder / "clusters.json").exists():  # written last, whatever the size's format
             print(f"[data] generating synthetic MovieLens data ({size}, seed {seed}) in {folder}",
                   file=terminal())
             tmp = folder.with_name(folder.name + ".tmp")
@@ -41,7 +42,7 @@ def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
             tmp.rename(folder)
         return str(folder)
     try:
-        if spec in ("ml-1m", "ml-100k"):
+        if spec in dataset_download.DATASETS:  # an official archive, downloaded once
             return str(dataset_download.fetch_movielens(spec, Path(paths.downloads_dir)))
         if settings_paths.is_uri(spec):  # gs://bucket/ml-1m: read in place through tf.io.gfile
             from components import fileio

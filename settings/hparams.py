@@ -14,6 +14,10 @@ from typing import Any, Sequence
 from settings.errors import UserError
 
 
+#: How the retrieval towers are fitted (HParams.retrieval_fit; components.model.choose_retrieval_fit).
+RETRIEVAL_FITS = ("auto", "closed_form", "ials", "softmax")
+
+
 @dataclass
 class HParams:
     """Hyperparameters; the pipeline's Trainer custom_config overrides any of them."""
@@ -59,10 +63,16 @@ class HParams:
     retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
     retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
     # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
-    # chosen on the eval split, for catalogues of at most retrieval_closed_form_max movies (the
-    # n x n inverse); "softmax": the towers are trained by the softmax above.
-    retrieval_fit: str = "closed_form"
-    retrieval_closed_form_max: int = 20_000
+    # chosen on the eval split; it needs movies x movies matrices (components.ials.closed_form_bytes).
+    # "ials": implicit ALS (components.ials), alpha and lambda chosen on the eval split, memory
+    # linear in the catalogue. "softmax": the towers are trained by the softmax above.
+    # "auto": the closed form where it fits retrieval_memory_gb, iALS elsewhere.
+    retrieval_fit: str = "auto"
+    retrieval_memory_gb: float = 0.0  # the closed form's memory budget; 0: half of this machine's memory
+    # The Trainer holds the transformed training examples in memory while components.trainer's
+    # estimate (IN_MEMORY_COPIES x their bytes) fits this, and streams them from the TFRecords
+    # with tf.data otherwise; 0: half of this machine's memory.
+    train_memory_gb: float = 0.0
     seed: int = 0
 
     @classmethod

@@ -55,6 +55,22 @@ def test_a_catalogue_written_before_ratings_were_kept_still_reads(tmp_path):
     assert back.seen_train_ratings is None and back.users == old.users
 
 
+def test_the_rating_scale_is_the_train_split_s_and_round_trips(tmp_path):
+    """What the model trained on this catalogue's Split-train clips its ratings to."""
+    c = _built()
+    assert c.rating_scale == (2.0, 5.0)  # train ratings only (test holds a 1.0)
+    half = cat.build_catalogue(USERS, MOVIES, {"train": (np.array([1, 2]), np.array([1, 73]),
+                                                         np.array([0.5, 4.5], np.float32))})
+    assert half.rating_scale == (0.5, 4.5)
+    assert cat.build_catalogue(USERS, MOVIES, {name: s[:2] for name, s in SPLITS.items()}).rating_scale is None
+    uri = str(tmp_path / "c")
+    cat.write_catalogue(uri, half)
+    assert cat.read_catalogue(uri).rating_scale == (0.5, 4.5)
+    half.rating_scale = None  # a catalogue written before the scale was recorded
+    cat.write_catalogue(uri, half)
+    assert cat.read_catalogue(uri).rating_scale is None
+
+
 def _assert_same(a: cat.Catalogue, b: cat.Catalogue) -> None:
     assert a.users == b.users and a.movies == b.movies
     assert a.user_train_ratings == b.user_train_ratings and a.movie_train_ratings == b.movie_train_ratings

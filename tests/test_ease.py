@@ -105,3 +105,15 @@ def test_ease_with_validated_lambda_beats_most_popular_on_ml100k(shared_data):
     assert all(len(top) == 50 for top in ranked.values())
     train_pairs = set(zip(train.ratings.user_id.tolist(), train.ratings.movie_id.tolist()))
     assert not any((u, m) in train_pairs for u, top in ranked.items() for m in top)
+
+
+def test_truncated_factorisation_equals_the_full_svds_best_rank_r_approximation():
+    from components import item_item
+
+    rng = np.random.default_rng(0)
+    weights = (rng.normal(size=(400, 30)) @ rng.normal(size=(30, 400)) + 0.1 * rng.normal(size=(400, 400)))
+    query, candidate = item_item.factorise(weights.astype(np.float32), 20)  # 20 < 400 / 4: the svds path
+    u, s, vt = np.linalg.svd(weights)
+    best = (u[:, :20] * s[:20]) @ vt[:20]
+    np.testing.assert_allclose(query @ candidate.T, best, atol=2e-4 * np.abs(best).max())
+    assert query.shape == candidate.shape == (400, 20)

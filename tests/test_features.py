@@ -54,8 +54,26 @@ def test_schema_parse_spec_is_the_table_s():
 
 
 def test_schema_domains_are_the_table_s_domains():
-    domains = {domain.name: tuple(domain.value) for domain in _schema().string_domain}
-    assert domains[f.GENDER] == f.GENDERS and domains[f.GENRES] == f.GENRE_NAMES
+    """Each demographic's domain admits its "unknown" default (data without demographics),
+    ratings span every format's scale, and genres have no fixed domain (the data's own)."""
+    schema = _schema()
+    domains = {domain.name: tuple(domain.value) for domain in schema.string_domain}
+    assert domains[f.GENDER] == f.GENDERS + (f.raw_feature(f.GENDER).default,)
+    assert f.GENRES not in domains
+    declared = {feature.name: feature for feature in schema.feature}
+    assert not declared[f.GENRES].domain and not declared[f.GENRES].value_count.max
+    rating = declared[f.RATING].float_domain
+    assert (rating.min, rating.max) == (f.MIN_RATING, f.MAX_RATING) == f.HALF_STAR_SCALE
+    assert declared[f.AGE].int_domain.min == f.raw_feature(f.AGE).default == 0
+    assert declared[f.AGE].int_domain.max == max(f.AGE_CODES)
+    assert declared[f.OCCUPATION].int_domain.min == f.raw_feature(f.OCCUPATION).default == -1
+    assert declared[f.OCCUPATION].int_domain.max == f.NUM_OCCUPATIONS - 1
+
+
+def test_rating_scale_is_the_training_ratings_range():
+    assert f.rating_scale([1.0, 5.0, 3.0]) == f.WHOLE_STAR_SCALE == (1.0, 5.0)
+    assert f.rating_scale([0.5, 4.5, 5.0]) == f.HALF_STAR_SCALE == (0.5, 5.0)
+    assert f.rating_scale([]) == f.WHOLE_STAR_SCALE
 
 
 # --- derived specs follow the table ---------------------------------------------------------
@@ -132,6 +150,17 @@ def test_example_bytes_keep_the_legacy_feature_order():
     assert record_to_example(record).SerializeToString() == legacy.SerializeToString()
 
 
+def test_the_genre_width_is_a_per_model_vocabulary_size():
+    """The genre multi-hot's width is not a constant: the model reads it from the Transform."""
+    from components.model import Vocab, example_batch
+
+    (genres,) = [row for row in f.TRANSFORMED_FEATURES if row.name == f.GENRES_XF]
+    assert genres.shape == (f.VOCAB_WIDTH,)
+    for width in (19, 20):
+        vocab = Vocab(users=3, movies=3, occupations=2, title_words=4, genres=width)
+        assert example_batch(vocab, n=2)[f.GENRES_XF].shape == (2, width)
+
+
 def test_tower_inputs_follow_the_rows():
     assert f.USER_INPUTS == (f.USER_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF)
     assert f.MOVIE_INPUTS == (f.MOVIE_ID_XF, f.GENRES_XF, f.TITLE_IDS_XF)
@@ -157,6 +186,8 @@ ALLOWED = {
     ("components/signature_names.py", f.RATING): "the rating signatures' output tensor",
     ("index/embed.py", f.RATING): "the rating towers' embedding space",
     ("benchmarks/baselines.py", f.RATING): "a dataclass attribute of the baselines' rating triples",
+    ("components/movielens_files.py", f.TITLE): "a column of ml-latest's movies.csv header",
+    ("components/movielens_files.py", f.GENRES): "a column of ml-latest's movies.csv header",
 }
 
 

@@ -404,6 +404,24 @@ def test_retrieval_model_without_movie_queries_keeps_both_stages(world, tmp_path
         world["movie_ids"][np.argsort(-cos)[:4]].tolist()
 
 
+def test_predicted_ratings_are_clipped_to_the_version_s_rating_scale(tmp_path):
+    """An ml-latest model's index rates down to 0.5, as the model does; a version built before
+    the scale was recorded keeps the whole-star 1..5 its model served."""
+    rng = np.random.default_rng(0)
+    far_below = {"user_bias": np.full(6, -10.0), "movie_bias": np.zeros(9)}  # every rating far under 0.5
+    build_numpy_version(tmp_path, "1", rng.normal(size=(6, 4)), rng.normal(size=(9, 4)), two_stage=far_below)
+    older = Similarity.load(tmp_path / "1")
+    assert older.rating_scale == (1.0, 5.0) and older.info()["rating_scale"] == [1.0, 5.0]
+    assert {h.predicted_rating for h in older.recommend(1, 3, exclude_seen=False)} == {1.0}
+    manifest_path = tmp_path / "1" / layout.MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest["rating_scale"] = [0.5, 5.0]  # what export-index copies from an ml-latest catalogue
+    manifest_path.write_text(json.dumps(manifest))
+    half = Similarity.load(tmp_path / "1")
+    assert half.rating_scale == (0.5, 5.0)
+    assert {h.predicted_rating for h in half.recommend(1, 3, exclude_seen=False)} == {0.5}
+
+
 def test_an_older_model_exports_single_stage_in_the_rating_space(exported):
     from index.embed import Embeddings
     from index.export import describe_stages

@@ -8,7 +8,7 @@ import tensorflow as tf
 from components import features as f
 from components.model import HParams, RatingHistory, TitleEncoder, Vocab, build_model
 
-VOCAB = Vocab(users=30, movies=40, occupations=22, title_words=50)
+VOCAB = Vocab(users=30, movies=40, occupations=22, title_words=50, genres=20)
 
 
 def _batch(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
@@ -20,7 +20,7 @@ def _batch(n: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
     titles = titles[movies % 7]  # repeated movies share a title, as in real batches
     return {f.USER_ID_XF: rng.integers(0, VOCAB.users, n), f.GENDER_XF: rng.integers(0, 3, n),
             f.AGE_XF: rng.integers(0, 8, n), f.OCCUPATION_XF: rng.integers(0, 22, n),
-            f.MOVIE_ID_XF: movies % 7, f.GENRES_XF: (rng.random((n, 18)) < 0.2).astype(np.float32),
+            f.MOVIE_ID_XF: movies % 7, f.GENRES_XF: (rng.random((n, VOCAB.genres)) < 0.2).astype(np.float32),
             f.TITLE_IDS_XF: titles}
 
 
@@ -245,10 +245,11 @@ def test_closed_form_retrieval_reproduces_ease_scores_with_lambda_chosen_on_eval
     rng = np.random.default_rng(4)
     pairs = np.unique(np.stack([rng.integers(0, 20, 160), rng.integers(0, 12, 160)], 1), axis=0)
     history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], np.full(len(pairs), 4.0), VOCAB)
-    model = _history_model(history, retrieval_dim=VOCAB.movies)  # full rank: exact
+    model = _history_model(history, retrieval_dim=VOCAB.movies, retrieval_fit="closed_form")  # full rank: exact
     assert model.retrieval.closed_form and not model.retrieval.trainable_weights
     held_out = np.array([[1, 12], [2, 13], [3, 12], [4, 14]])
-    chosen = fit_retrieval(model, pairs[:, 0], pairs[:, 1], held_out[:, 0], held_out[:, 1], np.full(4, 5.0))
+    chosen = fit_retrieval(model, pairs[:, 0], pairs[:, 1], np.full(len(pairs), 4.0), held_out[:, 0],
+                           held_out[:, 1], np.full(4, 5.0))
     assert chosen["lambda"] in item_item.DEFAULT_LAMBDAS
     assert chosen["lambda"] == max(chosen["eval_ndcg_at_10_by_lambda"], key=chosen["eval_ndcg_at_10_by_lambda"].get)
     x = item_item.interactions(pairs[:, 0], pairs[:, 1], VOCAB.users, VOCAB.movies)
@@ -256,3 +257,23 @@ def test_closed_form_retrieval_reproduces_ease_scores_with_lambda_chosen_on_eval
     users = tf.constant(np.arange(20))
     served = model.retrieval.served_query(users).numpy() @ model.retrieval.served_candidate(tf.constant(np.arange(VOCAB.movies))).numpy().T
     np.testing.assert_allclose(served, expected, rtol=1e-3, atol=1e-4)
+
+
+def test_the_genre_input_width_comes_from_the_vocabulary():
+    """A model reads as many genre slots as its Transform's genre vocabulary has (+ OOV)."""
+    import dataclasses
+
+    hp = HParams(embedding_dim=8, lstm_units=4, seed=0)
+    for genres in (19, 21):
+        vocab = dataclasses.replace(VOCAB, genres=genres)
+        model = build_model(vocab, hp, global_mean=3.5)
+        kernel = model.movie_tower.genre_block.layers[0].kernel
+        assert kernel.shape[0] == genres
+
+
+def test_served_ratings_are_clipped_to_the_training_scale():
+    from components.model import clip_rating
+
+    raw = tf.constant([0.1, 0.7, 3.2, 5.6])
+    assert clip_rating(raw, f.WHOLE_STAR_SCALE).numpy().tolist() == pytest.approx([1.0, 1.0, 3.2, 5.0])
+    assert clip_rating(raw, f.HALF_STAR_SCALE).numpy().tolist() == pytest.approx([0.5, 0.7, 3.2, 5.0])

@@ -17,6 +17,7 @@ from components.dataset_download import (
     fetch_movielens,
 )
 from components.movielens_files import (
+    ML_1M_GENRES,
     BadRow,
     Movie,
     MovieLensFormatError,
@@ -361,7 +362,7 @@ def test_real_ml1m_users_movies_and_ratings_csv(shared_data):
     assert data.movies[649].title == "Cold Fever (Á köldum klaka)"
     assert data.movies[1001] == Movie(1001, "Associate, The (L'Associe)", 1982, ("Comedy",))
     assert all(0 < m.year <= 2000 for m in data.movies.values())
-    assert {g for m in data.movies.values() for g in m.genres} == set(F.GENRE_NAMES)
+    assert {g for m in data.movies.values() for g in m.genres} == set(ML_1M_GENRES)
 
 
 # --- dataset_download -----------------------------------------------------------------------

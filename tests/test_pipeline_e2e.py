@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 
 from components import features as f
 from components import synthetic_data
+from components.movielens_files import ML_1M_GENRES
 from pipeline import configs
 from pipeline.run import run_pipeline
 from settings.paths import ArtifactPaths
@@ -67,7 +69,10 @@ def test_transformed_examples_have_the_model_input_shapes(runs):
     assert files and glob.glob(os.path.join(uri, "Split-eval", "*.gz")) and glob.glob(os.path.join(uri, "Split-test", "*.gz"))
     record = next(iter(tf.data.TFRecordDataset(files, compression_type="GZIP")))
     example = tf.train.Example.FromString(record.numpy()).features.feature
-    assert len(example[f.GENRES_XF].float_list.value) == f.NUM_GENRES
+    transform = tft.TFTransformOutput(first.uri("Transform", "transform_graph"))
+    genre_vocab = transform.vocabulary_size_by_name(f.GENRE_VOCAB)
+    assert 1 <= genre_vocab <= len(ML_1M_GENRES)  # the genres the generated train split holds
+    assert len(example[f.GENRES_XF].float_list.value) == genre_vocab + f.OOV_BUCKETS
     assert len(example[f.TITLE_IDS_XF].int64_list.value) == f.TITLE_LENGTH
     for key in (f.USER_ID_XF, f.MOVIE_ID_XF, f.GENDER_XF, f.AGE_XF, f.OCCUPATION_XF):
         assert len(example[key].int64_list.value) == 1

@@ -28,26 +28,77 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
-    """(transformed rows, transform_fn output dir) after analysing ROWS."""
+def _analyse(rows: list[dict], temp) -> tuple[list[dict], object]:
+    """(transformed rows, transform_fn output dir) after analysing ``rows``."""
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(RAW_SPEC))
-    temp = tmp_path_factory.mktemp("tft")
     with tft_beam.Context(temp_dir=str(temp), force_tf_compat_v1=False):
-        (rows, _), transform_fn = (ROWS, metadata) | tft_beam.AnalyzeAndTransformDataset(
+        (transformed_rows, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             preprocessing.preprocessing_fn)
         out = temp / "transform_fn"
         _ = transform_fn | tft_beam.WriteTransformFn(str(out))
-    return rows, out
+    return transformed_rows, out
 
 
-def test_genres_are_an_18_way_multi_hot(transformed):
-    rows, _ = transformed
+@pytest.fixture(scope="module")
+def transformed(tmp_path_factory):
+    """(transformed rows, transform_fn output dir) after analysing ROWS."""
+    return _analyse(ROWS, tmp_path_factory.mktemp("tft"))
+
+
+#: ml-latest-like rows: its own genre names (IMAX, Children), a movie without genres, and users
+#: without demographics (the feature table's defaults).
+ML_LATEST_ROWS = [
+    _row(1, 10, "", 0, -1, "", "Toy Story (1995)", ["Adventure", "Children", "IMAX"], 4.5),
+    _row(2, 20, "", 0, -1, "", "Hyena Road", [], 0.5),
+    _row(2, 10, "", 0, -1, "", "Toy Story (1995)", ["Adventure", "Children", "IMAX"], 3.5),
+    _row(3, 30, "M", 25, 4, "48067", "Heat (1995)", ["Action", "Crime"], 5.0),
+]
+
+
+@pytest.fixture(scope="module")
+def ml_latest(tmp_path_factory):
+    return _analyse(ML_LATEST_ROWS, tmp_path_factory.mktemp("tft-ml-latest"))
+
+
+def _vocabulary(out, name: str) -> list[str]:
+    import tensorflow_transform as tft
+
+    return [value.decode() for value in tft.TFTransformOutput(str(out)).vocabulary_by_name(name)]
+
+
+def _genre_slots(out) -> dict[str, int]:
+    """Genre name -> its multi-hot slot: the vocabulary file's line order."""
+    return {name: slot for slot, name in enumerate(_vocabulary(out, f.GENRE_VOCAB))}
+
+
+def test_genres_are_a_multi_hot_over_the_data_s_own_vocabulary(transformed):
+    rows, out = transformed
+    slots = _genre_slots(out)
+    assert set(slots) == {"Comedy", "Drama", "Western", "Action"}  # only what the data holds
     hot = [np.flatnonzero(r[f.GENRES_XF]).tolist() for r in rows]
-    names = f.GENRE_NAMES
-    assert hot == [[names.index("Comedy"), names.index("Drama")], [],
-                   [names.index("Action"), names.index("Western")]]
-    assert all(len(r[f.GENRES_XF]) == 18 for r in rows)
+    assert hot == [sorted([slots["Comedy"], slots["Drama"]]), [], sorted([slots["Action"], slots["Western"]])]
+    assert all(len(r[f.GENRES_XF]) == len(slots) + f.OOV_BUCKETS for r in rows)  # + the OOV slot
+
+
+def test_a_genre_ml1m_lacks_gets_its_own_slot(ml_latest):
+    rows, out = ml_latest
+    slots = _genre_slots(out)
+    assert set(slots) == {"Adventure", "Children", "IMAX", "Action", "Crime"}
+    width = len(slots) + f.OOV_BUCKETS
+    assert all(r[f.GENRES_XF].shape == (width,) for r in rows)
+    assert np.flatnonzero(rows[0][f.GENRES_XF]).tolist() == sorted(slots[g] for g in ("Adventure", "Children", "IMAX"))
+    assert not rows[1][f.GENRES_XF].any()  # "(no genres listed)": no slot at all, not the OOV one
+    assert [r[f.LABEL_XF] for r in rows] == [4.5, 0.5, 3.5, 5.0]  # half stars kept
+
+
+def test_missing_demographics_land_in_the_unknown_buckets(ml_latest):
+    rows, out = ml_latest
+    occupations = _vocabulary(out, f.OCCUPATION_VOCAB)
+    unknown, known = rows[0], rows[3]
+    assert unknown[f.GENDER_XF] == 2 and known[f.GENDER_XF] == 0
+    assert unknown[f.AGE_XF] == len(f.AGE_CODES) and known[f.AGE_XF] == f.AGE_CODES.index(25)
+    assert occupations[unknown[f.OCCUPATION_XF]] == str(f.raw_feature(f.OCCUPATION).default)
+    assert occupations[known[f.OCCUPATION_XF]] == "4"
 
 
 def test_title_ids_strip_year_lowercase_and_pad(transformed):
@@ -91,4 +142,5 @@ def test_unseen_values_go_to_the_oov_bucket(transformed):
     assert result[f.OCCUPATION_XF][0] == output.vocabulary_size_by_name(f.OCCUPATION_VOCAB)
     assert result[f.TITLE_IDS_XF][0][0] == words + 1  # unseen word: OOV id (0 is padding)
     assert 1 <= result[f.TITLE_IDS_XF][0][1] <= words
-    assert np.flatnonzero(result[f.GENRES_XF][0]).tolist() == [f.GENRE_NAMES.index("Horror")]
+    genres = output.vocabulary_size_by_name(f.GENRE_VOCAB)
+    assert np.flatnonzero(result[f.GENRES_XF][0]).tolist() == [genres]  # unseen genre: the OOV slot

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from components import features as F
-from components.movielens_files import load_movielens
+from components.movielens_files import ML_1M_GENRES, load_movielens
 from components.synthetic_data import SIZES, generate, main, size_kwargs
 
 FILES = ("users.dat", "movies.dat", "ratings.dat", "clusters.json")
@@ -28,8 +28,10 @@ def small(tmp_path_factory) -> tuple[Path, dict]:
 def test_sizes():
     assert SIZES == {"tiny": (200, 120, 6000), "small": (1000, 600, 60_000),
                      "demo": (2000, 1000, 150_000), "ml-1m": (6040, 3883, 1_000_209),
-                     "100k": (604, 3883, 100_000), "5m": (30_200, 3883, 5_000_000)}
-    assert size_kwargs("small") == {"n_users": 1000, "n_movies": 600, "n_ratings": 60_000}
+                     "100k": (604, 3883, 100_000), "5m": (32_508, 12_485, 5_000_000),
+                     "25m": (162_541, 62_423, 25_000_095)}
+    assert size_kwargs("small") == {"n_users": 1000, "n_movies": 600, "n_ratings": 60_000, "fmt": "ml-1m"}
+    assert size_kwargs("25m")["fmt"] == size_kwargs("5m")["fmt"] == "ml-latest"
     with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
         size_kwargs("huge")
 
@@ -52,9 +54,36 @@ def test_round_trip_through_the_loader(tmp_path):
         assert user.gender in F.GENDERS and user.age in F.AGE_CODES
         assert 0 <= user.occupation < F.NUM_OCCUPATIONS and re.fullmatch(r"\d{5}", user.zip)
     for movie in data.movies.values():
-        assert 1 <= len(movie.genres) <= 3 and set(movie.genres) <= set(F.GENRE_NAMES)
+        assert 1 <= len(movie.genres) <= 3 and set(movie.genres) <= set(ML_1M_GENRES)
         assert 1 <= len(movie.title.removesuffix(", The").split()) <= 6
         assert 1919 <= movie.year <= 2000
+
+
+def test_ml25m_format_round_trip(tmp_path):
+    """The 5m/25m sizes write ML-25M's own format: movies.csv with quoted titles and
+    "(no genres listed)", ratings.csv with half stars, no users file; the loader reads it."""
+    info = generate(tmp_path, n_users=300, n_movies=400, n_ratings=9_000, seed=4, fmt="ml-latest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clusters.json", "movies.csv", "ratings.csv"]
+    lines = (tmp_path / "movies.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "movieId,title,genres"
+    assert any(re.fullmatch(r'\d+,"[^"]+, The \(\d{4}\)",.+', line) for line in lines)  # quoted comma titles
+    assert any(line.endswith(",(no genres listed)") for line in lines)
+    assert any("IMAX" in line.split(",")[-1] for line in lines)
+    ratings_text = (tmp_path / "ratings.csv").read_text(encoding="utf-8")
+    assert ratings_text.startswith("userId,movieId,rating,timestamp\n")
+    data = load_movielens(tmp_path)  # strict
+    assert data.fmt == "ml-latest" and data.bad_rows == []
+    assert (len(data.users), len(data.movies), len(data.ratings)) == (300, 400, 9_000)
+    stars = np.unique(data.ratings.rating)
+    assert set(stars.tolist()) <= set(np.arange(0.5, 5.01, 0.5).tolist()) and 0.5 in stars and 3.5 in stars
+    assert sum(info["rating_counts"].values()) == 9_000 and info["format"] == "ml-latest"
+    assert any(not movie.genres for movie in data.movies.values())
+    assert any("," in movie.title for movie in data.movies.values())
+    again = tmp_path / "again"
+    generate(again, n_users=300, n_movies=400, n_ratings=9_000, seed=4, fmt="ml-latest")
+    assert (again / "ratings.csv").read_bytes() == (tmp_path / "ratings.csv").read_bytes()
+    with pytest.raises(ValueError, match="unknown format"):
+        generate(tmp_path / "x", n_users=3, n_movies=8, n_ratings=9, fmt="ml-2m")
 
 
 def test_exact_ml1m_bytes(tmp_path):
@@ -108,7 +137,7 @@ def test_planted_clusters_show_in_genres_and_titles(small):
     ids = sorted(data.movies)
     cluster = np.array([truth["movie_cluster"][str(i)] for i in ids])
 
-    genres = np.array([[g in data.movies[i].genres for g in F.GENRE_NAMES] for i in ids])
+    genres = np.array([[g in data.movies[i].genres for g in ML_1M_GENRES] for i in ids])
     within, across = _pairwise_means(genres, cluster)
     assert within > 3 * across, (within, across)
 
@@ -186,4 +215,5 @@ def test_cli(tmp_path, capsys):
         main(["--help"])
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
-    assert "--size {100k,5m,demo,ml-1m,small,tiny}" in help_text and "ml-1m=6040u/3883m/1000209r" in help_text
+    assert "--size {100k,25m,5m,demo,ml-1m,small,tiny}" in help_text and "ml-1m=6040u/3883m/1000209r" in help_text
+    assert "--format {ml-1m,ml-latest}" in help_text

@@ -111,7 +111,9 @@ async function userView(api, id) {
   const [profile, recs, similar] = await Promise.all([
     api.get(path, { top: K }), api.get(`${path}/recommendations`, { k: K }), api.get(`${path}/similar`, { k: 5 })]);
   const u = profile.user;
-  const facts = [["Gender", u.gender], ["Age", u.age_group], ["Occupation", u.occupation_name], ["Zip", u.zip],
+  // Data sets without demographics (the ml-latest format) carry "" for gender and zip.
+  const facts = [["Gender", u.gender || "unknown"], ["Age", u.age_group], ["Occupation", u.occupation_name],
+                 ["Zip", u.zip || "unknown"],
                  ["Rated movies", `${profile.seen_count}` + (profile.top_rated_from ? ` (${profile.rated_count} in the ${profile.top_rated_from})` : "")]];
   const topRows = profile.top_rated.map((r) => el("tr", {}, movieCell(r), el("td", { class: "num" }, num(r.rating, 1))));
   const twoStage = recs.stages.endsWith("+rerank");
@@ -122,7 +124,7 @@ async function userView(api, id) {
     el("td", { class: "num" }, num(r.score, 3))));
   const similarRows = similar.results.map((s) => el("tr", {},
     el("td", {}, el("a", { href: userHref(s.user_id), "data-user-id": s.user_id }, `User ${s.user_id}`)),
-    el("td", {}, `${s.gender}, ${s.age_group}, ${s.occupation_name}`),
+    el("td", {}, `${s.gender || "?"}, ${s.age_group}, ${s.occupation_name}`),
     el("td", { class: "num" }, num(s.score, 3))));
   const how = twoStage
     ? `Two stages: the top ${recs.candidates} by retrieval score, re-ranked by retrieval score + ${recs.rerank_weight} × predicted rating; rated movies left out.`

@@ -1,0 +1,105 @@
+"""The Trainer's input: held in memory while it fits the budget, streamed from the transformed
+TFRecords with tf.data when it does not, with the same ids, labels and training movies either way."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components import features as f
+from components.model import MODEL_INPUTS, HParams, RatingHistory, Vocab, build_model
+from components.trainer import (IN_MEMORY_COPIES, StreamedSplit, example_bytes, fit, load_transformed, split_ids,
+                                streamed_movies)
+from components.two_stage import training_movies
+
+VOCAB = Vocab(users=40, movies=25, occupations=22, title_words=30, genres=6)
+
+
+class _TransformOutput:
+    """The one method of tft.TFTransformOutput that load_transformed reads."""
+
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+
+    def transformed_feature_spec(self) -> dict:
+        return self.spec
+
+
+def _spec() -> dict:
+    spec = {k: tf.io.FixedLenFeature([], tf.int64) for k in MODEL_INPUTS}
+    spec[f.GENRES_XF] = tf.io.FixedLenFeature([VOCAB.genres], tf.float32)
+    spec[f.TITLE_IDS_XF] = tf.io.FixedLenFeature([f.TITLE_LENGTH], tf.int64)
+    spec[f.LABEL_XF] = tf.io.FixedLenFeature([], tf.float32)
+    return spec
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Two GZIP TFRecord shards of 3,000 transformed examples whose rating follows the user and movie."""
+    rng = np.random.default_rng(0)
+    n = 3000
+    users, movies = rng.integers(0, VOCAB.users, n), rng.integers(0, VOCAB.movies, n)
+    movie_genres = (rng.random((VOCAB.movies, VOCAB.genres)) < 0.3).astype(np.float32)
+    movie_titles = rng.integers(1, VOCAB.title_words, (VOCAB.movies, f.TITLE_LENGTH))
+    columns = {f.USER_ID_XF: users, f.MOVIE_ID_XF: movies, f.GENDER_XF: users % 3, f.AGE_XF: users % 8,
+               f.OCCUPATION_XF: users % 22, f.GENRES_XF: movie_genres[movies], f.TITLE_IDS_XF: movie_titles[movies],
+               f.LABEL_XF: np.clip(np.round(3 + (users % 5 - 2) * 0.5 + (movies % 3 - 1)), 1, 5).astype(np.float32)}
+    folder = tmp_path_factory.mktemp("transformed")
+    files = []
+    for shard, rows in enumerate(np.array_split(np.arange(n), 2)):
+        path = str(folder / f"train-{shard}.gz")
+        with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+            for i in rows:
+                feature = {}
+                for key, value in columns.items():
+                    values = np.atleast_1d(value[i])
+                    feature[key] = (tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+                                    if values.dtype.kind == "f" else
+                                    tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist())))
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        files.append(path)
+    return files, columns
+
+
+def test_the_budget_decides_between_arrays_and_streaming(written):
+    files, columns = written
+    output = _TransformOutput(_spec())
+    per_example = IN_MEMORY_COPIES * example_bytes(_spec())
+    held = load_transformed(files, output, memory_budget=3000 * per_example)  # just fits
+    assert isinstance(held, tuple)
+    np.testing.assert_array_equal(held[1], columns[f.LABEL_XF])
+    np.testing.assert_array_equal(held[0][f.TITLE_IDS_XF], columns[f.TITLE_IDS_XF])
+    streamed = load_transformed(files, output, memory_budget=3000 * per_example - 1)
+    assert isinstance(streamed, StreamedSplit) and "HParams.train_memory_gb" in streamed.reason
+    assert set(streamed.ids) == {f.USER_ID_XF, f.MOVIE_ID_XF}
+    ids, labels = split_ids(streamed)
+    np.testing.assert_array_equal(labels, columns[f.LABEL_XF])
+    np.testing.assert_array_equal(ids[f.MOVIE_ID_XF], columns[f.MOVIE_ID_XF])
+    movies, rows = streamed_movies(streamed)
+    expected_movies, expected_rows = training_movies(held[0])
+    np.testing.assert_array_equal(movies, expected_movies)
+    for key in expected_rows:
+        np.testing.assert_array_equal(rows[key], expected_rows[key])
+
+
+@pytest.mark.slow
+def test_a_streamed_split_trains_like_the_arrays(written):
+    files, columns = written
+    output = _TransformOutput(_spec())
+    held = load_transformed(files, output)
+    streamed = load_transformed(files, output, memory_budget=1.0)
+    assert isinstance(streamed, StreamedSplit)
+    evaluation = ({k: v[:500] for k, v in held[0].items()}, held[1][:500])
+    hp = HParams(embedding_dim=8, lstm_units=4, history_dim=4, retrieval_dim=0, batch_size=256, epochs=3,
+                 patience=3, seed=3)
+    results = []
+    for split in (held, streamed):
+        history = RatingHistory.from_ratings(columns[f.USER_ID_XF], columns[f.MOVIE_ID_XF], columns[f.LABEL_XF],
+                                             VOCAB)
+        model = build_model(VOCAB, hp, global_mean=float(columns[f.LABEL_XF].mean()), history=history)
+        results.append(fit(model, hp, split, evaluation, verbose=0))
+    for result in results:
+        assert len(result["loss"]) == 3 and result["val_rmse"][-1] < result["val_rmse"][0]
+        assert len(result["examples_per_second"]) == 3
+    # the same data and model: the streamed fit ends near the in-memory one
+    assert results[1]["val_rmse"][-1] == pytest.approx(results[0]["val_rmse"][-1], abs=0.1)
