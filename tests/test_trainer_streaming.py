@@ -7,16 +7,15 @@ import pytest
 import tensorflow as tf
 
 from components import features as f
+from components import trainer  # by module: TFX reloads it in place when a pipeline runs first
 from components.model import MODEL_INPUTS, HParams, RatingHistory, Vocab, build_model
-from components.trainer import (IN_MEMORY_COPIES, StreamedSplit, example_bytes, fit, load_transformed, split_ids,
-                                streamed_movies)
 from components.two_stage import training_movies
 
 VOCAB = Vocab(users=40, movies=25, occupations=22, title_words=30, genres=6)
 
 
 class _TransformOutput:
-    """The one method of tft.TFTransformOutput that load_transformed reads."""
+    """The one method of tft.TFTransformOutput that trainer.load_transformed reads."""
 
     def __init__(self, spec: dict) -> None:
         self.spec = spec
@@ -64,18 +63,18 @@ def written(tmp_path_factory) -> tuple[list[str], dict[str, np.ndarray]]:
 def test_the_budget_decides_between_arrays_and_streaming(written):
     files, columns = written
     output = _TransformOutput(_spec())
-    per_example = IN_MEMORY_COPIES * example_bytes(_spec())
-    held = load_transformed(files, output, memory_budget=3000 * per_example)  # just fits
+    per_example = trainer.IN_MEMORY_COPIES * trainer.example_bytes(_spec())
+    held = trainer.load_transformed(files, output, memory_budget=3000 * per_example)  # just fits
     assert isinstance(held, tuple)
     np.testing.assert_array_equal(held[1], columns[f.LABEL_XF])
     np.testing.assert_array_equal(held[0][f.TITLE_IDS_XF], columns[f.TITLE_IDS_XF])
-    streamed = load_transformed(files, output, memory_budget=3000 * per_example - 1)
-    assert isinstance(streamed, StreamedSplit) and "HParams.train_memory_gb" in streamed.reason
+    streamed = trainer.load_transformed(files, output, memory_budget=3000 * per_example - 1)
+    assert isinstance(streamed, trainer.StreamedSplit) and "HParams.train_memory_gb" in streamed.reason
     assert set(streamed.ids) == {f.USER_ID_XF, f.MOVIE_ID_XF}
-    ids, labels = split_ids(streamed)
+    ids, labels = trainer.split_ids(streamed)
     np.testing.assert_array_equal(labels, columns[f.LABEL_XF])
     np.testing.assert_array_equal(ids[f.MOVIE_ID_XF], columns[f.MOVIE_ID_XF])
-    movies, rows = streamed_movies(streamed)
+    movies, rows = trainer.streamed_movies(streamed)
     expected_movies, expected_rows = training_movies(held[0])
     np.testing.assert_array_equal(movies, expected_movies)
     for key in expected_rows:
@@ -86,9 +85,9 @@ def test_the_budget_decides_between_arrays_and_streaming(written):
 def test_a_streamed_split_trains_like_the_arrays(written):
     files, columns = written
     output = _TransformOutput(_spec())
-    held = load_transformed(files, output)
-    streamed = load_transformed(files, output, memory_budget=1.0)
-    assert isinstance(streamed, StreamedSplit)
+    held = trainer.load_transformed(files, output)
+    streamed = trainer.load_transformed(files, output, memory_budget=1.0)
+    assert isinstance(streamed, trainer.StreamedSplit)
     evaluation = ({k: v[:500] for k, v in held[0].items()}, held[1][:500])
     hp = HParams(embedding_dim=8, lstm_units=4, history_dim=4, retrieval_dim=0, batch_size=256, epochs=3,
                  patience=3, seed=3)
@@ -97,7 +96,7 @@ def test_a_streamed_split_trains_like_the_arrays(written):
         history = RatingHistory.from_ratings(columns[f.USER_ID_XF], columns[f.MOVIE_ID_XF], columns[f.LABEL_XF],
                                              VOCAB)
         model = build_model(VOCAB, hp, global_mean=float(columns[f.LABEL_XF].mean()), history=history)
-        results.append(fit(model, hp, split, evaluation, verbose=0))
+        results.append(trainer.fit(model, hp, split, evaluation, verbose=0))
     for result in results:
         assert len(result["loss"]) == 3 and result["val_rmse"][-1] < result["val_rmse"][0]
         assert len(result["examples_per_second"]) == 3
