@@ -30,17 +30,16 @@ and ML-1M), so the grid spans alpha and that ratio.
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from absl import logging as absl_logging
 
 from components import item_item
 
-log = logging.getLogger(__name__)
 
 #: The eval-split grid: alpha, and lambda as a multiple of alpha (history.json and
 #: benchmarks/results/ranking_*.json record what each pair scored).
@@ -167,7 +166,7 @@ def choose_params(train: sp.csr_matrix, held_out_users: np.ndarray, held_out_mov
             ndcg = eval_ndcg(factors_, params, train, relevant, users)
             scores.append({"alpha": params.alpha, "regularization": params.regularization,
                            "eval_NDCG@10": round(ndcg, 5), "seconds": round(time.perf_counter() - started, 2)})
-            log.info("iALS alpha %g lambda %g: eval NDCG@10 %.4f (%.1f s)", alpha, params.regularization, ndcg,
+            absl_logging.info("iALS alpha %g lambda %g: eval NDCG@10 %.4f (%.1f s)", alpha, params.regularization, ndcg,
                      scores[-1]["seconds"])
             if best is None or ndcg > best[0]:
                 best = (ndcg, params, factors_)

@@ -38,13 +38,13 @@ history comes second; it too runs once per distinct user, as fused sparse segmen
 """
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging as absl_logging
 
 from components import features as f
 from settings.hparams import RETRIEVAL_FITS, HParams
@@ -637,7 +637,7 @@ def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies:
     towers = model.retrieval
     if towers is None:
         return {"method": "none"}
-    logging.getLogger(__name__).info("retrieval fit: %s (%s)", towers.method, towers.method_reason)
+    absl_logging.info("retrieval fit: %s (%s)", towers.method, towers.method_reason)  # TFX's log: the run log file
     chosen: dict = {"method": towers.method, "reason": towers.method_reason}
     started = time.perf_counter()
     if towers.method == "closed_form":

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
+from absl import logging as absl_logging
 
 from components import features as f
 from components import memory
@@ -225,8 +225,8 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray] | StreamedSplit, eval
     reads_history = getattr(model, "reads_history", False)  # the history was built from exactly these examples
     if isinstance(train, StreamedSplit):
         history = model.fit(train.dataset(hp.batch_size, hp.seed, with_target=reads_history), epochs=hp.epochs,
-                            validation_data=evaluation, validation_batch_size=hp.batch_size,
-                            callbacks=callbacks, verbose=verbose)
+                            validation_data=evaluation, validation_batch_size=hp.batch_size, shuffle=False,
+                            callbacks=callbacks, verbose=verbose)  # the dataset shuffles itself
     else:
         train_inputs = {**train[0], TARGET_IN_HISTORY: train[1]} if reads_history else train[0]
         history = model.fit(train_inputs, train[1], batch_size=hp.batch_size, epochs=hp.epochs,
@@ -283,8 +283,7 @@ def run_fn(fn_args) -> None:
     evaluation = load_transformed(fn_args.eval_files, tf_transform_output)  # a tenth of the data: held
     train_ids, train_labels = split_ids(train)
     streamed = train.reason if isinstance(train, StreamedSplit) else None
-    logging.getLogger(__name__).info("training data: %s", f"streamed from TFRecords: {streamed}" if streamed
-                                     else "in memory")
+    absl_logging.info("training data: %s", f"streamed from TFRecords: {streamed}" if streamed else "in memory")
     ratings = RatingHistory.from_ratings(train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels, vocab)
     scale = f.rating_scale(train_labels)  # what the served ratings are clipped to
     catalogue_rows = streamed_movies(train) if streamed else training_movies(train[0])

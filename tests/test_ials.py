@@ -146,3 +146,24 @@ def test_ials_params_and_weights_reject_nonsense():
         ials.IALSParams(factors=4, regularization=0.0, alpha=2.0)
     with pytest.raises(ValueError, match="low-rating weight"):
         ials.weights(np.zeros(1), np.zeros(1), np.ones(1), 1, 1, low_rating_weight=0.0)
+
+
+def test_the_fit_that_ran_and_why_reach_tfxs_log():
+    """The run log file holds the absl logger's records (pipeline.run): the Trainer's choice is there."""
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    absl = logging.getLogger("absl")
+    absl.addHandler(handler)
+    level = absl.level
+    absl.setLevel(logging.INFO)
+    try:
+        _ials_model(_ratings())
+    finally:
+        absl.removeHandler(handler)
+        absl.setLevel(level)
+    lines = [record.getMessage() for record in records]
+    assert "retrieval fit: ials (set by HParams.retrieval_fit)" in lines
+    assert sum(line.startswith("iALS alpha") for line in lines) == 9
