@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.host import load_average
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 NOISE = ("oneDNN", "cuInit", "cuda", "absl::InitializeLog", "I0000", "W0000", "E0000", "UserWarning",
@@ -36,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.demo_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=RESULTS / "demo.json")
     args = parser.parse_args(argv)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    load_at_start = load_average()
     with tempfile.TemporaryDirectory(prefix="movielens-demo-") as tmp:
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "commands.cli", "demo", "--artifacts", tmp], cwd=REPO,
@@ -71,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_1_5_15_at_start": load_at_start,
-                    "load_average_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
+                    "load_average_1_5_15_at_end": load_average()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

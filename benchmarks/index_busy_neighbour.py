@@ -41,6 +41,7 @@ import faiss
 import numpy as np
 
 from benchmarks.embedding_sets import ClusteredSet
+from benchmarks.host import load_average
 from benchmarks.index_bench import percentiles
 from benchmarks.index_scale import compressed
 from index import ann, layout
@@ -54,10 +55,6 @@ IDLE, BUSY = "idle", "busy"
 BLOCK = 50
 #: seconds the neighbour runs before timing starts (the scheduler spreads it over the cores)
 RAMP_S = 1.0
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def spin(stop: Any) -> None:

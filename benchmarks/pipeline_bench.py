@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.host import load_average
 from pipeline import configs
 from pipeline.run import resolve_data, run_pipeline
 from settings.hparams import HParams
@@ -56,10 +57,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 # The growth runs' epoch budget: every size trains exactly this many epochs (no early stop).
 GROWTH_HPARAMS = ("epochs=1", "patience=1")
-
-
-def _load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _machine() -> dict:
@@ -233,8 +230,8 @@ def _growth(runs: list[dict]) -> dict:
 
 
 def index_and_serve(tmp: str, queries: int = 200) -> dict:
-    """After a pushed model: the export-index job on it (seconds, peak RSS of this process
-    since the start, which the pipeline's peak bounds from below), then the similarity service
+    """After a pushed model: the export-index job on it (seconds and peak RSS while it ran),
+    then the similarity service
     (in process, through FastAPI's TestClient) answering /users/{id}/recommendations and
     /movies/{id}/similar for ``queries`` ids each: statuses and latency percentiles."""
     import numpy as np
@@ -291,7 +288,7 @@ def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,
     for size in sizes:
         n_users, n_movies, n_ratings = SIZES[size]
         with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
-            load_at_start = _load_average()
+            load_at_start = load_average()
             start = time.perf_counter()
             data_dir = resolve_data("synthetic", ArtifactPaths(tmp), size=size, seed=seed)
             generate = time.perf_counter() - start
@@ -302,7 +299,7 @@ def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,
                 run["index"] = "not built: the Evaluator did not bless the model, so nothing was pushed"
         run = {"dataset": f"synthetic-{size}", "ratings": n_ratings, "users": n_users, "movies": n_movies,
                "generate_seconds": round(generate, 2), **run,
-               "load_average_1_5_15_at_start": load_at_start, "load_average_1_5_15_at_end": _load_average(),
+               "load_average_1_5_15_at_start": load_at_start, "load_average_1_5_15_at_end": load_average(),
                "quiet_host": load_at_start[0] <= 1}
         _print_table(f"synthetic-{size} ({n_ratings:,} ratings)", run)
         runs.append(run)

@@ -52,6 +52,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from benchmarks.host import load_average
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import SIGNATURE_DEFAULT
 
@@ -337,10 +338,6 @@ def _profile(target: str, model_name: str, pid: int, ids, seconds: float) -> dic
     with grpc.insecure_channel(target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return profile_server(pid, lambda i: stub.Predict(requests[i % len(requests)], timeout=30), seconds)
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from benchmarks.serving import load_average, repo_relative
+from benchmarks.host import load_average
+from benchmarks.serving import repo_relative
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
                                         SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_QUERY)

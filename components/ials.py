@@ -31,7 +31,7 @@ and ML-1M), so the grid spans alpha and that ratio.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -172,8 +172,3 @@ def choose_params(train: sp.csr_matrix, held_out_users: np.ndarray, held_out_mov
                 best = (ndcg, params, factors_)
     assert best is not None
     return best[1], best[2], scores
-
-
-def describe(params: IALSParams) -> dict:
-    """The fitted configuration as recorded in history.json and the ranking results."""
-    return asdict(params)

@@ -38,6 +38,7 @@ history comes second; it too runs once per distinct user, as fused sparse segmen
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -653,7 +654,7 @@ def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies:
         params, factors, scores = ials.choose_params(matrix, eval_users, eval_movies, eval_ratings,
                                                      model.hp.retrieval_dim, seed=model.hp.seed)
         towers.fit_ials(factors, ials.query_gram(factors, params.regularization), params.alpha, low)
-        chosen.update({"model": "implicit ALS", **ials.describe(params), "low_rating_weight": low,
+        chosen.update({"model": "implicit ALS", **dataclasses.asdict(params), "low_rating_weight": low,
                        "eval_ndcg_at_10": scores})
     chosen["seconds"] = round(time.perf_counter() - started, 2)
     return chosen
