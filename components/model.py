@@ -651,11 +651,11 @@ def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies:
     elif towers.method == "ials":
         low = model.hp.retrieval_low_rating_weight
         matrix = ials.weights(train_users, train_movies, train_ratings, model.vocab.users, model.vocab.movies, low)
-        params, factors, scores = ials.choose_params(matrix, eval_users, eval_movies, eval_ratings,
-                                                     model.hp.retrieval_dim, seed=model.hp.seed)
+        params, factors, scores, tuned_on = ials.choose_params(matrix, eval_users, eval_movies, eval_ratings,
+                                                               model.hp.retrieval_dim, seed=model.hp.seed)
         towers.fit_ials(factors, ials.query_gram(factors, params.regularization), params.alpha, low)
         chosen.update({"model": "implicit ALS", **dataclasses.asdict(params), "low_rating_weight": low,
-                       "eval_ndcg_at_10": scores})
+                       "eval_ndcg_at_10": scores, "tuned_on": tuned_on})
     chosen["seconds"] = round(time.perf_counter() - started, 2)
     return chosen
 

@@ -83,7 +83,32 @@ def test_the_beam_source_yields_the_bytes_tfx_splits_as_before(tmp_path):
             == [_PartitionFn(e, len(buckets), buckets, split_config)
                 for e in map(record_to_example, data.records())])
     with beam.Pipeline() as pipeline:
-        assert_that(_to_examples(pipeline, data), equal_to(expected))
+        assert_that(_to_examples(pipeline, data, str(tmp_path / "encoded")), equal_to(expected))
+
+
+def test_saved_encoding_loads_memory_mapped_with_the_same_bytes(tmp_path, shared_data):
+    data = load_movielens(shared_data / "ml-100k")
+    encoded = EncodedRatings.build(data)
+    encoded.save(str(tmp_path / "encoded"))
+    loaded = EncodedRatings.load(str(tmp_path / "encoded"))
+    assert [s for s, _ in loaded.fragments] == [s for s, _ in encoded.fragments]
+    assert {k: v.dtype for k, v in loaded.codes.items()} == {k: v.dtype for k, v in encoded.codes.items()}
+    assert loaded.examples(40_000, 41_000) == encoded.examples(40_000, 41_000)
+
+
+@pytest.mark.parametrize("row, values", [
+    (F.TIMESTAMP, [0, 1, 127, 128, 300, 16_383, 16_384, 978_302_109, 2 ** 31, 2 ** 35 + 7, 2 ** 62, -1, -(2 ** 40)]),
+    (F.RATING, [0.5, 1.0, 3.5, 4.25, 5.0, -2.0]),
+])
+def test_numeric_entries_equal_the_per_value_protos(row, values):
+    from components.example_gen import _entry_bytes, _numeric_entries
+
+    table_row = next(r for r in F.RAW_FEATURES if r.name == row)
+    array = np.array(values, np.int64 if table_row.dtype == "int64" else np.float32)
+    expected = [_entry_bytes(table_row, v) for v in array.tolist()]
+    assert _numeric_entries(table_row, array).to_pylist() == expected
+    assert _numeric_entries(table_row, array, chunk=3).to_pylist() == expected
+    assert _numeric_entries(table_row, array[:0]).to_pylist() == []
 
 
 @pytest.mark.parametrize("codes", [np.array([0, 5, 255]), np.array([0, 70_000])])
@@ -112,7 +137,7 @@ def test_write_splits_puts_every_real_ml100k_rating_where_tfx_split_its_proto(tm
             example.SerializeToString(deterministic=True))
     folders = [tmp_path / f"Split-{name}" for name, _ in DEFAULT_SPLITS]
     with beam.Pipeline() as pipeline:
-        write_splits(pipeline, data, [str(f) for f in folders], split_config)
+        write_splits(pipeline, data, [str(f) for f in folders], split_config, str(tmp_path / "encoded"))
     for (name, _), folder in zip(DEFAULT_SPLITS, folders):
         assert sorted(read_split(folder)) == sorted(expected[name]), name
     assert sum(len(v) for v in expected.values()) == 100_000

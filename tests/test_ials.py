@@ -167,3 +167,22 @@ def test_the_fit_that_ran_and_why_reach_tfxs_log():
     lines = [record.getMessage() for record in records]
     assert "retrieval fit: ials (set by HParams.retrieval_fit)" in lines
     assert sum(line.startswith("iALS alpha") for line in lines) == 9
+
+
+def test_a_large_training_set_tunes_on_a_user_sample_and_fits_the_choice_on_every_rating():
+    triples = _ratings(seed=5, n=260)
+    w = ials.weights(triples[:, 0], triples[:, 1], triples[:, 2], 25, 14, low_rating_weight=0.3)
+    sample = ials.tuning_sample(w, 90, seed=2)
+    assert ials.tuning_sample(w, w.nnz, seed=2) is None
+    counts = np.diff(w.indptr)
+    # whole users, taken while they fit: the next one in the order would have passed 90
+    assert sample is not None and 90 - counts.max() < counts[sample].sum() <= 90
+    assert np.all(np.diff(sample) > 0)
+    eval_pairs = _ratings(seed=6, n=80)
+    grid = dict(alphas=(2.0, 8.0), lambda_per_alpha=(1.0,), iterations=3, seed=2)
+    params, factors, scores, tuned_on = ials.choose_params(w, *eval_pairs.T, factors=3, max_tuning_ratings=90, **grid)
+    assert tuned_on["sampled"] and tuned_on["users"] == len(sample) and tuned_on["ratings"] == counts[sample].sum()
+    assert len(scores) == 2
+    # the returned factors are the chosen pair fitted on all of w, not on the sample
+    np.testing.assert_allclose(factors, ials.fit_item_factors(w, params, seed=2), rtol=1e-5, atol=1e-6)
+    assert not ials.choose_params(w, *eval_pairs.T, factors=3, **grid)[3]["sampled"]
