@@ -78,7 +78,7 @@ benchmark: install
 	$(PY) -m benchmarks.accuracy --dataset ml-1m --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --test-fraction 0.2 --seed 0
 	$(PY) -m benchmarks.ranking --data ../shared/data/ml-100k   # EASE, two-stage, retrieval index, PureSVD, most popular
 	$(PY) -m benchmarks.ranking --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv
-	$(PY) -m benchmarks.tables --readme
+	$(PY) -m benchmarks.tables --write
 
 # The KFP v2 pipeline spec (offline): artifacts/kubeflow/movielens_pipeline.{json,yaml}.
 # e.g. make kubeflow IMAGE=REGISTRY/movielens-tfx:0.1.0 PIPELINE_ROOT=gs://BUCKET/movielens
