@@ -139,17 +139,16 @@ def synthetic(result) -> list[str]:
     for name, seconds in result["seconds_per_component"].items():
         peak = peaks.get(name)
         lines.append(f"| {name} | {seconds:.1f} | {'' if peak is None else f'{peak:.1f}'} |")
-    for name, key in (("export-index", "export"), ("similarity service", "service")):
-        step = result.get(key) or {}
-        if step.get("seconds") is not None:
-            peak = step.get("peak_rss_gb")
-            lines.append(f"| {name} | {step['seconds']:.1f} | {'' if peak is None else f'{peak:.1f}'} |")
+    if result.get("export_index_seconds") is not None:
+        peak = result.get("export_index_peak_rss_gb")
+        lines.append(f"| export-index (exit code {result['export_index_exit_code']}) | "
+                     f"{result['export_index_seconds']:.1f} | {'' if peak is None else f'{peak:.1f}'} |")
     lines.append(f"| **total (pipeline)** | **{result['seconds_total']:.1f}** | **{result.get('peak_rss_gb') or 0:.1f}** |")
     facts = []
     if result.get("train_examples"):
         facts.append(f"Trainer: {result['train_examples']:,} examples, {result['epochs_run']} epoch(s), median "
                      f"{result['train_examples_per_second_median'] or 0:,} examples/s, input "
-                     f"{data.get('mode', 'in memory')}")
+                     f"{'streamed from the TFRecords' if data.get('streamed') else 'in memory'} ({data.get('reason')})")
     if fit:
         facts.append(f"retrieval fit: {fit.get('method')} ({fit.get('reason')})")
     if result.get("test_rmse"):
@@ -158,6 +157,12 @@ def synthetic(result) -> list[str]:
         facts.append(result["index"])
     if facts:
         lines += ["", "; ".join(facts) + "."]
+    served = [(route, result[route]) for route in ("/users/{id}/recommendations", "/movies/{id}/similar")
+              if isinstance(result.get(route), dict)]
+    if served:
+        lines += ["", "| the similarity service (in process) | queries | statuses | p50 ms | p99 ms |", "|---|---|---|---|---|"]
+        lines += [f"| `{route}` | {r['queries']} | {r['status_counts']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+                  for route, r in served]
     return lines
 
 
