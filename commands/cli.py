@@ -10,7 +10,7 @@ Subcommands:
   explain             predicted rating of a pair, 5 most similar users and movies
   export-index        build FAISS indexes of user and movie tower embeddings
   similarity-service  serve similar movies/users and recommendations over HTTP
-  similar             print similar movies/users from the index, like the original blog
+  similar             print similar movies/users and recommendations from the index
   posters             embed movie posters into a 'posters' index
 """
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _tour(args: argparse.Namespace, config) -> int:
 
 
 def _index_step(config, model_dir) -> tuple[int, int] | None:
-    """export-index over the pushed model (its own catalogue: no --data), then the blog's
+    """export-index over the pushed model (its own catalogue: no --data), then the
     similar-movies/recommendations view for the most-rated movie and the most active user
     (returned, for the browse page's links; None when no index was published)."""
     from components.catalogue import model_catalogue_dir, read_catalogue

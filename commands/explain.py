@@ -1,4 +1,4 @@
-"""Seed parity: one user/movie pair explained by the pushed model, as the original blog did.
+"""Seed parity: one user/movie pair explained by the pushed model: its rating and the users and movies nearest it.
 
     movielens-tfx explain --user 1 --movie 1193 [--data DIR] [--model-base-path DIR]
 
@@ -23,7 +23,7 @@ from components.features import GENRES, LIST_SEPARATOR, MOVIE_ID, USER_ID
 from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from index.embed import SavedModelTowers, resolve_model_dir
 from index.metadata import movie_label, movie_record, user_label, user_record
-from settings import paths as configs
+from settings import paths
 
 
 def _cosine_neighbours(vectors: np.ndarray, row: int, k: int) -> list[tuple[int, float]]:
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", type=int, required=True, help="user id")
     parser.add_argument("--movie", type=int, required=True, help="movie id")
     parser.add_argument("-k", type=int, default=5, help="neighbours to show (default: %(default)s)")
-    parser.add_argument("--artifacts", type=Path, default=configs.DEFAULT_ARTIFACTS)
+    parser.add_argument("--artifacts", type=Path, default=paths.DEFAULT_ARTIFACTS)
     parser.add_argument("--model-base-path", type=Path, help="default: <artifacts>/serving/movielens")
     parser.add_argument("--version", type=int, help="model version (default: the latest)")
     parser.add_argument("--data", help="override: a MovieLens folder to take users and movies from "
@@ -85,8 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = configs.ArtifactPaths(args.artifacts)
-    base = args.model_base_path or paths.model_base_path
+    artifact_paths = paths.ArtifactPaths(args.artifacts)
+    base = args.model_base_path or artifact_paths.model_base_path
     if not 1 <= args.k <= 100:
         print("error: -k must be within 1..100", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from settings import paths as configs
+from settings import paths
 from serving import model_server
 from serving.options import ServerOptions, add_server_arguments, options_from_args
 
@@ -39,7 +39,7 @@ class LaunchError(Exception):
 
 
 def default_base_path(artifacts: Path | None = None) -> Path:
-    return Path(configs.ArtifactPaths(artifacts or configs.DEFAULT_ARTIFACTS).model_base_path)
+    return Path(paths.ArtifactPaths(artifacts or paths.DEFAULT_ARTIFACTS).model_base_path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", choices=("auto", "binary", "python"), default="auto",
                         help="which server: auto = the binary if on PATH (default %(default)s)")
     parser.add_argument("--artifacts", type=Path, default=None,
-                        help=f"artifacts root for the default model path (default {configs.DEFAULT_ARTIFACTS})")
-    add_server_arguments(parser, ServerOptions(model_name=configs.MODEL_NAME), require_model=False)
+                        help=f"artifacts root for the default model path (default {paths.DEFAULT_ARTIFACTS})")
+    add_server_arguments(parser, ServerOptions(model_name=paths.MODEL_NAME), require_model=False)
     # None = "not given": lets the binary keep its own default instead of a refused translation.
     parser.set_defaults(host=None)
     return parser

@@ -2,7 +2,7 @@
 
 Why a separate module: the export job writes these, and the service, the CLI and the
 benchmarks read them, so the record shapes (and the human labels of ML-1M's age and
-occupation codes, which the blog's printouts show) are defined once here.
+occupation codes, which the CLI's printouts show) are defined once here.
 """
 from __future__ import annotations
 

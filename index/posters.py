@@ -1,6 +1,6 @@
 """Poster similarity: a CNN embeds movie posters into a cosine FAISS index of the index version.
 
-Why: the original blog's second seed for "similar movies" was how a movie *looks*. Posters
+Why: besides what people watch together, movies are similar in how they *look*. Posters
 are images named ``<movie_id>.jpg|jpeg|png`` in one folder; a Keras Applications CNN
 (VGG16 by default) without its classifier, global-average pooled, turns each into a vector;
 the vectors are L2-normalised and put in an exact inner-product index (cosine), served by

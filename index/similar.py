@@ -1,4 +1,4 @@
-"""`similar`: print similar movies, or a user's look-alikes and recommendations, like the blog.
+"""`similar`: print similar movies, or a user's look-alikes and recommendations.
 
     python -m index.similar --movie 1401 -k 5
     python -m index.similar --user 5900 -k 5

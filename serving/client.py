@@ -30,7 +30,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
-from settings import paths as configs
+from settings import paths
 from serving.tensors import make_shape, to_ndarray
 
 DEFAULT_TARGET = "127.0.0.1:8500"
@@ -82,7 +82,7 @@ def _ids(values, what: str) -> np.ndarray:
 class RatingClient:
     """Predicted ratings from a TF-Serving-compatible server (the `serving_default` signature)."""
 
-    def __init__(self, target: str = DEFAULT_TARGET, model_name: str = configs.MODEL_NAME, *,
+    def __init__(self, target: str = DEFAULT_TARGET, model_name: str = paths.MODEL_NAME, *,
                  timeout: float = 5.0, retries: int = 3, backoff_seconds: float = 0.1,
                  max_backoff_seconds: float = 2.0, max_batch: int = 1000, version: int | None = None,
                  channel: grpc.Channel | None = None):
@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--pairs", type=Path, help="CSV file of 'user,movie' lines, header optional")
     rate.add_argument("--movie", type=int, help="movie id (with --user)")
     rate.add_argument("--target", default=DEFAULT_TARGET, help="gRPC address of the server (default %(default)s)")
-    rate.add_argument("--model-name", default=configs.MODEL_NAME, help="model name (default %(default)s)")
+    rate.add_argument("--model-name", default=paths.MODEL_NAME, help="model name (default %(default)s)")
     rate.add_argument("--model-version", type=int, help="a specific model version (default: the latest)")
     rate.add_argument("--timeout", type=float, default=5.0, help="seconds per request (default %(default)s)")
     rate.add_argument("--retries", type=int, default=3,
