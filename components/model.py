@@ -483,7 +483,10 @@ class RetrievalTowers(keras.layers.Layer):
         if self.method != "ials":
             raise ValueError(f"history queries are the iALS solve; these towers are fitted by {self.method}")
         liked = tf.cast(tf.cast(ratings, tf.float32) >= f.RELEVANT_RATING, tf.int32)
-        return _ials_queries(self.history_embed.embeddings, self.query_gram, tf.gather(self.confidence, liked),
+        # Keras variables as tensors: a tf.function cannot take a Keras Variable as an argument
+        # while it is itself being traced (the export's signatures trace this).
+        return _ials_queries(tf.convert_to_tensor(self.history_embed.embeddings),
+                             tf.convert_to_tensor(self.query_gram), tf.gather(self.confidence, liked),
                              tf.cast(movies, tf.int64), tf.cast(row_splits, tf.int64))
 
     def query(self, user_ids, leave_out_movie_ids=None) -> tf.Tensor:

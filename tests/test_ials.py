@@ -95,6 +95,11 @@ def test_served_ials_query_is_the_numpy_solve_and_scores_the_candidates():
     np.testing.assert_allclose(served[:, :5], expected[users], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(served[:, 5], 1.0)
     assert not served[4, :5].any()
+    # traced as the export traces its signatures (a tf.function around the whole query)
+    for fn, ids in ((towers.served_query, users), (towers.served_movie_query, np.array([6, 0, 15, 6]))):
+        traced = tf.function(fn, input_signature=[tf.TensorSpec([None], tf.int64)])
+        np.testing.assert_allclose(traced(tf.constant(ids)).numpy(), fn(tf.constant(ids)).numpy(),
+                                   rtol=1e-5, atol=1e-6)
     candidates = towers.served_candidate(tf.constant(np.arange(VOCAB.movies))).numpy()
     np.testing.assert_allclose(candidates[:, :5], h)
     np.testing.assert_allclose(candidates[:, 5], 0.0)
