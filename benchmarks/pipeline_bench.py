@@ -353,12 +353,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs = [*GROWTH_HPARAMS, *args.hparam]
         # the largest size is also the end-to-end run of that size: index and service included
         runs = bench_synthetic(sizes, HParams.parse(pairs), args.stop_after, args.seed, serve=sizes[-1:])
+        # The sizes run back to back, so each later size starts at the load the previous one
+        # left: whether the host was quiet is judged where the whole run starts.
         result = {"dataset": "synthetic", "sizes": sizes, "hparams_given": pairs, "machine": _machine(),
+                  "quiet_host": runs[0]["quiet_host"],
+                  "load_average_1_5_15_at_start": runs[0]["load_average_1_5_15_at_start"],
                   "runs": runs, "growth": _growth(runs)}
         path = args.out_dir / "pipeline_growth.json"
         largest = args.out_dir / f"pipeline_synthetic-{sizes[-1]}.json"
         largest.write_text(json.dumps({**runs[-1], "hparams_given": pairs, "machine": _machine(),
-                                       "measured_in": _repo_relative(str(path))}, indent=1) + "\n")
+                                       "measured_in": _repo_relative(str(path)),
+                                       "growth_run_quiet_host": result["quiet_host"]}, indent=1) + "\n")
         print(f"wrote {_repo_relative(str(largest))}")
         print("\n| component | s per 1M ratings (small) | s per 1M ratings (large) | marginal growth |")
         for name, g in result["growth"].items():

@@ -117,6 +117,12 @@ def growth(result) -> list[str]:
         target = g.get("target")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {marginal if marginal is not None else '(overhead)'}"
                      f" | {'' if target is None else f'≤ {target:g}'} | {g.get('raw_ratio_per_1x', '')} |")
+    judged = {name: g for name, g in result["growth"].items() if g.get("meets_target") is not None}
+    if judged:
+        within = [f"{n} {g['marginal_growth']}" for n, g in judged.items() if g["meets_target"]]
+        over = [f"{n} {g['marginal_growth']} (target {g['target']:g})" for n, g in judged.items() if not g["meets_target"]]
+        lines += ["", "Within their growth targets: " + (", ".join(within) or "none") + "."
+                  + (" Over: " + ", ".join(over) + "." if over else "")]
     memory = [r.get("peak_rss_gb") for r in runs]
     if all(m is not None for m in memory):
         lines += ["", "Peak RSS of the whole run: " + ", ".join(
@@ -128,9 +134,9 @@ def synthetic(result) -> list[str]:
     """One generated size end to end (results/pipeline_synthetic-<size>.json)."""
     fit = result.get("retrieval_fit") or {}
     data = result.get("training_data") or {}
-    lines = [f"### {result['dataset']} end to end (`python -m benchmarks.pipeline_bench "
-             f"{'--growth ' + ','.join(result['sizes']) if result.get('sizes') else '--size ' + result['dataset'].split('-', 1)[1]}"
-             f"`, {' '.join(result.get('hparams_given') or [])})", "",
+    command = (f"the largest size of the growth run above, `{result['measured_in']}`" if result.get("measured_in")
+               else f"`python -m benchmarks.pipeline_bench --size {result['dataset'].split('-', 1)[1]}`")
+    lines = [f"### {result['dataset']} end to end ({command}; {' '.join(result.get('hparams_given') or [])})", "",
              f"{result['users']:,} users, {result['movies']:,} movies, {result['ratings']:,} ratings (generated, "
              f"ML-25M's file format); data generated in {result['generate_seconds']:.0f} s. Peak RSS is this "
              "process and its children, sampled every 0.2 s, charged to the component that was running.", "",
