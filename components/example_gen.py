@@ -29,6 +29,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
@@ -129,26 +130,32 @@ def _numeric_entries(row: features.RawFeature, values: np.ndarray, chunk: int = 
             counts[lo:lo + chunk] += np.count_nonzero(part[:, 1:], axis=1)
             more = np.arange(10) < (counts[lo:lo + chunk, None] - 1)  # continuation bits
             value_bytes[lo:lo + chunk] = (part & np.uint64(0x7F)).astype(np.uint8) | (more * 0x80).astype(np.uint8)
-        samples = {int(n): int(values[np.argmax(counts == n)]) for n in np.unique(counts)}
+        samples = {int(n): int(values[np.argmax(counts == n)]) for n in np.flatnonzero(np.bincount(counts))}
     prefixes = {n: _entry_bytes(row, v)[:-n] for n, v in samples.items()}
-    prefix_len = np.zeros(11, np.int64)
-    for n, prefix in prefixes.items():
-        prefix_len[n] = len(prefix)
-    lengths = prefix_len[counts] + counts
+    # Each byte count's entries are fixed-width rows: lay them out group after group (one
+    # contiguous block each), then put them back in value order with one Arrow take, which
+    # is linear; a NumPy scatter of every byte to its final offset was 8.5 of the 9.8 s.
+    groups = [np.flatnonzero(counts == n) for n in prefixes]
+    sizes = np.concatenate([np.full(len(rows), len(prefixes[n]) + n, np.int64)
+                            for n, rows in zip(prefixes, groups)] or [np.zeros(0, np.int64)])
     offsets = np.zeros(len(values) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
+    np.cumsum(sizes, out=offsets[1:])
     if offsets[-1] >= 2 ** 31:
         raise ValueError(f"{row.name}: {offsets[-1]:,} bytes of distinct entries do not fit an Arrow binary array")
-    data = np.empty(int(offsets[-1]), np.uint8)
-    for n, prefix in prefixes.items():
-        rows = np.flatnonzero(counts == n)
-        width = len(prefix) + n
-        block = np.empty((len(rows), width), np.uint8)
+    blocks = []
+    for (n, prefix), rows in zip(prefixes.items(), groups):
+        block = np.empty((len(rows), len(prefix) + n), np.uint8)
         block[:, :len(prefix)] = np.frombuffer(prefix, np.uint8)
         block[:, len(prefix):] = value_bytes[rows, :n]
-        data[(offsets[rows, None] + np.arange(width)).reshape(-1)] = block.reshape(-1)
-    return pa.Array.from_buffers(pa.binary(), len(values),
-                                 [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+        blocks.append(block.reshape(-1))
+    data = np.concatenate(blocks or [np.zeros(0, np.uint8)])
+    grouped = pa.Array.from_buffers(pa.binary(), len(values),
+                                    [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)])
+    if len(groups) <= 1:  # one byte count (all floats, most timestamps): already in order
+        return grouped
+    position = np.empty(len(values), np.int64)  # value i sits at grouped[position[i]]
+    position[np.concatenate(groups or [np.zeros(0, np.int64)])] = np.arange(len(values))
+    return grouped.take(pa.array(position))
 
 
 def _entries(row: features.RawFeature, values: list[dict]) -> pa.BinaryArray:
@@ -194,13 +201,13 @@ class EncodedRatings:
         for tower, (by_id, ids) in entities.items():
             if any(row.tower == tower for row in table):
                 known = np.fromiter(by_id.keys(), np.int64, len(by_id))
-                order = np.argsort(known)
-                codes[tower] = _compact(order[np.searchsorted(known, ids, sorter=order)])
+                codes[tower] = _compact(pd.Index(known).get_indexer(ids))  # a hash lookup: linear
                 entries[tower] = [raw_values(by_id[i]) for i in known.tolist()]
         for row in table:
             if row.tower not in entities:  # a Ratings column: one entry per distinct value
-                values, inverse = np.unique(getattr(ratings, row.name), return_inverse=True)
-                codes[row.name] = _compact(inverse.reshape(-1))
+                # hash factorisation, linear in the ratings (np.unique sorts: 13 s of 25M's build)
+                inverse, values = pd.factorize(getattr(ratings, row.name), sort=False)
+                codes[row.name] = _compact(inverse)
                 if row.dtype in ("int64", "float32") and not row.is_list:
                     numeric[row.name] = values
                 else:
@@ -226,10 +233,15 @@ class EncodedRatings:
         for i, (source, blobs) in enumerate(self.fragments):
             tables[f"fragment-{i:02d}"] = pa.table({source: blobs})
         for name, table in tables.items():
+            path = fileio.join(folder, f"{name}.arrow")
+            if not fileio.is_uri(path):  # straight to the file: no in-memory copy of it
+                with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                    writer.write_table(table)
+                continue
             sink = pa.BufferOutputStream()
             with pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table)
-            fileio.write_bytes(fileio.join(folder, f"{name}.arrow"), sink.getvalue().to_pybytes())
+            fileio.write_bytes(path, sink.getvalue().to_pybytes())
 
     @classmethod
     def load(cls, folder: str) -> "EncodedRatings":

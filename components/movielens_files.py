@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import pandas as pd
 
 from components import fileio
 from components.features import (
@@ -634,7 +635,7 @@ def unknown_user(user_id: int) -> User:
 
 def _users_of(ratings: "Ratings") -> dict[int, User]:
     """The users of the ml-latest format: one per user id its (valid) ratings name."""
-    return {uid: unknown_user(uid) for uid in np.unique(ratings.user_id).tolist()}
+    return {uid: unknown_user(uid) for uid in sorted(pd.unique(ratings.user_id).tolist())}
 
 
 # ---------------------------------------------------------------------------------------
@@ -719,7 +720,14 @@ def _plain_numbers(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray,
     return value
 
 
-def _fast_columns(data: bytes, sep: bytes, kinds: Sequence[type]) -> list[np.ndarray] | None:
+#: Bytes of a table parsed at a time by ``_fast_columns`` (cut at a line end): the parse's
+#: temporaries (byte masks, int64 offsets) are a few times the slice, so a bounded slice
+#: keeps them in a bounded memory and the whole parse linear in the file's size.
+_FAST_CHUNK_BYTES = 1 << 26
+
+
+def _fast_columns(data: bytes, sep: bytes, kinds: Sequence[type],
+                  chunk_bytes: int = _FAST_CHUNK_BYTES) -> list[np.ndarray] | None:
     """Parse a well-formed numeric table column-wise, or return None if it is not well formed
     (the caller then falls back to a line-by-line parse that pinpoints the problem).
 
@@ -727,7 +735,27 @@ def _fast_columns(data: bytes, sep: bytes, kinds: Sequence[type]) -> list[np.nda
     the ml-latest format, "3.5") are converted with numpy arithmetic on the raw bytes, ~5x
     faster than ``int()``/``float()`` per field, which matters at ML-25M's 25 million rows;
     anything else (e.g. a rating "4e0" in a user CSV) goes through numpy's string conversion.
+    The table is parsed in slices of about ``chunk_bytes``, each ending at a line end.
     """
+    parts: list[list[np.ndarray]] = []
+    start = 0
+    while True:
+        cut = data.find(b"\n", start + chunk_bytes) if start + chunk_bytes < len(data) else -1
+        stop = len(data) if cut < 0 else cut
+        columns = _fast_chunk(data[start:stop], sep, kinds)
+        if columns is None:
+            return None
+        parts.append(columns)
+        if cut < 0:
+            break
+        start = cut + 1
+    if len(parts) == 1:
+        return parts[0]
+    return [np.concatenate(column) for column in zip(*parts)]
+
+
+def _fast_chunk(data: bytes, sep: bytes, kinds: Sequence[type]) -> list[np.ndarray] | None:
+    """``_fast_columns`` of one slice of whole lines."""
     buf = np.frombuffer(data, dtype=np.uint8)
     bounds = _token_bounds(buf, sep, len(kinds))
     if bounds is None:

@@ -235,6 +235,19 @@ def test_half_star_table_takes_the_fast_path_with_the_slow_path_s_values():
     assert [c[:4].tolist() for c in slow] == [c.tolist() for c in fast]
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 7, 18, 19, 1 << 20])
+def test_fast_parse_in_slices_equals_the_whole_table(chunk_bytes):
+    table = b"1,1,4.0,964982703\n1,3,3.5,964981247\n610,170875,0.5,1493846415\n2,5,4e0,1"
+    kinds = (np.int64, np.int64, np.float64, np.int64)
+    whole = mf._fast_columns(table, b",", kinds, chunk_bytes=len(table))
+    sliced = mf._fast_columns(table, b",", kinds, chunk_bytes=chunk_bytes)
+    assert [c.tolist() for c in sliced] == [c.tolist() for c in whole]
+    assert [c.dtype for c in sliced] == [c.dtype for c in whole]
+    # a bad line in any slice sends the whole table to the line-by-line parse
+    assert mf._fast_columns(table + b"\n3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
+    assert mf._fast_columns(b"1,1,4,5\n\n2,2,3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
+
+
 # --- the real ml-latest-small -----------------------------------------------------------------
 def test_real_ml_latest_small(shared_data):
     folder = shared_data / "ml-latest-small"
