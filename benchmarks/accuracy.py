@@ -19,6 +19,7 @@ from typing import Sequence
 from baselines.data import random_split, rating_data
 from baselines.metrics import mae, rmse
 from baselines.scoring import evaluate_baselines
+from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_predict
 from components.model import HParams
 from components.movielens_files import load_movielens
@@ -106,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         hparams = HParams.parse(args.hparam)
     except UserError as error:
         parser.error(str(error))
+    host = HostLoad(name="accuracy")
     rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines)
+    record = host.record()  # the rows of one run share its host
+    rows = [{**row, **record} for row in rows]
     merge(args.out, rows)
     print(table(rows))
     return 0

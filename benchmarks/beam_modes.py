@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.host import HostLoad
 from benchmarks.peer_example_gen import run_csv_example_gen
 from pipeline import configs
 from pipeline.run import run_pipeline
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "beam_modes.json")
     args = parser.parse_args(argv)
 
+    host = HostLoad(name="beam_modes")
     runs = []
     for round_ in range(args.rounds):
         for mode in args.modes:
@@ -87,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "note": "one host whose speed varies minute to minute: compare modes as ratios within this file",
         "settings": SETTINGS, "runs": runs, "fastest": fastest,
         "ratio_to_fastest": {mode: round(min(s) / min(best[fastest]), 2) for mode, s in best.items()},
+        **host.record(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

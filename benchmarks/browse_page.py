@@ -32,6 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess
 from components.movielens_files import load_movielens
 from index import ann, metadata
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def log(message: str) -> None:
         print(f"[browse_page] {message}", file=sys.stderr, flush=True)
 
+    host = HostLoad(name="browse_page")
     data = load_movielens(args.data, ratings_csv=args.ratings if args.ratings and args.ratings.exists() else None)
     r = data.ratings
     train = (r.user_id.astype(np.int64) * 1_000_003 + r.movie_id) % 5 != 0  # 80 % train
@@ -149,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"dataset": args.dataset, "users": len(data.users), "movies": len(data.movies), "ratings": len(r),
               "vectors": f"rank-{args.rank} truncated SVD of the 80 % train ratings (stand-in towers)",
               "factories": factories, "target_server_ms_per_view": TARGET_MS, "cpu_count": os.cpu_count(),
-              "note": "one run on a shared machine: compare timings as ratios", "views": measured}
+              "note": "one run on a shared machine: compare timings as ratios", "views": measured,
+              **host.record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     for kind, row in measured.items():

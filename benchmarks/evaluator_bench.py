@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks.host import HostLoad
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -204,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     model_uri = _latest(os.path.join(root, "Trainer", "model"))
     examples_uri = _latest(os.path.join(root, "MovieLensExampleGen", "examples"))
     variants = _variants()
+    host = HostLoad(name="evaluator_bench")
     chosen = [name.strip() for name in args.variants.split(",") if name.strip()]
     runs: dict[str, list[dict]] = {name: [] for name in chosen}
     with tempfile.TemporaryDirectory(prefix="evaluator-bench-") as tmp:
@@ -242,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "note": "variants interleaved in one process on the same artifacts; the host is shared, "
                 "so compare the ratio, not absolute seconds across runs",
         "variants": {},
+        **host.record(),
     }
     for name, items in runs.items():
         eval_config, beam_args = variants[name]

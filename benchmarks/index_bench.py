@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from benchmarks.host import HostLoad
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
@@ -253,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import faiss
 
     faiss.omp_set_num_threads(1)  # as the service runs: one thread per query
+    host = HostLoad(name="index_bench")
     rows = []
     for kind in args.vectors:
         embeddings = random_embeddings(args.users, args.movies, args.dim, kind, args.seed)
@@ -265,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               "k": args.k, "in_process_queries_per_kind": args.queries,
               "http_requests_per_kind": args.http_requests, "concurrency": args.concurrency,
               "cpu_count": os.cpu_count(),
-              "faiss_threads": 1, "results": rows}
+              "faiss_threads": 1, "results": rows, **host.record()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     print(format_table(report))

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.host import load_average
+from benchmarks.host import HostLoad, load_average
 from pipeline import configs
 from pipeline.run import resolve_data, run_pipeline
 from settings.hparams import HParams
@@ -194,8 +194,10 @@ def bench_real(args, hparams: dict) -> dict:
     from benchmarks.peer_example_gen import run_csv_example_gen
 
     name = args.dataset or Path(args.data).name
+    host = HostLoad(name="pipeline_bench")
     with tempfile.TemporaryDirectory(prefix="movielens-bench-") as tmp:
         run = run_once(args.data, ratings_csv=args.ratings, hparams=hparams, stop_after=args.stop_after, tmp=tmp)
+    run.update(host.record())  # the pipeline's host, before the peer's run
     _print_table(f"{name}, project pipeline", run)
     peer = None
     if args.ratings and not args.no_peer:

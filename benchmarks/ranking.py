@@ -47,6 +47,7 @@ import numpy as np
 
 from baselines.data import random_split, rating_data
 from baselines.factorization import MatrixFactorization
+from benchmarks.host import HostLoad
 from components.features import RELEVANT_RATING, rating_scale
 from components.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from components.movielens_files import MovieLensData, Ratings, load_movielens
@@ -491,8 +492,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    **HParams.parse(args.hparam)}
     except UserError as error:
         parser.error(str(error))
+    host = HostLoad(name="ranking")
     report = run(args.data, args.models, hparams, args.test_fraction, args.seed, args.index_type,
                  args.ratings, args.candidates, args.retrieval_fit or DEFAULT_RETRIEVAL_FITS)
+    report.update(host.record())
     out = args.out or RESULTS / f"ranking_{report['dataset']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

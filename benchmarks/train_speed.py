@@ -31,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from baselines.data import random_split
+from benchmarks.host import HostLoad
 from benchmarks.two_tower import PreparedFit, fit_model, prepare
 from components.model import TARGET_IN_HISTORY, HParams, build_model
 from components.movielens_files import load_movielens
@@ -93,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   else [int(i) for i in args.fit.split(",") if i.strip()])
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
+    host = HostLoad(name="train_speed")
     data = load_movielens(args.data, ratings_csv=args.ratings)
     train_idx, _ = random_split(len(data.ratings.rating), args.test_fraction, args.seed)
     prepared = prepare(data, train_idx, hparams[0])
@@ -117,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "speed": f"{args.rounds} interleaved rounds (after a warm-up round) of {args.speed_examples} examples "
                          "per variant, one process; median and best round; compare within this file only "
                          "(the host's speed varies)",
-                "defaults": HParams().to_dict(), "results": results}, indent=1) + "\n")
+                "defaults": HParams().to_dict(), "results": results, **host.record()}, indent=1) + "\n")
 
     write()
     for i in to_fit:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from baselines.data import random_split
+from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_model
 from components.model import HParams
 from components.movielens_files import load_movielens
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    for v in variants]
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
+    host = HostLoad(name="tune")
     data = load_movielens(args.data, ratings_csv=args.ratings)
     train_idx, _ = random_split(len(data.ratings.rating), args.test_fraction, args.seed)
     results = []
@@ -53,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"data": args.data, "test_fraction": args.test_fraction, "seed": args.seed,
-                                        "epochs": args.epochs, "results": results}, indent=1) + "\n")
+                                        "epochs": args.epochs, "results": results, **host.record()},
+                                       indent=1) + "\n")
     return 0
 
 

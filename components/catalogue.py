@@ -99,7 +99,14 @@ class Catalogue:
 
 
 def _counts(ids: np.ndarray) -> dict[int, int]:
-    values, counts = np.unique(np.asarray(ids, np.int64), return_counts=True)
+    """How often each id occurs; ids that are small non-negative numbers (MovieLens ids are)
+    are counted in one linear pass, any others by sorting."""
+    ids = np.asarray(ids, np.int64)
+    if len(ids) and ids.min() >= 0 and ids.max() < 4 * len(ids) + 1024:
+        counts = np.bincount(ids)
+        present = np.flatnonzero(counts)
+        return dict(zip(present.tolist(), counts[present].tolist()))
+    values, counts = np.unique(ids, return_counts=True)
     return dict(zip(values.tolist(), counts.tolist()))
 
 
@@ -111,6 +118,41 @@ def _train_ratings(pairs: np.ndarray, train: tuple[np.ndarray, ...]) -> np.ndarr
     return mean_rating_per_pair(pairs[:, 0], pairs[:, 1], *train[:3])
 
 
+def _seen_pairs(split_pairs: Mapping[str, tuple[np.ndarray, ...]]
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(the distinct (user, movie) rows of every split, sorted by user, then movie; the mean
+    Split-train rating of each row, NaN where it has none, or None when the train split came
+    without ratings).
+
+    Each pair is one int64 key (user x (largest movie + 1) + movie), so NumPy sorts plain
+    integers once, and that one sort also groups the train ratings by pair: a 2-D np.unique
+    sorts rows as opaque bytes, and NumPy's hash unique plus a second sort for the means took
+    most of ExampleGen's catalogue time at 25M ratings."""
+    train = split_pairs.get(TRAIN_SPLIT, (np.empty(0, np.int64), np.empty(0, np.int64)))
+    ordered = [train, *(s for name, s in split_pairs.items() if name != TRAIN_SPLIT)]  # train rows first
+    users = np.concatenate([np.asarray(s[0], np.int64) for s in ordered])
+    movies = np.concatenate([np.asarray(s[1], np.int64) for s in ordered])
+    if not len(users):
+        return np.empty((0, 2), np.int64), _train_ratings(np.empty((0, 2), np.int64), train)
+    width = int(movies.max()) + 1
+    if users.min() < 0 or movies.min() < 0 or int(users.max()) >= (1 << 62) // width:
+        pairs = np.unique(np.stack([users, movies], axis=1), axis=0)  # ids too large for one key
+        return pairs, _train_ratings(pairs, train)
+    keys, inverse = np.unique(users * width + movies, return_inverse=True)
+    pairs = np.stack([keys // width, keys % width], axis=1)
+    if len(train) < 3:
+        return pairs, None
+    values = np.asarray(train[2], np.float64)
+    keep = ~np.isnan(values)
+    rows = inverse[:len(values)][keep]
+    counts = np.bincount(rows, minlength=len(keys))
+    sums = np.bincount(rows, weights=values[keep], minlength=len(keys))
+    means = np.full(len(keys), np.nan, np.float32)
+    rated = counts > 0
+    means[rated] = sums[rated] / counts[rated]
+    return pairs, means
+
+
 def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],
                     split_pairs: Mapping[str, tuple[np.ndarray, ...]], source: str = "") -> Catalogue:
     """A catalogue from the parsed tables and the (user ids, movie ids[, ratings]) of each
@@ -119,15 +161,13 @@ def build_catalogue(users: Mapping[int, User], movies: Mapping[int, Movie],
     train = split_pairs.get(TRAIN_SPLIT, (np.empty(0, np.int64), np.empty(0, np.int64)))
     train_users, train_movies = train[0], train[1]
     user_counts, movie_counts = _counts(train_users), _counts(train_movies)
-    all_users = np.concatenate([np.asarray(s[0], np.int64) for s in split_pairs.values()] or [np.empty(0, np.int64)])
-    all_movies = np.concatenate([np.asarray(s[1], np.int64) for s in split_pairs.values()] or [np.empty(0, np.int64)])
-    pairs = np.unique(np.stack([all_users, all_movies], axis=1), axis=0) if len(all_users) else np.empty((0, 2), np.int64)
+    pairs, seen_train_ratings = _seen_pairs(split_pairs)
     return Catalogue(
         users=dict(sorted(users.items())), movies=dict(sorted(movies.items())),
         user_train_ratings={u: user_counts.get(u, 0) for u in sorted(users)},
         movie_train_ratings={m: movie_counts.get(m, 0) for m in sorted(movies)},
         seen_user_ids=pairs[:, 0].copy(), seen_movie_ids=pairs[:, 1].copy(),
-        seen_train_ratings=_train_ratings(pairs, train),
+        seen_train_ratings=seen_train_ratings,
         split_examples={name: int(len(s[0])) for name, s in split_pairs.items()}, source=source,
         rating_scale=f.rating_scale(train[2]) if len(train) >= 3 and len(train[2]) else None)
 

@@ -49,6 +49,7 @@ from components.catalogue import MovieLensCatalogue, build_catalogue, read_split
 from components.example_gen_options import make_custom_config, read_custom_config
 from components.input_fingerprint import ContentFingerprintDriver
 from components.movielens_files import MovieLensData, load_movielens, raw_values, summary
+from settings.allocator import no_numpy_hugepages
 from settings.errors import UserError
 
 CATALOGUE_KEY = "catalogue"
@@ -404,6 +405,7 @@ class Executor(BaseExampleGenExecutor):
 
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
+        no_numpy_hugepages()  # arrays of every rating: keep their page faults linear (settings.allocator)
         self._data: MovieLensData | None = None
         self._examples_outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         super().Do(input_dict, output_dict, exec_properties)

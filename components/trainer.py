@@ -33,6 +33,7 @@ from components.catalogue import copy_catalogue, model_catalogue_dir, read_catal
 from components.signatures import ServingModule, export
 from components.trainer_component import CATALOGUE_URI_CONFIG
 from components.two_stage import choose_rerank_weight, training_movies, write_two_stage
+from settings.allocator import no_numpy_hugepages
 
 HISTORY_FILE = "history.json"
 
@@ -269,6 +270,7 @@ def run_fn(fn_args) -> None:
     history.json (in the model-run artifact) records the seconds of each phase under
     "seconds": load, retrieval (closed-form fit), fit, rerank (choose_rerank_weight), export
     (the SavedModel and its catalogue copy; added once the export is done)."""
+    no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (settings.allocator)
     config = fn_args.custom_config or {}
     hp = HParams.from_dict(config.get("hparams"))
     seconds: dict[str, float] = {}

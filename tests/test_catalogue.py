@@ -122,3 +122,28 @@ def test_split_pairs_are_read_from_written_gzipped_tfrecords(tmp_path):
     ratings = cat.read_split_ratings(str(tmp_path / "examples"), "train")[2]
     assert ratings.tolist() == data.ratings.rating[:50].tolist()
     assert cat.read_split_pairs(str(tmp_path / "examples"), "eval")[0].size == 0
+
+
+@pytest.mark.parametrize("scale", [1, 10 ** 7, 2 ** 40])  # small ids, sparse ids, ids past the key width
+def test_seen_pairs_and_counts_equal_the_sorting_reference(scale):
+    from components.catalogue import _counts, _seen_pairs
+    from components.rating_pairs import mean_rating_per_pair
+
+    rng = np.random.default_rng(3)
+    users, movies = rng.integers(1, 50, 3_000) * scale, rng.integers(1, 80, 3_000) * scale
+    ratings = rng.integers(1, 11, 3_000).astype(np.float32) / 2
+    ratings[::17] = np.nan  # a rating-less row counts as seen but adds no rating
+    split = rng.integers(0, 3, 3_000)
+    splits = {name: (users[split == i], movies[split == i], ratings[split == i])
+              for i, name in enumerate(("eval", "train", "test"))}  # train not first
+    expected = np.unique(np.stack([users, movies], axis=1), axis=0)
+    pairs, means = _seen_pairs(splits)
+    np.testing.assert_array_equal(pairs, expected)
+    train = splits["train"]
+    np.testing.assert_array_equal(means, mean_rating_per_pair(expected[:, 0], expected[:, 1], *train))
+    assert np.isnan(means).any() and not np.isnan(means).all()
+    assert _seen_pairs({name: s[:2] for name, s in splits.items()})[1] is None  # no ratings: none made up
+    values, counts = np.unique(users, return_counts=True)
+    assert _counts(users) == dict(zip(values.tolist(), counts.tolist()))
+    empty = {"train": (users[:0], movies[:0], ratings[:0])}
+    assert _seen_pairs(empty)[0].shape == (0, 2) and _counts(users[:0]) == {}

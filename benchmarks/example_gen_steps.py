@@ -1,0 +1,75 @@
+"""Where ExampleGen's time goes on one MovieLens folder: its executor's steps, timed one by one.
+
+    python -m benchmarks.example_gen_steps DATA_FOLDER [DATA_FOLDER ...]
+
+For each folder (e.g. the generated sizes of `movielens-tfx generate`), in one process: parse
+the files, encode and write the three splits with Beam (the pipeline's DirectRunner settings),
+read the written splits back and build the catalogue from them, as the executor does. It prints
+seconds and seconds per million ratings for each step, so a step whose cost grows faster than
+the ratings shows between two sizes. A profile for finding such a step, not a result: the
+committed growth figures come from `python -m benchmarks.pipeline_bench --growth`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+
+def steps(folder: str) -> dict[str, float]:
+    """Seconds of each ExampleGen step on ``folder``."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from components import catalogue, example_gen
+    from components.movielens_files import load_movielens
+    from pipeline.configs import DEFAULT_BEAM_ARGS
+    from settings.allocator import no_numpy_hugepages
+
+    no_numpy_hugepages()  # as the executor runs
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name], clock = round(now - clock, 2), now
+
+    data = load_movielens(folder)
+    lap("parse")
+    with tempfile.TemporaryDirectory(prefix="example-gen-steps-") as out:
+        split_config = example_gen.output_config().split_config
+        uris = [os.path.join(out, f"Split-{split.name}") for split in split_config.splits]
+        with beam.Pipeline(options=PipelineOptions(list(DEFAULT_BEAM_ARGS))) as pipeline:
+            example_gen.write_splits(pipeline, data, uris, split_config, os.path.join(out, "encoded"))
+        lap("encode and write splits")
+        pairs = {split.name: catalogue.read_split_ratings(out, split.name) for split in split_config.splits}
+        lap("read splits back")
+        catalogue.build_catalogue(data.users, data.movies, pairs, source=folder)
+        lap("build catalogue")
+    seconds["ratings"] = len(data.ratings)
+    return seconds
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.example_gen_steps",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", metavar="DATA_FOLDER", help="MovieLens folders, smallest first")
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        if not os.path.isdir(folder):
+            parser.error(f"{folder} is not a folder")
+    for folder in args.folders:
+        result = steps(folder)
+        millions = result.pop("ratings") / 1e6
+        print(f"{folder} ({millions:.2f}M ratings)")
+        for name, value in result.items():
+            print(f"  {name:<26} {value:8.1f} s  {value / millions:6.2f} s per million ratings")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
