@@ -2,9 +2,10 @@
 
     python -m benchmarks.example_gen_steps DATA_FOLDER [DATA_FOLDER ...]
 
-For each folder (e.g. the generated sizes of `movielens-tfx generate`), in one process: parse
-the files, encode and write the three splits with Beam (the pipeline's DirectRunner settings),
-read the written splits back and build the catalogue from them, as the executor does. It prints
+For each folder (the growth run's sizes are made by `python -m components.synthetic_data
+--size 25m --seed 42 --out FOLDER`), in one process: parse the files, encode and write the
+three splits with Beam (the pipeline's DirectRunner settings), read the written splits back
+and build the catalogue from them, as the executor does. It prints
 seconds and seconds per million ratings for each step, so a step whose cost grows faster than
 the ratings shows between two sizes. A profile for finding such a step, not a result: the
 committed growth figures come from `python -m benchmarks.pipeline_bench --growth`.
