@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from typing import Sequence
 
 
@@ -27,32 +26,25 @@ def steps(folder: str) -> dict[str, float]:
 
     from components import catalogue, example_gen
     from components.movielens_files import load_movielens
+    from components.phase_clock import PhaseClock
     from pipeline.configs import DEFAULT_BEAM_ARGS
     from settings.allocator import no_numpy_hugepages
 
     no_numpy_hugepages()  # as the executor runs
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[name], clock = round(now - clock, 2), now
-
+    phases = PhaseClock()
     data = load_movielens(folder)
-    lap("parse")
+    phases.lap("parse")
     with tempfile.TemporaryDirectory(prefix="example-gen-steps-") as out:
         split_config = example_gen.output_config().split_config
         uris = [os.path.join(out, f"Split-{split.name}") for split in split_config.splits]
         with beam.Pipeline(options=PipelineOptions(list(DEFAULT_BEAM_ARGS))) as pipeline:
             example_gen.write_splits(pipeline, data, uris, split_config, os.path.join(out, "encoded"))
-        lap("encode and write splits")
+        phases.lap("encode and write splits")
         pairs = {split.name: catalogue.read_split_ratings(out, split.name) for split in split_config.splits}
-        lap("read splits back")
+        phases.lap("read splits back")
         catalogue.build_catalogue(data.users, data.movies, pairs, source=folder)
-        lap("build catalogue")
-    seconds["ratings"] = len(data.ratings)
-    return seconds
+        phases.lap("build catalogue")
+    return {**phases.seconds, "ratings": len(data.ratings)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

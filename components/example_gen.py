@@ -155,7 +155,7 @@ def _numeric_entries(row: features.RawFeature, values: np.ndarray, chunk: int = 
     if len(groups) <= 1:  # one byte count (all floats, most timestamps): already in order
         return grouped
     position = np.empty(len(values), np.int64)  # value i sits at grouped[position[i]]
-    position[np.concatenate(groups or [np.zeros(0, np.int64)])] = np.arange(len(values))
+    position[np.concatenate(groups)] = np.arange(len(values))
     return grouped.take(pa.array(position))
 
 

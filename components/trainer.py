@@ -27,6 +27,7 @@ from absl import logging as absl_logging
 
 from components import features as f
 from components import memory
+from components.phase_clock import PhaseClock
 from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
                               fit_retrieval)
 from components.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
@@ -50,8 +51,9 @@ def vocab_from_transform(tf_transform_output: tft.TFTransformOutput) -> Vocab:
 
 #: In-memory training holds each example about this many times: the NumPy columns, Keras's
 #: tensor copy of them, the shuffled batches in flight, the history tables and the fit's
-#: working memory. Measured: 16.0M examples of 244 bytes peaked at 18.2 GB of RSS
-#: (benchmarks/results/pipeline_synthetic-25m.json, in memory), 4.7 times their bytes.
+#: working memory. Measured: 16.0M examples of 244 bytes peaked at 18.2 GB of RSS, 4.7 times
+#: their bytes (the in-memory 25M run, benchmarks/results/pipeline_synthetic-25m.json as of
+#: commit e3aa016; with this value that size streams).
 IN_MEMORY_COPIES = 5
 #: Streamed training shuffles within a window of this many examples (tf.data's shuffle buffer).
 SHUFFLE_BUFFER = 1 << 19
@@ -273,13 +275,7 @@ def run_fn(fn_args) -> None:
     no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (settings.allocator)
     config = fn_args.custom_config or {}
     hp = HParams.from_dict(config.get("hparams"))
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(phase: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[phase], clock = round(now - clock, 2), now
+    phases = PhaseClock()
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     vocab = vocab_from_transform(tf_transform_output)
@@ -291,25 +287,25 @@ def run_fn(fn_args) -> None:
     ratings = RatingHistory.from_ratings(train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels, vocab)
     scale = f.rating_scale(train_labels)  # what the served ratings are clipped to
     catalogue_rows = streamed_movies(train) if streamed else training_movies(train[0])
-    lap("load")
+    phases.lap("load")
     model = build_model(vocab, hp, global_mean=float(train_labels.mean()), history=ratings)
     retrieval = fit_retrieval(model, train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels,
                               evaluation[0][f.USER_ID_XF], evaluation[0][f.MOVIE_ID_XF], evaluation[1])
-    lap("retrieval")
+    phases.lap("retrieval")
     history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
                   checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp,
                                                  config.get("code")))
-    lap("fit")
+    phases.lap("fit")
     two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
                                      evaluation[0], evaluation[1], rating_scale=scale)
-    lap("rerank")
+    phases.lap("rerank")
     history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
     history["retrieval"] = retrieval
     history["train_examples"], history["eval_examples"] = len(train_labels), len(evaluation[1])
     history["training_data"] = {"streamed": streamed is not None, "reason": streamed or "fits the budget"}
     history["rating_scale"] = list(scale)
-    history["seconds"] = seconds
+    history["seconds"] = phases.seconds  # the same dict: the export lap lands in it too
     _write_history(fn_args.model_run_dir, history)
 
     catalogue_uri = _catalogue_uri(config)
@@ -321,5 +317,5 @@ def run_fn(fn_args) -> None:
     copy_catalogue(catalogue_uri, model_catalogue_dir(fn_args.serving_model_dir))
     if two_stage is not None:  # the similarity service's default re-ranking weight for this model
         write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})
-    lap("export")
+    phases.lap("export")
     _write_history(fn_args.model_run_dir, history)  # now with the export's seconds
