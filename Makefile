@@ -61,13 +61,13 @@ check-serving-runtime: install
 	$(PY) -m commands.check_serving_runtime --runtime-tf $(SERVING_RUNTIME_TF) --venv $(SERVING_RUNTIME_VENV) \
 	  $(if $(SERVING_RUNTIME_MODEL),--model-base-path $(SERVING_RUNTIME_MODEL))
 
-# Every number in the README comes from these; results land in benchmarks/results/*.json.
-# Needs ../shared/data (the real MovieLens files); about 2 hours on 2 cores. The Evaluator comparison
+# Every number in docs/benchmarks.md comes from these; results land in benchmarks/results/*.json.
+# Needs ../shared/data (the real MovieLens files); about 4 hours on 2 cores. The Evaluator comparison
 # (python -m benchmarks.evaluator_bench --artifacts DIR --dataset ml-1m) runs on a finished run's artifacts.
 benchmark: install
 	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[benchmark]'
 	$(PY) -m benchmarks.pipeline_bench --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --dataset ml-1m
-	$(PY) -m benchmarks.pipeline_bench --growth 100k,ml-1m,5m
+	$(PY) -m benchmarks.pipeline_bench --growth ml-1m,5m,25m   # about 70 minutes: ML-25M's shape end to end
 	$(PY) -m benchmarks.beam_modes --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --no-peer
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.1 --seed 0
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0
