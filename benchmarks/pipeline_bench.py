@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.host import HostLoad, load_average
+from benchmarks.host import QUIET_LOAD, HostLoad, load_average
 from pipeline import configs
 from pipeline.run import resolve_data, run_pipeline
 from settings.hparams import HParams
@@ -315,7 +315,7 @@ def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,
         run = {"dataset": f"synthetic-{size}", "ratings": n_ratings, "users": n_users, "movies": n_movies,
                "generate_seconds": round(generate, 2), **run,
                "load_average_1_5_15_at_start": load_at_start, "load_average_1_5_15_at_end": load_average(),
-               "quiet_host": load_at_start[0] <= 1}
+               "quiet_host": load_at_start[0] <= QUIET_LOAD}
         _print_table(f"synthetic-{size} ({n_ratings:,} ratings)", run)
         runs.append(run)
     return runs
