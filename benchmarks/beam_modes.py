@@ -36,10 +36,11 @@ MODES = {
     "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2",
                          configs.DIRECT_RUNNER_NO_STAGING],
 }
-#: What pipeline/pipeline.py configures (TFX's defaults): recorded with the measurement.
+#: What pipeline/pipeline.py configures: recorded with the measurement.
 SETTINGS = {
-    "StatisticsGen": {"stats_options": "tfdv defaults (no sample_rate: every example; num_top_values=20, "
-                                       "num_rank_histogram_buckets=1000, desired_batch_size auto)"},
+    "StatisticsGen": {"stats_options": "pipeline.configs.stats_options(): tfdv defaults (no sample_rate: every "
+                                       "example; num_top_values=20, num_rank_histogram_buckets=1000, "
+                                       "desired_batch_size auto) with sketch-based top-k and unique counts"},
     "Transform": {"force_tf_compat_v1": False, "analyzer_cache": "TFX default (enabled; --no-cache run: cold)",
                   "desired_batch_size": "auto (tfx_bsl batching)", "analyze": ["train"],
                   "transform": ["train", "eval", "test"]},

@@ -64,7 +64,8 @@ def create_components(config: configs.PipelineConfig) -> list:
     example_gen = MovieLensExampleGen(
         config.data_dir, ratings_csv=config.ratings_csv, skip_bad_rows=config.skip_bad_rows,
         quarantine_path=config.quarantine_path)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"],
+                                                  stats_options=configs.stats_options())
     schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])

@@ -25,7 +25,7 @@ def _validate(**overrides):
     row = {"user_id": 1, "movie_id": 2, "rating": 4.0, "timestamp": 0, "gender": "M", "age": 25,
            "occupation": 3, "zip": "1", "title": "A", "year": 1999, "genres": ["Comedy"], **overrides}
     frame = pd.DataFrame({key: [value] for key, value in row.items()})
-    return tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame), schema)
+    return tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame, configs.stats_options()), schema)
 
 
 def test_schema_finds_out_of_range_ratings(tmp_path):
@@ -46,6 +46,29 @@ def test_schema_takes_the_ml_latest_format():
                           zip="")
     assert not anomalies.anomaly_info, data_gate.describe({"train": anomalies})
     assert not _validate(genres=[]).anomaly_info  # "(no genres listed)": an empty list
+
+
+def test_a_rare_bad_value_shows_in_the_pipelines_sketched_statistics():
+    """StatisticsGen counts string values with fixed-size sketches (configs.stats_options): one
+    gender outside the schema's domain among 50,000 examples of 50,000 distinct titles and
+    zips still reaches the validator, as with TFDV's exact counts."""
+    import numpy as np
+    import pandas as pd
+
+    n = 50_000
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "user_id": rng.integers(1, 20_000, n), "movie_id": rng.integers(1, 20_000, n), "rating": 4.0,
+        "timestamp": 0, "gender": np.where(rng.random(n) < 0.5, "M", "F"), "age": 25, "occupation": 3,
+        "zip": [str(i) for i in range(n)], "title": [f"Title {i}" for i in range(n)], "year": 1999,
+        "genres": [["Comedy"]] * n})
+    schema = tfdv.load_schema_text(str(configs.SCHEMA_PATH))
+    clean = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame, configs.stats_options()), schema)
+    assert not clean.anomaly_info, data_gate.describe({"train": clean})
+    frame.loc[31_337, "gender"] = "X"
+    anomalies = tfdv.validate_statistics(tfdv.generate_statistics_from_dataframe(frame, configs.stats_options()),
+                                         schema)
+    assert list(anomalies.anomaly_info) == ["gender"], data_gate.describe({"train": anomalies})
 
 
 def test_clean_data_passes(tmp_path):
