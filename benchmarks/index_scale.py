@@ -40,6 +40,7 @@ import faiss
 import numpy as np
 
 from benchmarks.embedding_sets import ClusteredSet
+from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess, over_http, percentiles
 from index import ann, layout, metadata
 from index.builder import Gate, build_index_version
@@ -304,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
 
+    host = HostLoad(name="index_scale")
     started = time.perf_counter()
 
     def log(message: str) -> None:
@@ -336,11 +338,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["sets"].append(bench_set(name, n, d, args, workdir, log))
             report["growth"], report["targets_at_10M"] = growth(report["sets"]), targets(report["sets"])
             report["total_seconds"] = round(time.perf_counter() - started, 1)
-            write(report, args.out)  # after every set: a cut-short run keeps what it measured
+            write({**report, **host.record()}, args.out)  # after every set: a cut-short run keeps what it measured
         if not args.no_http:
             report["service_http"] = bench_service(args.http_movies, args, workdir, log)
     report["peak_rss_gb"] = peak_rss_gb()
     report["total_seconds"] = round(time.perf_counter() - started, 1)
+    report.update(host.record())
     write(report, args.out)
     log(f"wrote {args.out}")
     return 0
