@@ -281,6 +281,10 @@ def index(result) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in result["results"]:
         recall = " / ".join(f"{r['recall_at_10'][k]:.3f}" for k in ("movies_cosine", "users_cosine", "movies_ip"))
+        if not r.get("gate_passed", True):  # the builder's gate refused it: nothing was served
+            lines.append(f"| {r['vectors']} | {r['index_type']} | {r['build_seconds_total']:.2f} | {recall} | "
+                         f"refused by the gate: {'; '.join(reason.split(' (')[0] for reason in r['gate_reasons'])} | | |")
+            continue
         http, rec = r["http_ms"]["similar_movies"], r["http_ms"]["recommendations"]
         lines.append(f"| {r['vectors']} | {r['index_type']} | {r['build_seconds_total']:.2f} | {recall} | "
                      f"{r['in_process_ms']['similar_movies']['p50']:.3f} | {http['p50']:.2f} / {http['p99']:.2f} | "
