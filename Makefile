@@ -67,7 +67,7 @@ check-serving-runtime: install
 benchmark: install
 	$(PY) -m pip install -q --disable-pip-version-check -c requirements.lock -e '.[benchmark]'
 	$(PY) -m benchmarks.pipeline_bench --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --dataset ml-1m
-	$(PY) -m benchmarks.pipeline_bench --growth ml-1m,5m,25m   # about 1.5 hours: ML-25M's shape end to end
+	$(PY) -m benchmarks.pipeline_bench --growth ml-1m,5m,25m --repeats 3   # about 2 hours: ML-25M's shape end to end
 	$(PY) -m benchmarks.beam_modes --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --no-peer
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.1 --seed 0
 	$(PY) -m benchmarks.accuracy --dataset ml-100k --data ../shared/data/ml-100k --test-fraction 0.2 --seed 0

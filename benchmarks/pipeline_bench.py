@@ -2,7 +2,7 @@
 
     python -m benchmarks.pipeline_bench --data ../shared/data/ml-1m \\
         --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv        # the real ML-1M files
-    python -m benchmarks.pipeline_bench --growth ml-1m,5m,25m            # generated, cost growth
+    python -m benchmarks.pipeline_bench --growth ml-1m,5m,25m --repeats 3   # generated, cost growth
     python -m benchmarks.pipeline_bench --size demo                      # one generated size
 
 Each pipeline runs from scratch (LocalDagRunner, DirectRunner, caching off) in a temporary
@@ -18,6 +18,10 @@ artifacts folder, with the defaults `movielens-tfx run` uses.
   benchmarks/results/pipeline_growth.json with each component's marginal growth: the seconds
   per extra million ratings between the two larger sizes over the same between the two
   smaller ones (1.0: linear beyond the fixed overheads; the target is at most 1.1).
+  `--repeats N` runs the two smaller sizes N times each, alternating, and takes each
+  component's median seconds per size: their slope rests on differences of a few seconds
+  (the Evaluator's 1M-to-5M is ~20 s), which the host's minute-to-minute speed moves by half
+  in a single run.
 * `--size` writes benchmarks/results/pipeline_synthetic-<size>.json; once the model is pushed,
   the same run builds the index (`movielens-tfx export-index`) and asks the similarity
   service for /users/{id}/recommendations and /movies/{id}/similar (`--size 25m`: ML-25M's
@@ -213,30 +217,49 @@ def bench_real(args, hparams: dict) -> dict:
             "machine": _machine(), **run, "peer": peer}
 
 
+def _seconds(run: dict, name: str) -> float:
+    if name == "data half":
+        return run["seconds_data_half"]
+    if name == "total":
+        return run["seconds_total"]
+    return run["seconds_per_component"].get(name, 0.0)
+
+
+def growth_sequence(sizes: Sequence[str], repeats: int) -> list[str]:
+    """The order the growth runs go in: the two smaller sizes alternating ``repeats`` times (so
+    the host's drift reaches both alike), then the largest once."""
+    return [*sizes[:2] * repeats, sizes[2]]
+
+
+def _median_run(group: list[dict]) -> dict:
+    """One size's runs as one: each component's (and each total's) median seconds."""
+    return {"ratings": group[0]["ratings"],
+            "seconds_data_half": statistics.median(_seconds(r, "data half") for r in group),
+            "seconds_total": statistics.median(_seconds(r, "total") for r in group),
+            "seconds_per_component": {name: statistics.median(_seconds(r, name) for r in group)
+                                      for name in group[0]["seconds_per_component"]}}
+
+
 def _growth(runs: list[dict]) -> dict:
-    """Each component's marginal growth between the sizes (see the module docstring)."""
+    """Each component's marginal growth between the sizes (see the module docstring), from
+    the median seconds of each size's runs."""
     out = {}
-    if len(runs) < 3:
+    by_size: dict[str, list[dict]] = {}
+    for run in runs:
+        by_size.setdefault(run["dataset"], []).append(run)
+    if len(by_size) < 3:
         return out
-    a, b, c = runs[0], runs[1], runs[2]
+    a, b, c = (_median_run(group) for group in list(by_size.values())[:3])
     names = [*a["seconds_per_component"], "data half", "total"]
-
-    def seconds(run, name):
-        if name == "data half":
-            return run["seconds_data_half"]
-        if name == "total":
-            return run["seconds_total"]
-        return run["seconds_per_component"].get(name, 0.0)
-
     for name in names:
-        low = (seconds(b, name) - seconds(a, name)) / ((b["ratings"] - a["ratings"]) / 1e6)
-        high = (seconds(c, name) - seconds(b, name)) / ((c["ratings"] - b["ratings"]) / 1e6)
+        low = (_seconds(b, name) - _seconds(a, name)) / ((b["ratings"] - a["ratings"]) / 1e6)
+        high = (_seconds(c, name) - _seconds(b, name)) / ((c["ratings"] - b["ratings"]) / 1e6)
         growth = round(high / low, 2) if low > 0.5 else None
         target = GROWTH_TARGETS.get(name)
         out[name] = {"seconds_per_million_low": round(low, 2), "seconds_per_million_high": round(high, 2),
                      "marginal_growth": growth, "target": target,
                      "meets_target": None if target is None or growth is None else growth <= target,
-                     "raw_ratio_per_1x": round((seconds(c, name) / max(seconds(b, name), 1e-9))
+                     "raw_ratio_per_1x": round((_seconds(c, name) / max(_seconds(b, name), 1e-9))
                                                / (c["ratings"] / b["ratings"]), 2)}
     return out
 
@@ -340,8 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stop-after", default="pusher", choices=configs.STAGES)
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
                         help=f"Trainer hyperparameter (with --growth, default {' '.join(GROWTH_HPARAMS)})")
+    parser.add_argument("--repeats", type=int, default=1, metavar="N",
+                        help="with --growth: run the two smaller sizes N times each and use each component's "
+                             "median (default 1)")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats wants a count of at least 1; got {args.repeats}")
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     if args.data:
@@ -354,10 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--growth wants three sizes of {sorted(SIZES)}, smallest first; got {args.growth!r}")
         pairs = [*GROWTH_HPARAMS, *args.hparam]
         # the largest size is also the end-to-end run of that size: index and service included
-        runs = bench_synthetic(sizes, HParams.parse(pairs), args.stop_after, args.seed, serve=sizes[-1:])
+        runs = bench_synthetic(growth_sequence(sizes, args.repeats), HParams.parse(pairs), args.stop_after,
+                               args.seed, serve=sizes[-1:])
         # The sizes run back to back, so each later size starts at the load the previous one
         # left: whether the host was quiet is judged where the whole run starts.
-        result = {"dataset": "synthetic", "sizes": sizes, "hparams_given": pairs, "machine": _machine(),
+        result = {"dataset": "synthetic", "sizes": sizes, "repeats_of_the_smaller_sizes": args.repeats,
+                  "hparams_given": pairs, "machine": _machine(),
                   "quiet_host": runs[0]["quiet_host"],
                   "load_average_1_5_15_at_start": runs[0]["load_average_1_5_15_at_start"],
                   "runs": runs, "growth": _growth(runs)}

@@ -96,23 +96,35 @@ def pipeline(result) -> list[str]:
 def growth(result) -> list[str]:
     """Cost growth over generated sizes (results/pipeline_growth.json)."""
     runs = result["runs"]
+    repeats = result.get("repeats_of_the_smaller_sizes", 1)
+    by_size: dict[str, list[dict]] = {}
+    for run in runs:
+        by_size.setdefault(run["dataset"], []).append(run)
     sizes = ",".join(result["sizes"])
-    lines = [f"### Cost growth (`python -m benchmarks.pipeline_bench --growth {sizes}`, generated data, one run)", "",
-             f"Trainer: {' '.join(result['hparams_given'])} at every size; seconds of one run each, the sizes one "
-             "after the other in one process. *Marginal growth* = seconds per extra million ratings between the two "
-             "larger sizes over the same between the two smaller ones: 1.0 is linear beyond fixed overheads "
-             "(target ≤ 1.1); *raw ratio* = (time ratio) / (ratings ratio) between the two larger sizes, overheads "
-             "included.", "",
-             "| component | " + " | ".join(f"{r['dataset']} ({r['ratings']:,}) s" for r in runs)
-             + " | marginal growth | target | raw ratio |", "|---|" + "---|" * (len(runs) + 3)]
+    command = f"--growth {sizes}" + (f" --repeats {repeats}" if repeats > 1 else "")
+    how = (f"the two smaller sizes {repeats} times each, alternating, then the largest once, in one process; "
+           "each cell is the median (its runs in brackets)" if repeats > 1 else
+           "seconds of one run each, the sizes one after the other in one process")
+    lines = [f"### Cost growth (`python -m benchmarks.pipeline_bench {command}`, generated data)", "",
+             f"Trainer: {' '.join(result['hparams_given'])} at every size; {how}. *Marginal growth* = seconds per "
+             "extra million ratings between the two larger sizes over the same between the two smaller ones: 1.0 is "
+             "linear beyond fixed overheads (target ≤ 1.1); *raw ratio* = (time ratio) / (ratings ratio) between "
+             "the two larger sizes, overheads included.", "",
+             "| component | " + " | ".join(f"{group[0]['dataset']} ({group[0]['ratings']:,}) s"
+                                          for group in by_size.values())
+             + " | marginal growth | target | raw ratio |", "|---|" + "---|" * (len(by_size) + 3)]
     names = [*runs[-1]["seconds_per_component"], "data half", "total"]
     for name in names:
         g = result["growth"].get(name, {})
         cells = []
-        for r in runs:
-            value = {"data half": r["seconds_data_half"], "total": r["seconds_total"]}.get(
-                name, r["seconds_per_component"].get(name))
-            cells.append(f"{value:.1f}" if value is not None else "")
+        for group in by_size.values():
+            values = [{"data half": r["seconds_data_half"], "total": r["seconds_total"]}.get(
+                name, r["seconds_per_component"].get(name)) for r in group]
+            values = [v for v in values if v is not None]
+            cell = f"{statistics.median(values):.1f}" if values else ""
+            if len(values) > 1:
+                cell += " [" + " / ".join(f"{v:.1f}" for v in values) + "]"
+            cells.append(cell)
         marginal = g.get("marginal_growth")
         target = g.get("target")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {marginal if marginal is not None else '(overhead)'}"
@@ -123,10 +135,10 @@ def growth(result) -> list[str]:
         over = [f"{n} {g['marginal_growth']} (target {g['target']:g})" for n, g in judged.items() if not g["meets_target"]]
         lines += ["", "Within their growth targets: " + (", ".join(within) or "none") + "."
                   + (" Over: " + ", ".join(over) + "." if over else "")]
-    memory = [r.get("peak_rss_gb") for r in runs]
-    if all(m is not None for m in memory):
+    memory = {dataset: max(r.get("peak_rss_gb") or 0.0 for r in group) for dataset, group in by_size.items()}
+    if all(r.get("peak_rss_gb") is not None for r in runs):
         lines += ["", "Peak RSS of the whole run: " + ", ".join(
-            f"{r['dataset']} {m:.1f} GB" for r, m in zip(runs, memory)) + "."]
+            f"{dataset} {m:.1f} GB" for dataset, m in memory.items()) + "."]
     return lines
 
 

@@ -28,3 +28,32 @@ def test_peak_memory_is_charged_to_the_running_component():
     assert peaks["AfterBig"] < peaks["Big"] - 300_000_000
     assert memory not in absl.handlers  # detached on exit
     assert memory.peak_gb()["Big"] == round(peaks["Big"] / 1e9, 2)
+
+
+def _run(dataset: str, ratings: int, evaluator: float, transform: float) -> dict:
+    return {"dataset": dataset, "ratings": ratings, "seconds_data_half": transform,
+            "seconds_total": transform + evaluator,
+            "seconds_per_component": {"Transform": transform, "Evaluator": evaluator}}
+
+
+def test_growth_takes_each_sizes_median_so_one_fast_small_run_does_not_decide_it():
+    """--repeats: the smaller sizes alternate N times and each component's slope uses the median
+    seconds per size (a 5M Evaluator of 27 s among 44 s ones once made the growth 1.35)."""
+    from benchmarks.pipeline_bench import _growth, growth_sequence
+
+    assert growth_sequence(["ml-1m", "5m", "25m"], 3) == ["ml-1m", "5m"] * 3 + ["25m"]
+    assert growth_sequence(["ml-1m", "5m", "25m"], 1) == ["ml-1m", "5m", "25m"]
+    small = [_run("s", 1_000_000, e, 60.0) for e in (9.0, 8.0, 10.0)]
+    middle = [_run("m", 5_000_000, e, 280.0) for e in (27.0, 44.0, 45.0)]
+    large = [_run("l", 25_000_000, 150.0, 1300.0)]
+    runs = [small[0], middle[0], small[1], middle[1], small[2], middle[2], *large]
+    growth = _growth(runs)
+    # Evaluator: medians 9, 44, 150 -> (150 - 44) / 20 over (44 - 9) / 4
+    assert growth["Evaluator"]["seconds_per_million_low"] == 8.75
+    assert growth["Evaluator"]["seconds_per_million_high"] == 5.3
+    assert growth["Evaluator"]["marginal_growth"] == round(5.3 / 8.75, 2)
+    assert growth["Evaluator"]["meets_target"] is True
+    # with the fast 5M run alone the same numbers fail the target
+    alone = _growth([small[0], middle[0], *large])
+    assert alone["Evaluator"]["meets_target"] is False
+    assert growth["Transform"]["marginal_growth"] == round((1300 - 280) / 20 / ((280 - 60) / 4), 2)
