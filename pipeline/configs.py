@@ -43,8 +43,8 @@ DEFAULT_RMSE_THRESHOLD = 1.0
 # DirectRunner ignores its value). A remote runner needs its own image or --setup_file
 # anyway: pass it with --beam-arg, the later flag wins.
 DIRECT_RUNNER_NO_STAGING = "--sdk_container_image=none"
-# Mode: the fastest of in_memory, multi_threading and multi_processing on ML-1M's data half
-# (benchmarks/results/beam_modes.json, `python -m benchmarks.beam_modes`).
+# Mode: multi_threading, one process for every component. The three DirectRunner modes on
+# ML-1M's data half, per component: benchmarks/results/beam_modes.json (`python -m benchmarks.beam_modes`).
 DEFAULT_BEAM_ARGS: tuple[str, ...] = ("--direct_running_mode=multi_threading", "--direct_num_workers=2",
                                       DIRECT_RUNNER_NO_STAGING)
 
