@@ -11,12 +11,30 @@ def test_the_benchmarks_page_is_rendered_from_the_committed_results():
     assert tables.SHARED_DATA not in rendered and "shared host" not in rendered
 
 
+def _run(dataset: str, ratings: int, transform: float, trainer: float) -> dict:
+    return {"seconds_per_component": {"Transform": transform, "Trainer": trainer}, "seconds_data_half": transform,
+            "seconds_total": transform + trainer, "dataset": dataset, "ratings": ratings, "peak_rss_gb": 1.5}
+
+
 def test_the_growth_table_shows_each_components_target():
-    run = {"seconds_per_component": {"Transform": 10.0, "Trainer": 20.0}, "seconds_data_half": 10.0,
-           "seconds_total": 30.0, "dataset": "synthetic-x", "ratings": 1_000_000, "peak_rss_gb": 1.5}
-    result = {"sizes": ["a", "b", "c"], "hparams_given": ["epochs=1"], "runs": [run, run, run],
+    runs = [_run("synthetic-a", 1_000_000, 10.0, 20.0), _run("synthetic-b", 5_000_000, 10.0, 20.0),
+            _run("synthetic-c", 25_000_000, 10.0, 20.0)]
+    result = {"sizes": ["a", "b", "c"], "hparams_given": ["epochs=1"], "runs": runs,
               "growth": {"Transform": {"marginal_growth": 1.05, "target": 1.1, "raw_ratio_per_1x": 1.0},
                          "Trainer": {"marginal_growth": 1.6, "target": 1.5, "raw_ratio_per_1x": 1.2}}}
     lines = tables.growth(result)
     assert "| Transform | 10.0 | 10.0 | 10.0 | 1.05 | ≤ 1.1 | 1.0 |" in lines
     assert "| Trainer | 20.0 | 20.0 | 20.0 | 1.6 | ≤ 1.5 | 1.2 |" in lines
+
+
+def test_the_growth_table_shows_a_repeated_sizes_median_and_its_runs():
+    """--repeats: one column per size, the median first and the runs in brackets."""
+    runs = [_run("synthetic-a", 1_000_000, 10.0, 20.0), _run("synthetic-b", 5_000_000, 40.0, 80.0),
+            _run("synthetic-a", 1_000_000, 12.0, 20.0), _run("synthetic-b", 5_000_000, 30.0, 80.0),
+            _run("synthetic-a", 1_000_000, 11.0, 20.0), _run("synthetic-b", 5_000_000, 44.0, 80.0),
+            _run("synthetic-c", 25_000_000, 200.0, 400.0)]
+    result = {"sizes": ["a", "b", "c"], "hparams_given": ["epochs=1"], "runs": runs, "repeats_of_the_smaller_sizes": 3,
+              "growth": {"Transform": {"marginal_growth": 1.0, "target": 1.1, "raw_ratio_per_1x": 1.0}}}
+    lines = tables.growth(result)
+    assert "--growth a,b,c --repeats 3" in lines[0]
+    assert "| Transform | 11.0 [10.0 / 12.0 / 11.0] | 40.0 [40.0 / 30.0 / 44.0] | 200.0 | 1.0 | ≤ 1.1 | 1.0 |" in lines
