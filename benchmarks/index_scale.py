@@ -338,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["sets"].append(bench_set(name, n, d, args, workdir, log))
             report["growth"], report["targets_at_10M"] = growth(report["sets"]), targets(report["sets"])
             report["total_seconds"] = round(time.perf_counter() - started, 1)
-            write({**report, **host.record()}, args.out)  # after every set: a cut-short run keeps what it measured
+            report.update(host.record())
+            write(report, args.out)  # after every set: a cut-short run keeps what it measured
         if not args.no_http:
             report["service_http"] = bench_service(args.http_movies, args, workdir, log)
     report["peak_rss_gb"] = peak_rss_gb()

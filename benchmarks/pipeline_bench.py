@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from benchmarks import growth_runs
 from benchmarks.host import QUIET_LOAD, HostLoad, load_average
 from pipeline import configs
 from pipeline.run import resolve_data, run_pipeline
@@ -218,11 +219,7 @@ def bench_real(args, hparams: dict) -> dict:
 
 
 def _seconds(run: dict, name: str) -> float:
-    if name == "data half":
-        return run["seconds_data_half"]
-    if name == "total":
-        return run["seconds_total"]
-    return run["seconds_per_component"].get(name, 0.0)
+    return growth_runs.seconds(run, name) or 0.0
 
 
 def growth_sequence(sizes: Sequence[str], repeats: int) -> list[str]:
@@ -244,9 +241,7 @@ def _growth(runs: list[dict]) -> dict:
     """Each component's marginal growth between the sizes (see the module docstring), from
     the median seconds of each size's runs."""
     out = {}
-    by_size: dict[str, list[dict]] = {}
-    for run in runs:
-        by_size.setdefault(run["dataset"], []).append(run)
+    by_size = growth_runs.by_size(runs)
     if len(by_size) < 3:
         return out
     a, b, c = (_median_run(group) for group in list(by_size.values())[:3])

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from benchmarks import growth_runs
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 #: Where the benchmarks found the real MovieLens sets; the page names that folder DATA.
@@ -97,9 +99,7 @@ def growth(result) -> list[str]:
     """Cost growth over generated sizes (results/pipeline_growth.json)."""
     runs = result["runs"]
     repeats = result.get("repeats_of_the_smaller_sizes", 1)
-    by_size: dict[str, list[dict]] = {}
-    for run in runs:
-        by_size.setdefault(run["dataset"], []).append(run)
+    by_size = growth_runs.by_size(runs)
     sizes = ",".join(result["sizes"])
     command = f"--growth {sizes}" + (f" --repeats {repeats}" if repeats > 1 else "")
     how = (f"the two smaller sizes {repeats} times each, alternating, then the largest once, in one process; "
@@ -118,9 +118,7 @@ def growth(result) -> list[str]:
         g = result["growth"].get(name, {})
         cells = []
         for group in by_size.values():
-            values = [{"data half": r["seconds_data_half"], "total": r["seconds_total"]}.get(
-                name, r["seconds_per_component"].get(name)) for r in group]
-            values = [v for v in values if v is not None]
+            values = [v for v in (growth_runs.seconds(r, name) for r in group) if v is not None]
             cell = f"{statistics.median(values):.1f}" if values else ""
             if len(values) > 1:
                 cell += " [" + " / ".join(f"{v:.1f}" for v in values) + "]"
@@ -135,10 +133,9 @@ def growth(result) -> list[str]:
         over = [f"{n} {g['marginal_growth']} (target {g['target']:g})" for n, g in judged.items() if not g["meets_target"]]
         lines += ["", "Within their growth targets: " + (", ".join(within) or "none") + "."
                   + (" Over: " + ", ".join(over) + "." if over else "")]
-    memory = {dataset: max(r.get("peak_rss_gb") or 0.0 for r in group) for dataset, group in by_size.items()}
     if all(r.get("peak_rss_gb") is not None for r in runs):
         lines += ["", "Peak RSS of the whole run: " + ", ".join(
-            f"{dataset} {m:.1f} GB" for dataset, m in memory.items()) + "."]
+            f"{dataset} {max(r['peak_rss_gb'] for r in group):.1f} GB" for dataset, group in by_size.items()) + "."]
     return lines
 
 

@@ -21,9 +21,8 @@ STAGES = ("example_gen", "statistics_gen", "schema_gen", "example_validator", "t
 
 # StatisticsGen: TFDV's sketch-based top-k and unique counts (Misra-Gries and KMV sketches, a
 # fixed size per feature) instead of its exact ones, which group every distinct value of every
-# string feature across the whole data set: on generated data with ML-25M's growth of users,
-# titles and zips, 18.7 s instead of 21.8 s at 1M ratings and 74.5 s instead of 94.7 s at 5M
-# (the exact count's cost per rating grows with the catalogue). The curated schema's checks
+# string feature across the whole data set, a cost per rating that grows with the catalogue
+# (users, titles and zips; benchmarks/results/pipeline_growth.json). The curated schema's checks
 # read the same fields: a value outside a feature's domain still shows (tests/test_data_gate.py).
 def stats_options():
     """StatisticsGen's tfdv.StatsOptions (TFDV imported here: the CLI reads this module without it)."""
