@@ -646,8 +646,9 @@ def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies:
     started = time.perf_counter()
     if towers.method == "closed_form":
         matrix = item_item.interactions(train_users, train_movies, model.vocab.users, model.vocab.movies)
-        lam, scores = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
-        query, candidate = item_item.factorise(item_item.ease_weights(matrix, lam), model.hp.retrieval_dim)
+        lam, scores, weights = item_item.choose_lambda(matrix, eval_users, eval_movies, eval_ratings)
+        query, candidate = item_item.factorise(weights, model.hp.retrieval_dim)
+        del weights
         towers.fit_closed_form(query, candidate)
         chosen.update({"model": "EASE, factorised", "lambda": lam, "eval_ndcg_at_10_by_lambda": scores,
                        "rank": model.hp.retrieval_dim})

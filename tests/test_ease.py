@@ -117,3 +117,26 @@ def test_truncated_factorisation_equals_the_full_svds_best_rank_r_approximation(
     best = (u[:, :20] * s[:20]) @ vt[:20]
     np.testing.assert_allclose(query @ candidate.T, best, atol=2e-4 * np.abs(best).max())
     assert query.shape == candidate.shape == (400, 20)
+
+
+def test_choose_lambda_returns_the_chosen_lambdas_weights_from_one_shared_gram():
+    from components import item_item
+
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix((rng.random((60, 25)) < 0.3).astype(np.float32))
+    shared = item_item.gram(x)
+    before = shared.copy()
+    np.testing.assert_allclose(item_item.ease_weights(x, 5.0, shared), item_item.ease_weights(x, 5.0), atol=1e-6)
+    np.testing.assert_array_equal(shared, before)  # each lambda regularises its own copy
+    held_out = sp.coo_matrix((rng.random((60, 25)) < 0.1).astype(np.float32))
+    lam, scores, weights = item_item.choose_lambda(x, held_out.row, held_out.col, np.full(held_out.nnz, 5.0),
+                                                   lambdas=(1.0, 10.0, 100.0), chunk=16)
+    assert set(scores) == {1.0, 10.0, 100.0} and lam == max(scores, key=scores.get)
+    np.testing.assert_allclose(weights, item_item.ease_weights(x, lam), atol=1e-6)
+
+
+def test_a_singular_gram_is_a_clear_error():
+    from components import item_item
+
+    with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
+        item_item._spd_inverse(-np.eye(3))
