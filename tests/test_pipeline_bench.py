@@ -1,9 +1,11 @@
-"""benchmarks.pipeline_bench's peak-memory probe: RSS is charged to the component that
-LocalDagRunner last logged as running, as the 25M run's per-component peaks rely on."""
+"""benchmarks.pipeline_bench: its peak-memory probe (RSS is charged to the component that
+LocalDagRunner last logged as running, as the 25M run's per-component peaks rely on) and the
+generated data it writes from a child process, byte for byte what `movielens-tfx run` writes."""
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -57,3 +59,18 @@ def test_growth_takes_each_sizes_median_so_one_fast_small_run_does_not_decide_it
     alone = _growth([small[0], middle[0], *large])
     assert alone["Evaluator"]["meets_target"] is False
     assert growth["Transform"]["marginal_growth"] == round((1300 - 280) / 20 / ((280 - 60) / 4), 2)
+
+
+def test_data_generated_apart_is_the_data_run_would_generate(tmp_path):
+    from benchmarks.pipeline_bench import generate_apart
+    from pipeline.run import resolve_data
+    from settings.paths import ArtifactPaths
+
+    apart = Path(generate_apart("tiny", 7, ArtifactPaths(str(tmp_path / "apart"))))
+    in_process = Path(resolve_data("synthetic", ArtifactPaths(str(tmp_path / "run")), size="tiny", seed=7))
+    assert apart.name == in_process.name == "synthetic-tiny-seed7"
+    names = sorted(p.name for p in in_process.iterdir())
+    assert names == sorted(p.name for p in apart.iterdir()) and "clusters.json" in names
+    for name in names:
+        assert (apart / name).read_bytes() == (in_process / name).read_bytes(), name
+    assert generate_apart("tiny", 7, ArtifactPaths(str(tmp_path / "apart"))) == str(apart)  # reused, not redone
