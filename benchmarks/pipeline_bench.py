@@ -52,7 +52,7 @@ from typing import Sequence
 from benchmarks import growth_runs
 from benchmarks.host import QUIET_LOAD, HostLoad, load_average
 from pipeline import configs
-from pipeline.run import resolve_data, run_pipeline
+from pipeline.run import run_pipeline, synthetic_folder
 from settings.hparams import HParams
 from settings.paths import DEFAULT_SEED, ArtifactPaths
 
@@ -321,14 +321,11 @@ def generate_apart(size: str, seed: int, paths: ArtifactPaths) -> str:
     when the same files were generated beforehand, which is no property of ExampleGen."""
     import subprocess
 
-    folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
-    if not (folder / "clusters.json").exists():
-        tmp = folder.with_name(folder.name + ".tmp")
-        subprocess.run([sys.executable, "-m", "components.synthetic_data", "--size", size, "--seed", str(seed),
-                        "--out", str(tmp)], check=True, stdout=subprocess.DEVNULL)
-        tmp.rename(folder)
+    folder = synthetic_folder(paths, size, seed, lambda tmp: subprocess.run(
+        [sys.executable, "-m", "components.synthetic_data", "--size", size, "--seed", str(seed), "--out", str(tmp)],
+        check=True, stdout=subprocess.DEVNULL))
     os.sync()
-    return resolve_data("synthetic", paths, size=size, seed=seed)
+    return str(folder)
 
 
 def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,

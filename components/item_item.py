@@ -123,14 +123,13 @@ def choose_lambda(train: sp.csr_matrix, held_out_users: np.ndarray, held_out_mov
         raise ValueError("no held-out ratings >= 4 to choose the retrieval lambda on")
     shared = gram(train)
     scores: dict[float, float] = {}
-    best_weights: np.ndarray | None = None
-    best = -np.inf
-    for lam in lambdas:
+    best_lam, best_weights = None, None
+    for lam in map(float, lambdas):
         weights = ease_weights(train, lam, shared)
         per_chunk = [ndcg_at_10(train[part] @ weights, train[part], relevant[part]) * len(part)
                      for part in np.array_split(users, max(1, len(users) // chunk))]
-        scores[float(lam)] = float(sum(per_chunk) / len(users))
-        if scores[float(lam)] > best:  # the first of equal scores, as max(scores) picks
-            best, best_weights = scores[float(lam)], weights
+        scores[lam] = float(sum(per_chunk) / len(users))
+        if best_lam is None or scores[lam] > scores[best_lam]:  # the first of equal scores wins
+            best_lam, best_weights = lam, weights
         del weights
-    return max(scores, key=scores.get), scores, best_weights
+    return best_lam, scores, best_weights

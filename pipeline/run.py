@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from pipeline import configs, recovery
 from settings import paths as settings_paths
@@ -25,6 +25,20 @@ DATA_CHOICES = ("synthetic | ml-1m | ml-100k | ml-latest-small | ml-25m | PATH (
                 "MovieLens files: ML-1M, ML-100K or the ml-latest CSV format)")
 
 
+def synthetic_folder(paths: settings_paths.ArtifactPaths, size: str, seed: int,
+                     write: Callable[[Path], object]) -> Path:
+    """The folder of generated data of ``size`` and ``seed`` under the artifacts' data folder;
+    when it is not complete, ``write(tmp)`` writes it into a temporary folder first, which is
+    then renamed into place (clusters.json, written last, marks a complete folder)."""
+    folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
+    if not (folder / "clusters.json").exists():
+        print(f"[data] generating synthetic MovieLens data ({size}, seed {seed}) in {folder}", file=terminal())
+        tmp = folder.with_name(folder.name + ".tmp")
+        write(tmp)
+        tmp.rename(folder)
+    return folder
+
+
 def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
                  size: str = settings_paths.DEFAULT_SYNTHETIC_SIZE, seed: int = settings_paths.DEFAULT_SEED) -> str:
     """Turns `--data` into a folder holding MovieLens files, generating/downloading if needed."""
@@ -33,14 +47,8 @@ def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
     if spec == "synthetic":
         from components import synthetic_data
 
-        folder = Path(paths.data_dir) / f"synthetic-{size}-seed{seed}"
-        if not (folder / "clusters.json").exists():  # written last, whatever the size's format
-            print(f"[data] generating synthetic MovieLens data ({size}, seed {seed}) in {folder}",
-                  file=terminal())
-            tmp = folder.with_name(folder.name + ".tmp")
-            synthetic_data.generate(tmp, **synthetic_data.size_kwargs(size), seed=seed)
-            tmp.rename(folder)
-        return str(folder)
+        return str(synthetic_folder(paths, size, seed, lambda tmp: synthetic_data.generate(
+            tmp, **synthetic_data.size_kwargs(size), seed=seed)))
     try:
         if spec in dataset_download.DATASETS:  # an official archive, downloaded once
             return str(dataset_download.fetch_movielens(spec, Path(paths.downloads_dir)))
