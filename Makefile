@@ -15,7 +15,7 @@ SERVING_RUNTIME_VENV ?= .venv-serving-runtime
 # default: the model the e2e tier pushed (artifacts/e2e/serving/movielens), else the demo's
 SERVING_RUNTIME_MODEL ?=
 
-.PHONY: install browser demo test test-unit test-e2e test-slow check-serving-runtime benchmark kubeflow image clean
+.PHONY: install browser demo test test-unit test-e2e test-slow check-serving-runtime benchmark kubeflow kubeflow-local image clean
 
 install: $(STAMP) browser
 
@@ -86,6 +86,13 @@ benchmark: install
 kubeflow: install
 	$(PY) -m kubeflow.runner --image $(IMAGE) --pipeline-root $(PIPELINE_ROOT) \
 	  --output $(ARTIFACTS)/kubeflow/movielens_pipeline.json $(KUBEFLOW_ARGS)
+
+# The pipeline image built with podman and the compiled pipeline run in it, step by step, as
+# the image's user (kubeflow/local_run.py, kubeflow/README.md); installs podman where missing.
+PODMAN_CONF ?= $(abspath .podman/containers.conf)
+kubeflow-local: install
+	bash tools/provision_podman.sh $(PODMAN_CONF)
+	CONTAINERS_CONF=$(PODMAN_CONF) $(PY) -m kubeflow.local_run --out $(ARTIFACTS)/kubeflow-local
 
 # The pipeline image. Needs a reachable Docker engine; without one this fails (exit 2) rather
 # than let `make image && docker push` carry on as if an image had been built.

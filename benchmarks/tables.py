@@ -197,6 +197,23 @@ def evaluator(result) -> list[str]:
     return lines
 
 
+def multi_worker(result) -> list[str]:
+    """The Trainer across local workers against one process (results/multi_worker.json)."""
+    one, many = result["runs"]["one_process"], result["runs"]["workers"]
+    lines = [f"### Trainer across workers on {result['dataset']} (`python -m benchmarks.multi_worker`)", "",
+             "One run: the pipeline with the Trainer in one process on all cores, then the Trainer again "
+             "(the data half from cache) as local workers with MultiWorkerMirroredStrategy, each pinned to "
+             "its share of the same cores.", "",
+             "| Trainer | processes x cores | examples/s (median epoch) | Trainer seconds | best eval RMSE | test RMSE |",
+             "|---|---|---|---|---|---|"]
+    for name, run in (("one process", one), ("local workers", many)):
+        lines.append(f"| {name} | {run['processes']} x {run['cores_each']} | {run['train_examples_per_second_median']:,} | "
+                     f"{run['trainer_seconds']:.1f} | {run['best_eval_rmse']:.4f} | {run['test_rmse']:.4f} |")
+    lines += ["", f"Examples/s of the workers over one process: {result['examples_per_second_ratio']:.2f}; "
+                  f"test RMSE difference {result['test_rmse_difference']:+.4f}."]
+    return lines
+
+
 def beam_modes(result) -> list[str]:
     """The data half per DirectRunner mode (results/beam_modes.json)."""
     lines = [f"### Data half per DirectRunner mode on {result['data']} (`python -m benchmarks.beam_modes`)", "",
@@ -453,6 +470,7 @@ SECTIONS: list[tuple[str, Callable]] = [
     ("pipeline_ml-1m.json", pipeline),
     ("beam_modes.json", beam_modes),
     ("evaluator.json", evaluator),
+    ("multi_worker.json", multi_worker),
     ("pipeline_growth.json", growth),
     ("pipeline_synthetic-25m.json", synthetic),
     ("demo.json", demo),

@@ -41,9 +41,24 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT", choices=configs.STAGES, help=STAGE_HELP)
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
                         help="a Trainer hyperparameter (see settings/hparams.py HParams), e.g. --hparam epochs=5 (repeatable)")
+    parser.add_argument("--trainer-workers", type=_workers, default=1, metavar="N",
+                        help="train across N local worker processes with TensorFlow's "
+                             "MultiWorkerMirroredStrategy (default: 1, this process); a TF_CONFIG in the "
+                             "environment (Vertex AI, a Kubeflow TFJob) sets the workers instead")
     parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
                         help="bless a model only if its test RMSE is below this (default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="also print TFX's own log lines")
+
+
+def _workers(value: str) -> int:
+    """--trainer-workers: a whole number >= 1 (argparse turns the ValueError into a usage error)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of workers, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1 worker, got {n}")
+    return n
 
 
 def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
@@ -55,7 +70,8 @@ def config_from_args(args: argparse.Namespace) -> configs.PipelineConfig:
     return configs.PipelineConfig(
         data_dir=str(data_dir), paths=paths, ratings_csv=args.ratings, skip_bad_rows=args.skip_bad_rows,
         beam_args=beam_args, enable_cache=not args.no_cache, stop_after=args.stop_after,
-        hparams=HParams.parse(args.hparam), rmse_threshold=args.rmse_threshold)
+        hparams=HParams.parse(args.hparam), rmse_threshold=args.rmse_threshold,
+        trainer_workers=getattr(args, "trainer_workers", 1))
 
 
 def print_summary(result: RunResult) -> None:

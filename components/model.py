@@ -601,6 +601,21 @@ class TwoTowerModel(keras.Model):
                 keras.layers.Dense(1, kernel_initializer="zeros", kernel_regularizer=reg),
             ], name="head")
 
+    def train_step(self, data):
+        return self._replica_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return self._replica_logs(super().test_step(data))
+
+    def _replica_logs(self, logs):
+        """A step's logs as Keras can reduce them across workers (components.distribute.
+        per_replica_logs); unchanged in one process."""
+        from components import distribute
+
+        if distribute.is_multi_worker(self.distribute_strategy):
+            return distribute.per_replica_logs(logs)
+        return logs
+
     def call(self, inputs, training=False):
         user = self.user_tower(inputs, training=training)
         movie = self.movie_tower(inputs, training=training)
@@ -682,10 +697,23 @@ def build_model(vocab: Vocab, hp: HParams, global_mean: float,
     ema = dict(use_ema=hp.ema_momentum > 0, ema_momentum=hp.ema_momentum or 0.99)
     optimizer = (keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay, **ema)
                  if hp.weight_decay > 0 else keras.optimizers.Adam(hp.learning_rate, **ema))
-    model.compile(optimizer=optimizer, loss="mse",
+    model.compile(optimizer=optimizer, loss=squared_error,
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
                            keras.metrics.MeanAbsoluteError(name="mae")])
     return model
+
+
+def squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Each example's squared error, which Keras averages over the batch: the model's loss.
+
+    Why not Keras's "mse": the model predicts one rating per example (shape [batch]), and
+    Keras's MSE averages over the last axis, so it hands back the batch mean as a scalar. Keras
+    divides a loss by the number of replicas before tf.distribute sums the replicas' gradients,
+    but it skips a scalar (keras/src/losses/loss.py, reduce_values): across workers the data
+    term then counted N times against the regularisers (which it does divide), and the logged
+    loss read N times too high. One value per example is divided like every other loss; in one
+    process the result is the same mean."""
+    return keras.ops.square(keras.ops.cast(y_true, y_pred.dtype) - y_pred)
 
 
 def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:

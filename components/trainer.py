@@ -12,9 +12,12 @@ which run_fn also copies into the SavedModel (assets.extra/catalogue/) for the i
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,9 +35,10 @@ from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHi
                               fit_retrieval)
 from components.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
 from components.signatures import ServingModule, export
-from components.trainer_component import CATALOGUE_URI_CONFIG
+from components.trainer_component import CATALOGUE_URI_CONFIG, CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
 from components.two_stage import choose_rerank_weight, training_movies, write_two_stage
 from settings.allocator import no_numpy_hugepages
+from settings.errors import UserError
 
 HISTORY_FILE = "history.json"
 
@@ -269,12 +273,63 @@ def _write_history(model_run_dir: str, history: dict[str, Any]) -> None:
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor).
 
+    Trains in this process, or across workers (components.distribute):
+    * TF_CONFIG names a cluster of several workers (Vertex AI, a Kubeflow TFJob, or a worker
+      started by the next case): MultiWorkerMirroredStrategy, every worker running this
+      function, only the chief's model kept;
+    * custom_config["workers"] = N > 1 and no TF_CONFIG: N local worker processes on loopback
+      ports (components.trainer_worker), and this process waits for them.
+
     history.json (in the model-run artifact) records the seconds of each phase under
     "seconds": load, retrieval (closed-form fit), fit, rerank (choose_rerank_weight), export
     (the SavedModel and its catalogue copy; added once the export is done)."""
+    from components import distribute
+
     no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (settings.allocator)
     config = fn_args.custom_config or {}
+    cluster = distribute.Cluster.from_env()
+    workers = int(config.get(WORKERS_CONFIG) or 1)
+    if cluster is None and workers > 1:
+        _run_local_workers(fn_args, workers, config.get(CPUS_PER_WORKER_CONFIG))
+        return
+    # made before any TensorFlow op: the strategy configures the eager context's collectives
+    strategy = distribute.strategy(cluster) if cluster is not None else None
+    if cluster is not None and not cluster.is_chief:  # trains in lockstep; its outputs are dropped
+        with tempfile.TemporaryDirectory(prefix=f"movielens-{cluster.task_name}-") as scratch:
+            _train(fn_args, config, strategy, cluster, out_dirs=(os.path.join(scratch, "model_run"),
+                                                                  os.path.join(scratch, "serving_model")))
+        return
+    _train(fn_args, config, strategy, cluster)
+
+
+def _run_local_workers(fn_args, workers: int, cpus_per_worker: int | None) -> None:
+    """Runs run_fn in ``workers`` local processes (components.trainer_worker) and waits; the
+    chief (worker 0) writes the model and history.json, to which the workers' seconds are added."""
+    from components import distribute
+    from components.trainer_worker import fn_args_json
+
+    # the workers' logs beside history.json; a gs:// model run keeps them on this machine
+    log_dir = (os.path.join(fn_args.model_run_dir, "workers") if "://" not in fn_args.model_run_dir
+               else tempfile.mkdtemp(prefix="movielens-workers-"))
+    absl_logging.info("training with %d local workers (MultiWorkerMirroredStrategy; logs in %s)", workers, log_dir)
+    seconds = distribute.launch_local_workers(
+        workers, [sys.executable, "-m", "components.trainer_worker", fn_args_json(fn_args)],
+        log_dir=log_dir, cpus_per_worker=int(cpus_per_worker) if cpus_per_worker else None)
+    path = os.path.join(fn_args.model_run_dir, HISTORY_FILE)
+    with tf.io.gfile.GFile(path) as handle:
+        history = json.load(handle)
+    history["workers"] = {**history.get("workers", {}), "seconds_per_worker": seconds, "launched": "local",
+                          "cpus_per_worker": int(cpus_per_worker) if cpus_per_worker else None}
+    _write_history(fn_args.model_run_dir, history)
+
+
+def _train(fn_args, config: dict[str, Any], strategy, cluster, out_dirs: tuple[str, str] | None = None) -> None:
+    """run_fn's training, in this process or as one worker of ``cluster`` under ``strategy``;
+    ``out_dirs`` (model run, serving model) replaces fn_args' folders on a non-chief worker."""
+    from components import distribute
+
     hp = HParams.from_dict(config.get("hparams"))
+    model_run_dir, serving_model_dir = out_dirs or (fn_args.model_run_dir, fn_args.serving_model_dir)
     phases = PhaseClock()
 
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
@@ -283,18 +338,26 @@ def run_fn(fn_args) -> None:
     evaluation = load_transformed(fn_args.eval_files, tf_transform_output)  # a tenth of the data: held
     train_ids, train_labels = split_ids(train)
     streamed = train.reason if isinstance(train, StreamedSplit) else None
+    if streamed and strategy is not None:
+        raise UserError(f"training across workers needs the training data in memory, but it is streamed "
+                        f"({streamed}): raise HParams.train_memory_gb or train in one process")
     absl_logging.info("training data: %s", f"streamed from TFRecords: {streamed}" if streamed else "in memory")
     ratings = RatingHistory.from_ratings(train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels, vocab)
     scale = f.rating_scale(train_labels)  # what the served ratings are clipped to
     catalogue_rows = streamed_movies(train) if streamed else training_movies(train[0])
     phases.lap("load")
-    model = build_model(vocab, hp, global_mean=float(train_labels.mean()), history=ratings)
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        # variables made here are mirrored on every replica of every worker
+        model = build_model(vocab, hp, global_mean=float(train_labels.mean()), history=ratings)
     retrieval = fit_retrieval(model, train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels,
                               evaluation[0][f.USER_ID_XF], evaluation[0][f.MOVIE_ID_XF], evaluation[1])
     phases.lap("retrieval")
-    history = fit(model, hp, train, evaluation, log_dir=os.path.join(fn_args.model_run_dir, "tensorboard"),
-                  checkpoint_dir=_checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp,
-                                                 config.get("code")))
+    checkpoint_dir = _checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp, config.get("code"))
+    if checkpoint_dir and cluster is not None:  # one backup per worker: they must not overwrite each other's
+        checkpoint_dir = os.path.join(checkpoint_dir, cluster.task_name)
+    with distribute.fit_scope(model, strategy):
+        history = fit(model, hp, train, evaluation, log_dir=os.path.join(model_run_dir, "tensorboard"),
+                      checkpoint_dir=checkpoint_dir)
     phases.lap("fit")
     two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
                                      evaluation[0], evaluation[1], rating_scale=scale)
@@ -305,17 +368,20 @@ def run_fn(fn_args) -> None:
     history["train_examples"], history["eval_examples"] = len(train_labels), len(evaluation[1])
     history["training_data"] = {"streamed": streamed is not None, "reason": streamed or "fits the budget"}
     history["rating_scale"] = list(scale)
+    if cluster is not None:
+        history["workers"] = {"count": cluster.size, "strategy": "MultiWorkerMirroredStrategy",
+                              "replicas_in_sync": int(strategy.num_replicas_in_sync), "written_by": cluster.task_name}
     history["seconds"] = phases.seconds  # the same dict: the export lap lands in it too
-    _write_history(fn_args.model_run_dir, history)
+    _write_history(model_run_dir, history)
 
     catalogue_uri = _catalogue_uri(config)
     catalogue = read_catalogue(catalogue_uri)
     export(ServingModule(model, tf_transform_output, catalogue.users, catalogue.movies, rating_scale=scale),
-           fn_args.serving_model_dir,
+           serving_model_dir,
            user_ids=sorted(catalogue.users)[:100], movie_ids=sorted(catalogue.movies)[:100])
     # The index job, explain and the demo read the users/movies of *this* model from here.
-    copy_catalogue(catalogue_uri, model_catalogue_dir(fn_args.serving_model_dir))
+    copy_catalogue(catalogue_uri, model_catalogue_dir(serving_model_dir))
     if two_stage is not None:  # the similarity service's default re-ranking weight for this model
-        write_two_stage(fn_args.serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})
+        write_two_stage(serving_model_dir, {**two_stage, "retrieval": history["retrieval"]})
     phases.lap("export")
-    _write_history(fn_args.model_run_dir, history)  # now with the export's seconds
+    _write_history(model_run_dir, history)  # now with the export's seconds

@@ -25,6 +25,10 @@ from components.catalogue import MovieLensCatalogue
 CATALOGUE_KEY = "catalogue"
 #: The custom_config key under which run_fn finds the catalogue artifact's folder.
 CATALOGUE_URI_CONFIG = "catalogue_uri"
+#: custom_config key: how many local worker processes train (components.trainer.run_fn).
+WORKERS_CONFIG = "workers"
+#: custom_config key: with WORKERS_CONFIG > 1, pin each local worker to this many cores.
+CPUS_PER_WORKER_CONFIG = "cpus_per_worker"
 
 
 class MovieLensTrainerSpec(standard_component_specs.TrainerSpec):
@@ -55,11 +59,15 @@ class MovieLensTrainer(Trainer):
     def __init__(self, *, run_fn: str, examples: types.BaseChannel, transform_graph: types.BaseChannel,
                  schema: types.BaseChannel | None, train_args: trainer_pb2.TrainArgs,
                  eval_args: trainer_pb2.EvalArgs, custom_config: dict[str, Any] | None = None,
-                 catalogue: types.BaseChannel | None = None):
+                 catalogue: types.BaseChannel | None = None, executor_class: type | None = None):
+        """``executor_class``: another executor than ``Executor`` (components.vertex_trainer's,
+        which runs this one on Vertex AI)."""
         spec = MovieLensTrainerSpec(
             examples=examples, transform_graph=transform_graph, schema=schema, catalogue=catalogue,
             train_args=train_args, eval_args=eval_args, run_fn=run_fn,
             custom_config=json_utils.dumps(custom_config),
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun))
-        base_component.BaseComponent.__init__(self, spec=spec)
+        base_component.BaseComponent.__init__(
+            self, spec=spec,
+            custom_executor_spec=executor_spec.ExecutorClassSpec(executor_class) if executor_class else None)

@@ -108,13 +108,31 @@ def build_config(args: argparse.Namespace) -> configs.PipelineConfig:
     paths = ArtifactPaths(_step_path("--work-dir", args.work_dir),
                           pipeline_root_override=args.pipeline_root,
                           serving_dir_override=_step_path("--serving-dir", args.serving_dir))
+    workers = _trainer_workers(args)
+    vertex = None
+    if getattr(args, "vertex_project", None):
+        from components.vertex_trainer import training_config
+
+        vertex = training_config(project=args.vertex_project, region=args.vertex_region, image=args.image,
+                                 workers=workers, machine_type=args.trainer_machine_type)
     return configs.PipelineConfig(
+        trainer_workers=1 if vertex else workers, vertex_training=vertex,
         data_dir=_step_path("--data", args.data), paths=paths,
         ratings_csv=_step_path("--ratings", args.ratings) if args.ratings else None,
         skip_bad_rows=args.skip_bad_rows, beam_args=beam_args(args.beam_arg),
         enable_cache=not args.no_cache, stop_after=args.stop_after,
         hparams=HParams.parse(args.hparam), rmse_threshold=args.rmse_threshold,
         baseline=args.target != "kfp", schema_path=args.schema_file)
+
+
+def _trainer_workers(args: argparse.Namespace) -> int:
+    """--trainer-workers, checked against the target: Vertex AI training jobs need --target vertex."""
+    workers = getattr(args, "trainer_workers", 1)
+    if workers < 1:
+        raise UsageError(f"--trainer-workers {workers}: expected at least 1")
+    if getattr(args, "vertex_project", None) and args.target != "vertex":
+        raise UsageError("--vertex-project runs the Trainer as a Vertex AI training job: it needs --target vertex")
+    return workers
 
 
 def build_pipeline(config: configs.PipelineConfig):
@@ -233,6 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a Trainer hyperparameter (components/model.py HParams), repeatable")
     parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
                         help="bless a model only if its test RMSE is below this (default: %(default)s)")
+    workers = parser.add_argument_group(
+        "training across workers (MultiWorkerMirroredStrategy; see kubeflow/README.md)")
+    workers.add_argument("--trainer-workers", type=int, default=1, metavar="N",
+                         help="train with N workers: with --vertex-project, a Vertex AI CustomJob of 1 chief and "
+                              "N-1 workers (TFX's Vertex training extension); otherwise N worker processes in the "
+                              "Trainer's pod (give it the CPUs, see kubeflow/README.md) (default: %(default)s)")
+    workers.add_argument("--vertex-project", metavar="PROJECT",
+                         help="run the Trainer as a Vertex AI training job in this Google Cloud project "
+                              "(--target vertex)")
+    workers.add_argument("--vertex-region", default="europe-west1",
+                         help="region of that training job (default: %(default)s)")
+    workers.add_argument("--trainer-machine-type", default="n1-standard-8",
+                         help="machine type of each Vertex AI training replica (default: %(default)s)")
     return parser
 
 

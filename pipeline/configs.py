@@ -68,10 +68,21 @@ class PipelineConfig:
     baseline: bool = True
     # The curated schema as the executing machine sees it (a container path on Kubeflow).
     schema_path: str = str(SCHEMA_PATH)
+    # Trainer processes: > 1 trains with MultiWorkerMirroredStrategy across that many local
+    # worker processes (components.distribute), unless vertex_training sends it to Vertex AI.
+    trainer_workers: int = 1
+    # With trainer_workers > 1: pin each local worker to this many cores (a benchmark's
+    # N workers x c cores against one process on N*c); None lets them share the machine.
+    trainer_cpus_per_worker: int | None = None
+    # Trainer custom_config entries that submit it to Vertex AI with its worker pools
+    # (components.vertex_trainer.training_config); None trains where the step runs.
+    vertex_training: dict | None = None
 
     def __post_init__(self) -> None:
         if self.stop_after not in STAGES:
             raise ValueError(f"stop_after must be one of {STAGES}, got {self.stop_after!r}")
+        if not isinstance(self.trainer_workers, int) or self.trainer_workers < 1:
+            raise ValueError(f"trainer_workers must be an int >= 1, got {self.trainer_workers!r}")
 
     @property
     def model_base_path(self) -> str:

@@ -21,7 +21,7 @@ from components.example_gen import MovieLensExampleGen
 from settings.hparams import HParams
 from components.pusher import MovieLensPusher
 from components.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
-from components.trainer_component import MovieLensTrainer
+from components.trainer_component import CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG, MovieLensTrainer
 from pipeline import configs
 from pipeline.code_fingerprint import source_fingerprint
 from settings.paths import PIPELINE_NAME
@@ -85,6 +85,23 @@ def create_components(config: configs.PipelineConfig) -> list:
         custom_config={"code": source_fingerprint()},
     )
     transform.add_upstream_node(gate)
+    trainer_config = {
+        # Every effective hyperparameter, not just the overrides: the cache key then changes
+        # when a default in components/model.py does.
+        "hparams": HParams.from_dict(config.hparams).to_dict(),
+        "checkpoint_dir": str(config.paths.checkpoint_dir),
+        "code": source_fingerprint(),  # pipeline.code_fingerprint: a code edit re-trains
+    }
+    trainer_executor = None
+    if config.vertex_training:  # Vertex AI starts the workers and gives each its TF_CONFIG
+        from components import vertex_trainer
+
+        trainer_config.update(config.vertex_training)
+        trainer_executor = vertex_trainer.Executor
+    elif config.trainer_workers > 1:  # N local worker processes (components.distribute)
+        trainer_config[WORKERS_CONFIG] = config.trainer_workers
+        if config.trainer_cpus_per_worker:
+            trainer_config[CPUS_PER_WORKER_CONFIG] = config.trainer_cpus_per_worker
     trainer = MovieLensTrainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
@@ -94,13 +111,8 @@ def create_components(config: configs.PipelineConfig) -> list:
         catalogue=example_gen.outputs["catalogue"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={
-            # Every effective hyperparameter, not just the overrides: the cache key then changes
-            # when a default in components/model.py does.
-            "hparams": HParams.from_dict(config.hparams).to_dict(),
-            "checkpoint_dir": str(config.paths.checkpoint_dir),
-            "code": source_fingerprint(),  # pipeline.code_fingerprint: a code edit re-trains
-        },
+        custom_config=trainer_config,
+        executor_class=trainer_executor,
     ).with_id("Trainer")
     model_resolver = None if not config.baseline else tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

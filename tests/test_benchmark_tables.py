@@ -38,3 +38,16 @@ def test_the_growth_table_shows_a_repeated_sizes_median_and_its_runs():
     lines = tables.growth(result)
     assert "--growth a,b,c --repeats 3" in lines[0]
     assert "| Transform | 11.0 [10.0 / 12.0 / 11.0] | 40.0 [40.0 / 30.0 / 44.0] | 200.0 | 1.0 | ≤ 1.1 | 1.0 |" in lines
+
+
+def test_the_multi_worker_table_puts_the_two_trainers_side_by_side():
+    def run(processes: int, cores: int, rate: int, rmse: float) -> dict:
+        return {"processes": processes, "cores_each": cores, "train_examples_per_second_median": rate,
+                "trainer_seconds": 100.0, "best_eval_rmse": 0.9, "test_rmse": rmse}
+
+    result = {"dataset": "ml-1m", "runs": {"one_process": run(1, 2, 30000, 0.85), "workers": run(2, 1, 21000, 0.852)},
+              "examples_per_second_ratio": 0.7, "test_rmse_difference": 0.002}
+    lines = tables.multi_worker(result)
+    assert "| one process | 1 x 2 | 30,000 | 100.0 | 0.9000 | 0.8500 |" in lines
+    assert "| local workers | 2 x 1 | 21,000 | 100.0 | 0.9000 | 0.8520 |" in lines
+    assert any("0.70" in line and "+0.0020" in line for line in lines)

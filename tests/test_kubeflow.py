@@ -542,3 +542,89 @@ def test_servers_keep_answering_for_a_delay_after_leaving_the_endpoints(name):
     command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep" and int(command[1]) >= 5
     assert pod.get("terminationGracePeriodSeconds", 30) >= int(command[1]) + 20
+
+
+# --------------------------------------------------------------------------- the local launcher
+
+def test_the_launcher_orders_and_prepares_every_step_of_the_compiled_kfp_spec(compiled, tmp_path):
+    from kubeflow import launcher
+
+    spec = compiled["kfp"]["spec"]
+    order = launcher.task_order(spec)
+    assert sorted(order) == sorted(KFP_DEPENDENCIES)
+    for task, deps in KFP_DEPENDENCIES.items():
+        assert all(order.index(dep) < order.index(task) for dep in deps), task
+    ran = []
+
+    def run_container(step):  # stands in for podman: records the step, reports its outputs as given
+        ran.append(step)
+        assert step.image == IMAGE and step.command[:3] == TFX_ENTRYPOINT[:3]
+        assert "{{$}}" not in " ".join(step.args)
+        executor_input = json.loads(step.args[step.args.index("--json_serialized_invocation_args") + 1])
+        assert executor_input == step.executor_input
+        outputs = {key: {"artifacts": [{**a["artifacts"][0], "metadata": {"made_by": step.task}}]}
+                   for key, a in executor_input["outputs"]["artifacts"].items()}
+        path = Path(str(tmp_path) + executor_input["outputs"]["outputFile"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"artifacts": outputs}))
+        return 0.0
+
+    seconds = launcher.Launcher(spec, "/root", run_container, lambda p: str(tmp_path) + p, run_id="r1").run()
+    assert list(seconds) == order and [s.task for s in ran] == order
+    by_task = {s.task: s for s in ran}
+    # ExampleGen's driver (span, version, fingerprint) runs first, with the same ExecutorInput
+    command, args = by_task[EXAMPLE_GEN].pre_cache_check
+    assert "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver" in command + args
+    assert json.loads(args[args.index("--json_serialized_invocation_args") + 1]) == by_task[EXAMPLE_GEN].executor_input
+    # the Trainer reads Transform's outputs as Transform reported them, typed for TFX
+    examples = by_task["Trainer"].executor_input["inputs"]["artifacts"]["examples"]["artifacts"][0]
+    assert examples["uri"] == "/root/Transform/r1/transformed_examples"
+    assert examples["metadata"] == {"made_by": "Transform"}
+    assert "title: tfx.Examples" in examples["type"]["instanceSchema"]
+    catalogue = by_task["Trainer"].executor_input["inputs"]["artifacts"]["catalogue"]["artifacts"][0]
+    assert "title: movielens.Catalogue" in catalogue["type"]["instanceSchema"]
+    names = [a["artifacts"][0]["name"] for s in ran for a in s.executor_input["outputs"]["artifacts"].values()]
+    assert len(names) == len(set(names))  # TFX maps artifact names to ids: they must not collide
+
+
+def test_custom_artifact_types_import_by_their_kfp_schema_title():
+    """TFX's step entrypoint imports a custom type's schema title as a class path."""
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
+    from tfx.utils import import_utils
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pb
+
+    from components.catalogue import MovieLensCatalogue
+
+    schema = pb.ArtifactTypeSchema(instance_schema=f"title: {MovieLensCatalogue.TYPE_NAME}\ntype: object\n")
+    assert import_utils.import_class_by_path(entrypoint._retrieve_class_path(schema)) is MovieLensCatalogue
+
+
+def test_worker_flags_go_into_the_trainer_of_the_compiled_spec(tmp_path):
+    argv = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--data", "gs://b/ml-1m", "--serving-dir", "gs://b/s",
+            "--work-dir", "gs://b/w"]
+    assert runner.main(argv + ["--trainer-workers", "3", "--output", str(tmp_path / "kfp.json")]) == 0
+    config = json.loads(_param(json.loads((tmp_path / "kfp.json").read_text())["pipelineSpec"], "Trainer",
+                               "custom_config"))
+    assert config["workers"] == 3
+    assert runner.main(argv + ["--target", "vertex", "--trainer-workers", "4", "--vertex-project", "p1",
+                               "--vertex-region", "us-central1", "--output", str(tmp_path / "vertex.json")]) == 0
+    spec = json.loads((tmp_path / "vertex.json").read_text())["pipelineSpec"]
+    config = json.loads(_param(spec, "Trainer", "custom_config"))
+    assert "workers" not in config and config["ai_platform_enable_vertex"] is True
+    assert config["ai_platform_vertex_region"] == "us-central1"
+    pools = config["ai_platform_training_args"]["job_spec"]["worker_pool_specs"]
+    assert [p["replica_count"] for p in pools] == [1, 3]
+    assert all(p["container_spec"]["image_uri"] == IMAGE for p in pools)
+    assert config["ai_platform_training_args"]["project"] == "p1"
+    args = _executor(spec, "Trainer")["container"]["args"]
+    assert "components.vertex_trainer.Executor" in args
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--trainer-workers", "0"], "at least 1"),
+    (["--vertex-project", "p1"], "needs --target vertex"),
+])
+def test_bad_worker_flags_are_usage_errors(tmp_path, capsys, extra, message):
+    argv = ["--image", IMAGE, "--pipeline-root", PIPELINE_ROOT, "--output", str(tmp_path / "x.json")]
+    assert runner.main(argv + extra) == 2
+    assert message in capsys.readouterr().err

@@ -277,3 +277,16 @@ def test_served_ratings_are_clipped_to_the_training_scale():
     raw = tf.constant([0.1, 0.7, 3.2, 5.6])
     assert clip_rating(raw, f.WHOLE_STAR_SCALE).numpy().tolist() == pytest.approx([1.0, 1.0, 3.2, 5.0])
     assert clip_rating(raw, f.HALF_STAR_SCALE).numpy().tolist() == pytest.approx([0.5, 0.7, 3.2, 5.0])
+
+
+def test_the_loss_is_one_squared_error_per_example_so_keras_can_divide_it_across_replicas():
+    """A scalar loss is left undivided by Keras under tf.distribute (the logged loss read twice
+    the single-process one with two workers); one value per example is divided, and its batch
+    mean is the mean squared error."""
+    from components.model import squared_error
+
+    y_true, y_pred = tf.constant([4.0, 3.0, 5.0]), tf.constant([3.5, 3.0, 3.0])
+    per_example = squared_error(y_true, y_pred)
+    assert per_example.shape == (3,)
+    np.testing.assert_allclose(per_example.numpy(), [0.25, 0.0, 4.0])
+    assert float(tf.reduce_mean(per_example)) == pytest.approx(float(tf.keras.losses.MSE(y_true, y_pred)))
