@@ -214,7 +214,7 @@ def run(out: Path, image: str, skip_build: bool, conf: str | None) -> dict:
                         "(the Evaluator did not bless it?): see the Evaluator's and Pusher's logs in " + str(logs))
     summary["pushed_model"] = str(versions[-1].relative_to(out))
     user, movie = _a_rating(data_dir)
-    summary["rate"] = {"user": user, "movie": movie, "rating": serve_and_rate(out / "serving", user, movie)}
+    summary["served"] = {"user": user, "movie": movie, "predicted": serve_and_rate(out / "serving", user, movie)}
     summary["seconds"] = round(time.perf_counter() - started, 1)
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return summary
@@ -263,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for task, seconds in summary["step_seconds"].items():
         print(f"| {task} | {seconds:.1f} |")
     print(f"| **all steps** | {summary['steps_total_seconds']:.1f} |")
-    print(f"pushed {summary['pushed_model']}; rate --user {summary['rate']['user']} --movie "
-          f"{summary['rate']['movie']}: {summary['rate']['rating']:.4f}")
+    served = summary["served"]
+    print(f"pushed {summary['pushed_model']}; rate --user {served['user']} --movie {served['movie']}: "
+          f"{served['predicted']:.4f}")
     print(f"summary: {args.out / 'summary.json'}")
     return 0
 
