@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import HostLoad
+from components.distribute import free_ports
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
@@ -86,17 +86,13 @@ def in_process(similarity: Similarity, n: int, k: int, seed: int) -> dict:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServiceProcess:
     """`python -m index.service` on 127.0.0.1 in a child process (its own CPU and GIL)."""
 
     def __init__(self, index_dir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.index_dir = index_dir
         self.proc: subprocess.Popen | None = None

@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import load_average
+from components.distribute import free_ports
 from components.features import MOVIE_ID, USER_ID
 from components.signature_names import SIGNATURE_DEFAULT
 
@@ -68,10 +68,6 @@ MODES = ("plain", "batching", "batching_tuned", "noop")
 TUNED_BATCHING = Path(__file__).resolve().parent / "batching_parameters.txt"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _launch(module_args: Sequence[str], log_path: Path, port: int, ready: Callable[[object], bool], what: str,
@@ -112,7 +108,7 @@ def start_server(model_base_path: Path, model_name: str, log_path: Path,
         states = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=1)
         return any(s.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE for s in states.model_version_status)
 
-    port = free_port()
+    port = free_ports(1)[0]
     return _launch(["serving.model_server", f"--port={port}", "--rest_api_port=0", f"--model_name={model_name}",
                     f"--model_base_path={model_base_path}", *extra_flags], log_path, port, available,
                    "model server", 180)
@@ -126,7 +122,7 @@ def start_noop_server(log_path: Path) -> tuple[subprocess.Popen, str]:
         prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_pb2.PredictRequest(), timeout=1)
         return True
 
-    port = free_port()
+    port = free_ports(1)[0]
     return _launch(["benchmarks.noop_grpc_server", f"--port={port}"], log_path, port, answers, "no-op server", 120)
 
 
