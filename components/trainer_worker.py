@@ -19,11 +19,9 @@ FN_ARGS_FIELDS = ("working_dir", "train_files", "eval_files", "train_steps", "ev
                   "eval_model_dir", "model_run_dir", "base_model", "custom_config")
 
 
-def fn_args_json(fn_args: Any, **overrides: Any) -> str:
-    """The JSON a worker rebuilds ``fn_args`` from (with ``overrides`` applied)."""
-    values = {name: getattr(fn_args, name, None) for name in FN_ARGS_FIELDS}
-    values.update(overrides)
-    return json.dumps(values, sort_keys=True)
+def fn_args_json(fn_args: Any) -> str:
+    """The JSON a worker rebuilds ``fn_args`` from."""
+    return json.dumps({name: getattr(fn_args, name, None) for name in FN_ARGS_FIELDS}, sort_keys=True)
 
 
 def fn_args_from_json(text: str):
