@@ -8,7 +8,7 @@ benchmark commands (``benchmarks/``, the top floor). It sits on the floor of ``p
 
 One job per module:
 
-* ``baselines.data``          -- ``RatingData`` (from the validated ``components.movielens_files``
+* ``baselines.data``          -- ``RatingData`` (from the validated ``data.movielens_files``
                                  loader) and the seeded ``random_split`` every benchmark shares;
 * ``baselines.metrics``       -- RMSE and MAE;
 * ``baselines.base``          -- plumbing every model shares (id indexing, ALS biases, clipping);

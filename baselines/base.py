@@ -13,11 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from baselines.data import RatingData
-from components.features import MAX_RATING, MIN_RATING, rating_scale
+from data.features import MAX_RATING, MIN_RATING, rating_scale
 
 __all__ = ["RATING_MAX", "RATING_MIN", "Baseline", "IdIndex", "als_biases", "clip"]
 
-#: The widest rating scale of any format (components.features): no prediction leaves it. Each
+#: The widest rating scale of any format (data.features): no prediction leaves it. Each
 #: fitted model clips to its own training ratings' range (``Baseline.scale``), 1..5 on ML-1M
 #: and ML-100K, 0.5..5 on the half-star ml-latest format, as the served two-tower model does.
 RATING_MIN: float = MIN_RATING

@@ -1,18 +1,19 @@
 """The ratings the baselines fit on, and the seeded random split every benchmark shares.
 
-Why ratings come only from ``components.movielens_files``: that loader validates every line
+Why ratings come only from ``data.movielens_files``: that loader validates every line
 (and reports a bad one as ``path:line: field ...``), and it is the one the pipeline and the
 two-tower benchmarks read, so a baseline row and a model row are computed from the very same
 ratings in the very same order -- which is what makes ``random_split`` give both the same rows.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from components.movielens_files import Ratings, load_movielens
+from data.movielens_files import MovieLensData, Ratings, load_movielens
 
 __all__ = ["RatingData", "load_rating_data", "random_split", "rating_data"]
 
@@ -89,3 +90,15 @@ def random_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, n
     test = np.sort(perm[:n_test])
     train = np.sort(perm[n_test:])
     return train, test
+
+
+def split(data: MovieLensData, test_fraction: float, seed: int) -> tuple[MovieLensData, Ratings]:
+    """(training data set, test ratings) by ``random_split`` over all ratings."""
+    r = data.ratings
+    train_idx, test_idx = random_split(len(r), test_fraction, seed)
+    return dataclasses.replace(data, ratings=take(r, train_idx)), take(r, test_idx)
+
+
+def take(r: Ratings, idx: np.ndarray) -> Ratings:
+    """The ratings at ``idx``, every column kept aligned."""
+    return Ratings(r.user_id[idx], r.movie_id[idx], r.rating[idx], r.timestamp[idx])

@@ -21,8 +21,8 @@ from baselines.metrics import mae, rmse
 from baselines.scoring import evaluate_baselines
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_predict
-from components.model import HParams
-from components.movielens_files import load_movielens
+from model.model import HParams
+from data.movielens_files import load_movielens
 
 TWO_TOWER = "two-tower + title LSTM (this project)"
 
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--skip-baselines", action="store_true")
     args = parser.parse_args(argv)
-    from settings.errors import UserError
+    from common.errors import UserError
     from settings.hparams import HParams
 
     try:

@@ -7,7 +7,7 @@
 A command for a person to eyeball the baselines alone (``benchmarks.accuracy`` puts them next
 to the two-tower model and writes the JSON the README is built from). The models, the split
 and the metrics are the ``baselines`` library's; the ratings are read by the pipeline's own
-validated loader (``components.movielens_files``), so a malformed line stops the run with its
+validated loader (``data.movielens_files``), so a malformed line stops the run with its
 ``path:line`` instead of being skipped.
 """
 from __future__ import annotations

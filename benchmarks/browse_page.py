@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess
-from components.movielens_files import load_movielens
+from data.movielens_files import load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings

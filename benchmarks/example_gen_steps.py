@@ -2,7 +2,7 @@
 
     python -m benchmarks.example_gen_steps DATA_FOLDER [DATA_FOLDER ...]
 
-For each folder (the growth run's sizes are made by `python -m components.synthetic_data
+For each folder (the growth run's sizes are made by `python -m data.synthetic_data
 --size 25m --seed 42 --out FOLDER`), in one process: parse the files, encode and write the
 three splits with Beam (the pipeline's DirectRunner settings), read the written splits back
 and build the catalogue from them, as the executor does. It prints
@@ -24,11 +24,12 @@ def steps(folder: str) -> dict[str, float]:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from components import catalogue, example_gen
-    from components.movielens_files import load_movielens
-    from components.phase_clock import PhaseClock
+    from data import catalogue
+    from components import example_gen
+    from data.movielens_files import load_movielens
+    from common.phase_clock import PhaseClock
     from pipeline.configs import DEFAULT_BEAM_ARGS
-    from settings.allocator import no_numpy_hugepages
+    from common.allocator import no_numpy_hugepages
 
     no_numpy_hugepages()  # as the executor runs
     phases = PhaseClock()

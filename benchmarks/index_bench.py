@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import HostLoad
-from components.distribute import free_ports
+from model.distribute import free_ports
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings

@@ -19,7 +19,7 @@ alike. "Idle" means no neighbour started by this run; what else the host ran sho
 load averages the JSON records before, between and after the phases. The index
 is the service's IVF preset family (``IVF<nlist>_HNSW32,SQ8``, as ``ann.preset`` builds
 from 2M items, nlist scaled to the set: ``benchmarks.index_scale.compressed``) over generated
-clustered vectors (``benchmarks.embedding_sets``), knobs tuned by ``ann.build_index`` as
+clustered vectors (``data.synthetic_embeddings``), knobs tuned by ``ann.build_index`` as
 ``export-index`` tunes them, searched one query per call through ``ann.search`` as
 ``index.similarity`` searches.
 
@@ -40,7 +40,7 @@ from typing import Any, Callable, Sequence
 import faiss
 import numpy as np
 
-from benchmarks.embedding_sets import ClusteredSet
+from data.synthetic_embeddings import ClusteredSet
 from benchmarks.host import load_average
 from benchmarks.index_bench import percentiles
 from benchmarks.index_scale import compressed
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {"cpus": cores, "faiss": faiss.__version__, "python": platform.python_version(),
                     "platform": platform.platform(), "load_average_1_5_15": loads},
         "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "data": f"generated: benchmarks.embedding_sets.ClusteredSet({args.n}, {args.dim}, seed={args.seed})",
+        "data": f"generated: data.synthetic_embeddings.ClusteredSet({args.n}, {args.dim}, seed={args.seed})",
         "index": {"factory": factory, "n": args.n, "d": args.dim, "search": built.params["search"],
                   "recall_at_10": round(built.recall_at_10, 4), "build_seconds": round(built.build_seconds, 1)},
         "neighbour": {"processes": args.neighbours, "what": "a spinning pure-Python loop per process"},

@@ -8,7 +8,7 @@ the other half against exact search), written with ``faiss.write_index`` (bytes 
 are the file's size over n: codes, ids, coarse quantizer and any refinement data), then read
 back memory-mapped (``ann.read_index``, as the service loads it) and timed there.
 
-The sets are generated (``benchmarks.embedding_sets.ClusteredSet``: clustered like tower
+The sets are generated (``data.synthetic_embeddings.ClusteredSet``: clustered like tower
 outputs; queries are fresh draws from the mixture). Timings are on whatever this host is at
 the moment (its speed varies about 2x minute to minute): compare rows of one run as ratios.
 
@@ -39,7 +39,7 @@ from typing import Any, Callable, Sequence
 import faiss
 import numpy as np
 
-from benchmarks.embedding_sets import ClusteredSet
+from data.synthetic_embeddings import ClusteredSet
 from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess, over_http, percentiles
 from index import ann, layout, metadata
@@ -316,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m benchmarks.index_scale " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "faiss": faiss.__version__, "python": platform.python_version(),
                     "omp_threads": faiss.omp_get_max_threads()},
-        "data": "generated: benchmarks.embedding_sets.ClusteredSet (seeded Gaussian mixture, sqrt(n) "
+        "data": "generated: data.synthetic_embeddings.ClusteredSet (seeded Gaussian mixture, sqrt(n) "
                 "clusters, Zipf popularity, decaying spectrum, log-normal norms)",
         "note": "timings from one run on a shared 2-core host whose speed varies ~2x: compare as ratios",
         "k": K, "target_recall": args.target_recall, "recall_queries": args.recall_queries, "tune_z": ann.TUNE_Z,

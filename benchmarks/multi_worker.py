@@ -30,9 +30,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _trainer_figures(result) -> dict:
-    from components import fileio
+    from common import fileio
     from components.report import slice_metrics
-    from components.trainer import HISTORY_FILE
+    from model.trainer import HISTORY_FILE
 
     history = json.loads(fileio.read_text(fileio.join(result.uri("Trainer", "model_run"), HISTORY_FILE)))
     overall = dict(slice_metrics(result.uri("Evaluator", "evaluation")))["overall"]

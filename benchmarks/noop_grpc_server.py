@@ -22,7 +22,7 @@ import grpc
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from components.signature_names import RATING_OUTPUT
+from model.signature_names import RATING_OUTPUT
 
 
 class _Fixed(prediction_service_pb2_grpc.PredictionServiceServicer):

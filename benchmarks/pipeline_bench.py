@@ -83,9 +83,9 @@ def _repo_relative(path: str | None) -> str | None:
 
 
 def _history(result) -> dict:
-    """The Trainer's history.json (components.trainer writes it through tf.io.gfile), or {}."""
-    from components import fileio
-    from components.trainer import HISTORY_FILE
+    """The Trainer's history.json (model.trainer writes it through tf.io.gfile), or {}."""
+    from common import fileio
+    from model.trainer import HISTORY_FILE
 
     try:
         return json.loads(fileio.read_text(fileio.join(result.uri("Trainer", "model_run"), HISTORY_FILE)))
@@ -313,7 +313,7 @@ def _served_ids(client, key: str) -> list[int]:
 
 def generate_apart(size: str, seed: int, paths: ArtifactPaths) -> str:
     """The generated data set of ``size``, written by a child process (``python -m
-    components.synthetic_data``) where `movielens-tfx run` would write it, and flushed to disk.
+    data.synthetic_data``) where `movielens-tfx run` would write it, and flushed to disk.
 
     Why apart: generated in the benchmark's own process, the 25M-rating generator's 660 MB of
     dirty pages were still being written back, and its freed arrays still held by the
@@ -322,7 +322,7 @@ def generate_apart(size: str, seed: int, paths: ArtifactPaths) -> str:
     import subprocess
 
     folder = synthetic_folder(paths, size, seed, lambda tmp: subprocess.run(
-        [sys.executable, "-m", "components.synthetic_data", "--size", size, "--seed", str(seed), "--out", str(tmp)],
+        [sys.executable, "-m", "data.synthetic_data", "--size", size, "--seed", str(seed), "--out", str(tmp)],
         check=True, stdout=subprocess.DEVNULL))
     os.sync()
     return str(folder)
@@ -332,7 +332,7 @@ def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,
                     serve: Sequence[str] = ()) -> list[dict]:
     """One run per generated size; the sizes in ``serve`` also build the index and query the
     service (index_and_serve)."""
-    from components.synthetic_data import SIZES
+    from data.synthetic_data import SIZES
 
     runs = []
     for size in sizes:
@@ -357,7 +357,7 @@ def bench_synthetic(sizes: list[str], hparams: dict, stop_after: str, seed: int,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from components.synthetic_data import SIZES
+    from data.synthetic_data import SIZES
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pipeline_bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,

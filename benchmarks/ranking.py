@@ -6,7 +6,7 @@ Why this benchmark: RMSE (benchmarks.accuracy) says how well ratings are predict
 the relevant items; a user's recommendations are ranked over the *full* catalogue with the
 user's training movies excluded. Rows:
 
-* ``EASE``: Steck's closed-form item-item model (benchmarks.ease), the bar to reach; its
+* ``EASE``: Steck's closed-form item-item model (baselines.ease), the bar to reach; its
   lambda is chosen on a validation split cut from the training data, never on test.
 * ``PureSVD``: truncated SVD of the zero-filled rating matrix; its rank chosen on the same
   validation split.
@@ -22,7 +22,7 @@ user's training movies excluded. Rows:
 
 Similar movies: for each movie's top-10 list (EASE's item-item weights, genre-only Jaccard,
 cosine in either of the two-tower model's spaces), how often the movie's training likers like
-the listed movies in the test split (benchmarks.similar_quality).
+the listed movies in the test split (baselines.similar_quality).
 
 Split: ``baselines.data.random_split`` over all ratings (seeded), the same split as the
 rating benchmark (benchmarks.accuracy), so the two-tower fit of one matches the other's.
@@ -45,12 +45,14 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from baselines.data import random_split, rating_data
+from baselines import ease, similar_quality as sq
+from baselines.data import rating_data, split, take
+from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
 from baselines.factorization import MatrixFactorization
 from benchmarks.host import HostLoad
-from components.features import RELEVANT_RATING, rating_scale
-from components.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
-from components.movielens_files import MovieLensData, Ratings, load_movielens
+from data.features import rating_scale
+from model.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
+from data.movielens_files import MovieLensData, Ratings, load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
@@ -63,7 +65,7 @@ ModelSource = Callable[[MovieLensData], Embeddings]
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
-#: the two-tower rows' retrieval fits (components.model.choose_retrieval_fit): the closed form,
+#: the two-tower rows' retrieval fits (model.model.choose_retrieval_fit): the closed form,
 #: and iALS, which scales past the catalogues whose movies x movies matrices fit in memory
 DEFAULT_RETRIEVAL_FITS = ("closed_form", "ials")
 PURESVD_RANKS = (10, 25, 50, 100, 200)
@@ -87,61 +89,9 @@ DEFINITIONS = {
 
 
 # --- data ----------------------------------------------------------------------------------
-def split(data: MovieLensData, test_fraction: float, seed: int) -> tuple[MovieLensData, Ratings]:
-    """(training data set, test ratings) by ``random_split`` over all ratings."""
-    r = data.ratings
-    train_idx, test_idx = random_split(len(r), test_fraction, seed)
-    return dataclasses.replace(data, ratings=take(r, train_idx)), take(r, test_idx)
-
-
-def take(r: Ratings, idx: np.ndarray) -> Ratings:
-    return Ratings(r.user_id[idx], r.movie_id[idx], r.rating[idx], r.timestamp[idx])
-
-
-def relevant_test_items(test: Ratings) -> dict[int, set[int]]:
-    keep = test.rating >= RELEVANT_RATING
-    out: dict[int, set[int]] = {}
-    for u, m in zip(test.user_id[keep].tolist(), test.movie_id[keep].tolist()):
-        out.setdefault(u, set()).add(m)
-    return out
-
-
 def dataset_name(data_dir: Path) -> str:
     """A repo-neutral name for results: the folder's name (``ml-1m``), never an absolute path."""
     return Path(data_dir).resolve().name
-
-
-# --- metrics -------------------------------------------------------------------------------
-def ranking_metrics(ranked: Mapping[int, Sequence[int]],
-                    relevant: Mapping[int, set[int]]) -> dict[str, float]:
-    """HR@10, NDCG@10, Recall@50 averaged over the users of ``relevant``."""
-    discounts = 1.0 / np.log2(np.arange(2, 12))
-    hr, ndcg, recall = [], [], []
-    for user, items in relevant.items():
-        top = list(ranked.get(user, ()))
-        hits10 = np.array([m in items for m in top[:10]], float)
-        hr.append(float(hits10.any()))
-        ideal = discounts[:min(len(items), 10)].sum()
-        ndcg.append(float((hits10 * discounts[:len(hits10)]).sum() / ideal))
-        recall.append(len(items.intersection(top[:50])) / len(items))
-    return {"HR@10": float(np.mean(hr)), "NDCG@10": float(np.mean(ndcg)),
-            "Recall@50": float(np.mean(recall)), "users": len(relevant)}
-
-
-def most_popular(train: MovieLensData, users: Sequence[int], n: int = 50) -> dict[int, list[int]]:
-    """Movies by training rating count, each user's training movies removed."""
-    movie_ids = np.array(sorted(train.movies), np.int64)
-    counts = np.zeros(len(movie_ids))
-    np.add.at(counts, np.searchsorted(movie_ids, train.ratings.movie_id), 1)
-    order = movie_ids[np.argsort(-counts, kind="stable")].tolist()
-    seen: dict[int, set[int]] = {}
-    for u, m in zip(train.ratings.user_id.tolist(), train.ratings.movie_id.tolist()):
-        seen.setdefault(u, set()).add(m)
-    out = {}
-    for user in users:
-        s = seen.get(user, set())
-        out[user] = [m for m in order[:n + len(s)] if m not in s][:n]
-    return out
 
 
 # --- ranking through the index (the service's own code) ------------------------------------
@@ -257,8 +207,6 @@ def puresvd_row(train: MovieLensData, relevant: Mapping[int, set[int]], index_ty
 
 def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[dict, object]:
     """EASE's row (lambda chosen on validation) and its item-item weights for similar movies."""
-    from benchmarks import ease
-
     started = time.perf_counter()
     lam, scores = ease.choose_lambda(train, ease.DEFAULT_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
     tuning_s = time.perf_counter() - started
@@ -277,7 +225,7 @@ def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[di
 def two_tower_embeddings(result) -> Embeddings:
     """Every user's and movie's vectors in both of the model's spaces, plus the rating biases,
     computed by the model's own layers (what the SavedModel's signatures return)."""
-    from components import features as f
+    from data import features as f
 
     model = result.model
     user_ids = np.array(sorted(result.user_index), np.int64)
@@ -301,7 +249,7 @@ def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, s
     towers' way only with ``rating_towers_row``: it does not depend on the retrieval fit)."""
     from baselines.metrics import mae, rmse
     from benchmarks.two_tower import fit_model
-    from components.model import HParams
+    from model.model import HParams
 
     hp = HParams.from_dict(hparams)
     started = time.perf_counter()
@@ -359,9 +307,7 @@ def predicted_ratings(embeddings: Embeddings, user_ids: np.ndarray, movie_ids: n
 # --- similar movies --------------------------------------------------------------------------
 def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object | None,
                        embeddings: Embeddings | None) -> list[dict]:
-    """co_like@10 / hit@10 of each similar-movies source (benchmarks.similar_quality)."""
-    from benchmarks import similar_quality as sq
-
+    """co_like@10 / hit@10 of each similar-movies source (baselines.similar_quality)."""
     movie_ids = np.array(sorted(train.movies), np.int64)
     popularity = np.bincount(np.searchsorted(movie_ids, train.ratings.movie_id), minlength=len(movie_ids))
     sources: dict[str, Callable[[], Mapping[int, Sequence[int]]]] = {
@@ -369,9 +315,7 @@ def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object
             lambda: sq.genre_similar_movies(train.movies, dict(zip(movie_ids.tolist(), popularity.tolist()))),
     }
     if ease_weights is not None:
-        from benchmarks import ease
-
-        sources["EASE item-item weights"] = lambda: ease.ease_similar_movies(ease_weights, movie_ids)
+            sources["EASE item-item weights"] = lambda: ease.ease_similar_movies(ease_weights, movie_ids)
     if embeddings is not None:
         sources["two-tower rating space (cosine)"] = lambda: sq.cosine_similar_movies(
             embeddings.movie_ids, embeddings.movie_vectors)
@@ -385,9 +329,7 @@ def similar_movie_rows(train: MovieLensData, test: Ratings, ease_weights: object
 
 
 def similar_user_rows(train: MovieLensData, test: Ratings, embeddings: Embeddings | None) -> list[dict]:
-    """User-kNN quality of each space's similar-users lists (benchmarks.similar_quality)."""
-    from benchmarks import similar_quality as sq
-
+    """User-kNN quality of each space's similar-users lists (baselines.similar_quality)."""
     if embeddings is None:
         return []
     spaces = {"two-tower rating space (cosine)": embeddings.user_vectors}
@@ -465,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=("ease", "two-tower", "puresvd", "mf", "mf-bias"),
                         help="most popular is always added (default: ease two-tower puresvd)")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                        help="two-tower hyperparameter override (components.model.HParams)")
+                        help="two-tower hyperparameter override (model.model.HParams)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help=f"two-stage: FAISS candidates re-ranked per user (default: {DEFAULT_CANDIDATES})")
     parser.add_argument("--retrieval-fit", action="append", default=None, choices=RETRIEVAL_FITS,
@@ -482,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"pass --data)")
     if args.candidates < 1:
         parser.error("--candidates must be >= 1")
-    from settings.errors import UserError
+    from common.errors import UserError
     from settings.hparams import HParams
 
     from benchmarks.accuracy import DATASET_HPARAMS

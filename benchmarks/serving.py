@@ -13,7 +13,7 @@ bounded in time and request count, once per server mode:
   * `plain`: python -m serving.model_server, no batching;
   * `batching`: the same with --enable_batching and TF-Serving's default parameters;
   * `batching_tuned`: --enable_batching with --batching-parameters FILE (default
-    benchmarks/batching_parameters.txt, tuned for many 1-pair clients on a small host);
+    serving/batching_parameters.txt, tuned for many 1-pair clients on a small host);
   * `noop`: benchmarks.noop_grpc_server, the same gRPC stack answering a fixed response with
     no model: the floor that gRPC itself, the client and the host put under every number.
 
@@ -52,9 +52,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import load_average
-from components.distribute import free_ports
-from components.features import MOVIE_ID, USER_ID
-from components.signature_names import SIGNATURE_DEFAULT
+from model.distribute import free_ports
+from data.features import MOVIE_ID, USER_ID
+from model.signature_names import SIGNATURE_DEFAULT
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving.json"
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +65,7 @@ ML_1M = {"users": 6040, "movies": 3952}
 TARGETS = {"p50_ms_1_pair": 3.0, "p99_ms_1_pair": 10.0, "pairs_per_s_batched": 1000.0,
            "1_client_p50_ms": 1.5, "batched_16_clients_req_per_s": 3 * 860.0, "server_cpu_ms_1_pair": 1.0}
 MODES = ("plain", "batching", "batching_tuned", "noop")
-TUNED_BATCHING = Path(__file__).resolve().parent / "batching_parameters.txt"
+TUNED_BATCHING = Path(__file__).resolve().parents[1] / "serving" / "batching_parameters.txt"
 
 
 
@@ -76,7 +76,7 @@ def _launch(module_args: Sequence[str], log_path: Path, port: int, ready: Callab
     ``ready(channel)`` is true for its gRPC port; RuntimeError if it exits or times out first."""
     import grpc
 
-    env = dict(os.environ, PYTHONPATH=str(REPO))  # the servers quiet TF themselves (settings.logs)
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # the servers quiet TF themselves (common.logs)
     with open(log_path, "wb") as log:
         process = subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO, env=env, stdout=log,
                                    stderr=subprocess.STDOUT)
@@ -139,7 +139,7 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 def catalogue_ids(model_base_path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     """(user ids, movie ids) the latest version's catalogue holds, or None without one."""
-    from components.catalogue import model_catalogue_dir, read_catalogue
+    from data.catalogue import model_catalogue_dir, read_catalogue
     from index.embed import resolve_model_dir
 
     try:
@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "cells only")
     parser.add_argument("--batching-parameters", type=Path, default=TUNED_BATCHING,
                         help="BatchingParameters text proto of the batching_tuned mode "
-                             "(default benchmarks/batching_parameters.txt)")
+                             "(default serving/batching_parameters.txt)")
     parser.add_argument("--profile-seconds", type=float, default=8.0,
                         help="py-spy the plain server this long under 1 client (benchmarks.server_profile); "
                              "0 skips it (default %(default)s)")

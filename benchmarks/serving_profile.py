@@ -7,7 +7,7 @@ ratios even on a host whose speed drifts):
 
   * an empty `tf.function` call: TensorFlow's floor per call;
   * each id-only signature with one known id (pair), answered from the tower outputs the
-    export precomputed (components/signatures.py), and with one unseen id, which takes the
+    export precomputed (model/signatures.py), and with one unseen id, which takes the
     tower path (the Transform graph, the title LSTM): what precomputing saves -- each called
     the way the server calls it (serving.signature_call's flat call where it applies), plus
     serving_default through TensorFlow's structured call: what the flat call saves;
@@ -35,8 +35,8 @@ import numpy as np
 
 from benchmarks.host import load_average
 from benchmarks.serving import repo_relative
-from components.features import MOVIE_ID, USER_ID
-from components.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
+from data.features import MOVIE_ID, USER_ID
+from model.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
                                         SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_QUERY)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving_profile.json"
@@ -62,7 +62,7 @@ def profile(version_dir: Path, calls: int, warmup: int) -> list[dict]:
     import tensorflow as tf
     from tensorflow_serving.apis import predict_pb2
 
-    from components.catalogue import model_catalogue_dir, read_catalogue
+    from data.catalogue import model_catalogue_dir, read_catalogue
     from serving import inference
     from serving.servable import Servable
     from serving.tensors import from_ndarray
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from index.embed import model_versions
-    from settings.logs import quiet_libraries
+    from common.logs import quiet_libraries
 
     quiet_libraries()
     versions = model_versions(args.model_base_path)

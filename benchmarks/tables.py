@@ -347,7 +347,7 @@ def _knobs(search) -> str:
 
 def index_scale(result) -> list[str]:
     lines = ["### FAISS at catalogue scale (`python -m benchmarks.index_scale`)", "",
-             f"Generated clustered embeddings (`benchmarks/embedding_sets.py`), k={result['k']}, inner product; "
+             f"Generated clustered embeddings (`data/synthetic_embeddings.py`), k={result['k']}, inner product; "
              f"knobs tuned to recall@10 ≥ {result['target_recall']} plus a statistical margin (`ann.tune_goal`: "
              f"{result.get('tune_z', 2):g} standard errors of the two halves' difference) on half of "
              f"{result['recall_queries']} sample queries, recall reported on the other half against exact search. Bytes/vector = index file size ÷ n "
@@ -405,7 +405,7 @@ def index_busy_neighbour(result) -> list[str]:
     names = {"all_cores": f"all {result['machine']['cpus']} cores (over lists)", "one_thread": "one thread"}
     lines = ["### FAISS single queries beside a busy neighbour (`python -m benchmarks.index_busy_neighbour`)", "",
              f"`{index['factory']}` over {index['n']:,} × {index['d']} generated clustered vectors "
-             f"(`benchmarks/embedding_sets.py`; recall@10 {index['recall_at_10']:.3f}, "
+             f"(`data/synthetic_embeddings.py`; recall@10 {index['recall_at_10']:.3f}, "
              f"{_knobs(index['search'])}), k={result['k']}, one query per call; the two modes take turns in blocks of "
              f"{result['block']} queries. Busy: {result['neighbour']['processes']} spinning processes (one per core); "
              f"idle: none started by the run. "

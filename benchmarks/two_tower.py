@@ -3,7 +3,7 @@
 The accuracy and ranking benchmarks compare models on identical random splits, which TFX's
 hash-split ExampleGen cannot produce, so this module runs the same pieces in-process: the
 Transform's `preprocessing_fn` (analysed with tf.Transform on the train split), the same
-Keras model (`components.model`) and the same `fit` loop as the Trainer's `run_fn`.
+Keras model (`model.model`) and the same `fit` loop as the Trainer's `run_fn`.
 
 Vocabularies depend only on which values occur in the train split (frequency only orders
 them), so the analysis runs over one row per distinct train user and movie, which yields the
@@ -22,11 +22,11 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components import features as f
-from components import preprocessing
-from components.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
-from components.movielens_files import MovieLensData, raw_values
-from components.trainer import fit, vocab_from_transform
+from data import features as f
+from model import preprocessing
+from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
+from data.movielens_files import MovieLensData, raw_values
+from model.trainer import fit, vocab_from_transform
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 USER_XF = f.USER_INPUTS

@@ -20,8 +20,8 @@ import sys
 from typing import Sequence
 
 from commands import run as run_command
-from settings.errors import UserError
-from settings.logs import quiet_libraries
+from common.errors import UserError
+from common.logs import quiet_libraries
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from components import synthetic_data
+    from data import synthetic_data
 
     argv = ["--out", str(args.out), "--size", args.size, "--seed", str(args.seed)]
     if args.n_ratings:

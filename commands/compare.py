@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from baselines.data import RatingData
 from baselines.scoring import score_baselines
-from components import features as f
+from data import features as f
 from components.report import slice_metrics
 
 _SPEC = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from commands import run as run_command
 from pipeline.run import run_pipeline
-from settings.logs import library_output_to, terminal
+from common.logs import library_output_to, terminal
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -87,7 +87,7 @@ def _index_step(config, model_dir) -> tuple[int, int] | None:
     """export-index over the pushed model (its own catalogue: no --data), then the
     similar-movies/recommendations view for the most-rated movie and the most active user
     (returned, for the browse page's links; None when no index was published)."""
-    from components.catalogue import model_catalogue_dir, read_catalogue
+    from data.catalogue import model_catalogue_dir, read_catalogue
     from index import export, similar
 
     print("\n== Building the FAISS indexes (export-index) ==", flush=True)
@@ -175,7 +175,7 @@ def _test_ratings(examples_uri: str, n: int) -> tuple[list[int], list[int], list
     """(users, movies, ratings) of the first ``n`` held-out examples (ExampleGen's Split-test)."""
     import tensorflow as tf
 
-    from components import features as f
+    from data import features as f
 
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, "Split-test", "*")))
     spec = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
@@ -218,7 +218,7 @@ def _serving_step(server: _Server, model_dir, examples_uri: str) -> None:
     to the model server started after the push."""
     import numpy as np
 
-    from components.catalogue import model_catalogue_dir, read_catalogue
+    from data.catalogue import model_catalogue_dir, read_catalogue
     from serving.client import RatingClient, ServingClientError
 
     port = server.port

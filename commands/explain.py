@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from components.features import GENRES, LIST_SEPARATOR, MOVIE_ID, USER_ID
-from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
+from data.features import GENRES, LIST_SEPARATOR, MOVIE_ID, USER_ID
+from model.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from index.embed import SavedModelTowers, resolve_model_dir
 from index.metadata import movie_label, movie_record, user_label, user_record
 from settings import paths
@@ -40,12 +40,12 @@ def explain(model_dir: Path, data_dir: str | None, user_id: int, movie_id: int, 
     import tensorflow as tf
 
     if data_dir is None:
-        from components.catalogue import model_catalogue_dir, read_catalogue
+        from data.catalogue import model_catalogue_dir, read_catalogue
 
         where = model_catalogue_dir(model_dir)
         data = read_catalogue(where)
     else:
-        from components.movielens_files import load_movielens
+        from data.movielens_files import load_movielens
 
         where, data = data_dir, load_movielens(data_dir)
     for name, wanted, known in (("user", user_id, data.users), ("movie", movie_id, data.movies)):

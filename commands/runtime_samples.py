@@ -3,7 +3,7 @@
 Why here and not in tools/serving_runtime_check.py: that script runs under the serving
 image's TensorFlow and must not import the project, yet its inputs must be valid for the
 model: ids it knows, a gender, age and occupation code it was trained on, genres joined the
-way the raw-feature signatures take them. The feature table (components.features) and the
+way the raw-feature signatures take them. The feature table (data.features) and the
 model's own catalogue (assets.extra/catalogue) know all that, so this module, in the project's
 environment, writes them out as plain JSON:
 
@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from components import features as f
-from components.signature_names import EXAMPLES_INPUT, REGRESS_INPUT
+from data import features as f
+from model.signature_names import EXAMPLES_INPUT, REGRESS_INPUT
 
 BATCH = 3
 _KINDS = {"int64": "int64", "float32": "float", "string": "bytes"}
@@ -31,7 +31,7 @@ _KINDS = {"int64": "int64", "float32": "float", "string": "bytes"}
 
 def _entities(version_dir: Path) -> tuple[list[Any], list[Any]]:
     """The first BATCH users and movies (by id) of the model's catalogue; ([], []) without one."""
-    from components.catalogue import has_catalogue, model_catalogue_dir, read_catalogue
+    from data.catalogue import has_catalogue, model_catalogue_dir, read_catalogue
 
     folder = model_catalogue_dir(version_dir)
     if not has_catalogue(folder):

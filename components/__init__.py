@@ -1,5 +1,6 @@
-"""TFX module files and custom components for the MovieLens pipeline.
+"""The pipeline's custom TFX components: ExampleGen, the data gate, the Trainer with its
+catalogue input, the vectorised Evaluator and the atomic Pusher.
 
-Data path: raw MovieLens files (`movielens_files`) -> tf.Examples (`example_gen`)
--> tf.Transform (`preprocessing`) -> two-tower Keras model (`model`, `trainer`).
+The code they run lives below: the data path in `data`, the model and the module files
+(`preprocessing_fn`, `run_fn`) in `model`.
 """

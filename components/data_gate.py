@@ -13,7 +13,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils
 
-from components import fileio
+from common import fileio
 
 
 class DataAnomaliesError(RuntimeError):

@@ -6,7 +6,7 @@ validates every line (see `movielens_files`) and joins each rating with its user
 movie's features. TFX's own ExampleGen machinery does the rest: the deterministic hash
 split into train/eval/test and the gzipped TFRecord output, span/fingerprint for caching.
 After the examples are written, the executor also writes the second output, `catalogue`
-(components.catalogue): the parsed users/movies tables and the rating counts of what landed
+(data.catalogue): the parsed users/movies tables and the rating counts of what landed
 in Split-train, so that no later step re-reads the raw files outside ML-Metadata lineage.
 
 Parsing happens once, in the driver of the Beam job, so that a malformed file fails fast
@@ -44,14 +44,15 @@ from tfx.utils import proto_utils
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 
-from components import features, fileio
-from components.catalogue import MovieLensCatalogue, build_catalogue, read_split_ratings, write_catalogue
+from data import features
+from common import fileio
+from data.catalogue import MovieLensCatalogue, build_catalogue, read_split_ratings, write_catalogue
 from components.example_gen_options import make_custom_config, read_custom_config
 from components.input_fingerprint import ContentFingerprintDriver
-from components.phase_clock import PhaseClock
-from components.movielens_files import MovieLensData, load_movielens, raw_values, summary
-from settings.allocator import no_numpy_hugepages
-from settings.errors import UserError
+from common.phase_clock import PhaseClock
+from data.movielens_files import MovieLensData, load_movielens, raw_values, summary
+from common.allocator import no_numpy_hugepages
+from common.errors import UserError
 
 CATALOGUE_KEY = "catalogue"
 
@@ -408,7 +409,7 @@ class Executor(BaseExampleGenExecutor):
 
     def Do(self, input_dict: dict[str, list[types.Artifact]], output_dict: dict[str, list[types.Artifact]],
            exec_properties: dict[str, Any]) -> None:
-        no_numpy_hugepages()  # arrays of every rating: keep their page faults linear (settings.allocator)
+        no_numpy_hugepages()  # arrays of every rating: keep their page faults linear (common.allocator)
         self._data: MovieLensData | None = None
         self._examples_outputs = output_dict[standard_component_specs.EXAMPLES_KEY]
         self._phases = PhaseClock()
@@ -439,7 +440,7 @@ def output_config(splits: tuple[tuple[str, int], ...] = DEFAULT_SPLITS) -> examp
 
 
 class MovieLensExampleGenSpec(standard_component_specs.FileBasedExampleGenSpec):
-    """FileBasedExampleGen's spec plus the `catalogue` output (components.catalogue)."""
+    """FileBasedExampleGen's spec plus the `catalogue` output (data.catalogue)."""
 
     OUTPUTS = {
         **standard_component_specs.FileBasedExampleGenSpec.OUTPUTS,

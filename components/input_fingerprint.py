@@ -29,7 +29,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import fileio as project_fileio
+from common import fileio as project_fileio
 from components.example_gen_options import read_custom_config
 
 # custom_config entries naming input files read by the executor (outside input_base).

@@ -6,7 +6,7 @@ staging folder next to it (TF-Serving ignores non-numeric names), adds the evalu
 report under `assets.extra/evaluation/`, and renames the folder into place in one step.
 
 The base directory may be local or any filesystem TensorFlow opens (gs://, ram://...):
-all I/O goes through `components.fileio` (tf.io.gfile for URIs). On a local disk the final
+all I/O goes through `common.fileio` (tf.io.gfile for URIs). On a local disk the final
 rename is atomic. On an object store it is not (GCS renames object by object, a copy +
 delete each), so a poll may see `<version>/` while it is being filled. The staging name
 still keeps the slow part (copying the model and rendering the report) invisible, and the
@@ -33,7 +33,7 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import io_utils, proto_utils
 
-from components import fileio
+from common import fileio
 from components.report import write_report
 
 EVALUATION_KEY = "evaluation"

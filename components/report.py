@@ -12,7 +12,7 @@ import logging
 import statistics
 from typing import Any
 
-from components import fileio
+from common import fileio
 
 METRICS = ("root_mean_squared_error", "mean_squared_error", "mean_absolute_error", "example_count")
 

@@ -20,15 +20,10 @@ from tfx.types import artifact_utils, standard_artifacts, standard_component_spe
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from components.catalogue import MovieLensCatalogue
+from data.catalogue import MovieLensCatalogue
+from model.trainer_config import CATALOGUE_URI_CONFIG
 
 CATALOGUE_KEY = "catalogue"
-#: The custom_config key under which run_fn finds the catalogue artifact's folder.
-CATALOGUE_URI_CONFIG = "catalogue_uri"
-#: custom_config key: how many local worker processes train (components.trainer.run_fn).
-WORKERS_CONFIG = "workers"
-#: custom_config key: with WORKERS_CONFIG > 1, pin each local worker to this many cores.
-CPUS_PER_WORKER_CONFIG = "cpus_per_worker"
 
 
 class MovieLensTrainerSpec(standard_component_specs.TrainerSpec):

@@ -4,7 +4,7 @@ Why: TFX trains past one machine on Google Cloud with its own extension
 (`tfx.extensions.google_cloud_ai_platform`): the Trainer step submits a Vertex AI CustomJob
 whose worker pools each run `tfx.scripts.run_executor` in the pipeline image, and Vertex sets
 TF_CONFIG on every replica (pool 0 the "chief", pool 1 the "worker"s). `run_fn` reads it
-(components.distribute) and trains with MultiWorkerMirroredStrategy. The extension's
+(model.distribute) and trains with MultiWorkerMirroredStrategy. The extension's
 executor runs TFX's stock GenericExecutor remotely; ``Executor`` runs ours instead
 (components.trainer_component.Executor), which also hands run_fn the catalogue input.
 """

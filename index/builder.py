@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from components import fileio
+from common import fileio
 from index import ann, layout
 from index.embed import Embeddings
 from index.similarity import Similarity

@@ -2,7 +2,7 @@
 
 Why this module exists: the index must hold exactly the vectors the served model computes,
 so the export job calls the model's own ``user_embedding`` / ``movie_embedding`` signatures
-(components.signatures) for every id rather than re-implementing the towers. TensorFlow is
+(model.signatures) for every id rather than re-implementing the towers. TensorFlow is
 imported lazily: the similarity service and the CLI read the index without it.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from components import fileio
-from components.features import MOVIE_ID, USER_ID
-from components.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
+from common import fileio
+from data.features import MOVIE_ID, USER_ID
+from model.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
                                         SIGNATURE_MOVIE_EMBEDDING, SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING,
                                         SIGNATURE_USER_QUERY)
 from index import layout
-from settings.logs import quiet_libraries
+from common.logs import quiet_libraries
 
 RATING_SPACE, RETRIEVAL_SPACE = "rating", "retrieval"
 SPACES = (RATING_SPACE, RETRIEVAL_SPACE)
@@ -187,7 +187,7 @@ class SavedModelTowers:
                    if s not in loaded.signatures]
         if missing:
             raise ValueError(f"{self.model_dir} lacks signature(s) {missing}; it has "
-                             f"{sorted(loaded.signatures)} (export it with components.signatures)")
+                             f"{sorted(loaded.signatures)} (export it with model.signatures)")
         self._loaded = loaded  # keeps the signatures' variables alive
         self._user = loaded.signatures[SIGNATURE_USER_EMBEDDING]
         self._movie = loaded.signatures[SIGNATURE_MOVIE_EMBEDDING]

@@ -37,15 +37,15 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from components import fileio
+from common import fileio
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
 from index.public_text import dataset_name
-from settings.logs import terminal
+from common.logs import terminal
 
 if TYPE_CHECKING:
-    from components.movielens_files import Movie, User
+    from data.movielens_files import Movie, User
 
 #: The space similar movies/users are searched in. benchmarks.ranking measures both spaces'
 #: similar-movies lists against held-out likes (results/ranking_*.json, "similar_movies"): the
@@ -153,7 +153,7 @@ def _log(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The job itself, for callers that parsed the flags already (the movielens-tfx CLI)."""
-    from components.movielens_files import MovieLensFormatError
+    from data.movielens_files import MovieLensFormatError
     from index.embed import ModelNotFoundError, resolve_model_dir, saved_model_embeddings
 
     started = time.perf_counter()
@@ -256,9 +256,9 @@ class Source:
 
 def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | str | None, skip_bad_rows: bool) -> Source:
     """The model version's catalogue, or (override) the MovieLens folder ``data``."""
-    from components.catalogue import CatalogueNotFoundError, has_catalogue, model_catalogue_dir, read_catalogue
-    from components.features import rating_scale
-    from components.movielens_files import load_movielens, summary
+    from data.catalogue import CatalogueNotFoundError, has_catalogue, model_catalogue_dir, read_catalogue
+    from data.features import rating_scale
+    from data.movielens_files import load_movielens, summary
 
     if data is not None:
         loaded = load_movielens(data, ratings_csv=ratings, skip_bad_rows=skip_bad_rows)
@@ -286,7 +286,7 @@ def load_source(model_dir: Path | str, data: Path | str | None, ratings: Path | 
 
 def _two_stage_settings(model_dir: Path | str) -> dict | None:
     """The re-ranking weight and candidate count the Trainer chose for this model on its eval
-    split (assets.extra/two_stage.json, components.two_stage); None for older pushes."""
+    split (assets.extra/two_stage.json, model.two_stage); None for older pushes."""
     path = layout.child(model_dir, "assets.extra", "two_stage.json")
     if not fileio.isfile(path):
         return None

@@ -30,7 +30,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
-from components import fileio
+from common import fileio
 
 LATEST = "LATEST"
 MANIFEST = "manifest.json"

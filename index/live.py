@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from components import fileio
+from common import fileio
 from index import layout
 from index.similarity import Similarity
 

@@ -10,9 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from components import features as f
-from components.movielens_files import Movie, User, raw_values
-from components.rating_pairs import mean_rating_per_pair
+from data import features as f
+from data.movielens_files import Movie, User, raw_values
+from data.rating_pairs import mean_rating_per_pair
 
 #: ML-1M README: age code -> range.
 AGE_GROUPS: dict[int, str] = {1: "Under 18", 18: "18-24", 25: "25-34", 35: "35-44",
@@ -41,7 +41,7 @@ def _defaults(tower: str) -> dict[str, Any]:
 
 
 def movie_record(movie: Movie) -> dict[str, Any]:
-    """A movie's raw features (components.features), keyed by their names."""
+    """A movie's raw features (data.features), keyed by their names."""
     return raw_values(movie)
 
 

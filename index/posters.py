@@ -25,10 +25,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from components import fileio
+from common import fileio
 from index import ann, layout
-from settings.logs import quiet_libraries
-from settings.paths import is_uri
+from common.logs import quiet_libraries
+from common.uris import is_uri
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: --model -> (keras.applications constructor, preprocessing module)

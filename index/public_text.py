@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path, PurePosixPath
 
-from components import fileio
+from common import fileio
 
 INDEX_DIR_NAME = "the index folder given by --index-dir"
 HIDDEN_PATH = "<server path>"

@@ -54,8 +54,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from components import features as f
-from components import fileio
+from data import features as f
+from common import fileio
 from index import layout
 from index.live import LiveIndex
 from index.public_text import INDEX_DIR_NAME, dataset_name, model_relative, public_text

@@ -20,9 +20,9 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
-from components import features as f
-from components import fileio
-from components.two_stage import DEFAULT_CANDIDATES
+from data import features as f
+from common import fileio
+from model.two_stage import DEFAULT_CANDIDATES
 from index import ann, layout
 from index.embed import RATING_SPACE
 from index.title_search import TitleSearch
@@ -31,7 +31,7 @@ BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"
 #: Two-stage recommendations: FAISS candidates per request, and the weight w of the predicted
 #: rating in `retrieval score + w * predicted rating`. An index version built from a model
-#: that carries its own (the Trainer chooses w on its eval split: components.two_stage) uses
+#: that carries its own (the Trainer chooses w on its eval split: model.two_stage) uses
 #: those; these are the fallbacks, for versions without them.
 DEFAULT_RERANK_WEIGHT = 0.1
 MAX_CANDIDATES = 2000

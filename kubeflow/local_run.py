@@ -32,7 +32,7 @@ from typing import Sequence
 
 from kubeflow import launcher, runner
 from kubeflow.podman import Podman, PodmanError
-from settings.errors import UserError
+from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("artifacts") / "kubeflow-local"
@@ -100,7 +100,7 @@ def compile_spec(image: str, out: Path, data_name: str) -> dict:
 def serve_and_rate(serving_dir: Path, user: int, movie: int, timeout: float = 180) -> float:
     """Serves the pushed model with the local model server and rates (user, movie) through
     `movielens-tfx rate`; returns the rating."""
-    from components.distribute import free_ports
+    from model.distribute import free_ports
 
     port = free_ports(1)[0]
     server = subprocess.Popen([sys.executable, "-m", "commands.serve", "--server=python",

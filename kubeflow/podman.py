@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Mapping, Sequence
 
-from settings.errors import UserError
+from common.errors import UserError
 
 
 class PodmanError(UserError):

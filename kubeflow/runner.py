@@ -16,7 +16,7 @@ compiling is offline. Two files are written:
 
 No metadata connection is configured: on a cluster the orchestrator's own ML-Metadata is
 used. The components read and write every path through TensorFlow's filesystem layer
-(components.fileio, tf.io.gfile), so --data, --ratings, --serving-dir and --work-dir may be
+(common.fileio, tf.io.gfile), so --data, --ratings, --serving-dir and --work-dir may be
 Cloud Storage URIs (gs://BUCKET/..., what Vertex AI Pipelines with Dataflow wants; the image
 has TensorFlow's GCS filesystem) or absolute paths inside the step's container: mounted PVCs
 on Kubeflow (--pvc; by default the PVCs of kubeflow/manifests that hold one of those paths).
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT",
                         help="last stage to include (as for `movielens-tfx run`; default: %(default)s)")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                        help="a Trainer hyperparameter (components/model.py HParams), repeatable")
+                        help="a Trainer hyperparameter (model/model.py HParams), repeatable")
     parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
                         help="bless a model only if its test RMSE is below this (default: %(default)s)")
     workers = parser.add_argument_group(
@@ -287,7 +287,7 @@ def compile_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from settings.errors import UserError
+    from common.errors import UserError
 
     try:
         result = compile_from_args(args)

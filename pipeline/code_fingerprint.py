@@ -2,8 +2,8 @@
 
 Why: Transform and Trainer name their user code by module path (`configs.PREPROCESSING_FN`,
 `configs.RUN_FN`). TFX fingerprints a `module_file`'s content, but a module *path* enters the
-cache key only as the string, so an edit to `components/trainer.py` or to what it imports
-(the export in `components/signatures.py`, the model, the feature table) kept the key, and the
+cache key only as the string, so an edit to `model/trainer.py` or to what it imports
+(the export in `model/signatures.py`, the model, the feature table) kept the key, and the
 next run served the old model from cache. Putting this fingerprint into each component's
 `custom_config` (an exec property, which the launcher hashes into the cache key; Transform
 passes it to `preprocessing_fn` only if that takes a `custom_config` argument, which ours

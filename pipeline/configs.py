@@ -9,12 +9,13 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from settings.paths import ArtifactPaths, join
+from common.uris import join
+from settings.paths import ArtifactPaths
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "schema.pbtxt"
 
-PREPROCESSING_FN = "components.preprocessing.preprocessing_fn"
-RUN_FN = "components.trainer.run_fn"
+PREPROCESSING_FN = "model.preprocessing.preprocessing_fn"
+RUN_FN = "model.trainer.run_fn"
 
 STAGES = ("example_gen", "statistics_gen", "schema_gen", "example_validator", "transform",
           "trainer", "evaluator", "pusher")
@@ -69,7 +70,7 @@ class PipelineConfig:
     # The curated schema as the executing machine sees it (a container path on Kubeflow).
     schema_path: str = str(SCHEMA_PATH)
     # Trainer processes: > 1 trains with MultiWorkerMirroredStrategy across that many local
-    # worker processes (components.distribute), unless vertex_training sends it to Vertex AI.
+    # worker processes (model.distribute), unless vertex_training sends it to Vertex AI.
     trainer_workers: int = 1
     # With trainer_workers > 1: pin each local worker to this many cores (a benchmark's
     # N workers x c cores against one process on N*c); None lets them share the machine.

@@ -16,12 +16,13 @@ from tfx.proto import transform_pb2
 
 from components.data_gate import DataAnomaliesGate
 from components.evaluator import MovieLensEvaluator
-from components import features
+from data import features
 from components.example_gen import MovieLensExampleGen
 from settings.hparams import HParams
 from components.pusher import MovieLensPusher
-from components.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
-from components.trainer_component import CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG, MovieLensTrainer
+from model.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
+from components.trainer_component import MovieLensTrainer
+from model.trainer_config import CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
 from pipeline import configs
 from pipeline.code_fingerprint import source_fingerprint
 from settings.paths import PIPELINE_NAME
@@ -87,7 +88,7 @@ def create_components(config: configs.PipelineConfig) -> list:
     transform.add_upstream_node(gate)
     trainer_config = {
         # Every effective hyperparameter, not just the overrides: the cache key then changes
-        # when a default in components/model.py does.
+        # when a default in model/model.py does.
         "hparams": HParams.from_dict(config.hparams).to_dict(),
         "checkpoint_dir": str(config.paths.checkpoint_dir),
         "code": source_fingerprint(),  # pipeline.code_fingerprint: a code edit re-trains
@@ -98,7 +99,7 @@ def create_components(config: configs.PipelineConfig) -> list:
 
         trainer_config.update(config.vertex_training)
         trainer_executor = vertex_trainer.Executor
-    elif config.trainer_workers > 1:  # N local worker processes (components.distribute)
+    elif config.trainer_workers > 1:  # N local worker processes (model.distribute)
         trainer_config[WORKERS_CONFIG] = config.trainer_workers
         if config.trainer_cpus_per_worker:
             trainer_config[CPUS_PER_WORKER_CONFIG] = config.trainer_cpus_per_worker

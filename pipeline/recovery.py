@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from settings.errors import UserError
+from common.errors import UserError
 
 # Layout of TFX's node folders (tfx/orchestration/portable/outputs_utils.py).
 _SYSTEM_DIR = ".system"

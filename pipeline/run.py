@@ -18,8 +18,9 @@ from typing import Callable, Iterator
 
 from pipeline import configs, recovery
 from settings import paths as settings_paths
-from settings.logs import library_output_to, terminal
-from settings.errors import UserError
+from common.logs import library_output_to, terminal
+from common.errors import UserError
+from common.uris import is_uri
 
 DATA_CHOICES = ("synthetic | ml-1m | ml-100k | ml-latest-small | ml-25m | PATH (a folder or .zip of "
                 "MovieLens files: ML-1M, ML-100K or the ml-latest CSV format)")
@@ -42,18 +43,18 @@ def synthetic_folder(paths: settings_paths.ArtifactPaths, size: str, seed: int,
 def resolve_data(spec: str, paths: settings_paths.ArtifactPaths, *,
                  size: str = settings_paths.DEFAULT_SYNTHETIC_SIZE, seed: int = settings_paths.DEFAULT_SEED) -> str:
     """Turns `--data` into a folder holding MovieLens files, generating/downloading if needed."""
-    from components import dataset_download, movielens_files
+    from data import dataset_download, movielens_files
 
     if spec == "synthetic":
-        from components import synthetic_data
+        from data import synthetic_data
 
         return str(synthetic_folder(paths, size, seed, lambda tmp: synthetic_data.generate(
             tmp, **synthetic_data.size_kwargs(size), seed=seed)))
     try:
         if spec in dataset_download.DATASETS:  # an official archive, downloaded once
             return str(dataset_download.fetch_movielens(spec, Path(paths.downloads_dir)))
-        if settings_paths.is_uri(spec):  # gs://bucket/ml-1m: read in place through tf.io.gfile
-            from components import fileio
+        if is_uri(spec):  # gs://bucket/ml-1m: read in place through tf.io.gfile
+            from common import fileio
 
             if not fileio.exists(spec):
                 raise UserError(f"--data {spec}: no such file or folder (expected {DATA_CHOICES})")
@@ -96,7 +97,7 @@ class _ProgressHandler(logging.Handler):
 
 
 class _TerminalHandler(logging.Handler):
-    """Log records to the terminal (settings.logs.terminal), also while stderr is redirected."""
+    """Log records to the terminal (common.logs.terminal), also while stderr is redirected."""
 
     def emit(self, record: logging.LogRecord) -> None:
         print(self.format(record), file=terminal(), flush=True)
@@ -126,7 +127,7 @@ def _configure_logging(log_file: Path, total: int, verbose: bool) -> list[loggin
 def _root_cause(error: BaseException) -> BaseException:
     """The innermost user-facing error in an exception chain (Beam/TFX wrap them)."""
     from components.data_gate import DataAnomaliesError
-    from components.movielens_files import MovieLensFormatError
+    from data.movielens_files import MovieLensFormatError
 
     seen = set()
     current: BaseException | None = error

@@ -28,8 +28,8 @@ import numpy as np
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from components.features import MOVIE_ID, USER_ID
-from components.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
+from data.features import MOVIE_ID, USER_ID
+from model.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from settings import paths
 from serving.tensors import make_shape, to_ndarray
 

@@ -38,7 +38,7 @@ import threading
 from typing import NoReturn, Sequence
 
 from serving.options import ServerOptions, add_server_arguments, options_from_args
-from settings.logs import quiet_libraries
+from common.logs import quiet_libraries
 
 
 def build_parser() -> argparse.ArgumentParser:

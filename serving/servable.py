@@ -30,7 +30,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
-from components.signature_names import SIGNATURE_DEFAULT
+from model.signature_names import SIGNATURE_DEFAULT
 from serving import errors
 from serving.batching import Batcher
 from serving.batching_parameters import BatchingParameters

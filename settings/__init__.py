@@ -1,5 +1,4 @@
-"""The ground floor: names, paths, hyperparameters, errors and log settings.
+"""Settings: where outputs go (`paths`) and the Trainer's hyperparameters (`hparams`).
 
-Every other package may import from here; nothing here imports from the project's other
-packages (the import-linter contract in pyproject.toml checks it).
+Above `common` only; every package above may read them.
 """

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from settings.errors import UserError
+from common.errors import UserError
 
 
-#: How the retrieval towers are fitted (HParams.retrieval_fit; components.model.choose_retrieval_fit).
+#: How the retrieval towers are fitted (HParams.retrieval_fit; model.model.choose_retrieval_fit).
 RETRIEVAL_FITS = ("auto", "closed_form", "ials", "softmax")
 
 
@@ -55,21 +55,21 @@ class HParams:
     # from the mean each was rated), history_dim-d sums / sqrt(count).
     history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
-    # Retrieval towers (components.model.RetrievalTowers), disjoint from the rating towers.
+    # Retrieval towers (model.model.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
     retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
     retrieval_low_rating_weight: float = 0.3  # weight of examples rated below features.RELEVANT_RATING
     retrieval_l2: float = 1e-2        # per-example L2 on the query/candidate rows an example uses
     retrieval_full_softmax_max: int = 50_000  # larger catalogues: in-batch sampled softmax, logQ-corrected
-    # "closed_form": EASE's item-item weights factorised to rank R (components.item_item), lambda
-    # chosen on the eval split; it needs movies x movies matrices (components.ials.closed_form_bytes).
-    # "ials": implicit ALS (components.ials), alpha and lambda chosen on the eval split, memory
+    # "closed_form": EASE's item-item weights factorised to rank R (model.item_item), lambda
+    # chosen on the eval split; it needs movies x movies matrices (model.ials.closed_form_bytes).
+    # "ials": implicit ALS (model.ials), alpha and lambda chosen on the eval split, memory
     # linear in the catalogue. "softmax": the towers are trained by the softmax above.
     # "auto": the closed form where it fits retrieval_memory_gb, iALS elsewhere.
     retrieval_fit: str = "auto"
     retrieval_memory_gb: float = 0.0  # the closed form's memory budget; 0: half of this machine's memory
-    # The Trainer holds the transformed training examples in memory while components.trainer's
+    # The Trainer holds the transformed training examples in memory while model.trainer's
     # estimate (IN_MEMORY_COPIES x their bytes) fits this, and streams them from the TFRecords
     # with tf.data otherwise; 0: half of this machine's memory.
     train_memory_gb: float = 0.0

@@ -15,9 +15,9 @@ local (SQLite cannot live on an object store): with a URI root they go to
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass
-from pathlib import Path
+
+from common.uris import is_uri, join, normalize
 
 PIPELINE_NAME = "movielens"
 MODEL_NAME = "movielens"
@@ -26,25 +26,6 @@ DEFAULT_ARTIFACTS = os.environ.get("MOVIELENS_ARTIFACTS", "artifacts")
 # Synthetic data used when no real dataset is named (offline default of `make demo`).
 DEFAULT_SYNTHETIC_SIZE = "demo"
 DEFAULT_SEED = 42
-
-
-def is_uri(path: str | os.PathLike) -> bool:
-    """True for ``scheme://...`` paths (gs://, s3://, ram://, ...), which are not local files."""
-    return "://" in str(path)
-
-
-def normalize(path: str | os.PathLike) -> str:
-    """An absolute local path, or a URI as written (without a trailing slash)."""
-    text = os.fspath(path)
-    if is_uri(text):
-        return text.rstrip("/")
-    return str(Path(text).expanduser().resolve())
-
-
-def join(base: str | os.PathLike, *parts: str) -> str:
-    """``base/part/...`` for local paths and URIs alike."""
-    text = os.fspath(base)
-    return posixpath.join(text, *parts) if is_uri(text) else os.path.join(text, *parts)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Why a tiny model rather than the real MovieLens export: the tests must run in CI without the
 pipeline's artifacts. `save_rater` writes a SavedModel with the same signature names and
-tensor names as components/signatures.py (serving_default: user_id, movie_id -> rating;
+tensor names as model/signatures.py (serving_default: user_id, movie_id -> rating;
 serving_tf_example: examples -> outputs; user_/movie_embedding: id -> embedding) and a
 rating that is a known function of (user, movie, base), so answers can be checked exactly
 and two versions told apart by value. Its extra `hold` signature writes a marker file and

@@ -1,8 +1,8 @@
-"""The pipeline turns NumPy's huge-page advice off (settings.allocator), unless the user chose."""
+"""The pipeline turns NumPy's huge-page advice off (common.allocator), unless the user chose."""
 import pytest
 from numpy._core import multiarray
 
-from settings.allocator import no_numpy_hugepages
+from common.allocator import no_numpy_hugepages
 
 
 @pytest.fixture

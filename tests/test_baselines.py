@@ -27,7 +27,7 @@ from baselines.models import (
     UserUserCF,
     baselines_named,
 )
-from components.movielens_files import Ratings
+from data.movielens_files import Ratings
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ML_100K = DATA_DIR / "ml-100k"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import baselines as cli
-from components.synthetic_data import generate
+from data.synthetic_data import generate
 
 
 @pytest.fixture(scope="module")

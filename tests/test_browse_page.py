@@ -22,8 +22,8 @@ import httpx
 import numpy as np
 import pytest
 
-from components import catalogue as cat
-from components.movielens_files import load_movielens
+from data import catalogue as cat
+from data.movielens_files import load_movielens
 from index.export import EXIT_OK
 from index.export import main as export_main
 from index.service import create_app

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from commands import run as run_command
-from components import synthetic_data
+from data import synthetic_data
 from pipeline.run import run_pipeline
 
 pytestmark = pytest.mark.e2e

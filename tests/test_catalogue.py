@@ -1,4 +1,4 @@
-"""components.catalogue: the users/movies artifact round-trips on local disk and through
+"""data.catalogue: the users/movies artifact round-trips on local disk and through
 tf.io.gfile's in-memory filesystem (the stand-in for gs://), and counts what was written."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from components import catalogue as cat
-from components import synthetic_data
+from data import catalogue as cat
+from data import synthetic_data
 from components.example_gen import record_to_example
-from components.movielens_files import Movie, User, load_movielens
+from data.movielens_files import Movie, User, load_movielens
 
 USERS = {1: User(1, "F", 1, 10, "48067"), 2: User(2, "M", 56, 16, "70072"), 7: User(7, "M", 25, 15, "55117")}
 MOVIES = {1: Movie(1, "Toy Story", 1995, ("Animation", "Children's", "Comedy")),
@@ -126,8 +126,8 @@ def test_split_pairs_are_read_from_written_gzipped_tfrecords(tmp_path):
 
 @pytest.mark.parametrize("scale", [1, 10 ** 7, 2 ** 40])  # small ids, sparse ids, ids past the key width
 def test_seen_pairs_and_counts_equal_the_sorting_reference(scale):
-    from components.catalogue import _counts, _seen_pairs
-    from components.rating_pairs import mean_rating_per_pair
+    from data.catalogue import _counts, _seen_pairs
+    from data.rating_pairs import mean_rating_per_pair
 
     rng = np.random.default_rng(3)
     users, movies = rng.integers(1, 50, 3_000) * scale, rng.integers(1, 80, 3_000) * scale

@@ -14,7 +14,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from components import fileio  # noqa: E402
+from common import fileio  # noqa: E402
 
 
 @pytest.fixture()
@@ -90,8 +90,8 @@ def test_load_movielens_from_ram(ram_root: str, tmp_path: Path) -> None:
 
     import numpy as np
 
-    from components import synthetic_data
-    from components.movielens_files import detect_format, find_data_dir, load_movielens
+    from data import synthetic_data
+    from data.movielens_files import detect_format, find_data_dir, load_movielens
 
     local = tmp_path / "ml-synthetic"
     synthetic_data.generate(local, n_users=30, n_movies=20, n_ratings=200, seed=3)
@@ -202,8 +202,8 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     index built locally and uploaded, the `similar` CLI reading it back."""
     import numpy as np
 
-    from components import synthetic_data
-    from components.movielens_files import load_movielens
+    from data import synthetic_data
+    from data.movielens_files import load_movielens
     from index import layout
     from index.export import EXIT_OK
     from index.export import main as export_main
@@ -293,9 +293,9 @@ def test_pusher_executor_pushes_to_a_ram_base_directory(ram_root: str, tmp_path:
 
 def test_run_data_flag_accepts_a_uri(ram_root: str, tmp_path: Path) -> None:
     """`movielens-tfx run --data gs://...`: the folder (or the one data set below it) is used in place."""
-    from components import synthetic_data
+    from data import synthetic_data
     from pipeline.run import resolve_data
-    from settings.errors import UserError
+    from common.errors import UserError
     from settings.paths import ArtifactPaths
 
     synthetic_data.generate(tmp_path / "ml", n_users=10, n_movies=10, n_ratings=30, seed=0)

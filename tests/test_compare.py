@@ -15,7 +15,7 @@ tf = pytest.importorskip("tensorflow")
 
 from baselines.models import ALL_BASELINES  # noqa: E402
 from commands import compare  # noqa: E402
-from components import features as f  # noqa: E402
+from data import features as f  # noqa: E402
 
 
 def _write_split(examples: Path, split: str, users, movies, ratings) -> None:

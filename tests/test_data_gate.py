@@ -78,7 +78,7 @@ def test_clean_data_passes(tmp_path):
 
 
 def test_schema_names_every_raw_feature_once():
-    from components import features as f
+    from data import features as f
 
     schema = tfdv.load_schema_text(str(configs.SCHEMA_PATH))
     names = [feature.name for feature in schema.feature]

@@ -1,4 +1,4 @@
-"""EASE (benchmarks.ease): the closed form, lambda chosen on validation only, and the ML-100K bar."""
+"""EASE (baselines.ease): the closed form, lambda chosen on validation only, and the ML-100K bar."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from benchmarks import ease
-from benchmarks.ranking import most_popular, ranking_metrics, relevant_test_items, split
-from components.item_item import ease_weights
-from components.movielens_files import Movie, MovieLensData, Ratings, User, load_movielens
+from baselines import ease
+from baselines.data import split
+from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
+from model.item_item import ease_weights
+from data.movielens_files import Movie, MovieLensData, Ratings, User, load_movielens
 
 
 def _tiny() -> MovieLensData:
@@ -59,11 +60,11 @@ def test_a_movie_nobody_rated_is_still_a_rankable_id():
 
 
 def test_lambda_is_chosen_on_a_validation_cut_of_the_training_data_only(monkeypatch):
-    import benchmarks.ranking as ranking
+    import baselines.data as rating_splits
 
     data = _tiny()
     cuts, fitted = [], []
-    real_split = ranking.split
+    real_split = rating_splits.split
 
     def spy_split(d, fraction, seed):
         cuts.append((d, fraction, seed, real_split(d, fraction, seed)))
@@ -73,7 +74,7 @@ def test_lambda_is_chosen_on_a_validation_cut_of_the_training_data_only(monkeypa
         fitted.append(matrix.copy())
         return ease_weights(matrix, lam)
 
-    monkeypatch.setattr(ranking, "split", spy_split)
+    monkeypatch.setattr(rating_splits, "split", spy_split)
     monkeypatch.setattr(ease, "fit_ease", spy_fit)
     grid = (0.1, 1.0, 10.0)
     lam, scores = ease.choose_lambda(data, grid, validation_fraction=0.3, seed=1)
@@ -108,7 +109,7 @@ def test_ease_with_validated_lambda_beats_most_popular_on_ml100k(shared_data):
 
 
 def test_truncated_factorisation_equals_the_full_svds_best_rank_r_approximation():
-    from components import item_item
+    from model import item_item
 
     rng = np.random.default_rng(0)
     weights = (rng.normal(size=(400, 30)) @ rng.normal(size=(30, 400)) + 0.1 * rng.normal(size=(400, 400)))
@@ -120,7 +121,7 @@ def test_truncated_factorisation_equals_the_full_svds_best_rank_r_approximation(
 
 
 def test_choose_lambda_returns_the_chosen_lambdas_weights_from_one_shared_gram():
-    from components import item_item
+    from model import item_item
 
     rng = np.random.default_rng(3)
     x = sp.csr_matrix((rng.random((60, 25)) < 0.3).astype(np.float32))
@@ -136,7 +137,7 @@ def test_choose_lambda_returns_the_chosen_lambdas_weights_from_one_shared_gram()
 
 
 def test_a_singular_gram_is_a_clear_error():
-    from components import item_item
+    from model import item_item
 
     with pytest.raises(np.linalg.LinAlgError, match="positive definite"):
         item_item._spd_inverse(-np.eye(3))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from components import synthetic_data
-from components.movielens_files import MovieLensEmptyError, MovieLensFormatError, load_movielens
+from data import synthetic_data
+from data.movielens_files import MovieLensEmptyError, MovieLensFormatError, load_movielens
 
 ROOT = Path(__file__).resolve().parents[1]
 USERS = "1::F::1::10::48067\n2::M::56::16::70072\n"

@@ -18,8 +18,8 @@ from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs as specs
 from tfx.utils import json_utils, proto_utils
 
-from benchmarks import evaluator_bench
-from components import evaluator, features as f, report
+from components import evaluator, report
+from data import features as f
 from pipeline import configs, pipeline
 from tests.serving_testlib import expected_rating, save_rater
 
@@ -78,7 +78,9 @@ def _expected(rows, base: float) -> dict[str, dict[str, float]]:
 
 
 def _run(root, name: str, model_uri: str, baseline_uri: str | None = None, threshold: float = 1.1,
-         config=None):
+         config=None, executor_class=evaluator.Executor):
+    """One execution of ``executor_class`` (the pipeline's vectorised Evaluator executor, or
+    TFX's stock one) on the test split, as TFX's launcher calls it."""
     def artifact(kind, uri, id_=0, **props):
         item = kind()
         item.uri = uri
@@ -100,7 +102,7 @@ def _run(root, name: str, model_uri: str, baseline_uri: str | None = None, thres
     exec_properties = {specs.EVAL_CONFIG_KEY: proto_utils.proto_to_json(config or pipeline.eval_config(threshold)),
                        specs.EXAMPLE_SPLITS_KEY: json_utils.dumps(["test"])}
     context = BaseBeamExecutor.Context(beam_pipeline_args=[], tmp_dir=str(out / "tmp"), unique_id="t")
-    evaluator.Executor(context).Do(inputs, outputs, exec_properties)
+    executor_class(context).Do(inputs, outputs, exec_properties)
     return str(out / "evaluation"), outputs[specs.BLESSING_KEY][0]
 
 
@@ -189,22 +191,34 @@ def test_pipeline_runs_this_executor_under_the_evaluator_id():
 
 
 @pytest.mark.slow  # runs TFX's stock TFMA executor too, about 15 s: CI's slow tier
-def test_same_metrics_validation_and_files_as_tfx_stock_executor(data, tmp_path):
-    """One stock TFMA run (Beam, ~30 s) against the vectorised one, with a baseline."""
+def test_same_metrics_validation_and_files_as_tfx_stock_executor(data):
+    """One stock TFMA run (Beam) against the vectorised one, with a baseline."""
+    from google.protobuf import json_format
+    from tfx.components.evaluator import executor as stock
+
     root, _, models = data
-    config = pipeline.eval_config(1.1)
-    runs = {name: evaluator_bench.run_evaluator(
-        config, list(evaluator_bench.STOCK_BEAM_ARGS), str(root / "examples"), models["worse"], str(tmp_path / name),
-        baseline_uri=models["good"], executor_class=evaluator_bench._executor_class(name))
-        for name in ("before", "vectorised")}
-    stock, ours = runs["before"], runs["vectorised"]
-    assert ours["files"] == stock["files"]
+    runs = {name: _run(root, name, models["worse"], baseline_uri=models["good"], executor_class=executor_class)
+            for name, executor_class in (("stock", stock.Executor), ("vectorised", evaluator.Executor))}
+    (stock_uri, stock_blessing), (ours_uri, ours_blessing) = runs["stock"], runs["vectorised"]
+    assert sorted(os.listdir(ours_uri)) == sorted(os.listdir(stock_uri))
     for name in (evaluator.PLOTS_FILE, evaluator.ATTRIBUTIONS_FILE):  # one key-only record per slice
-        records = {path: sorted(r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / path / "evaluation" / name)))
-                   for path in ("before", "vectorised")}
-        assert records["vectorised"] == records["before"] and records["before"], name
-    assert ours["metrics"].keys() == stock["metrics"].keys()
-    for name, values in stock["metrics"].items():
-        assert ours["metrics"][name] == pytest.approx(values, rel=1e-5, abs=1e-6), name
-    assert evaluator_bench._same_validation(ours["validation"], stock["validation"])
-    assert ours["blessed"] == stock["blessed"] is False
+        records = [sorted(r.numpy() for r in tf.data.TFRecordDataset(os.path.join(uri, name)))
+                   for uri in (stock_uri, ours_uri)]
+        assert records[0] == records[1] and records[0], name
+    for model_name in ("candidate", "baseline"):
+        theirs, ours = _by_slice(stock_uri, model_name), _by_slice(ours_uri, model_name)
+        assert ours.keys() == theirs.keys()
+        for name, values in theirs.items():
+            assert ours[name] == pytest.approx(values, rel=1e-5, abs=1e-6), (model_name, name)
+    validations = [json_format.MessageToDict(tfma.load_validation_result(uri)) for uri in (stock_uri, ours_uri)]
+    assert _without_values(validations[1]) == _without_values(validations[0])
+    assert os.listdir(ours_blessing.uri) == os.listdir(stock_blessing.uri) == [constants.NOT_BLESSED_FILE_NAME]
+
+
+def _without_values(node):
+    """A ValidationResult as a dict, metric values rounded to 5 significant digits (float noise)."""
+    if isinstance(node, dict):
+        return {key: _without_values(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_without_values(value) for value in node]
+    return float(f"{node:.5g}") if isinstance(node, float) else node

@@ -9,9 +9,9 @@ import json
 import numpy as np
 import pytest
 
-from components import catalogue as cat
-from components import synthetic_data
-from components.movielens_files import load_movielens
+from data import catalogue as cat
+from data import synthetic_data
+from data.movielens_files import load_movielens
 from index import layout
 from index.export import EXIT_BAD_INPUT, EXIT_OK
 from index.export import main as export_main

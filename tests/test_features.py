@@ -1,4 +1,4 @@
-"""The feature table (components/features.py) is the one place a feature is wired.
+"""The feature table (data/features.py) is the one place a feature is wired.
 
 Three guarantees: the curated schema declares exactly the table's raw features with the
 table's types; the parse spec, the signatures' specs, ExampleGen's tf.Examples and the
@@ -17,7 +17,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from components import features as f
+from data import features as f
 from pipeline.configs import SCHEMA_PATH as SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +108,7 @@ def test_signature_specs_follow_the_rows():
 
 
 def test_served_model_specs_are_the_derived_ones():
-    from components import signatures
+    from model import signatures
 
     assert signatures.USER_FEATURE_SPECS == f.signature_specs("user")
     assert signatures.MOVIE_FEATURE_SPECS == f.signature_specs("movie")
@@ -152,7 +152,7 @@ def test_example_bytes_keep_the_legacy_feature_order():
 
 def test_the_genre_width_is_a_per_model_vocabulary_size():
     """The genre multi-hot's width is not a constant: the model reads it from the Transform."""
-    from components.model import Vocab, example_batch
+    from model.model import Vocab, example_batch
 
     (genres,) = [row for row in f.TRANSFORMED_FEATURES if row.name == f.GENRES_XF]
     assert genres.shape == (f.VOCAB_WIDTH,)
@@ -183,11 +183,11 @@ def test_rows_are_checked():
 # --- no feature name outside features.py ----------------------------------------------------
 #: String literals that equal a feature name but name something else, with why.
 ALLOWED = {
-    ("components/signature_names.py", f.RATING): "the rating signatures' output tensor",
+    ("model/signature_names.py", f.RATING): "the rating signatures' output tensor",
     ("index/embed.py", f.RATING): "the rating towers' embedding space",
     ("benchmarks/baselines.py", f.RATING): "a dataclass attribute of the baselines' rating triples",
-    ("components/movielens_files.py", f.TITLE): "a column of ml-latest's movies.csv header",
-    ("components/movielens_files.py", f.GENRES): "a column of ml-latest's movies.csv header",
+    ("data/movielens_files.py", f.TITLE): "a column of ml-latest's movies.csv header",
+    ("data/movielens_files.py", f.GENRES): "a column of ml-latest's movies.csv header",
 }
 
 
@@ -211,11 +211,11 @@ def test_no_feature_name_literal_outside_features_py():
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "components/features.py":
+            if rel == "data/features.py":
                 continue
             found += [f"{rel}:{line}: {value!r}" for line, value in _string_literals(path)
                       if value in names and (rel, value) not in ALLOWED]
-    assert not found, "feature names spelled outside components/features.py:\n" + "\n".join(found)
+    assert not found, "feature names spelled outside data/features.py:\n" + "\n".join(found)
 
 
 def test_the_literal_scan_sees_literals(tmp_path):
@@ -227,22 +227,22 @@ def test_the_literal_scan_sees_literals(tmp_path):
 #: String literals that equal a signature name but name something else.
 SIGNATURE_ALLOWED = {
     ("serving/rest_api.py", "regress"): "the REST API's :regress verb",
-    ("components/model.py", "user_embedding"): "the user tower's output layer (a weight name)",
-    ("components/model.py", "movie_embedding"): "the movie tower's output layer (a weight name)",
+    ("model/model.py", "user_embedding"): "the user tower's output layer (a weight name)",
+    ("model/model.py", "movie_embedding"): "the movie tower's output layer (a weight name)",
 }
 
 
 def test_signature_names_are_declared_once():
-    """Every module that names a signature imports the one set (components.signature_names)."""
-    from components import signature_names
+    """Every module that names a signature imports the one set (model.signature_names)."""
+    from model import signature_names
 
     values = {value for key, value in vars(signature_names).items() if key.startswith("SIGNATURE_")}
     found = []
     for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "components/signature_names.py":
+            if rel == "model/signature_names.py":
                 continue
             found += [f"{rel}:{line}: {value!r}" for line, value in _string_literals(path)
                       if value in values and (rel, value) not in SIGNATURE_ALLOWED]
-    assert not found, "signature names spelled outside components/signature_names.py:\n" + "\n".join(found)
+    assert not found, "signature names spelled outside model/signature_names.py:\n" + "\n".join(found)

@@ -1,4 +1,4 @@
-"""iALS retrieval towers (components.ials): the fit and the query solve against a small dense
+"""iALS retrieval towers (model.ials): the fit and the query solve against a small dense
 reference, the served TensorFlow solve against the NumPy one, a never-seen user's query from
 their ratings alone, and the memory-based choice between the closed form and iALS."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import scipy.sparse as sp
 import tensorflow as tf
 
-from components import ials
-from components.model import HParams, RatingHistory, Vocab, build_model, choose_retrieval_fit, fit_retrieval
+from model import ials
+from model.model import HParams, RatingHistory, Vocab, build_model, choose_retrieval_fit, fit_retrieval
 
 VOCAB = Vocab(users=30, movies=16, occupations=22, title_words=50, genres=19)
 
@@ -51,7 +51,7 @@ def test_fold_in_is_the_dense_weighted_ridge_solve():
 
 def test_fitted_movie_factors_are_a_fixed_point_of_the_dense_alternating_solves():
     """After enough sweeps, the movie factors are what the dense objective's movie step gives
-    for the users' exact solves: the library fits the objective components.ials documents."""
+    for the users' exact solves: the library fits the objective model.ials documents."""
     triples = _ratings()
     w = ials.weights(triples[:, 0], triples[:, 1], triples[:, 2], 25, 14, low_rating_weight=0.5)
     params = ials.IALSParams(factors=3, regularization=1.5, alpha=4.0, iterations=200)

@@ -1,7 +1,7 @@
 """The index export job, the in-process similarity queries, the CLI and the poster index.
 
 Self-contained: a tiny SavedModel with the pipeline's signature names wraps NumPy vectors
-fitted to generated MovieLens data (components.synthetic_data), so no pipeline run, no
+fitted to generated MovieLens data (data.synthetic_data), so no pipeline run, no
 real data and no download is needed.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import faiss
 import numpy as np
 import pytest
 
-from components import synthetic_data
-from components.movielens_files import load_movielens
+from data import synthetic_data
+from data.movielens_files import load_movielens
 from index import ann, layout
 from index.builder import Gate, check_gate
 from index.embed import ModelNotFoundError, resolve_model_dir
@@ -496,7 +496,7 @@ def test_presets_follow_faiss_guidelines():
 
 @pytest.fixture(scope="module")
 def clustered():
-    from benchmarks.embedding_sets import ClusteredSet
+    from data.synthetic_embeddings import ClusteredSet
     data = ClusteredSet(20_000, 32, seed=3)
     return data.database(), data.queries(600)
 

@@ -12,7 +12,7 @@ from tfx.proto import example_gen_pb2
 from components import input_fingerprint as fp
 from components.example_gen import make_custom_config
 from components.example_gen_options import read_custom_config
-from components.movielens_files import extract_zip
+from data.movielens_files import extract_zip
 from google.protobuf import json_format
 
 SPLITS = [example_gen_pb2.Input.Split(name="single_split", pattern="*")]
@@ -104,7 +104,7 @@ def test_run_lock_refuses_a_second_run_on_the_same_store(tmp_path):
     import pytest
 
     from pipeline import recovery
-    from settings.errors import UserError
+    from common.errors import UserError
 
     with recovery.run_lock(str(tmp_path / "m.sqlite")):
         with pytest.raises(UserError, match=rf"another run \(pid {os.getpid()}\)"):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from components import synthetic_data
+from data import synthetic_data
 
 ROOT = Path(__file__).resolve().parents[1]
 UPSTREAM = ("MovieLensExampleGen", "StatisticsGen", "ExampleValidator")

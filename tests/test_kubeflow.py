@@ -593,7 +593,7 @@ def test_custom_artifact_types_import_by_their_kfp_schema_title():
     from tfx.utils import import_utils
     from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
-    from components.catalogue import MovieLensCatalogue
+    from data.catalogue import MovieLensCatalogue
 
     schema = pb.ArtifactTypeSchema(instance_schema=f"title: {MovieLensCatalogue.TYPE_NAME}\ntype: object\n")
     assert import_utils.import_class_by_path(entrypoint._retrieve_class_path(schema)) is MovieLensCatalogue

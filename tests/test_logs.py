@@ -1,4 +1,4 @@
-"""settings.logs.library_output_to: what libraries write to file descriptor 2 lands in the log
+"""common.logs.library_output_to: what libraries write to file descriptor 2 lands in the log
 file, a command's progress lines on the terminal's stderr."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_descriptor_two_goes_to_the_log_and_progress_to_the_terminal(tmp_path):
     log = tmp_path / "logs" / "run.log"
     result = _run(f"""
         import os, subprocess, sys
-        from settings.logs import library_output_to, terminal
+        from common.logs import library_output_to, terminal
         print("before", file=sys.stderr, flush=True)
         with library_output_to({str(log)!r}) as term:
             os.write(2, b"C++ library line\\n")                   # what TF's C++ log does
@@ -41,7 +41,7 @@ def test_descriptor_two_goes_to_the_log_and_progress_to_the_terminal(tmp_path):
 
 def test_a_replaced_stderr_is_left_alone(tmp_path, capsys):
     """Under a capturing test runner (sys.stderr replaced) nothing is redirected."""
-    from settings.logs import library_output_to, terminal
+    from common.logs import library_output_to, terminal
 
     log = tmp_path / "run.log"
     with library_output_to(log) as term:

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import features as F
-from components import movielens_files as mf
-from components.dataset_download import DATASETS, GROUPLENS_URL, ChecksumMismatchError, fetch_movielens
-from components.movielens_files import (
+from data import features as F
+from data import movielens_files as mf
+from data.dataset_download import DATASETS, GROUPLENS_URL, ChecksumMismatchError, fetch_movielens
+from data.movielens_files import (
     FMT_ML_LATEST,
     BadRow,
     Movie,

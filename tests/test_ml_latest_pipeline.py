@@ -21,9 +21,9 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 for
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from components import features as f
-from components.catalogue import model_catalogue_dir, read_catalogue
-from components.movielens_files import find_data_dir, load_movielens
+from data import features as f
+from data.catalogue import model_catalogue_dir, read_catalogue
+from data.movielens_files import find_data_dir, load_movielens
 from pipeline import configs
 from pipeline.run import run_pipeline
 from settings.paths import ArtifactPaths

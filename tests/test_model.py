@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import features as f
-from components.model import HParams, RatingHistory, TitleEncoder, Vocab, build_model
+from data import features as f
+from model.model import HParams, RatingHistory, TitleEncoder, Vocab, build_model
 
 VOCAB = Vocab(users=30, movies=40, occupations=22, title_words=50, genres=20)
 
@@ -239,8 +239,8 @@ def test_retrieval_weights_are_disjoint_from_the_rating_model():
 
 
 def test_closed_form_retrieval_reproduces_ease_scores_with_lambda_chosen_on_eval():
-    from components import item_item
-    from components.model import fit_retrieval
+    from model import item_item
+    from model.model import fit_retrieval
 
     rng = np.random.default_rng(4)
     pairs = np.unique(np.stack([rng.integers(0, 20, 160), rng.integers(0, 12, 160)], 1), axis=0)
@@ -272,7 +272,7 @@ def test_the_genre_input_width_comes_from_the_vocabulary():
 
 
 def test_served_ratings_are_clipped_to_the_training_scale():
-    from components.model import clip_rating
+    from model.model import clip_rating
 
     raw = tf.constant([0.1, 0.7, 3.2, 5.6])
     assert clip_rating(raw, f.WHOLE_STAR_SCALE).numpy().tolist() == pytest.approx([1.0, 1.0, 3.2, 5.0])
@@ -283,7 +283,7 @@ def test_the_loss_is_one_squared_error_per_example_so_keras_can_divide_it_across
     """A scalar loss is left undivided by Keras under tf.distribute (the logged loss read twice
     the single-process one with two workers); one value per example is divided, and its batch
     mean is the mean squared error."""
-    from components.model import squared_error
+    from model.model import squared_error
 
     y_true, y_pred = tf.constant([4.0, 3.0, 5.0]), tf.constant([3.5, 3.0, 3.0])
     per_example = squared_error(y_true, y_pred)

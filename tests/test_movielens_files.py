@@ -1,4 +1,4 @@
-"""Tests of components.movielens_files (and components.dataset_download)."""
+"""Tests of data.movielens_files (and data.dataset_download)."""
 from __future__ import annotations
 
 import hashlib
@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import features as F
-from components.dataset_download import (
+from data import features as F
+from data.dataset_download import (
     ChecksumMismatchError,
     OfflineError,
     fetch_movielens,
 )
-from components.movielens_files import (
+from data.movielens_files import (
     ML_1M_GENRES,
     BadRow,
     Movie,

@@ -1,4 +1,4 @@
-"""Training across workers (components.distribute): TF_CONFIG read as TensorFlow reads it, local
+"""Training across workers (model.distribute): TF_CONFIG read as TensorFlow reads it, local
 workers launched and stopped together, and (slow tier) two local workers training the demo's
 pipeline into a model that serves every signature and scores like the single-process one."""
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import distribute
-from settings.errors import UserError
+from model import distribute
+from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,7 +111,7 @@ def _every_signature_answers(model_dir: str, data_dir: str) -> list[str]:
     import tensorflow as tf
 
     from components.example_gen import record_to_example
-    from components.movielens_files import load_movielens
+    from data.movielens_files import load_movielens
 
     example = record_to_example(next(iter(load_movielens(data_dir).records()))).SerializeToString()
     model = tf.saved_model.load(model_dir)
@@ -135,13 +135,13 @@ def _every_signature_answers(model_dir: str, data_dir: str) -> list[str]:
 
 @pytest.mark.slow
 def test_two_local_workers_train_the_pipeline_to_the_single_process_rmse(tmp_path):
-    from components import synthetic_data
+    from data import synthetic_data
     from pipeline import configs
     from pipeline.run import run_pipeline
     from settings.paths import ArtifactPaths
-    from components import fileio
+    from common import fileio
     from components.report import slice_metrics
-    from components.trainer import HISTORY_FILE
+    from model.trainer import HISTORY_FILE
 
     def history_of(result) -> dict:
         return json.loads(fileio.read_text(fileio.join(result.uri("Trainer", "model_run"), HISTORY_FILE)))

@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features as f
-from components import synthetic_data
-from components.movielens_files import ML_1M_GENRES
+from data import features as f
+from data import synthetic_data
+from data.movielens_files import ML_1M_GENRES
 from pipeline import configs
 from pipeline.run import run_pipeline
 from settings.paths import ArtifactPaths
@@ -206,7 +206,7 @@ def test_tf_serving_session_bundle_load_restores_every_variable(runs):
 def test_pushed_model_carries_the_rerank_weight_chosen_on_eval(runs):
     import json
 
-    from components.two_stage import RERANK_WEIGHTS
+    from model.two_stage import RERANK_WEIGHTS
 
     root, *_, versions = runs
     path = root / "artifacts" / "serving" / "movielens" / versions[0] / "assets.extra" / "two_stage.json"
@@ -309,8 +309,8 @@ def test_regress_signature_is_served_through_tf_serving_regress_api(runs):
 def test_pushed_model_carries_the_catalogue_of_the_data_it_was_trained_on(runs):
     """assets.extra/catalogue: the users/movies tables, the rated pairs of every split and the
     training-rating counts of exactly what landed in ExampleGen's Split-train."""
-    from components.catalogue import model_catalogue_dir, read_catalogue, read_split_pairs, read_split_ratings
-    from components.movielens_files import load_movielens
+    from data.catalogue import model_catalogue_dir, read_catalogue, read_split_pairs, read_split_ratings
+    from data.movielens_files import load_movielens
 
     root, first, *_, versions = runs
     pushed = read_catalogue(model_catalogue_dir(root / "artifacts" / "serving" / "movielens" / versions[0]))
@@ -361,7 +361,7 @@ def test_trainer_reads_the_catalogue_through_ml_metadata_lineage(runs):
 def test_export_index_without_data_indexes_the_pushed_models_catalogue(runs, tmp_path):
     import json
 
-    from components.catalogue import model_catalogue_dir, read_catalogue
+    from data.catalogue import model_catalogue_dir, read_catalogue
     from index import layout
     from index.export import main as export_main
     from index.similarity import Similarity

@@ -7,8 +7,8 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components import features as f
-from components import preprocessing
+from data import features as f
+from model import preprocessing
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 

@@ -1,12 +1,12 @@
-"""The similar-movies check (benchmarks.similar_quality) on hand-computed and real data."""
+"""The similar-movies check (baselines.similar_quality) on hand-computed and real data."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks import ease, similar_quality as sq
-from benchmarks.ranking import split
-from components.movielens_files import Movie, Ratings, load_movielens
+from baselines import ease, similar_quality as sq
+from baselines.data import split
+from data.movielens_files import Movie, Ratings, load_movielens
 
 
 def _ratings(rows) -> Ratings:

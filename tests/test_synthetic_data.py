@@ -1,4 +1,4 @@
-"""Tests of components.synthetic_data: format, determinism and the planted structure."""
+"""Tests of data.synthetic_data: format, determinism and the planted structure."""
 from __future__ import annotations
 
 import json
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components import features as F
-from components.movielens_files import ML_1M_GENRES, load_movielens
-from components.synthetic_data import SIZES, generate, main, size_kwargs
+from data import features as F
+from data.movielens_files import ML_1M_GENRES, load_movielens
+from data.synthetic_data import SIZES, generate, main, size_kwargs
 
 FILES = ("users.dat", "movies.dat", "ratings.dat", "clusters.json")
 

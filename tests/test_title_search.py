@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from components.movielens_files import load_movielens
+from data.movielens_files import load_movielens
 from index.title_search import TitleSearch, fold, title_keys
 
 TITLES = ["Toy Story", "Toys", "Story of Us, The", "Matrix, The", "Misérables, Les", "Babe",

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components import features as f
-from components import trainer  # by module: TFX reloads it in place when a pipeline runs first
-from components.model import MODEL_INPUTS, HParams, RatingHistory, Vocab, build_model
-from components.two_stage import training_movies
+from data import features as f
+from model import trainer  # by module: TFX reloads it in place when a pipeline runs first
+from model.model import MODEL_INPUTS, HParams, RatingHistory, Vocab, build_model
+from model.two_stage import training_movies
 
 VOCAB = Vocab(users=40, movies=25, occupations=22, title_words=30, genres=6)
 

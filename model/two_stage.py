@@ -18,8 +18,8 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from components import features as f
-from components.item_item import interactions, ndcg_at_10
+from data import features as f
+from model.item_item import interactions, ndcg_at_10
 
 TWO_STAGE_FILE = os.path.join("assets.extra", "two_stage.json")
 DEFAULT_CANDIDATES = 200
@@ -38,7 +38,7 @@ def _first_rows(ids: np.ndarray, columns: dict[str, np.ndarray], keys: Sequence[
 
 def training_movies(train_inputs: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The distinct movies of the training examples and each one's movie-tower inputs."""
-    from components.model import MOVIE_INPUTS
+    from model.model import MOVIE_INPUTS
 
     return _first_rows(train_inputs[f.MOVIE_ID_XF], train_inputs, MOVIE_INPUTS)
 
@@ -78,7 +78,7 @@ def choose_rerank_weight(model, seen_pairs: tuple[np.ndarray, np.ndarray],
     training examples' (user, movie) indices; ``catalogue``: training_movies. ``rating_scale``:
     what the served ratings are clipped to (the Trainer passes its training ratings' range;
     default: the eval ratings' range)."""
-    from components.model import USER_INPUTS
+    from model.model import USER_INPUTS
 
     if model.retrieval is None:
         return None

@@ -1,11 +1,11 @@
 """The exported SavedModel's signature names and their input/output tensor names, declared once.
 
 Everyone who calls or writes the signatures imports them from here: the exporter
-(components.signatures), the index job (index.embed), the rating client (serving.client),
+(model.signatures), the index job (index.embed), the rating client (serving.client),
 the commands and the benchmarks. No TensorFlow import: the index service and the client
-read this module without it. What each signature does is documented in components.signatures.
+read this module without it. What each signature does is documented in model.signatures.
 
-Inputs of the id and raw-feature signatures are the raw feature names of components.features.
+Inputs of the id and raw-feature signatures are the raw feature names of data.features.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generated embedding sets for index benchmarks, clustered like trained tower outputs.
+"""Generated embedding sets for the index tests and benchmarks, clustered like trained tower outputs.
 
 Why not Gaussian noise: trained embeddings are neither uniform nor isotropic; approximate
 indexes behave very differently on structure (IVF lists fill unevenly, HNSW finds shortcuts).

@@ -4,7 +4,7 @@ Keras 3 versus tf-keras: importing TFX sets TF_USE_LEGACY_KERAS=1, so `tf.keras`
 there, while `import keras` is Keras 3, the Keras that TF 2.21 ships and maintains. The model
 is plain Keras 3 (`import keras`, never `tf.keras`), so it trains the same with or without TFX
 imported. Keras 3 cannot host tf-keras layers, so the tf.Transform layer (a tf-keras layer)
-is not part of this model: `components/signatures.py` chains the two inside a tf.Module and
+is not part of this model: `model/signatures.py` chains the two inside a tf.Module and
 exports it with `tf.saved_model.save`, which is what TF-Serving and TFMA load.
 
 Shape of the model:
@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging as absl_logging
 
-from components import features as f
+from data import features as f
 from settings.hparams import RETRIEVAL_FITS, HParams
 
 # Which transformed features each tower reads: from the feature table.
@@ -367,9 +367,10 @@ class MovieTower(keras.layers.Layer):
 
 def choose_retrieval_fit(hp: HParams, n_movies: int) -> tuple[str, str]:
     """(the retrieval fit to run, why): HParams.retrieval_fit, where "auto" takes the closed form
-    when its peak memory (components.ials.closed_form_bytes) fits HParams.retrieval_memory_gb
+    when its peak memory (model.ials.closed_form_bytes) fits HParams.retrieval_memory_gb
     (0: half this machine's memory) and iALS otherwise."""
-    from components import ials, memory
+    from model import ials
+    from common import memory
 
     if hp.retrieval_fit not in RETRIEVAL_FITS:
         raise ValueError(f"retrieval_fit must be one of {RETRIEVAL_FITS}, got {hp.retrieval_fit!r}")
@@ -384,7 +385,7 @@ def choose_retrieval_fit(hp: HParams, n_movies: int) -> tuple[str, str]:
 @tf.function(reduce_retracing=True)
 def _ials_queries(factors: tf.Tensor, gram: tf.Tensor, confidence: tf.Tensor, movies: tf.Tensor,
                   row_splits: tf.Tensor) -> tf.Tensor:
-    """[users, R]: each history's exact ALS solve (components.ials.fold_in), one R x R Cholesky
+    """[users, R]: each history's exact ALS solve (model.ials.fold_in), one R x R Cholesky
     per user. A history is [movies[s:e], confidence[s:e]] for consecutive row_splits s, e."""
     def solve(bounds):
         rows = tf.gather(factors, movies[bounds[0]:bounds[1]])
@@ -405,11 +406,11 @@ class RetrievalTowers(keras.layers.Layer):
     score(u, m)  = <query(u), c_m> + b_m
 
     Fitted one of three ways (HParams.retrieval_fit; "auto" picks by memory, choose_retrieval_fit):
-    * "closed_form", before training: EASE's item-item weights factorised (components.item_item);
+    * "closed_form", before training: EASE's item-item weights factorised (model.item_item);
       query(u) = sum over the user's movies j of e_j. It needs the movies x movies matrices, so
       it runs where they fit in memory; on ML-1M it ranked far better than the softmax did in
       the epochs the rating fit takes.
-    * "ials", before training: implicit ALS (components.ials), memory linear in the catalogue;
+    * "ials", before training: implicit ALS (model.ials), memory linear in the catalogue;
       c_m = h_m, the movie's factors, and query(u) the exact ALS solve for the user's history
       (an R x R system per user, _ials_queries), so any history, a new user's too, gets one.
     * "softmax", during training: a softmax over the catalogue (loss(); leave-one-out like
@@ -456,7 +457,7 @@ class RetrievalTowers(keras.layers.Layer):
         return self.method == "closed_form"
 
     def fit_closed_form(self, query_table: np.ndarray, candidate_table: np.ndarray) -> None:
-        """Sets the towers to a factorised item-item model (components.item_item): query(u) =
+        """Sets the towers to a factorised item-item model (model.item_item): query(u) =
         sum of the user's movies' rows of ``query_table``, candidate(m) = ``candidate_table[m]``,
         no bias, so <query, candidate> reproduces the item-item score."""
         if self.method != "closed_form":
@@ -466,7 +467,7 @@ class RetrievalTowers(keras.layers.Layer):
         self.candidate_bias.embeddings.assign(np.zeros_like(self.candidate_bias.embeddings.numpy()))
 
     def fit_ials(self, item_factors: np.ndarray, gram: np.ndarray, alpha: float, low_rating_weight: float) -> None:
-        """Sets the towers to iALS (components.ials): candidate(m) = the movie's factors, no bias,
+        """Sets the towers to iALS (model.ials): candidate(m) = the movie's factors, no bias,
         query(u) the ALS solve with ``gram`` (HᵀH + lambda I) and confidence alpha w per rating."""
         if self.method != "ials":
             raise ValueError(f"these retrieval towers are fitted by {self.method} (HParams.retrieval_fit)")
@@ -608,9 +609,9 @@ class TwoTowerModel(keras.Model):
         return self._replica_logs(super().test_step(data))
 
     def _replica_logs(self, logs):
-        """A step's logs as Keras can reduce them across workers (components.distribute.
+        """A step's logs as Keras can reduce them across workers (model.distribute.
         per_replica_logs); unchanged in one process."""
-        from components import distribute
+        from model import distribute
 
         if distribute.is_multi_worker(self.distribute_strategy):
             return distribute.per_replica_logs(logs)
@@ -651,7 +652,7 @@ def fit_retrieval(model: "TwoTowerModel", train_users: np.ndarray, train_movies:
     training ratings (vocabulary indices), their knobs chosen on the eval ratings, and logs which
     fit ran and why; returns what was fitted and chosen (the softmax fits the towers during
     training instead, and a model may have none)."""
-    from components import ials, item_item
+    from model import ials, item_item
 
     towers = model.retrieval
     if towers is None:

@@ -8,16 +8,16 @@ trust it. So the loader
 * reads the three official layouts (ML-1M ``::`` files, ML-100K ``u.*`` files and today's
   ``movies.csv`` + ``ratings.csv`` of ml-latest-small, ML-20M, ML-25M and ML-32M) plus a
   user-supplied ratings CSV, and normalises ML-100K to ML-1M codes (age codes, occupation
-  codes, genre names) so that downstream code sees one schema (``components.features``). The
+  codes, genre names) so that downstream code sees one schema (``data.features``). The
   CSV format has no users file: its users are the ids its ratings name, with the feature
   table's "unknown" demographics, and its genres are whatever names its movies carry (the
-  genre vocabulary is learnt from the data, ``components.preprocessing``);
+  genre vocabulary is learnt from the data, ``model.preprocessing``);
 * validates every record and reports a problem as ``path:line: field 'x': reason (got value)``
   so that a broken file is fixed at its source instead of silently skewing a model; with
   ``skip_bad_rows=True`` it keeps going, but returns (and can quarantine) every rejected row:
   nothing is ever dropped silently;
 * reads local folders and any filesystem TensorFlow opens (``gs://bucket/ml-1m``, ``ram://``)
-  through ``components.fileio``, so a cloud run reads its data straight from the bucket; a
+  through ``common.fileio``, so a cloud run reads its data straight from the bucket; a
   local folder is returned as a ``Path``, a remote one as its URI ``str`` (a URI must never
   become a ``Path``, which collapses ``gs://`` to ``gs:/``);
 * is fast: the 1,000,209 ML-1M ratings are parsed column-wise with numpy (no per-row Python
@@ -38,8 +38,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from components import fileio
-from components.features import (
+from common import fileio
+from data.features import (
     AGE,
     AGE_CODES,
     GENDER,
@@ -266,7 +266,7 @@ class MovieLensData:
     def records(self, start: int = 0, stop: int | None = None) -> Iterator[dict]:
         """Yield one joined feature dict per rating in ``[start, stop)``.
 
-        The keys are the raw feature names of ``components.features`` so that ExampleGen can
+        The keys are the raw feature names of ``data.features`` so that ExampleGen can
         turn each dict into a tf.Example without knowing anything about MovieLens files;
         ``start``/``stop`` let callers shard the ratings without copying them.
         """
@@ -292,7 +292,7 @@ class MovieLensData:
 
 def raw_values(entity: User | Movie) -> dict:
     """The raw features of a user's (or a movie's) tower: each is the attribute of the same
-    name (components.features.RAW_FEATURES), lists as lists."""
+    name (data.features.RAW_FEATURES), lists as lists."""
     tower = "user" if isinstance(entity, User) else "movie"
     list_keys = set(raw_names(is_list=True))
     return {key: list(getattr(entity, key)) if key in list_keys else getattr(entity, key)
@@ -1096,7 +1096,7 @@ def load_movielens(
       cache_dir: where a .zip is extracted (default: next to the zip).
 
     ``path``, ``ratings_csv`` and ``quarantine_path`` may be URIs (``gs://bucket/ml-1m``):
-    everything is read through ``components.fileio``.
+    everything is read through ``common.fileio``.
 
     Ratings whose user or movie is not (validly) defined are rejected too, so every rating of
     the result joins. No valid users, movies or ratings at all (an empty file, or every row

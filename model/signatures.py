@@ -38,12 +38,12 @@ graph; Keras 3 variables reach that graph only through their layers' own trackin
 restore op does not cover, and TF-Serving then fails the warm-up with "Could not find variable"
 (`make check-serving-runtime` replays the warm-up that way under the serving image's TF).
 
-Every per-feature detail comes from the feature table (components.features): which raw
+Every per-feature detail comes from the feature table (data.features): which raw
 features each tower's signatures take (`in_signatures` rows), their dtypes, the per-id lookup
 tables baked in for the id-only signatures, and the default a missing or unknown value gets
 (which the Transform maps to OOV buckets: a defined answer, never an error). List features
 (genres) travel as one LIST_SEPARATOR ('|')-joined string, as in movies.dat. Signature and
-tensor names are declared in components.signature_names.
+tensor names are declared in model.signature_names.
 """
 from __future__ import annotations
 
@@ -53,10 +53,10 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from components import features as f
-from components.model import TwoTowerModel, clip_rating
-from components.movielens_files import Movie, User
-from components.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, EXAMPLES_INPUT, RATING_OUTPUT,
+from data import features as f
+from model.model import TwoTowerModel, clip_rating
+from data.movielens_files import Movie, User
+from model.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, EXAMPLES_INPUT, RATING_OUTPUT,
                                         REGRESS_INPUT, REGRESS_METHOD, REGRESS_OUTPUT, SIGNATURE_DEFAULT,
                                         SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
                                         SIGNATURE_MOVIE_EMBEDDING_FEATURES, SIGNATURE_MOVIE_QUERY,

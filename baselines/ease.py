@@ -17,8 +17,10 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from components.item_item import ease_weights, interactions
-from components.movielens_files import MovieLensData
+from baselines import data as rating_splits
+from baselines.ranking import ranking_metrics, relevant_test_items, top_movies
+from data.movielens_files import MovieLensData
+from model.item_item import ease_weights, interactions
 
 #: The lambda grid: ML-100K's validation optimum lies near 300, ML-1M's higher; both inside.
 DEFAULT_LAMBDAS = (50.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 2000.0, 4000.0)
@@ -35,21 +37,8 @@ def interaction_matrix(train: MovieLensData) -> sp.csr_matrix:
 
 def fit_ease(matrix: sp.csr_matrix, lam: float) -> np.ndarray:
     """EASE's item-item weights B (float32 [movies, movies], zero diagonal): the same code the
-    Trainer's closed-form retrieval towers use (components.item_item)."""
+    Trainer's closed-form retrieval towers use (model.item_item)."""
     return ease_weights(matrix, lam)
-
-
-def top_movies(scores: np.ndarray, exclude: sp.csr_matrix, n: int) -> np.ndarray:
-    """Column indices of the n best scores per row, ``exclude``'s non-zeros left out, best first."""
-    scores = np.array(scores, np.float32)
-    rows, cols = exclude.nonzero()
-    scores[rows, cols] = -np.inf
-    n = min(n, scores.shape[1])
-    if n <= 0:
-        return np.zeros((scores.shape[0], 0), np.int64)
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-    return np.take_along_axis(top, order, 1)
 
 
 def ease_rankings(train: MovieLensData, users: Sequence[int], lam: float, n: int = 50,
@@ -82,11 +71,9 @@ def choose_lambda(train: MovieLensData, lambdas: Sequence[float] = DEFAULT_LAMBD
     part's movies are excluded from each user's ranking; relevant = validation ratings >= 4,
     over the full catalogue: the same protocol as the test.
     """
-    from benchmarks.ranking import ranking_metrics, relevant_test_items, split
-
     if not lambdas:
         raise ValueError("choose_lambda needs at least one lambda")
-    fit, held_out = split(train, validation_fraction, seed)
+    fit, held_out = rating_splits.split(train, validation_fraction, seed)
     relevant = relevant_test_items(held_out)
     if not relevant:
         raise ValueError("the validation cut has no ratings >= 4 to choose lambda on")

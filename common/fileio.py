@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from settings.paths import is_uri, join
+from common.uris import is_uri, join
 
 __all__ = [
     "PathLike", "basename", "copy_file", "copy_tree", "dirname", "exists", "glob", "is_uri",

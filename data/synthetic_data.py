@@ -16,7 +16,7 @@ tuned so that predicting the global mean gives RMSE ~1.1 while the noise-free sc
 
 Output is deterministic: the same arguments and seed give byte-identical files.
 
-CLI: ``python -m components.synthetic_data --out DIR --size tiny|small|demo|ml-1m|100k|5m|25m``.
+CLI: ``python -m data.synthetic_data --out DIR --size tiny|small|demo|ml-1m|100k|5m|25m``.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
-from components.features import AGE_CODES, GENDERS, NUM_OCCUPATIONS
-from components.movielens_files import (FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER,
+from data.features import AGE_CODES, GENDERS, NUM_OCCUPATIONS
+from data.movielens_files import (FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER,
                                         NO_GENRES_LISTED)
 
 __all__ = ["SIZES", "generate", "main", "size_kwargs"]
@@ -376,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; prints the summary of ``generate`` as JSON."""
     sizes = ", ".join(f"{k}={v[0]}u/{v[1]}m/{v[2]}r" for k, v in SIZES.items())
     parser = argparse.ArgumentParser(
-        prog="python -m components.synthetic_data",
+        prog="python -m data.synthetic_data",
         description="Write synthetic MovieLens data (users.dat, movies.dat, ratings.dat in the "
                     "exact ML-1M format, or movies.csv and ratings.csv in ML-25M's, plus "
                     "clusters.json with the planted structure). Same seed, same bytes.",

@@ -12,7 +12,7 @@ towers in closed form, from the training split's interactions, in the same run:
 
 so <query(u), candidate(m)> ≈ (x_u B)_m, EASE's score, and FAISS can search it. lambda is
 chosen on the Trainer's eval split (NDCG@10 of its ratings >= 4, training movies excluded).
-Larger catalogues train the same towers with a softmax instead (components.model).
+Larger catalogues train the same towers with a softmax instead (model.model).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from components.features import RELEVANT_RATING
+from data.features import RELEVANT_RATING
 
 DEFAULT_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
 

@@ -3,7 +3,7 @@
 Reads the Transform output (transformed train/eval examples and vocabularies), trains with
 MSE/Adam, per-epoch learning-rate decay and early stopping on eval RMSE (best weights kept),
 logs to TensorBoard in the model-run artifact, keeps a checkpoint so that a re-run Trainer
-resumes an interrupted fit, and exports `components.signatures.ServingModule`.
+resumes an interrupted fit, and exports `model.signatures.ServingModule`.
 
 Hyperparameters come from the Trainer's custom_config["hparams"] (see model.HParams). The
 serving lookup tables come from ExampleGen's catalogue artifact (the Trainer's `catalogue`
@@ -28,17 +28,17 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging as absl_logging
 
-from components import features as f
-from components import memory
-from components.phase_clock import PhaseClock
-from components.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
+from data import features as f
+from common import memory
+from common.phase_clock import PhaseClock
+from model.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
                               fit_retrieval)
-from components.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
-from components.signatures import ServingModule, export
-from components.trainer_component import CATALOGUE_URI_CONFIG, CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
-from components.two_stage import choose_rerank_weight, training_movies, write_two_stage
-from settings.allocator import no_numpy_hugepages
-from settings.errors import UserError
+from data.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
+from model.signatures import ServingModule, export
+from model.trainer_config import CATALOGUE_URI_CONFIG, CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
+from model.two_stage import choose_rerank_weight, training_movies, write_two_stage
+from common.allocator import no_numpy_hugepages
+from common.errors import UserError
 
 HISTORY_FILE = "history.json"
 
@@ -156,9 +156,9 @@ def split_ids(split: tuple[dict, np.ndarray] | StreamedSplit) -> tuple[dict[str,
 
 
 def streamed_movies(split: StreamedSplit) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """components.two_stage.training_movies of a streamed split: one more pass, keeping only the
+    """model.two_stage.training_movies of a streamed split: one more pass, keeping only the
     first example of each movie."""
-    from components.model import MOVIE_INPUTS
+    from model.model import MOVIE_INPUTS
 
     keep = {k: split.spec[k] for k in MOVIE_INPUTS}
     dataset = (tf.data.TFRecordDataset(split.files, compression_type="GZIP")
@@ -273,19 +273,19 @@ def _write_history(model_run_dir: str, history: dict[str, Any]) -> None:
 def run_fn(fn_args) -> None:
     """TFX Trainer entry point (GenericExecutor).
 
-    Trains in this process, or across workers (components.distribute):
+    Trains in this process, or across workers (model.distribute):
     * TF_CONFIG names a cluster of several workers (Vertex AI, a Kubeflow TFJob, or a worker
       started by the next case): MultiWorkerMirroredStrategy, every worker running this
       function, only the chief's model kept;
     * custom_config["workers"] = N > 1 and no TF_CONFIG: N local worker processes on loopback
-      ports (components.trainer_worker), and this process waits for them.
+      ports (model.trainer_worker), and this process waits for them.
 
     history.json (in the model-run artifact) records the seconds of each phase under
     "seconds": load, retrieval (closed-form fit), fit, rerank (choose_rerank_weight), export
     (the SavedModel and its catalogue copy; added once the export is done)."""
-    from components import distribute
+    from model import distribute
 
-    no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (settings.allocator)
+    no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (common.allocator)
     config = fn_args.custom_config or {}
     cluster = distribute.Cluster.from_env()
     workers = int(config.get(WORKERS_CONFIG) or 1)
@@ -303,17 +303,17 @@ def run_fn(fn_args) -> None:
 
 
 def _run_local_workers(fn_args, workers: int, cpus_per_worker: int | None) -> None:
-    """Runs run_fn in ``workers`` local processes (components.trainer_worker) and waits; the
+    """Runs run_fn in ``workers`` local processes (model.trainer_worker) and waits; the
     chief (worker 0) writes the model and history.json, to which the workers' seconds are added."""
-    from components import distribute
-    from components.trainer_worker import fn_args_json
+    from model import distribute
+    from model.worker_args import fn_args_json
 
     # the workers' logs beside history.json; a gs:// model run keeps them on this machine
     log_dir = (os.path.join(fn_args.model_run_dir, "workers") if "://" not in fn_args.model_run_dir
                else tempfile.mkdtemp(prefix="movielens-workers-"))
     absl_logging.info("training with %d local workers (MultiWorkerMirroredStrategy; logs in %s)", workers, log_dir)
     seconds = distribute.launch_local_workers(
-        workers, [sys.executable, "-m", "components.trainer_worker", fn_args_json(fn_args)],
+        workers, [sys.executable, "-m", "model.trainer_worker", fn_args_json(fn_args)],
         log_dir=log_dir, cpus_per_worker=int(cpus_per_worker) if cpus_per_worker else None)
     path = os.path.join(fn_args.model_run_dir, HISTORY_FILE)
     with tf.io.gfile.GFile(path) as handle:
@@ -326,7 +326,7 @@ def _run_local_workers(fn_args, workers: int, cpus_per_worker: int | None) -> No
 def _train(fn_args, config: dict[str, Any], strategy, cluster, out_dirs: tuple[str, str] | None = None) -> None:
     """run_fn's training, in this process or as one worker of ``cluster`` under ``strategy``;
     ``out_dirs`` (model run, serving model) replaces fn_args' folders on a non-chief worker."""
-    from components import distribute
+    from model import distribute
 
     hp = HParams.from_dict(config.get("hparams"))
     model_run_dir, serving_model_dir = out_dirs or (fn_args.model_run_dir, fn_args.serving_model_dir)

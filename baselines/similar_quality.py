@@ -27,9 +27,10 @@ from typing import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from components.movielens_files import Movie, Ratings
+from baselines.ranking import ranking_metrics, relevant_test_items, top_movies
+from data.movielens_files import Movie, Ratings
 
-from components.features import RELEVANT_RATING as LIKED
+from data.features import RELEVANT_RATING as LIKED
 
 
 def _likes(ratings: Ratings, user_ids: np.ndarray, movie_ids: np.ndarray) -> sp.csr_matrix:
@@ -88,8 +89,6 @@ def similar_movies_quality(neighbours: Mapping[int, Sequence[int]], train: Ratin
 
 def cosine_similar_movies(movie_ids: np.ndarray, vectors: np.ndarray, k: int = 10) -> dict[int, list[int]]:
     """Exact cosine top-k per movie (itself excluded): any embedding space, checked the same way."""
-    from benchmarks.ease import top_movies
-
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     top = top_movies(unit @ unit.T, sp.identity(len(movie_ids), format="csr"), min(k, len(movie_ids) - 1))
     return {int(m): np.asarray(movie_ids)[picks].tolist() for m, picks in zip(movie_ids, top)}
@@ -98,8 +97,6 @@ def cosine_similar_movies(movie_ids: np.ndarray, vectors: np.ndarray, k: int = 1
 def inner_product_similar_movies(movie_ids: np.ndarray, queries: np.ndarray, candidates: np.ndarray,
                                  k: int = 10) -> dict[int, list[int]]:
     """Top-k candidates by <queries[i], candidates[j]> per movie i (itself excluded)."""
-    from benchmarks.ease import top_movies
-
     top = top_movies(queries @ candidates.T, sp.identity(len(movie_ids), format="csr"), k)
     return {int(m): np.asarray(movie_ids)[picks].tolist() for m, picks in zip(movie_ids, top)}
 
@@ -127,8 +124,6 @@ def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, i
         pop = np.array([popularity.get(int(m), 0) for m in movie_ids], np.float64)
     # popularity as a tie-breaker only: scaled below the smallest Jaccard step (1 / 18^2)
     scores = jaccard + 1e-4 * pop[None, :] / max(pop.max(), 1.0)
-    from benchmarks.ease import top_movies
-
     top = top_movies(scores, sp.identity(len(movie_ids), format="csr"), min(k, len(movie_ids) - 1))
     return {int(m): movie_ids[picks].tolist() for m, picks in zip(movie_ids, top)}
 
@@ -136,8 +131,6 @@ def genre_similar_movies(movies: Mapping[int, Movie], popularity: Mapping[int, i
 def similar_users_quality(neighbours: Mapping[int, Sequence[int]], train: Ratings, test: Ratings,
                           k: int = 10) -> dict[str, float]:
     """NDCG@10 / HR@10 of recommending what a user's k nearest users liked in training."""
-    from benchmarks.ranking import ranking_metrics, relevant_test_items
-
     user_ids = np.unique(np.concatenate([train.user_id, test.user_id]))
     movie_ids = np.unique(np.concatenate([train.movie_id, test.movie_id]))
     liked = _likes(train, user_ids, movie_ids).tocsr()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from components.movielens_files import FMT_ML_100K, FMT_ML_1M, FMT_ML_LATEST, detect_format, extract_zip, find_data_dir
+from data.movielens_files import FMT_ML_100K, FMT_ML_1M, FMT_ML_LATEST, detect_format, extract_zip, find_data_dir
 
 __all__ = [
     "Archive",
@@ -42,7 +42,7 @@ GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens/{name}.zip"
 class Archive:
     """One official GroupLens archive and how a download of it is checked."""
 
-    #: the MovieLens file format inside (components.movielens_files.detect_format)
+    #: the MovieLens file format inside (data.movielens_files.detect_format)
     fmt: str
     #: files the archive must hold (paths inside the zip): the check of a download where no MD5
     #: is recorded (a weaker one: it catches a truncated or wrong archive, not an edited file)

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Iterator, Mapping, Sequence
 
-from settings.errors import UserError
+from common.errors import UserError
 
 TF_CONFIG = "TF_CONFIG"
 #: The task types a TF_CONFIG cluster may hold that train (an "evaluator" or "ps" does not).

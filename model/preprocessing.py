@@ -16,7 +16,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components import features as f
+from data import features as f
 
 # A title's release year, e.g. "Toy Story (1995)": stripped, the year is its own feature.
 _YEAR_SUFFIX = r"\s*\(\d{4}\)\s*$"

@@ -7,7 +7,7 @@ index be built from other data than its model; so ExampleGen, the one step that 
 raw files, writes them once as this artifact, in ML-Metadata lineage, and the Trainer copies
 it into the SavedModel (``assets.extra/catalogue/``), where everything downstream reads it.
 
-Layout of a catalogue folder (Parquet, read and written through ``components.fileio`` so
+Layout of a catalogue folder (Parquet, read and written through ``common.fileio`` so
 that ``gs://`` and ``ram://`` work; never pickle):
 
   users.parquet   user_id, gender, age, occupation, zip, train_ratings
@@ -39,10 +39,10 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from tfx.types.artifact import Artifact
 
-from components import features as f
-from components import fileio
-from components.movielens_files import Movie, User
-from components.rating_pairs import mean_rating_per_pair
+from data import features as f
+from common import fileio
+from data.movielens_files import Movie, User
+from data.rating_pairs import mean_rating_per_pair
 
 USERS_FILE = "users.parquet"
 MOVIES_FILE = "movies.parquet"

@@ -1,6 +1,6 @@
 """Implicit ALS retrieval towers: the retrieval fit whose memory grows with the catalogue, not its square.
 
-Why: the closed form (components.item_item) needs the movies x movies Gram matrix and its
+Why: the closed form (model.item_item) needs the movies x movies Gram matrix and its
 inverse, 48 bytes per pair of movies at its peak (closed_form_bytes): 1.9 GB for ML-20M's
 27k movies is fine, ML-25M's 62k movies would need 190 GB. Implicit ALS (Hu, Koren and
 Volinsky 2008; tuned as in Rendle et al. 2022, "Revisiting the Performance of iALS on Item
@@ -23,7 +23,7 @@ never saw gets one from their ratings alone:
   score(S, m) = <query(S), h_m>
 
 `fold_in` is that solve in NumPy (the reference the served TensorFlow solve in
-components.model.RetrievalTowers is tested against); alpha and lambda are chosen on the
+model.model.RetrievalTowers is tested against); alpha and lambda are chosen on the
 Trainer's eval split (NDCG@10 of its ratings >= 4, training movies excluded), like the
 closed form's lambda. The good lambdas grow with alpha (lambda / alpha of 5 to 10 on ML-100K
 and ML-1M), so the grid spans alpha and that ratio.
@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 from absl import logging as absl_logging
 
-from components import item_item
+from model import item_item
 
 
 #: The eval-split grid: alpha, and lambda as a multiple of alpha (history.json and
