@@ -28,9 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from baselines.ranking import ranking_metrics, relevant_test_items, top_movies
-from data.movielens_files import Movie, Ratings
-
 from data.features import RELEVANT_RATING as LIKED
+from data.movielens_files import Movie, Ratings
 
 
 def _likes(ratings: Ratings, user_ids: np.ndarray, movie_ids: np.ndarray) -> sp.csr_matrix:

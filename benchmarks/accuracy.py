@@ -21,8 +21,8 @@ from baselines.metrics import mae, rmse
 from baselines.scoring import evaluate_baselines
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_predict
-from model.model import HParams
 from data.movielens_files import load_movielens
+from model.model import HParams
 
 TWO_TOWER = "two-tower + title LSTM (this project)"
 

@@ -24,12 +24,12 @@ def steps(folder: str) -> dict[str, float]:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from data import catalogue
-    from components import example_gen
-    from data.movielens_files import load_movielens
-    from common.phase_clock import PhaseClock
-    from pipeline.configs import DEFAULT_BEAM_ARGS
     from common.allocator import no_numpy_hugepages
+    from common.phase_clock import PhaseClock
+    from components import example_gen
+    from data import catalogue
+    from data.movielens_files import load_movielens
+    from pipeline.configs import DEFAULT_BEAM_ARGS
 
     no_numpy_hugepages()  # as the executor runs
     phases = PhaseClock()

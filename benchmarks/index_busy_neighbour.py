@@ -40,10 +40,10 @@ from typing import Any, Callable, Sequence
 import faiss
 import numpy as np
 
-from data.synthetic_embeddings import ClusteredSet
 from benchmarks.host import load_average
 from benchmarks.index_bench import percentiles
 from benchmarks.index_scale import compressed
+from data.synthetic_embeddings import ClusteredSet
 from index import ann, layout
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "index_busy_neighbour.json"

@@ -39,9 +39,9 @@ from typing import Any, Callable, Sequence
 import faiss
 import numpy as np
 
-from data.synthetic_embeddings import ClusteredSet
 from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess, over_http, percentiles
+from data.synthetic_embeddings import ClusteredSet
 from index import ann, layout, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings

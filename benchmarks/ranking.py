@@ -47,16 +47,16 @@ import numpy as np
 
 from baselines import ease, similar_quality as sq
 from baselines.data import rating_data, split, take
-from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
 from baselines.factorization import MatrixFactorization
+from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
 from benchmarks.host import HostLoad
 from data.features import rating_scale
-from model.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from data.movielens_files import MovieLensData, Ratings, load_movielens
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
 from index.similarity import Similarity
+from model.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from settings.hparams import RETRIEVAL_FITS
 
 #: Training data (users, movies, training ratings only) -> embeddings of every user and movie.
@@ -424,10 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"pass --data)")
     if args.candidates < 1:
         parser.error("--candidates must be >= 1")
+    from benchmarks.accuracy import DATASET_HPARAMS
     from common.errors import UserError
     from settings.hparams import HParams
-
-    from benchmarks.accuracy import DATASET_HPARAMS
 
     try:  # the accuracy benchmark's per-dataset settings (by folder name), then --hparam
         hparams = {"seed": args.seed, **DATASET_HPARAMS.get(dataset_name(args.data), {}),

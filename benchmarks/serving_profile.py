@@ -36,8 +36,14 @@ import numpy as np
 from benchmarks.host import load_average
 from benchmarks.serving import repo_relative
 from data.features import MOVIE_ID, USER_ID
-from model.signature_names import (SIGNATURE_DEFAULT, SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
-                                        SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_QUERY)
+from model.signature_names import (
+    SIGNATURE_DEFAULT,
+    SIGNATURE_MOVIE_CANDIDATE,
+    SIGNATURE_MOVIE_EMBEDDING,
+    SIGNATURE_MOVIE_QUERY,
+    SIGNATURE_USER_EMBEDDING,
+    SIGNATURE_USER_QUERY,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving_profile.json"
 #: Added to the largest catalogue id: an id no catalogue holds (the tower path's OOV answer).
@@ -135,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from index.embed import model_versions
     from common.logs import quiet_libraries
+    from index.embed import model_versions
 
     quiet_libraries()
     versions = model_versions(args.model_base_path)

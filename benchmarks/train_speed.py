@@ -33,8 +33,8 @@ import numpy as np
 from baselines.data import random_split
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import PreparedFit, fit_model, prepare
-from model.model import TARGET_IN_HISTORY, HParams, build_model
 from data.movielens_files import load_movielens
+from model.model import TARGET_IN_HISTORY, HParams, build_model
 
 
 def step_seconds(prepared: PreparedFit, hparams: list[HParams], rounds: int, examples: int,

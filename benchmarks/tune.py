@@ -21,8 +21,8 @@ from typing import Sequence
 from baselines.data import random_split
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_model
-from model.model import HParams
 from data.movielens_files import load_movielens
+from model.model import HParams
 
 
 def main(argv: Sequence[str] | None = None) -> int:

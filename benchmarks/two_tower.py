@@ -23,9 +23,9 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from data import features as f
+from data.movielens_files import MovieLensData, raw_values
 from model import preprocessing
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
-from data.movielens_files import MovieLensData, raw_values
 from model.trainer import fit, vocab_from_transform
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC

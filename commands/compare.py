@@ -19,8 +19,8 @@ import tensorflow as tf
 
 from baselines.data import RatingData
 from baselines.scoring import score_baselines
-from data import features as f
 from components.report import slice_metrics
+from data import features as f
 
 _SPEC = {f.USER_ID: tf.io.FixedLenFeature([], tf.int64), f.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
          f.RATING: tf.io.FixedLenFeature([], tf.float32)}

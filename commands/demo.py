@@ -27,8 +27,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from commands import run as run_command
-from pipeline.run import run_pipeline
 from common.logs import library_output_to, terminal
+from pipeline.run import run_pipeline
 
 
 def run_demo(args: argparse.Namespace) -> int:

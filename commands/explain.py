@@ -20,9 +20,9 @@ from typing import Sequence
 import numpy as np
 
 from data.features import GENRES, LIST_SEPARATOR, MOVIE_ID, USER_ID
-from model.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from index.embed import SavedModelTowers, resolve_model_dir
 from index.metadata import movie_label, movie_record, user_label, user_record
+from model.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
 from settings import paths
 
 

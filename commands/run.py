@@ -10,13 +10,13 @@ import argparse
 import sys
 from typing import Sequence
 
+from common.errors import UserError
+from common.logs import quiet_libraries
 from data.synthetic_data import SIZES
 from pipeline import configs
 from pipeline.run import DATA_CHOICES, RunResult, resolve_data, run_pipeline
 from settings import paths as settings_paths
-from common.errors import UserError
 from settings.hparams import HParams
-from common.logs import quiet_libraries
 
 STAGE_HELP = ("last stage to run: " + ", ".join(configs.STAGES) + " (default: %(default)s)")
 

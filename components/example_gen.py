@@ -33,26 +33,25 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
-from tfx.components.example_gen import utils as example_gen_utils
-from tfx.components.example_gen import write_split
+from tfx import types
+from tfx.components.example_gen import utils as example_gen_utils, write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor, _PartitionFn
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.proto import example_gen_pb2
-from tfx.utils import proto_utils
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
+from tfx.utils import proto_utils
 
-from data import features
 from common import fileio
-from data.catalogue import MovieLensCatalogue, build_catalogue, read_split_ratings, write_catalogue
-from components.example_gen_options import make_custom_config, read_custom_config
-from components.input_fingerprint import ContentFingerprintDriver
-from common.phase_clock import PhaseClock
-from data.movielens_files import MovieLensData, load_movielens, raw_values, summary
 from common.allocator import no_numpy_hugepages
 from common.errors import UserError
+from common.phase_clock import PhaseClock
+from components.example_gen_options import make_custom_config, read_custom_config
+from components.input_fingerprint import ContentFingerprintDriver
+from data import features
+from data.catalogue import MovieLensCatalogue, build_catalogue, read_split_ratings, write_catalogue
+from data.movielens_files import MovieLensData, load_movielens, raw_values, summary
 
 CATALOGUE_KEY = "catalogue"
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Mapping
 
-from tfx.components.example_gen import driver as example_gen_driver
-from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import driver as example_gen_driver, utils as example_gen_utils
 from tfx.dsl.io import fileio  # TFX's own glob, as its fingerprint uses: same files matched
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs

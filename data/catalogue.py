@@ -39,8 +39,8 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from tfx.types.artifact import Artifact
 
-from data import features as f
 from common import fileio
+from data import features as f
 from data.movielens_files import Movie, User
 from data.rating_pairs import mean_rating_per_pair
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data.movielens_files import FMT_ML_100K, FMT_ML_1M, FMT_ML_LATEST, detect_format, extract_zip, find_data_dir
+from data.movielens_files import FMT_ML_1M, FMT_ML_100K, FMT_ML_LATEST, detect_format, extract_zip, find_data_dir
 
 __all__ = [
     "Archive",

@@ -14,12 +14,18 @@ from typing import Callable, Sequence
 import numpy as np
 
 from common import fileio
-from data.features import MOVIE_ID, USER_ID
-from model.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
-                                        SIGNATURE_MOVIE_EMBEDDING, SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_EMBEDDING,
-                                        SIGNATURE_USER_QUERY)
-from index import layout
 from common.logs import quiet_libraries
+from data.features import MOVIE_ID, USER_ID
+from index import layout
+from model.signature_names import (
+    BIAS_OUTPUT,
+    EMBEDDING_OUTPUT,
+    SIGNATURE_MOVIE_CANDIDATE,
+    SIGNATURE_MOVIE_EMBEDDING,
+    SIGNATURE_MOVIE_QUERY,
+    SIGNATURE_USER_EMBEDDING,
+    SIGNATURE_USER_QUERY,
+)
 
 RATING_SPACE, RETRIEVAL_SPACE = "rating", "retrieval"
 SPACES = (RATING_SPACE, RETRIEVAL_SPACE)

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import numpy as np
 
 from common import fileio
+from common.logs import terminal
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
 from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
 from index.public_text import dataset_name
-from common.logs import terminal
 
 if TYPE_CHECKING:
     from data.movielens_files import Movie, User

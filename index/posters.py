@@ -26,9 +26,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from common import fileio
-from index import ann, layout
 from common.logs import quiet_libraries
 from common.uris import is_uri
+from index import ann, layout
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: --model -> (keras.applications constructor, preprocessing module)

@@ -54,14 +54,23 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from data import features as f
 from common import fileio
+from data import features as f
 from index import layout
 from index.live import LiveIndex
 from index.public_text import INDEX_DIR_NAME, dataset_name, model_relative, public_text
-from index.similarity import (BY_EMBEDDING, DEFAULT_CANDIDATES, DEFAULT_RERANK_WEIGHT, MAX_CANDIDATES,
-                              MMAP_AUTO, MMAP_MIN_BYTES, MMAP_MODES, Neighbour, Similarity,
-                              UnknownIdError)
+from index.similarity import (
+    BY_EMBEDDING,
+    DEFAULT_CANDIDATES,
+    DEFAULT_RERANK_WEIGHT,
+    MAX_CANDIDATES,
+    MMAP_AUTO,
+    MMAP_MIN_BYTES,
+    MMAP_MODES,
+    Neighbour,
+    Similarity,
+    UnknownIdError,
+)
 from index.title_search import MAX_QUERY_CHARS
 
 DEFAULT_HOST = "127.0.0.1"

@@ -13,12 +13,12 @@ import sys
 from typing import Any, Mapping, Sequence, TextIO
 
 from common import fileio
+from common.logs import terminal
 from data.features import GENRES, LIST_SEPARATOR
 from index import layout
 from index.embed import RATING_SPACE
 from index.metadata import movie_label, user_label
 from index.similarity import BY_EMBEDDING, BY_POSTERS, Neighbour, Similarity, UnknownIdError
-from common.logs import terminal
 
 
 def _movie_line(movie: Mapping[str, Any]) -> str:

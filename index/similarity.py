@@ -20,12 +20,12 @@ from typing import Any, Mapping
 import faiss
 import numpy as np
 
-from data import features as f
 from common import fileio
-from model.two_stage import DEFAULT_CANDIDATES
+from data import features as f
 from index import ann, layout
 from index.embed import RATING_SPACE
 from index.title_search import TitleSearch
+from model.two_stage import DEFAULT_CANDIDATES
 
 BY_EMBEDDING = "embedding"
 BY_POSTERS = "posters"

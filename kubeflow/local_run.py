@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from common.errors import UserError
 from kubeflow import launcher, runner
 from kubeflow.podman import Podman, PodmanError
-from common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = Path("artifacts") / "kubeflow-local"

@@ -40,7 +40,6 @@ from absl import logging as absl_logging
 
 from model import item_item
 
-
 #: The eval-split grid: alpha, and lambda as a multiple of alpha (history.json and
 #: benchmarks/results/ranking_*.json record what each pair scored).
 DEFAULT_ALPHAS = (3.0, 10.0, 30.0)

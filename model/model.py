@@ -369,8 +369,8 @@ def choose_retrieval_fit(hp: HParams, n_movies: int) -> tuple[str, str]:
     """(the retrieval fit to run, why): HParams.retrieval_fit, where "auto" takes the closed form
     when its peak memory (model.ials.closed_form_bytes) fits HParams.retrieval_memory_gb
     (0: half this machine's memory) and iALS otherwise."""
-    from model import ials
     from common import memory
+    from model import ials
 
     if hp.retrieval_fit not in RETRIEVAL_FITS:
         raise ValueError(f"retrieval_fit must be one of {RETRIEVAL_FITS}, got {hp.retrieval_fit!r}")

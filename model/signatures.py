@@ -54,15 +54,28 @@ import numpy as np
 import tensorflow as tf
 
 from data import features as f
-from model.model import TwoTowerModel, clip_rating
 from data.movielens_files import Movie, User
-from model.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, EXAMPLES_INPUT, RATING_OUTPUT,
-                                        REGRESS_INPUT, REGRESS_METHOD, REGRESS_OUTPUT, SIGNATURE_DEFAULT,
-                                        SIGNATURE_MOVIE_CANDIDATE, SIGNATURE_MOVIE_EMBEDDING,
-                                        SIGNATURE_MOVIE_EMBEDDING_FEATURES, SIGNATURE_MOVIE_QUERY,
-                                        SIGNATURE_RATE_WITH_FEATURES, SIGNATURE_REGRESS, SIGNATURE_TF_EXAMPLE,
-                                        SIGNATURE_USER_EMBEDDING, SIGNATURE_USER_EMBEDDING_FEATURES,
-                                        SIGNATURE_USER_QUERY)
+from model.model import TwoTowerModel, clip_rating
+from model.signature_names import (
+    BIAS_OUTPUT,
+    EMBEDDING_OUTPUT,
+    EXAMPLES_INPUT,
+    RATING_OUTPUT,
+    REGRESS_INPUT,
+    REGRESS_METHOD,
+    REGRESS_OUTPUT,
+    SIGNATURE_DEFAULT,
+    SIGNATURE_MOVIE_CANDIDATE,
+    SIGNATURE_MOVIE_EMBEDDING,
+    SIGNATURE_MOVIE_EMBEDDING_FEATURES,
+    SIGNATURE_MOVIE_QUERY,
+    SIGNATURE_RATE_WITH_FEATURES,
+    SIGNATURE_REGRESS,
+    SIGNATURE_TF_EXAMPLE,
+    SIGNATURE_USER_EMBEDDING,
+    SIGNATURE_USER_EMBEDDING_FEATURES,
+    SIGNATURE_USER_QUERY,
+)
 
 # Named: a signature's input names are its specs' names, so they follow the feature table.
 _USER_IDS = tf.TensorSpec([None], tf.int64, name=f.USER_ID)

@@ -28,17 +28,16 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging as absl_logging
 
-from data import features as f
 from common import memory
+from common.allocator import no_numpy_hugepages
+from common.errors import UserError
 from common.phase_clock import PhaseClock
-from model.model import (MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model,
-                              fit_retrieval)
+from data import features as f
 from data.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
+from model.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model, fit_retrieval
 from model.signatures import ServingModule, export
 from model.trainer_config import CATALOGUE_URI_CONFIG, CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
 from model.two_stage import choose_rerank_weight, training_movies, write_two_stage
-from common.allocator import no_numpy_hugepages
-from common.errors import UserError
 
 HISTORY_FILE = "history.json"
 

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from model.worker_args import fn_args_from_json
 
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) != 1 or argv[0] in ("-h", "--help"):

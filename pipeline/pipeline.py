@@ -16,15 +16,15 @@ from tfx.proto import transform_pb2
 
 from components.data_gate import DataAnomaliesGate
 from components.evaluator import MovieLensEvaluator
-from data import features
 from components.example_gen import MovieLensExampleGen
-from settings.hparams import HParams
 from components.pusher import MovieLensPusher
-from model.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from components.trainer_component import MovieLensTrainer
+from data import features
+from model.signature_names import REGRESS_OUTPUT, SIGNATURE_TF_EXAMPLE
 from model.trainer_config import CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
 from pipeline import configs
 from pipeline.code_fingerprint import source_fingerprint
+from settings.hparams import HParams
 from settings.paths import PIPELINE_NAME
 
 STAGES = configs.STAGES

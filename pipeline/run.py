@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+from common.errors import UserError
+from common.logs import library_output_to, terminal
+from common.uris import is_uri
 from pipeline import configs, recovery
 from settings import paths as settings_paths
-from common.logs import library_output_to, terminal
-from common.errors import UserError
-from common.uris import is_uri
 
 DATA_CHOICES = ("synthetic | ml-1m | ml-100k | ml-latest-small | ml-25m | PATH (a folder or .zip of "
                 "MovieLens files: ML-1M, ML-100K or the ml-latest CSV format)")

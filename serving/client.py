@@ -30,8 +30,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from data.features import MOVIE_ID, USER_ID
 from model.signature_names import RATING_OUTPUT, SIGNATURE_DEFAULT
-from settings import paths
 from serving.tensors import make_shape, to_ndarray
+from settings import paths
 
 DEFAULT_TARGET = "127.0.0.1:8500"
 SIGNATURE = SIGNATURE_DEFAULT

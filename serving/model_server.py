@@ -37,8 +37,8 @@ import sys
 import threading
 from typing import NoReturn, Sequence
 
-from serving.options import ServerOptions, add_server_arguments, options_from_args
 from common.logs import quiet_libraries
+from serving.options import ServerOptions, add_server_arguments, options_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:

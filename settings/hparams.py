@@ -13,7 +13,6 @@ from typing import Any, Sequence
 
 from common.errors import UserError
 
-
 #: How the retrieval towers are fitted (HParams.retrieval_fit; model.model.choose_retrieval_fit).
 RETRIEVAL_FITS = ("auto", "closed_form", "ials", "softmax")
 

@@ -21,8 +21,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.data.experimental.ops import testing as tf_data_testing
-from tensorflow_serving.apis import (get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_log_pb2)
+from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc, predict_pb2, prediction_log_pb2
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

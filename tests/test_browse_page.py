@@ -21,13 +21,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from index_testkit import UNTIMED_EXPORT, LoopbackServer, lowrank_factors, save_tiny_model
 
 from data import catalogue as cat
 from data.movielens_files import load_movielens
-from index.export import EXIT_OK
-from index.export import main as export_main
+from index.export import EXIT_OK, main as export_main
 from index.service import create_app
-from index_testkit import UNTIMED_EXPORT, LoopbackServer, lowrank_factors, save_tiny_model
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from data import catalogue as cat
-from data import synthetic_data
 from components.example_gen import record_to_example
+from data import catalogue as cat, synthetic_data
 from data.movielens_files import Movie, User, load_movielens
 
 USERS = {1: User(1, "F", 1, 10, "48067"), 2: User(2, "M", 56, 16, "70072"), 7: User(7, "M", 25, 15, "55117")}

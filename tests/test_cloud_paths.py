@@ -126,13 +126,13 @@ def test_load_movielens_from_ram(ram_root: str, tmp_path: Path) -> None:
 
 def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
     import numpy as np
+    from index_testkit import UNTIMED_LATENCY_MS, build_numpy_version, clustered_vectors
 
     from index import layout, metadata
     from index.builder import Gate, VersionExistsError, build_index_version
     from index.embed import Embeddings
     from index.live import LiveIndex
     from index.similarity import Similarity
-    from index_testkit import UNTIMED_LATENCY_MS, build_numpy_version, clustered_vectors
 
     rng = np.random.default_rng(0)
     users, movies = clustered_vectors(40, 8, 4, rng), clustered_vectors(30, 8, 4, rng)
@@ -182,10 +182,10 @@ def test_index_publish_to_ram_and_load_back(ram_root: str) -> None:
 
 def test_index_gate_failure_keeps_latest_on_ram(ram_root: str) -> None:
     import numpy as np
+    from index_testkit import build_numpy_version, clustered_vectors
 
     from index import layout
     from index.builder import Gate
-    from index_testkit import build_numpy_version, clustered_vectors
 
     rng = np.random.default_rng(1)
     users, movies = clustered_vectors(20, 4, 2, rng), clustered_vectors(15, 4, 2, rng)
@@ -201,14 +201,13 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     """export-index with every path a URI: SavedModel and MovieLens folder read through gfile,
     index built locally and uploaded, the `similar` CLI reading it back."""
     import numpy as np
+    from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
     from data import synthetic_data
     from data.movielens_files import load_movielens
     from index import layout
-    from index.export import EXIT_OK
-    from index.export import main as export_main
+    from index.export import EXIT_OK, main as export_main
     from index.similar import main as similar_main
-    from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
     data_dir = tmp_path / "data"
     synthetic_data.generate(data_dir, n_users=40, n_movies=30, n_ratings=400, seed=2)
@@ -293,9 +292,9 @@ def test_pusher_executor_pushes_to_a_ram_base_directory(ram_root: str, tmp_path:
 
 def test_run_data_flag_accepts_a_uri(ram_root: str, tmp_path: Path) -> None:
     """`movielens-tfx run --data gs://...`: the folder (or the one data set below it) is used in place."""
+    from common.errors import UserError
     from data import synthetic_data
     from pipeline.run import resolve_data
-    from common.errors import UserError
     from settings.paths import ArtifactPaths
 
     synthetic_data.generate(tmp_path / "ml", n_users=10, n_movies=10, n_ratings=30, seed=0)

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from baselines import ease
 from baselines.data import split
 from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
-from model.item_item import ease_weights
 from data.movielens_files import Movie, MovieLensData, Ratings, User, load_movielens
+from model.item_item import ease_weights
 
 
 def _tiny() -> MovieLensData:

@@ -15,7 +15,6 @@ import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 from tfx.components.example_gen.base_example_gen_executor import _PartitionFn
 
-from data import features as F
 from components.example_gen import (
     DEFAULT_SPLITS,
     EncodedRatings,
@@ -24,6 +23,7 @@ from components.example_gen import (
     record_to_example,
     write_splits,
 )
+from data import features as F
 from data.movielens_files import load_movielens
 from tests.test_movielens_files import write_ml1m
 

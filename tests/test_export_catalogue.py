@@ -8,15 +8,13 @@ import json
 
 import numpy as np
 import pytest
+from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
-from data import catalogue as cat
-from data import synthetic_data
+from data import catalogue as cat, synthetic_data
 from data.movielens_files import load_movielens
 from index import layout
-from index.export import EXIT_BAD_INPUT, EXIT_OK
-from index.export import main as export_main
+from index.export import EXIT_BAD_INPUT, EXIT_OK, main as export_main
 from index.similarity import Similarity
-from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
 
 
 @pytest.fixture(scope="module")

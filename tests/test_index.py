@@ -14,18 +14,23 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from index_testkit import (
+    UNTIMED_EXPORT,
+    UNTIMED_LATENCY_MS,
+    build_numpy_version,
+    clustered_vectors,
+    lowrank_factors,
+    save_tiny_model,
+)
 
 from data import synthetic_data
 from data.movielens_files import load_movielens
 from index import ann, layout
 from index.builder import Gate, check_gate
 from index.embed import ModelNotFoundError, resolve_model_dir
-from index.export import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK
-from index.export import main as export_main
+from index.export import EXIT_BAD_INPUT, EXIT_GATE_FAILED, EXIT_OK, main as export_main
 from index.similar import main as similar_main
 from index.similarity import Similarity, UnknownIdError
-from index_testkit import (UNTIMED_EXPORT, UNTIMED_LATENCY_MS, build_numpy_version, clustered_vectors,
-                           lowrank_factors, save_tiny_model)
 
 
 # --- fixtures --------------------------------------------------------------------------
@@ -625,6 +630,7 @@ def test_mmap_loading_answers_like_reading(world, tmp_path):
 
 def test_service_reloads_memory_mapped_versions(world, tmp_path):
     from fastapi.testclient import TestClient
+
     from index.service import create_app
 
     index_dir = tmp_path / "index"

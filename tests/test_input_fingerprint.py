@@ -6,6 +6,7 @@ import os
 import zipfile
 from pathlib import Path
 
+from google.protobuf import json_format
 from ml_metadata.proto import metadata_store_pb2
 from tfx.proto import example_gen_pb2
 
@@ -13,7 +14,6 @@ from components import input_fingerprint as fp
 from components.example_gen import make_custom_config
 from components.example_gen_options import read_custom_config
 from data.movielens_files import extract_zip
-from google.protobuf import json_format
 
 SPLITS = [example_gen_pb2.Input.Split(name="single_split", pattern="*")]
 
@@ -103,8 +103,8 @@ def test_reconcile_cancels_unfinished_executions_and_removes_their_folders(tmp_p
 def test_run_lock_refuses_a_second_run_on_the_same_store(tmp_path):
     import pytest
 
-    from pipeline import recovery
     from common.errors import UserError
+    from pipeline import recovery
 
     with recovery.run_lock(str(tmp_path / "m.sqlite")):
         with pytest.raises(UserError, match=rf"another run \(pid {os.getpid()}\)"):

@@ -22,10 +22,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
-
-import kubernetes_validate
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
@@ -589,9 +588,9 @@ def test_the_launcher_orders_and_prepares_every_step_of_the_compiled_kfp_spec(co
 
 def test_custom_artifact_types_import_by_their_kfp_schema_title():
     """TFX's step entrypoint imports a custom type's schema title as a class path."""
+    from kfp.pipeline_spec import pipeline_spec_pb2 as pb
     from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_entrypoint_utils as entrypoint
     from tfx.utils import import_utils
-    from kfp.pipeline_spec import pipeline_spec_pb2 as pb
 
     from data.catalogue import MovieLensCatalogue
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import features as F
-from data import movielens_files as mf
+from data import features as F, movielens_files as mf
 from data.dataset_download import DATASETS, GROUPLENS_URL, ChecksumMismatchError, fetch_movielens
 from data.movielens_files import (
     FMT_ML_LATEST,

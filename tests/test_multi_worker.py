@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model import distribute
 from common.errors import UserError
+from model import distribute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,13 +135,13 @@ def _every_signature_answers(model_dir: str, data_dir: str) -> list[str]:
 
 @pytest.mark.slow
 def test_two_local_workers_train_the_pipeline_to_the_single_process_rmse(tmp_path):
+    from common import fileio
+    from components.report import slice_metrics
     from data import synthetic_data
+    from model.trainer import HISTORY_FILE
     from pipeline import configs
     from pipeline.run import run_pipeline
     from settings.paths import ArtifactPaths
-    from common import fileio
-    from components.report import slice_metrics
-    from model.trainer import HISTORY_FILE
 
     def history_of(result) -> dict:
         return json.loads(fileio.read_text(fileio.join(result.uri("Trainer", "model_run"), HISTORY_FILE)))

@@ -17,8 +17,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from data import features as f
-from data import synthetic_data
+from data import features as f, synthetic_data
 from data.movielens_files import ML_1M_GENRES
 from pipeline import configs
 from pipeline.run import run_pipeline
@@ -361,11 +360,12 @@ def test_trainer_reads_the_catalogue_through_ml_metadata_lineage(runs):
 def test_export_index_without_data_indexes_the_pushed_models_catalogue(runs, tmp_path):
     import json
 
+    from index_testkit import UNTIMED_EXPORT
+
     from data.catalogue import model_catalogue_dir, read_catalogue
     from index import layout
     from index.export import main as export_main
     from index.similarity import Similarity
-    from index_testkit import UNTIMED_EXPORT
 
     root, *_, versions = runs
     base = root / "artifacts" / "serving" / "movielens"
