@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from data.features import AGE_CODES, GENDERS, NUM_OCCUPATIONS
-from data.movielens_files import FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER, NO_GENRES_LISTED
+from data.movielens_types import FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER, NO_GENRES_LISTED
 
 __all__ = ["SIZES", "generate", "main", "size_kwargs"]
 

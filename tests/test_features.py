@@ -22,7 +22,8 @@ from pipeline.configs import SCHEMA_PATH as SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_TYPES = {"int64": schema_pb2.INT, "float32": schema_pb2.FLOAT, "string": schema_pb2.BYTES}
-PACKAGES = ("settings", "components", "pipeline", "serving", "index", "kubeflow", "benchmarks", "commands")
+PACKAGES = ("common", "settings", "data", "model", "components", "pipeline", "serving", "index", "baselines", "kubeflow",
+            "benchmarks", "commands")
 
 #: A user feature the project does not have, to see the derived specs pick it up.
 NATIONALITY = f.RawFeature("nationality", "string", "user", "")
@@ -185,9 +186,9 @@ def test_rows_are_checked():
 ALLOWED = {
     ("model/signature_names.py", f.RATING): "the rating signatures' output tensor",
     ("index/embed.py", f.RATING): "the rating towers' embedding space",
-    ("benchmarks/baselines.py", f.RATING): "a dataclass attribute of the baselines' rating triples",
-    ("data/movielens_files.py", f.TITLE): "a column of ml-latest's movies.csv header",
-    ("data/movielens_files.py", f.GENRES): "a column of ml-latest's movies.csv header",
+    ("baselines/data.py", f.RATING): "a dataclass attribute of the baselines' rating triples",
+    ("data/movielens_types.py", f.TITLE): "a column of ml-latest's movies.csv header",
+    ("data/movielens_types.py", f.GENRES): "a column of ml-latest's movies.csv header",
 }
 
 
@@ -227,8 +228,8 @@ def test_the_literal_scan_sees_literals(tmp_path):
 #: String literals that equal a signature name but name something else.
 SIGNATURE_ALLOWED = {
     ("serving/rest_api.py", "regress"): "the REST API's :regress verb",
-    ("model/model.py", "user_embedding"): "the user tower's output layer (a weight name)",
-    ("model/model.py", "movie_embedding"): "the movie tower's output layer (a weight name)",
+    ("model/towers.py", "user_embedding"): "the user tower's output layer (a weight name)",
+    ("model/towers.py", "movie_embedding"): "the movie tower's output layer (a weight name)",
 }
 
 

@@ -470,9 +470,9 @@ def test_bad_index_factory_string_exits_2_naming_it(world, tmp_path, capsys):
 
 def _code_bytes(index) -> int:
     """Bytes per vector a factory string's codes, ids and refinement data take."""
-    ivf = ann._find(index, ann.faiss.IndexIVF)
+    ivf = ann.find_layer(index, ann.faiss.IndexIVF)
     total = (int(ivf.code_size) + 8) if ivf is not None else 0
-    refine = ann._find(index, ann.faiss.IndexRefine)
+    refine = ann.find_layer(index, ann.faiss.IndexRefine)
     if refine is not None:
         total += int(ann.faiss.downcast_index(refine.refine_index).sa_code_size())
     return total
@@ -487,7 +487,7 @@ def test_presets_follow_faiss_guidelines():
             factory = ann.preset(n, d)
             assert "_HNSW32" in factory, factory     # an HNSW coarse quantizer from 2M on
             index = ann.new_index(d, factory)        # FAISS builds every preset
-            assert ann._find(index, ann.faiss.IndexIVF).nlist == ann.preset_nlist(n)
+            assert ann.find_layer(index, ann.faiss.IndexIVF).nlist == ann.preset_nlist(n)
             assert _code_bytes(index) <= ann.COMPRESSED_BYTES, (factory, _code_bytes(index))
             if n >= 100_000_000:
                 assert factory.startswith("OPQ") and ",PQ" in factory   # "Indexing 1G vectors"

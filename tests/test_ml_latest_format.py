@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data import features as F, movielens_files as mf
+from data import features as F, rating_table
 from data.dataset_download import DATASETS, GROUPLENS_URL, ChecksumMismatchError, fetch_movielens
+from data.line_parsing import Problems
 from data.movielens_files import (
     FMT_ML_LATEST,
     BadRow,
@@ -215,22 +216,22 @@ def test_plain_decimals_parse_vectorised_and_exactly():
     buf = np.frombuffer(data, np.uint8)
     starts = np.cumsum([0] + [len(t) + 1 for t in text[:-1]])
     lengths = np.array([len(t) for t in text])
-    values = mf._plain_numbers(buf, starts, lengths, decimal=True)
+    values = rating_table.plain_numbers(buf, starts, lengths, decimal=True)
     assert values.tolist() == [float(t) for t in text]
     for odd in ("4e0", "-1.5", "1.2.3", ".", " 4"):  # not plain: left to numpy's conversion
-        assert mf._plain_numbers(np.frombuffer(odd.encode(), np.uint8), np.array([0]), np.array([len(odd)]),
+        assert rating_table.plain_numbers(np.frombuffer(odd.encode(), np.uint8), np.array([0]), np.array([len(odd)]),
                                  decimal=True) is None
-    ints = mf._plain_numbers(buf, starts, lengths, decimal=False)
+    ints = rating_table.plain_numbers(buf, starts, lengths, decimal=False)
     assert ints is None  # "3.5" is no integer
 
 
 def test_half_star_table_takes_the_fast_path_with_the_slow_path_s_values():
     table = b"1,1,4.0,964982703\n1,3,3.5,964981247\n610,170875,0.5,1493846415\n2,5,4e0,1"
     kinds = (np.int64, np.int64, np.float64, np.int64)
-    fast = mf._fast_columns(table, b",", kinds)
+    fast = rating_table.fast_columns(table, b",", kinds)
     assert fast is not None
     assert fast[2].tolist() == [4.0, 3.5, 0.5, 4.0]
-    slow = mf._parse_rating_table(table + b"\n1", b",", 4, 1, mf._Problems(Path("x"), strict=False))[0]
+    slow = rating_table.parse_rating_table(table + b"\n1", b",", 4, 1, Problems(Path("x"), strict=False))[0]
     assert [c[:4].tolist() for c in slow] == [c.tolist() for c in fast]
 
 
@@ -238,13 +239,13 @@ def test_half_star_table_takes_the_fast_path_with_the_slow_path_s_values():
 def test_fast_parse_in_slices_equals_the_whole_table(chunk_bytes):
     table = b"1,1,4.0,964982703\n1,3,3.5,964981247\n610,170875,0.5,1493846415\n2,5,4e0,1"
     kinds = (np.int64, np.int64, np.float64, np.int64)
-    whole = mf._fast_columns(table, b",", kinds, chunk_bytes=len(table))
-    sliced = mf._fast_columns(table, b",", kinds, chunk_bytes=chunk_bytes)
+    whole = rating_table.fast_columns(table, b",", kinds, chunk_bytes=len(table))
+    sliced = rating_table.fast_columns(table, b",", kinds, chunk_bytes=chunk_bytes)
     assert [c.tolist() for c in sliced] == [c.tolist() for c in whole]
     assert [c.dtype for c in sliced] == [c.dtype for c in whole]
     # a bad line in any slice sends the whole table to the line-by-line parse
-    assert mf._fast_columns(table + b"\n3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
-    assert mf._fast_columns(b"1,1,4,5\n\n2,2,3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
+    assert rating_table.fast_columns(table + b"\n3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
+    assert rating_table.fast_columns(b"1,1,4,5\n\n2,2,3,4", b",", kinds, chunk_bytes=chunk_bytes) is None
 
 
 # --- the real ml-latest-small -----------------------------------------------------------------

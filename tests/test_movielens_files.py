@@ -16,13 +16,13 @@ from data.dataset_download import (
     OfflineError,
     fetch_movielens,
 )
+from data.entity_files import age_code
 from data.movielens_files import (
     ML_1M_GENRES,
     BadRow,
     Movie,
     MovieLensFormatError,
     User,
-    _age_code,
     load_movielens,
     summary,
 )
@@ -316,7 +316,7 @@ def test_quarantine_escapes_tabs(tmp_path):
                                        (35, 35), (44, 35), (45, 45), (49, 45), (50, 50),
                                        (55, 50), (56, 56), (73, 56)])
 def test_ml100k_age_codes(age, code):
-    assert _age_code(age) == code and code in F.AGE_CODES
+    assert age_code(age) == code and code in F.AGE_CODES
 
 
 # --- the real data sets -----------------------------------------------------------------------
