@@ -65,7 +65,7 @@ ModelSource = Callable[[MovieLensData], Embeddings]
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k"
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
-#: the two-tower rows' retrieval fits (model.model.choose_retrieval_fit): the closed form,
+#: the two-tower rows' retrieval fits (model.retrieval_towers.choose_retrieval_fit): the closed form,
 #: and iALS, which scales past the catalogues whose movies x movies matrices fit in memory
 DEFAULT_RETRIEVAL_FITS = ("closed_form", "ials")
 PURESVD_RANKS = (10, 25, 50, 100, 200)
@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         choices=("ease", "two-tower", "puresvd", "mf", "mf-bias"),
                         help="most popular is always added (default: ease two-tower puresvd)")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                        help="two-tower hyperparameter override (model.model.HParams)")
+                        help="two-tower hyperparameter override (settings.hparams.HParams)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help=f"two-stage: FAISS candidates re-ranked per user (default: {DEFAULT_CANDIDATES})")
     parser.add_argument("--retrieval-fit", action="append", default=None, choices=RETRIEVAL_FITS,

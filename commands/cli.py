@@ -19,33 +19,29 @@ import argparse
 import sys
 from typing import Sequence
 
-from commands import run as run_command
+from commands.registry import Command
 from common.errors import UserError
 from common.logs import quiet_libraries
 
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.run import run_pipeline
-
-    config = run_command.config_from_args(args)
-    run_command.print_summary(run_pipeline(config, verbose=args.verbose))
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """Generated data -> the whole pipeline, then the model's RMSE next to baselines."""
-    from commands import demo
-
-    return demo.run_demo(args)
-
-
-def _cmd_generate(args: argparse.Namespace) -> int:
-    from data import synthetic_data
-
-    argv = ["--out", str(args.out), "--size", args.size, "--seed", str(args.seed)]
-    if args.n_ratings:
-        argv += ["--n-ratings", str(args.n_ratings)]
-    return synthetic_data.main(argv) or 0
+#: Every subcommand, in the order of the list above; each module's docstring says what its job
+#: is (commands.registry: what a module offers, and why a module name). Pass-through commands
+#: take another program's flags (TF-Serving's, the client's) and get no sub-parser here.
+COMMANDS = (
+    Command("serve", "start the model server (TF-Serving's flags)", "commands.serve", pass_through=True),
+    Command("rate", "gRPC rating requests to the model server", "commands.rate", pass_through=True),
+    Command("run", "run the TFX pipeline locally", "commands.run",
+            description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam DirectRunner, "
+                        "SQLite ML-Metadata, caching on)."),
+    Command("demo", "offline end-to-end demo on generated data", "commands.demo",
+            description="Generate synthetic MovieLens data and run the pipeline end to end, offline."),
+    Command("generate", "write synthetic MovieLens files", "commands.generate"),
+    Command("explain", "a user/movie pair: predicted rating, similar users and movies", "commands.explain"),
+    Command("export-index", "build FAISS indexes from the pushed model's tower embeddings", "index.export"),
+    Command("similarity-service", "HTTP service: similar movies, similar users, recommendations",
+            "index.service"),
+    Command("similar", "print similar movies / users and recommendations from the index", "index.similar"),
+    Command("posters", "embed movie posters with a Keras CNN into a 'posters' index", "index.posters"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,69 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="MovieLens two-tower recommender on TFX: pipeline, serving and similarity index.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n", 2)[2])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the TFX pipeline locally",
-                         description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam "
-                                     "DirectRunner, SQLite ML-Metadata, caching on).")
-    run_command.add_run_arguments(run)
-    run.set_defaults(handler=_cmd_run)
-
-    demo = sub.add_parser("demo", help="offline end-to-end demo on generated data",
-                          description="Generate synthetic MovieLens data and run the pipeline end to end, offline.")
-    run_command.add_run_arguments(demo)
-    demo.add_argument("--keep-serving", action="store_true",
-                      help="leave the similarity service (the browse page at its URL) running at the "
-                           "end, until Ctrl-C; `make demo DEMO_ARGS=--keep-serving`")
-    demo.add_argument("--page-port", type=int, default=8600,
-                      help="port of the browse page's similarity service on 127.0.0.1 (default: "
-                           "%(default)s; a free one when it is taken)")
-    demo.set_defaults(handler=_cmd_demo)
-
-    gen = sub.add_parser("generate", help="write synthetic MovieLens files",
-                         description="Write users.dat, movies.dat, ratings.dat in the ML-1M format, with planted clusters.")
-    gen.add_argument("--out", required=True, help="output folder")
-    gen.add_argument("--size", default="demo", choices=("tiny", "small", "demo", "ml-1m"))
-    gen.add_argument("--seed", type=int, default=42)
-    gen.add_argument("--n-ratings", type=int, help="override the size's rating count")
-    gen.set_defaults(handler=_cmd_generate)
-
-    _add_module_commands(sub)
+    for command in COMMANDS:
+        if not command.pass_through:
+            command.add_parser(sub)
     return parser
 
 
-# Jobs that live in their own packages; each module offers add_arguments(parser) and run(args).
-MODULE_COMMANDS = (
-    ("explain", "commands.explain", "a user/movie pair: predicted rating, similar users and movies"),
-    ("export-index", "index.export", "build FAISS indexes from the pushed model's tower embeddings"),
-    ("similarity-service", "index.service", "HTTP service: similar movies, similar users, recommendations"),
-    ("similar", "index.similar", "print similar movies / users and recommendations from the index"),
-    ("posters", "index.posters", "embed movie posters with a Keras CNN into a 'posters' index"),
-)
-
-
-def _add_module_commands(sub) -> None:
-    import importlib
-
-    for name, module_name, summary in MODULE_COMMANDS:
-        module = importlib.import_module(module_name)
-        command = sub.add_parser(name, help=summary, description=(module.__doc__ or summary).strip().split("\n\n")[0])
-        module.add_arguments(command)
-        command.set_defaults(handler=module.run)
-
-
-# Commands whose flags are another program's (TF-Serving's, the client's): passed through whole.
-PASS_THROUGH = {"serve": ("commands.serve", "serve"), "rate": ("serving.client", "main")}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    import importlib
-
     quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in PASS_THROUGH:
-        module_name, function = PASS_THROUGH[argv[0]]
-        rest = argv[1:] if argv[0] == "serve" else argv
-        return getattr(importlib.import_module(module_name), function)(rest)
+    for command in COMMANDS:
+        if command.pass_through and argv and argv[0] == command.name:
+            return command.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -31,6 +31,22 @@ from common.logs import library_output_to, terminal
 from pipeline.run import run_pipeline
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`movielens-tfx demo`'s flags: `run`'s, and the browse page's (commands.registry)."""
+    run_command.add_run_arguments(parser)
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="leave the similarity service (the browse page at its URL) running at the "
+                             "end, until Ctrl-C; `make demo DEMO_ARGS=--keep-serving`")
+    parser.add_argument("--page-port", type=int, default=8600,
+                        help="port of the browse page's similarity service on 127.0.0.1 (default: "
+                             "%(default)s; a free one when it is taken)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """`movielens-tfx demo` (commands.registry): the tour, for the parsed flags."""
+    return run_demo(args)
+
+
 def run_demo(args: argparse.Namespace) -> int:
     """The tour; what the libraries print (TF's C++ log, Beam's warnings) goes to
     <artifacts>/logs/demo-*.log rather than between the demo's lines (all of it with --verbose)."""

@@ -2,7 +2,9 @@
 
 Thin on purpose: it turns flags into a `pipeline.configs.PipelineConfig` (resolving `--data`
 to a folder of MovieLens files), runs it with `pipeline.run.run_pipeline` (LocalDagRunner,
-Beam DirectRunner, SQLite ML-Metadata) and lists where every artifact is.
+Beam DirectRunner, SQLite ML-Metadata) and lists where every artifact is. Registered in
+`commands.cli` through `add_arguments` / `run` (commands.registry); code that has a
+PipelineConfig calls `run_pipeline` itself.
 """
 from __future__ import annotations
 
@@ -50,6 +52,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="also print TFX's own log lines")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`movielens-tfx run`'s flags (commands.registry)."""
+    add_run_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`movielens-tfx run`: the pipeline for the parsed flags, then where its artifacts are."""
+    print_summary(run_pipeline(config_from_args(args), verbose=args.verbose))
+    return 0
+
+
 def _workers(value: str) -> int:
     """--trainer-workers: a whole number >= 1 (argparse turns the ValueError into a usage error)."""
     try:
@@ -90,14 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_run_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        print_summary(run_pipeline(config_from_args(args), verbose=args.verbose))
+        return run(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as interrupt:  # SIGINT, or SIGTERM during the run (pipeline.run)
         print(str(interrupt) or "interrupted", file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

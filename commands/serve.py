@@ -24,9 +24,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from settings import paths
 from serving import model_server
 from serving.options import ServerOptions, add_server_arguments, options_from_args
+from settings import paths
 
 BINARY = "tensorflow_model_server"
 ALL_INTERFACES = ("0.0.0.0", "::", "[::]")
@@ -106,15 +106,32 @@ def resolve_options(args: argparse.Namespace) -> tuple[ServerOptions, bool]:
         raise LaunchError(str(error)) from None
 
 
+# The module docstring is `serve --help`'s epilog, so this is said here: the job is `launch`,
+# which takes a serving.options.ServerOptions (the dataclass the flags fill) and no argv;
+# `serve(argv)` only parses the flags and fills in the project's defaults (resolve_options).
 def serve(argv: Sequence[str] | None = None) -> int:
-    """Parses `argv` and serves until stopped; returns only when it cannot start (2). The
-    binary replaces this process (exec); the Python server ends it (serving.model_server.run)."""
+    """Parses `argv` and serves until stopped (`launch`); returns only when it cannot start (2)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s] %(message)s")
     try:
         options, host_given = resolve_options(args)
-        binary = shutil.which(BINARY) if args.server != "python" else None
-        if args.server == "binary" and binary is None:
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return launch(options, args.server, host_given=host_given)
+
+
+def launch(options: ServerOptions, server: str = "auto", *, host_given: bool = True) -> int:
+    """Serves ``options`` until stopped, without a command line: ``server`` as --server
+    (auto, binary, python). The binary replaces this process (exec); the Python server ends
+    it (serving.model_server.run); returns only when it cannot start (2, the reason on
+    stderr). ``host_given``: whether ``options.host`` was asked for; options built in code
+    always name one, so by default the binary (all interfaces only) refuses a loopback host.
+    Name the model in ``options`` (model_base_path or model_config_file): `resolve_options`
+    fills in the project's for the command line."""
+    try:
+        binary = shutil.which(BINARY) if server != "python" else None
+        if server == "binary" and binary is None:
             raise LaunchError(f"--server=binary but {BINARY} is not on PATH")
         if binary is not None:
             command = binary_argv(binary, options, host_given)

@@ -1,6 +1,9 @@
 """Export job: pushed SavedModel + its catalogue -> a gated, published FAISS index version.
 
-``movielens-tfx export-index`` and the Kubeflow index step both call ``main(argv)``:
+The job is ``export_index(options)``, an ``ExportOptions`` (``index.export_options``: the
+dataclass and the flags that fill it) in, an exit status out, so code calls it without
+argparse; ``movielens-tfx export-index`` (``run(args)``) and the Kubeflow index step
+(``main(argv)``) only turn flags into options. It:
 
 1. pick the model: the latest numeric version under ``--model-base-path`` (TF-Serving's
    layout, what the Pusher writes) or ``--version``;
@@ -41,101 +44,14 @@ from common import fileio
 from common.logs import terminal
 from index import ann, layout, metadata
 from index.builder import BuildResult, Gate, VersionExistsError, build_index_version
-from index.embed import RATING_SPACE, RETRIEVAL_SPACE, SPACES, Embeddings
+from index.embed import RATING_SPACE, Embeddings
+from index.export_options import ExportOptions, add_arguments
 from index.public_text import dataset_name
 
 if TYPE_CHECKING:
     from data.movielens_files import Movie, User
 
-#: The space similar movies/users are searched in. benchmarks.ranking measures both spaces'
-#: similar-movies lists against held-out likes (results/ranking_*.json, "similar_movies"): the
-#: retrieval space's one-movie queries beat the rating towers' cosine (and EASE's item-item
-#: weights) in co_like@10 and hit@10 on ML-100K and ML-1M.
-DEFAULT_SIMILAR_SPACE = RETRIEVAL_SPACE
-
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of the export job (also used to register it as a `movielens-tfx` subcommand)."""
-    src = parser.add_argument_group("inputs")
-    src.add_argument("--data", type=fileio.to_path, default=None,
-                     help="override: read users, movies and ratings from this MovieLens folder (ML-1M "
-                          "or ML-100K layout, or a .zip of one) instead of the model's catalogue "
-                          "(default: the catalogue in <model version>/assets.extra/catalogue)")
-    src.add_argument("--ratings", type=fileio.to_path, default=None,
-                     help="with --data: user,movie,rating[,timestamp] CSV used instead of the folder's "
-                          "ratings (the 'seen' movies excluded from recommendations)")
-    src.add_argument("--skip-bad-rows", action="store_true",
-                     help="with --data: skip malformed records instead of failing")
-    src.add_argument("--artifacts", type=fileio.to_path, default=None,
-                     help="artifacts root (default: $MOVIELENS_ARTIFACTS or ./artifacts)")
-    src.add_argument("--model-base-path", type=fileio.to_path, default=None,
-                     help="folder of numbered SavedModel versions "
-                          "(default: <artifacts>/serving/movielens)")
-    src.add_argument("--version", type=int, default=None,
-                     help="model version to index (default: the latest)")
-    src.add_argument("--batch-size", type=int, default=1024, help="ids per embedding call")
-
-    out = parser.add_argument_group("index")
-    out.add_argument("--index-dir", type=fileio.to_path, default=None,
-                     help="where versions and LATEST live (default: <artifacts>/index)")
-    out.add_argument("--similar-space", choices=SPACES, default=DEFAULT_SIMILAR_SPACE,
-                     help="embedding space of the similar-movies/users indexes: the rating towers' "
-                          "or the retrieval towers' (default: %(default)s, the one that measured "
-                          "better in benchmarks.ranking); recommendations always search the "
-                          "retrieval space when the model has one")
-    out.add_argument("--index-type", choices=ann.INDEX_TYPES, default="auto",
-                     help="auto = pick by catalogue size (exact below "
-                          f"{ann.FLAT_UP_TO:,} items, HNSW32 below {ann.HNSW_UP_TO:,}, then an IVF "
-                          "with an HNSW coarse quantizer and compressed codes; FAISS's guidelines, "
-                          "see the README's sizing guide); flat = exact; hnsw / ivf = approximate "
-                          "(default: auto)")
-    out.add_argument("--index-factory", default=None, metavar="STRING",
-                     help="any faiss.index_factory string, e.g. 'HNSW32', 'IVF4096_HNSW32,SQ8', "
-                          "'IVF16384_HNSW32,PQ16,Refine(SQ8)' (inner product); overrides "
-                          "--index-type for every index of the version")
-    out.add_argument("--hnsw-m", type=int, default=32, help="HNSW graph degree (default: 32)")
-    out.add_argument("--ef-construction", type=int, default=None,
-                     help="HNSW build depth (default: 200 for --index-type hnsw, faiss's 40 else)")
-    out.add_argument("--ef-search", type=int, default=None,
-                     help="HNSW search depth (default: smallest reaching --min-recall)")
-    out.add_argument("--nlist", type=int, default=None,
-                     help="--index-type ivf: inverted lists (default: ~sqrt(n))")
-    out.add_argument("--nprobe", type=int, default=None,
-                     help="IVF lists probed (default: smallest reaching --min-recall)")
-    out.add_argument("--k-factor", type=int, default=None,
-                     help="indexes with a Refine stage: k_factor * k candidates re-scored "
-                          "(default: tuned with nprobe for the fastest search reaching --min-recall)")
-    out.add_argument("--train-size", type=int, default=None,
-                     help="vectors IVF/PQ/SQ training samples (default: 64 per inverted list, at "
-                          f"least {ann.MIN_TRAIN:,})")
-    out.add_argument("--overwrite", action="store_true",
-                     help="replace an existing index of the same model version")
-    out.add_argument("--keep-rejected", action="store_true",
-                     help="keep a build that fails the gate under <index-dir>/rejected/")
-    out.add_argument("--output-manifest", type=fileio.to_path, default=None,
-                     help="also copy manifest.json here (e.g. a Kubeflow output artifact)")
-
-    gate = parser.add_argument_group("gate")
-    gate.add_argument("--min-recall", type=float, default=0.95,
-                      help="minimum recall@10 vs exact search, every index (default: 0.95)")
-    gate.add_argument("--max-latency-ms", type=float, default=5.0,
-                      help="maximum in-process p50 query latency, k=10 (default: 5.0)")
-    gate.add_argument("--recall-queries", type=int, default=1000,
-                      help="sample queries: half tune the knobs to --min-recall plus a margin of "
-                           "two standard errors (smaller with more queries), half measure the "
-                           "recall the gate checks (default: 1000)")
-    gate.add_argument("--latency-queries", type=int, default=300)
-    gate.add_argument("--seed", type=int, default=0)
-
-    posters = parser.add_argument_group("posters (optional)")
-    posters.add_argument("--posters", type=Path, default=None,
-                         help="folder of <movie_id>.jpg|png posters to index too")
-    from index.posters import add_cnn_arguments
-
-    add_cnn_arguments(posters, prefix="poster-")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -152,19 +68,26 @@ def _log(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The job itself, for callers that parsed the flags already (the movielens-tfx CLI)."""
+    """`movielens-tfx export-index` (commands.registry): the parsed flags, as options, to the job."""
+    return export_index(ExportOptions.from_args(args))
+
+
+def export_index(options: ExportOptions) -> int:
+    """The job: embed, build, gate, publish (module docstring). Returns EXIT_OK (published, or
+    published before), EXIT_GATE_FAILED (built, rejected) or EXIT_BAD_INPUT; says why on the
+    terminal."""
     from data.movielens_files import MovieLensFormatError
     from index.embed import ModelNotFoundError, resolve_model_dir, saved_model_embeddings
 
     started = time.perf_counter()
-    index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
-    base_path = args.model_base_path or layout.default_model_base_path(args.artifacts)
+    index_dir = options.index_dir or layout.default_index_dir(options.artifacts)
+    base_path = options.model_base_path or layout.default_model_base_path(options.artifacts)
     try:
-        if args.index_factory is not None:  # syntax errors before minutes of embedding
-            ann.check_factory(args.index_factory)
-        model_dir, model_version = resolve_model_dir(base_path, args.version)
+        if options.index_factory is not None:  # syntax errors before minutes of embedding
+            ann.check_factory(options.index_factory)
+        model_dir, model_version = resolve_model_dir(base_path, options.version)
         existing = layout.child(index_dir, str(model_version), layout.MANIFEST)
-        if fileio.isfile(existing) and not args.overwrite:
+        if fileio.isfile(existing) and not options.overwrite:
             # Idempotent for a nightly job: this model is indexed (and passed its gate) already.
             built_at = layout.read_json(existing).get("built_at")
             print(f"index version {model_version} already published in {index_dir} (built "
@@ -172,15 +95,15 @@ def run(args: argparse.Namespace) -> int:
                   f"pass --overwrite to rebuild it")
             return EXIT_OK
         _log(f"model {model_dir}")
-        source = load_source(model_dir, args.data, args.ratings, args.skip_bad_rows)
+        source = load_source(model_dir, options.data, options.ratings, options.skip_bad_rows)
         _log(source.describe)
         if not source.users or not source.movies:
             raise ValueError(f"{source.where}: no users or no movies to index")
         user_ids, movie_ids = sorted(source.users), sorted(source.movies)
-        embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, args.batch_size,
-                                            progress=not args.no_progress,
-                                            similar_space=args.similar_space)
-        _log(describe_stages(embeddings, args.similar_space))
+        embeddings = saved_model_embeddings(model_dir, user_ids, movie_ids, options.batch_size,
+                                            progress=not options.no_progress,
+                                            similar_space=options.similar_space)
+        _log(describe_stages(embeddings, options.similar_space))
         seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids,
                                  source.seen_users, source.seen_movies)
         if source.seen_ratings is not None:  # the users' top-rated movies (browse page)
@@ -188,24 +111,24 @@ def run(args: argparse.Namespace) -> int:
                                                  source.seen_users, source.seen_movies,
                                                  source.seen_ratings, seen))
         extra = None
-        if args.posters is not None:
+        if options.posters is not None:
             from index.posters import parse_weights, poster_writer
 
-            extra = poster_writer(args.posters, args.poster_model,
-                                  parse_weights(args.poster_weights), args.poster_image_size,
-                                  args.poster_batch_size, not args.no_progress, args.seed,
+            extra = poster_writer(options.posters, options.poster_model,
+                                  parse_weights(options.poster_weights), options.poster_image_size,
+                                  options.poster_batch_size, not options.no_progress, options.seed,
                                   log=_log)
-        config = ann.AnnConfig(index_type=args.index_type, factory=args.index_factory,
-                               hnsw_m=args.hnsw_m, ef_construction=args.ef_construction,
-                               ef_search=args.ef_search, nlist=args.nlist, nprobe=args.nprobe,
-                               k_factor=args.k_factor, train_size=args.train_size,
-                               target_recall=args.min_recall, recall_queries=args.recall_queries,
-                               seed=args.seed)
+        config = ann.AnnConfig(index_type=options.index_type, factory=options.index_factory,
+                               hnsw_m=options.hnsw_m, ef_construction=options.ef_construction,
+                               ef_search=options.ef_search, nlist=options.nlist,
+                               nprobe=options.nprobe, k_factor=options.k_factor,
+                               train_size=options.train_size, target_recall=options.min_recall,
+                               recall_queries=options.recall_queries, seed=options.seed)
         result = build_index_version(
             index_dir, str(model_version), embeddings,
             metadata.user_records(user_ids, source.users),
             metadata.movie_records(movie_ids, source.movies), seen, config,
-            Gate(min_recall=args.min_recall, max_latency_ms=args.max_latency_ms),
+            Gate(min_recall=options.min_recall, max_latency_ms=options.max_latency_ms),
             # model_path/data_source/catalogue: full paths, for the server's own records;
             # dataset: the data by name, what /version and anyone reading a copy may see
             provenance={"model_path": str(model_dir), "data_source": source.data_source,
@@ -214,18 +137,18 @@ def run(args: argparse.Namespace) -> int:
                         "seen_ratings_from": source.seen_ratings_from,
                         "two_stage": _two_stage_settings(model_dir),
                         "rating_scale": list(source.rating_scale) if source.rating_scale else None,
-                        "ratings_source": str(args.ratings) if args.ratings else None,
+                        "ratings_source": str(options.ratings) if options.ratings else None,
                         "load_and_embed_seconds": round(time.perf_counter() - started, 3)},
-            extra=extra, overwrite=args.overwrite, keep_rejected=args.keep_rejected,
-            latency_queries=args.latency_queries, log=_log)
+            extra=extra, overwrite=options.overwrite, keep_rejected=options.keep_rejected,
+            latency_queries=options.latency_queries, log=_log)
     except (ModelNotFoundError, MovieLensFormatError, VersionExistsError, FileNotFoundError,
             ValueError) as error:  # CatalogueNotFoundError is a FileNotFoundError
         print(f"error: {error}", file=terminal())
         return EXIT_BAD_INPUT
 
     print(describe(result, index_dir))
-    if args.output_manifest is not None and result.folder is not None:
-        fileio.copy_file(layout.child(result.folder, layout.MANIFEST), args.output_manifest)
+    if options.output_manifest is not None and result.folder is not None:
+        fileio.copy_file(layout.child(result.folder, layout.MANIFEST), options.output_manifest)
     if not result.passed:
         print(f"error: index version {result.version} failed its gate; LATEST still points at "
               f"{layout.read_latest(index_dir) or 'nothing'}: " + "; ".join(result.reasons),

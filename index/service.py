@@ -19,8 +19,12 @@ Endpoints (OpenAPI: the schema at /openapi.json, Swagger UI at /docs):
                   inline, which that policy refuses)
 
 Why this shape: all query logic is in ``index.similarity`` (timed and tested in-process);
-this module only maps HTTP to it. The index is swapped while serving by ``index.live``
-(LATEST polled every second); each request takes one snapshot and keeps it to the end.
+the routers of ``index.routes`` (one ``APIRouter`` module per resource) only map HTTP to it;
+this module assembles them into an app (``create_app``) and runs it. ``serve_similarity``
+takes a ``ServiceOptions`` (field = flag, same defaults) and no argparse; ``run(args)``, the
+``movielens-tfx similarity-service`` command, only turns the flags into options. The index
+is swapped while serving by ``index.live`` (LATEST polled every second); each request takes
+one snapshot and keeps it to the end.
 Where a handler runs: every endpoint that queries the index (title search, profile, similar
 movies/users, recommendations) is a plain ``def``, which FastAPI runs on its thread pool,
 response validation included, so the event loop never waits for one. At ML-1M's size their
@@ -45,163 +49,32 @@ import functools
 import logging
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Sequence
+from typing import AsyncIterator, Sequence
 
-import fastapi_offline
-from fastapi import FastAPI, HTTPException, Path as PathParam, Query
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
 
 from common import fileio
-from data import features as f
 from index import layout
 from index.live import LiveIndex
-from index.public_text import INDEX_DIR_NAME, dataset_name, model_relative, public_text
+from index.routes.dependencies import MAX_RERANK_WEIGHT, ServiceDefaults
 from index.similarity import (
-    BY_EMBEDDING,
     DEFAULT_CANDIDATES,
     DEFAULT_RERANK_WEIGHT,
     MAX_CANDIDATES,
     MMAP_AUTO,
     MMAP_MIN_BYTES,
     MMAP_MODES,
-    Neighbour,
     Similarity,
-    UnknownIdError,
 )
-from index.title_search import MAX_QUERY_CHARS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
-MAX_K = 1000
-
-K = Query(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
-MAX_RERANK_WEIGHT = 100.0
-MAX_SEARCH_LIMIT = 100
-MAX_TOP_RATED = 100
-#: the browse page's files (index.html, browse.js, browse.css), served as they are
-PAGE_DIR = Path(__file__).with_name("page")
-#: the page loads nothing from elsewhere (no CDN): the browser is told so too
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-#: Swagger UI's script, stylesheet and icon as the pinned fastapi-offline wheel ships them
-#: (served at DOCS_ASSETS_URL); /docs is index/page/docs.html, started by index/page/docs.js
-DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).with_name("static")
-DOCS_ASSETS_URL = "/docs-assets"
-
-
-# --- response models (they are the OpenAPI schema) --------------------------------------
-class MovieInfo(BaseModel):
-    movie_id: int
-    title: str
-    year: int
-    genres: list[str]
-
-
-class MovieHit(MovieInfo):
-    score: float
-
-
-class UserInfo(BaseModel):
-    user_id: int
-    gender: str
-    age: int
-    age_group: str
-    occupation: int
-    occupation_name: str
-    zip: str
-
-
-class UserHit(UserInfo):
-    score: float
-
-
-class MovieMatch(MovieInfo):
-    rated_by: int = Field(description="users who rated it (the index's seen map, every split)")
-
-
-class MovieSearch(BaseModel):
-    index_version: str
-    model_version: str
-    query: str
-    total: int = Field(description="movies that matched; `results` holds the best `limit`")
-    results: list[MovieMatch]
-
-
-class RatedMovieInfo(MovieInfo):
-    rating: float
-
-
-class UserProfile(BaseModel):
-    index_version: str
-    model_version: str
-    user: UserInfo
-    seen_count: int = Field(description="movies the user rated (every split; excluded from "
-                                        "recommendations)")
-    rated_count: int = Field(description="of those, the ones with a training rating: the pool "
-                                         "`top_rated` is taken from")
-    top_rated_from: str | None = Field(description="where the ratings come from ('train split'); "
-                                                   "null: the index version has none")
-    top_rated: list[RatedMovieInfo]
-
-
-class SimilarMovies(BaseModel):
-    index_version: str
-    model_version: str
-    by: str
-    metric: str
-    query: MovieInfo
-    ids: list[int]
-    scores: list[float]
-    results: list[MovieHit]
-
-
-class SimilarUsers(BaseModel):
-    index_version: str
-    model_version: str
-    metric: str
-    query: UserInfo
-    ids: list[int]
-    scores: list[float]
-    results: list[UserHit]
-
-
-class RecommendedMovie(MovieHit):
-    retrieval_score: float | None = Field(description="stage one: <query, candidate> (or the rating "
-                                                      "towers' inner product without a retrieval space)")
-    predicted_rating: float | None = Field(description="stage two: clip(<u, m> + biases) to the model's "
-                                                       "rating scale (/version rating_scale: 1..5, or "
-                                                       "0.5..5 in half stars); null without rating terms")
-
-
-class Recommendations(BaseModel):
-    index_version: str
-    model_version: str
-    metric: str = Field(description="what `scores` are: 'retrieval_score + rerank_weight * "
-                                    "predicted_rating' when both stages ran")
-    stages: str = Field(description="'retrieval+rerank', 'retrieval', 'inner_product' (an index of "
-                                    "a model without retrieval towers) or 'inner_product+rerank'")
-    candidates: int = Field(description="movies stage one returned (max(candidates, k); k when "
-                                        "there is no stage two)")
-    rerank_weight: float
-    exclude_seen: bool
-    seen_count: int
-    query: UserInfo
-    ids: list[int]
-    scores: list[float]
-    retrieval_scores: list[float | None]
-    predicted_ratings: list[float | None]
-    results: list[RecommendedMovie]
 
 
 # --- app ----------------------------------------------------------------------------------
-def _hits(neighbours: list[Neighbour]) -> dict[str, Any]:
-    return {"ids": [n.id for n in neighbours], "scores": [n.score for n in neighbours],
-            "results": [{**n.info, "score": n.score} for n in neighbours]}
-
-
 class ServerTiming:
     """ASGI middleware: ``Server-Timing: app;dur=<ms>`` on every response, the time from the
     request reaching the app to its response headers (the app's own work; a view of the page
@@ -239,11 +112,14 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     (the Trainer's choice for its model, else index.similarity's DEFAULT_* constants).
     ``mmap`` / ``verify_mmapped``: how every version is loaded (``Similarity.load``).
     """
+    # imported here, not with the module: defining the routes costs ~30 ms, which
+    # `movielens-tfx --help` (it imports this module for the flags) need not pay
+    from index.routes import health, movies, pages, users
+
     live = live or LiveIndex(index_dir, verify=verify,
                              loader=functools.partial(Similarity.load, mmap=mmap,
                                                       verify_mmapped=verify_mmapped))
     live.refresh()
-    default_candidates, default_rerank_weight = candidates, rerank_weight
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -255,161 +131,22 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
             live.stop()
 
     # FastAPI's own /docs and /redoc pull Swagger UI / ReDoc from a CDN with an inline script:
-    # off; /docs below serves Swagger UI from local files (module docstring)
+    # off; /docs is served from local files (index.routes.pages)
     app = FastAPI(title="MovieLens similarity service",
                   description="Similar movies, similar users and recommendations from the "
                               "two-tower model's embeddings (FAISS).",
                   version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # what the routers reach through their dependencies (index.routes.dependencies)
     app.state.live = live
+    app.state.defaults = ServiceDefaults(candidates, rerank_weight)
+    app.state.page = (pages.PAGE_DIR / "index.html").read_text(encoding="utf-8")
+    app.state.docs_page = (pages.PAGE_DIR / "docs.html").read_text(encoding="utf-8")
     app.add_middleware(ServerTiming)
-    page = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
-    docs_page = (PAGE_DIR / "docs.html").read_text(encoding="utf-8")
-    app.mount("/static", StaticFiles(directory=PAGE_DIR), name="static")
-    app.mount(DOCS_ASSETS_URL, StaticFiles(directory=DOCS_ASSETS_DIR), name="docs-assets")
-
-    def client_error() -> str | None:
-        # live.last_error names full paths (logged as is); clients get them relative
-        return public_text(live.last_error, live.index_dir)
-
-    def snapshot() -> Similarity:
-        current = live.current
-        if current is None:
-            detail = f"no index loaded from {INDEX_DIR_NAME}"
-            if live.last_error:
-                detail += f" ({client_error()})"
-            raise HTTPException(status_code=503, detail=detail)
-        return current
-
-    def meta(s: Similarity) -> dict[str, str]:
-        return {"index_version": s.version, "model_version": s.model_version}
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP,
-                                           "X-Content-Type-Options": "nosniff"})
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return HTMLResponse(docs_page, headers={"Content-Security-Policy": PAGE_CSP,
-                                                "X-Content-Type-Options": "nosniff"})
-
-    @app.get("/movies", response_model=MovieSearch,
-             summary="Movies by title: case- and accent-insensitive, 'The Matrix' finds 'Matrix, "
-                     "The'; whole-title, prefix and word-start matches first, then the most rated",
-             responses={422: {"description": "empty, blank or too long query; limit out of range"}})
-    def search_movies(query: str = Query(..., min_length=1, max_length=MAX_QUERY_CHARS,
-                                         description="part of a title"),
-                      limit: int = Query(10, ge=1, le=MAX_SEARCH_LIMIT,
-                                         description=f"results, 1..{MAX_SEARCH_LIMIT}")
-                      ) -> dict[str, Any]:
-        if not query.strip():
-            raise HTTPException(status_code=422, detail=[{
-                "loc": ["query", "query"], "type": "value_error",
-                "msg": "query must contain something other than white space", "input": query}])
-        s = snapshot()
-        hits, total = s.search_movies(query, limit)
-        return {**meta(s), "query": query, "total": total,
-                "results": [{**n.info, "rated_by": int(n.score)} for n in hits]}
-
-    @app.get("/users/{user_id}", response_model=UserProfile,
-             summary="A user's demographics and top-rated training movies",
-             responses={404: {"description": "unknown user"}})
-    def user_profile(user_id: int = PathParam(..., description="MovieLens user id"),
-                     top: int = Query(10, ge=0, le=MAX_TOP_RATED,
-                                      description=f"top-rated movies to list, 0..{MAX_TOP_RATED}")
-                     ) -> dict[str, Any]:
-        s = snapshot()
-        try:
-            user = s.user(user_id)
-            rated = s.top_rated(user_id, top) if top else []
-            seen_count, rated_count = len(s.seen(user_id)), s.rated_count(user_id)
-        except UnknownIdError as error:
-            raise HTTPException(status_code=404, detail=error.message) from None
-        return {**meta(s), "user": user, "seen_count": seen_count, "rated_count": rated_count,
-                "top_rated_from": (s.manifest.get("seen_ratings_from") or "index") if s.has_seen_ratings else None,
-                "top_rated": [{**r.info, f.RATING: r.rating} for r in rated]}
-
-    @app.get("/movies/{movie_id}/similar", response_model=SimilarMovies,
-             summary="Movies most similar to a movie (itself excluded; `metric` says how)",
-             responses={404: {"description": "unknown movie, or no poster for it"}})
-    def similar_movies(movie_id: int = PathParam(..., description="MovieLens movie id"),
-                       k: int = K,
-                       by: Literal["embedding", "posters"] = Query(
-                           BY_EMBEDDING, description="model embedding or poster CNN")
-                       ) -> dict[str, Any]:
-        s = snapshot()
-        try:
-            hits = s.similar_movies(movie_id, k, by=by)
-            query = s.movie(movie_id)
-        except UnknownIdError as error:
-            raise HTTPException(status_code=404, detail=error.message) from None
-        metric = s.similar_metric if by == BY_EMBEDDING else "cosine"
-        return {**meta(s), "by": by, "metric": metric, "query": query, **_hits(hits)}
-
-    @app.get("/users/{user_id}/similar", response_model=SimilarUsers,
-             summary="Users most similar to a user (cosine in the index's similar space)",
-             responses={404: {"description": "unknown user"}})
-    def similar_users(user_id: int = PathParam(..., description="MovieLens user id"),
-                      k: int = K) -> dict[str, Any]:
-        s = snapshot()
-        try:
-            hits = s.similar_users(user_id, k)
-            query = s.user(user_id)
-        except UnknownIdError as error:
-            raise HTTPException(status_code=404, detail=error.message) from None
-        return {**meta(s), "metric": "cosine", "query": query, **_hits(hits)}
-
-    @app.get("/users/{user_id}/recommendations", response_model=Recommendations,
-             summary="Top movies for a user: FAISS candidates by retrieval score, re-ranked with "
-                     "the predicted rating",
-             responses={404: {"description": "unknown user"}})
-    def recommendations(user_id: int = PathParam(..., description="MovieLens user id"),
-                        k: int = K,
-                        exclude_seen: bool = Query(
-                            True, description="leave out movies the user rated"),
-                        candidates: int | None = Query(
-                            default_candidates, ge=1, le=MAX_CANDIDATES,
-                            description="movies FAISS returns for re-ranking, raised to k "
-                                        "(default: the index version's)"),
-                        rerank_weight: float | None = Query(
-                            default_rerank_weight, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
-                            description="score = retrieval score + rerank_weight * predicted "
-                                        "rating; 0: retrieval order (default: the index "
-                                        "version's, chosen for its model on eval data)")
-                        ) -> dict[str, Any]:
-        s = snapshot()
-        candidates = s.default_candidates if candidates is None else candidates
-        rerank_weight = s.default_rerank_weight if rerank_weight is None else rerank_weight
-        try:
-            hits = s.recommend(user_id, k, exclude_seen=exclude_seen, candidates=candidates,
-                               rerank_weight=rerank_weight)
-            query = s.user(user_id)
-            seen_count = len(s.seen(user_id))
-        except UnknownIdError as error:
-            raise HTTPException(status_code=404, detail=error.message) from None
-        return {**meta(s), "metric": s.recommend_metric, "stages": s.stages,
-                "candidates": s.candidates_fetched(k, candidates),
-                "rerank_weight": rerank_weight, "exclude_seen": exclude_seen,
-                "seen_count": seen_count, "query": query, **_hits(hits),
-                "retrieval_scores": [n.retrieval_score for n in hits],
-                "predicted_ratings": [n.predicted_rating for n in hits],
-                "results": [{**n.info, "score": n.score, "retrieval_score": n.retrieval_score,
-                             "predicted_rating": n.predicted_rating} for n in hits]}
-
-    @app.get("/healthz", summary="Liveness/readiness: 200 once an index is loaded")
-    async def healthz() -> dict[str, Any]:
-        s = snapshot()
-        return {"status": "ok", **meta(s), "last_reload_error": client_error()}
-
-    @app.get("/version", summary="Model version and build facts of the served index")
-    async def version() -> dict[str, Any]:
-        s = snapshot()
-        info = s.info()  # the full paths are for logs; here relative ones (index.public_text)
-        return {**info, "folder": s.version, "catalogue": model_relative(info["catalogue"], s.model_version),
-                "data_source": dataset_name(info["data_source"]),
-                "index_dir": INDEX_DIR_NAME, "reloads": live.reloads,
-                "last_reload_error": client_error(), "last_check": live.last_check}
-
+    app.mount("/static", StaticFiles(directory=pages.PAGE_DIR), name="static")
+    app.mount(pages.DOCS_ASSETS_URL, StaticFiles(directory=pages.DOCS_ASSETS_DIR), name="docs-assets")
+    for router in (pages.router, movies.router, users.router, health.router):
+        app.include_router(router)
+    app.openapi = functools.partial(users.openapi_with_service_defaults, app)
     return app
 
 
@@ -460,31 +197,80 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class ServiceOptions:
+    """What ``serve_similarity`` serves, and how; field = flag (``--poll-interval`` ->
+    poll_interval), same defaults. A ServiceOptions that exists is valid: out-of-range
+    ``candidates`` / ``rerank_weight`` raise ValueError (naming the flag) here."""
+
+    index_dir: Path | str | None = None   # None: <artifacts>/index
+    artifacts: Path | str | None = None
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    poll_interval: float = 1.0
+    no_verify: bool = False
+    mmap: str = MMAP_AUTO
+    verify_mmapped: bool = False
+    candidates: int | None = None
+    rerank_weight: float | None = None
+    faiss_threads: int = 1
+    log_level: str = "info"
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("index_dir", "artifacts"):  # as the flags' type=fileio.to_path
+            if getattr(self, name) is not None:
+                setattr(self, name, fileio.to_path(getattr(self, name)))
+        if self.candidates is not None and not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"--candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}")
+        if self.rerank_weight is not None and not abs(self.rerank_weight) <= MAX_RERANK_WEIGHT:
+            raise ValueError(f"--rerank-weight must be within ±{MAX_RERANK_WEIGHT:g}, got {self.rerank_weight}")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
+        """Options from flags parsed by a parser that `add_arguments` filled."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+    @property
+    def folder(self) -> Path | str:
+        """The index folder served: ``index_dir``, else ``<artifacts>/index``."""
+        return self.index_dir or layout.default_index_dir(self.artifacts)
+
+
+def app_from_options(options: ServiceOptions) -> FastAPI:
+    """``create_app`` for ``options`` (what ``serve_similarity`` runs)."""
+    return create_app(options.folder, poll_interval_s=options.poll_interval, verify=not options.no_verify,
+                      candidates=options.candidates, rerank_weight=options.rerank_weight,
+                      mmap=options.mmap, verify_mmapped=options.verify_mmapped)
+
+
+def serve_similarity(options: ServiceOptions) -> int:
+    """Serves ``options`` with uvicorn until stopped (Ctrl-C, SIGTERM); 0 then."""
     import faiss
     import uvicorn
 
-    logging.basicConfig(level=args.log_level.upper(),
+    logging.basicConfig(level=options.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    faiss.omp_set_num_threads(max(1, args.faiss_threads))
-    index_dir = args.index_dir or layout.default_index_dir(args.artifacts)
-    if args.candidates is not None and not 1 <= args.candidates <= MAX_CANDIDATES:
-        print(f"error: --candidates must be in 1..{MAX_CANDIDATES}, got {args.candidates}", file=sys.stderr)
-        return 2
-    if args.rerank_weight is not None and not abs(args.rerank_weight) <= MAX_RERANK_WEIGHT:
-        print(f"error: --rerank-weight must be within ±{MAX_RERANK_WEIGHT:g}, got {args.rerank_weight}",
-              file=sys.stderr)
-        return 2
-    app = create_app(index_dir, poll_interval_s=args.poll_interval, verify=not args.no_verify,
-                     candidates=args.candidates, rerank_weight=args.rerank_weight, mmap=args.mmap,
-                     verify_mmapped=args.verify_mmapped)
+    faiss.omp_set_num_threads(max(1, options.faiss_threads))
+    app = app_from_options(options)
     live: LiveIndex = app.state.live
     if live.current is None:
-        print(f"warning: no index in {index_dir} yet ({live.last_error or 'no LATEST'}); "
+        print(f"warning: no index in {options.folder} yet ({live.last_error or 'no LATEST'}); "
               f"serving 503 until one is published", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                access_log=args.access_log)
+    uvicorn.run(app, host=options.host, port=options.port, log_level=options.log_level,
+                access_log=options.access_log)
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """`movielens-tfx similarity-service` (commands.registry): the parsed flags, as options,
+    to ``serve_similarity``; 2 when they are out of range."""
+    try:
+        options = ServiceOptions.from_args(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return serve_similarity(options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stop-after", default="pusher", metavar="COMPONENT",
                         help="last stage to include (as for `movielens-tfx run`; default: %(default)s)")
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE",
-                        help="a Trainer hyperparameter (model/model.py HParams), repeatable")
+                        help="a Trainer hyperparameter (settings/hparams.py HParams), repeatable")
     parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
                         help="bless a model only if its test RMSE is below this (default: %(default)s)")
     workers = parser.add_argument_group(

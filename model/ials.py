@@ -23,7 +23,7 @@ never saw gets one from their ratings alone:
   score(S, m) = <query(S), h_m>
 
 `fold_in` is that solve in NumPy (the reference the served TensorFlow solve in
-model.model.RetrievalTowers is tested against); alpha and lambda are chosen on the
+model.retrieval_towers.RetrievalTowers is tested against); alpha and lambda are chosen on the
 Trainer's eval split (NDCG@10 of its ratings >= 4, training movies excluded), like the
 closed form's lambda. The good lambdas grow with alpha (lambda / alpha of 5 to 10 on ML-100K
 and ML-1M), so the grid spans alpha and that ratio.

@@ -88,7 +88,7 @@ def create_components(config: configs.PipelineConfig) -> list:
     transform.add_upstream_node(gate)
     trainer_config = {
         # Every effective hyperparameter, not just the overrides: the cache key then changes
-        # when a default in model/model.py does.
+        # when a default in settings/hparams.py does.
         "hparams": HParams.from_dict(config.hparams).to_dict(),
         "checkpoint_dir": str(config.paths.checkpoint_dir),
         "code": source_fingerprint(),  # pipeline.code_fingerprint: a code edit re-trains

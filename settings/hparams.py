@@ -54,7 +54,7 @@ class HParams:
     # from the mean each was rated), history_dim-d sums / sqrt(count).
     history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
-    # Retrieval towers (model.model.RetrievalTowers), disjoint from the rating towers.
+    # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)
     retrieval_queries: int = 1024     # examples of a batch used as queries (a full softmax each)
