@@ -208,7 +208,7 @@ def puresvd_row(train: MovieLensData, relevant: Mapping[int, set[int]], index_ty
 def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[dict, object]:
     """EASE's row (lambda chosen on validation) and its item-item weights for similar movies."""
     started = time.perf_counter()
-    lam, scores = ease.choose_lambda(train, ease.DEFAULT_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
+    lam, scores = ease.choose_lambda(train, ease.EASE_LAMBDAS, VALIDATION_FRACTION, VALIDATION_SEED)
     tuning_s = time.perf_counter() - started
     started = time.perf_counter()
     weights = ease.fit_ease(ease.interaction_matrix(train), lam)

@@ -23,7 +23,10 @@ import scipy.sparse as sp
 
 from data.features import RELEVANT_RATING
 
-DEFAULT_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
+#: The Trainer's lambda grid for the closed-form retrieval towers: each lambda costs one
+#: movies x movies inverse on the Trainer's path, so four values a factor of ~3 apart. The EASE
+#: baseline searches a finer grid (baselines.ease.EASE_LAMBDAS).
+CLOSED_FORM_LAMBDAS = (100.0, 300.0, 1000.0, 3000.0)
 
 
 def interactions(user_index: np.ndarray, movie_index: np.ndarray, n_users: int, n_movies: int) -> sp.csr_matrix:
@@ -112,7 +115,7 @@ def ndcg_at_10(scores: np.ndarray, exclude: sp.csr_matrix, relevant: sp.csr_matr
 
 
 def choose_lambda(train: sp.csr_matrix, held_out_users: np.ndarray, held_out_movies: np.ndarray,
-                  held_out_ratings: np.ndarray, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+                  held_out_ratings: np.ndarray, lambdas: Sequence[float] = CLOSED_FORM_LAMBDAS,
                   chunk: int = 2048) -> tuple[float, dict[float, float], np.ndarray]:
     """The lambda whose EASE ranks the held-out ratings >= 4 best (NDCG@10), every lambda's
     score, and the chosen lambda's weights (kept, so the caller does not fit them again)."""

@@ -250,7 +250,7 @@ def test_closed_form_retrieval_reproduces_ease_scores_with_lambda_chosen_on_eval
     held_out = np.array([[1, 12], [2, 13], [3, 12], [4, 14]])
     chosen = fit_retrieval(model, pairs[:, 0], pairs[:, 1], np.full(len(pairs), 4.0), held_out[:, 0],
                            held_out[:, 1], np.full(4, 5.0))
-    assert chosen["lambda"] in item_item.DEFAULT_LAMBDAS
+    assert chosen["lambda"] in item_item.CLOSED_FORM_LAMBDAS
     assert chosen["lambda"] == max(chosen["eval_ndcg_at_10_by_lambda"], key=chosen["eval_ndcg_at_10_by_lambda"].get)
     x = item_item.interactions(pairs[:, 0], pairs[:, 1], VOCAB.users, VOCAB.movies)
     expected = (x @ item_item.ease_weights(x, chosen["lambda"]))[:20]
