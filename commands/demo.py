@@ -33,7 +33,7 @@ from pipeline.run import run_pipeline
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`movielens-tfx demo`'s flags: `run`'s, and the browse page's (commands.registry)."""
-    run_command.add_run_arguments(parser)
+    run_command.add_arguments(parser)
     parser.add_argument("--keep-serving", action="store_true",
                         help="leave the similarity service (the browse page at its URL) running at the "
                              "end, until Ctrl-C; `make demo DEMO_ARGS=--keep-serving`")
@@ -43,12 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`movielens-tfx demo` (commands.registry): the tour, for the parsed flags."""
-    return run_demo(args)
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    """The tour; what the libraries print (TF's C++ log, Beam's warnings) goes to
+    """`movielens-tfx demo` (commands.registry): the tour; what the libraries print (TF's C++ log, Beam's warnings) goes to
     <artifacts>/logs/demo-*.log rather than between the demo's lines (all of it with --verbose)."""
     config = run_command.config_from_args(args)
     log_file = Path(config.paths.logs_dir) / time.strftime("demo-%Y%m%d-%H%M%S.log")

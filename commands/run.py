@@ -23,8 +23,8 @@ from settings.hparams import HParams
 STAGE_HELP = ("last stage to run: " + ", ".join(configs.STAGES) + " (default: %(default)s)")
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of `movielens-tfx run` (shared with `demo`)."""
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of `movielens-tfx run` (commands.registry; shared with `demo`)."""
     parser.add_argument("--data", default="synthetic", help=f"dataset: {DATA_CHOICES}. Default: synthetic (offline)")
     parser.add_argument("--ratings", metavar="CSV", help="a user,movie,rating[,timestamp] CSV used instead of the folder's ratings file")
     parser.add_argument("--size", default=settings_paths.DEFAULT_SYNTHETIC_SIZE, choices=tuple(SIZES),
@@ -50,11 +50,6 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rmse-threshold", type=float, default=configs.DEFAULT_RMSE_THRESHOLD,
                         help="bless a model only if its test RMSE is below this (default: %(default)s)")
     parser.add_argument("--verbose", action="store_true", help="also print TFX's own log lines")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`movielens-tfx run`'s flags (commands.registry)."""
-    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m commands.run",
         description="Run the MovieLens TFX pipeline locally (LocalDagRunner, Beam DirectRunner, SQLite ML-Metadata).")
-    add_run_arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run(args)

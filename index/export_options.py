@@ -10,10 +10,11 @@ parser's defaults are the dataclass's.
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import fileio
+from common.flags import options_from_flags
 from index import ann
 from index.embed import RETRIEVAL_SPACE, SPACES
 
@@ -83,7 +84,7 @@ class ExportOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ExportOptions:
         """Options from flags parsed by a parser that `add_arguments` filled."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        return options_from_flags(cls, args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -49,7 +49,7 @@ import functools
 import logging
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Sequence
 
@@ -57,6 +57,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from common import fileio
+from common.flags import options_from_flags
 from index import layout
 from index.live import LiveIndex
 from index.routes.dependencies import MAX_RERANK_WEIGHT, ServiceDefaults
@@ -229,7 +230,7 @@ class ServiceOptions:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServiceOptions:
         """Options from flags parsed by a parser that `add_arguments` filled."""
-        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+        return options_from_flags(cls, args)
 
     @property
     def folder(self) -> Path | str:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from common.flags import options_from_flags
 from serving.batching_parameters import BatchingParameters, read_batching_parameters
 from serving.limits import (DEFAULT_MAX_JSON_DEPTH, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_REQUEST_ELEMENTS,
                             DEFAULT_MAX_REST_BODY_BYTES, DEFAULT_MAX_TENSOR_ELEMENTS, RequestLimits)
@@ -235,5 +236,4 @@ def add_server_arguments(parser: argparse.ArgumentParser, defaults: ServerOption
 
 def options_from_args(args: argparse.Namespace) -> ServerOptions:
     """ServerOptions from parsed flags; ValueError (from ServerOptions) says what is wrong."""
-    values = {f.name: getattr(args, f.name) for f in fields(ServerOptions) if hasattr(args, f.name)}
-    return ServerOptions(**values)
+    return options_from_flags(ServerOptions, args)

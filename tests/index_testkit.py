@@ -49,6 +49,16 @@ def lowrank_factors(user_idx: np.ndarray, movie_idx: np.ndarray, ratings: np.nda
     return (u[:, :rank] * root).astype(np.float32), (vt[:rank].T * root).astype(np.float32)
 
 
+def data_factors(data, rank: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, user vectors, movie ids, movie vectors): ``lowrank_factors`` of a loaded
+    MovieLens data set's ratings, ids sorted (the rows of the vectors)."""
+    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
+    r = data.ratings
+    users, movies = lowrank_factors(np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id),
+                                    r.rating, len(user_ids), len(movie_ids), rank=rank)
+    return user_ids, users, movie_ids, movies
+
+
 def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.ndarray,
                     movie_ids: np.ndarray, movie_vectors: np.ndarray,
                     two_stage: dict[str, np.ndarray] | None = None) -> Path:

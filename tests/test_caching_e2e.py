@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 def _run(data: Path, csv: Path, artifacts: Path):
     parser = argparse.ArgumentParser()
-    run_command.add_run_arguments(parser)
+    run_command.add_arguments(parser)
     args = parser.parse_args(["--stop-after", "example_gen", "--data", str(data), "--ratings", str(csv),
                               "--artifacts", str(artifacts)])
     result = run_pipeline(run_command.config_from_args(args))

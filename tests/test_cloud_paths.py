@@ -200,8 +200,7 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
                                                                       capsys) -> None:
     """export-index with every path a URI: SavedModel and MovieLens folder read through gfile,
     index built locally and uploaded, the `similar` CLI reading it back."""
-    import numpy as np
-    from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
+    from index_testkit import UNTIMED_EXPORT, data_factors, save_tiny_model
 
     from data import synthetic_data
     from data.movielens_files import load_movielens
@@ -212,11 +211,7 @@ def test_export_job_reads_model_and_data_from_ram_and_publishes_there(ram_root: 
     data_dir = tmp_path / "data"
     synthetic_data.generate(data_dir, n_users=40, n_movies=30, n_ratings=400, seed=2)
     data = load_movielens(data_dir)
-    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
-    r = data.ratings
-    user_vectors, movie_vectors = lowrank_factors(
-        np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id), r.rating,
-        len(user_ids), len(movie_ids), rank=4)
+    user_ids, user_vectors, movie_ids, movie_vectors = data_factors(data, rank=4)
     save_tiny_model(tmp_path / "model", user_ids, user_vectors, movie_ids, movie_vectors)
 
     remote_data = fileio.join(ram_root, "data", "ml")

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from index_testkit import UNTIMED_EXPORT, lowrank_factors, save_tiny_model
+from index_testkit import UNTIMED_EXPORT, data_factors, save_tiny_model
 
 from data import catalogue as cat, synthetic_data
 from data.movielens_files import load_movielens
@@ -24,10 +24,8 @@ def pushed(tmp_path_factory):
     root = tmp_path_factory.mktemp("pushed")
     synthetic_data.generate(root / "data", **synthetic_data.size_kwargs("tiny"), seed=2)
     data = load_movielens(root / "data")
-    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
+    user_ids, users, movie_ids, movies = data_factors(data)
     r = data.ratings
-    users, movies = lowrank_factors(np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id),
-                                    r.rating, len(user_ids), len(movie_ids))
     base = root / "serving" / "movielens"
     save_tiny_model(base / "1", user_ids, users, movie_ids, movies)
     keep = r.user_id % 2 == 0

@@ -19,7 +19,7 @@ from index_testkit import (
     UNTIMED_LATENCY_MS,
     build_numpy_version,
     clustered_vectors,
-    lowrank_factors,
+    data_factors,
     save_tiny_model,
 )
 
@@ -41,11 +41,7 @@ def world(tmp_path_factory):
     data_dir = root / "data"
     synthetic_data.generate(data_dir, **synthetic_data.size_kwargs("tiny"), seed=1)
     data = load_movielens(data_dir)
-    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
-    r = data.ratings
-    user_vectors, movie_vectors = lowrank_factors(
-        np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id), r.rating,
-        len(user_ids), len(movie_ids))
+    user_ids, user_vectors, movie_ids, movie_vectors = data_factors(data)
     base = root / "serving" / "movielens"
     save_tiny_model(base / "1", user_ids, user_vectors, movie_ids, movie_vectors)
     clusters = json.loads((data_dir / "clusters.json").read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_testkit import UNTIMED_LATENCY_MS, build_numpy_version, lowrank_factors, save_tiny_model
+from index_testkit import UNTIMED_LATENCY_MS, build_numpy_version, data_factors, save_tiny_model
 
 from data import synthetic_data
 from data.movielens_files import load_movielens
@@ -32,11 +32,7 @@ def pushed(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("pushed")
     synthetic_data.generate(root / "data", **synthetic_data.size_kwargs("tiny"), seed=1)
     data = load_movielens(root / "data")
-    user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
-    r = data.ratings
-    users, movies = lowrank_factors(np.searchsorted(user_ids, r.user_id), np.searchsorted(movie_ids, r.movie_id),
-                                    r.rating, len(user_ids), len(movie_ids))
-    save_tiny_model(root / "serving" / "movielens" / "1", user_ids, users, movie_ids, movies)
+    save_tiny_model(root / "serving" / "movielens" / "1", *data_factors(data))
     return {"root": root, "data": data}
 
 

@@ -95,7 +95,7 @@ def test_trainer_workers_must_be_a_whole_number_of_at_least_one(capsys):
     from commands import run
 
     parser = run.argparse.ArgumentParser()
-    run.add_run_arguments(parser)
+    run.add_arguments(parser)
     assert parser.parse_args(["--trainer-workers", "2"]).trainer_workers == 2
     for bad in ("0", "two"):
         with pytest.raises(SystemExit):
