@@ -27,11 +27,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import HostLoad
+from common.ports import free_ports
 from index import ann, metadata
 from index.builder import Gate, build_index_version
 from index.embed import Embeddings
 from index.similarity import Similarity
-from model.distribute import free_ports
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "index.json"
 ML_1M = {"users": 6040, "movies": 3883}

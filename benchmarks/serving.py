@@ -52,8 +52,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmarks.host import load_average
+from common.ports import free_ports
 from data.features import MOVIE_ID, USER_ID
-from model.distribute import free_ports
 from model.signature_names import SIGNATURE_DEFAULT
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "serving.json"

@@ -100,7 +100,7 @@ def compile_spec(image: str, out: Path, data_name: str) -> dict:
 def serve_and_rate(serving_dir: Path, user: int, movie: int, timeout: float = 180) -> float:
     """Serves the pushed model with the local model server and rates (user, movie) through
     `movielens-tfx rate`; returns the rating."""
-    from model.distribute import free_ports
+    from common.ports import free_ports
 
     port = free_ports(1)[0]
     server = subprocess.Popen([sys.executable, "-m", "commands.serve", "--server=python",

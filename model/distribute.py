@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Iterator, Mapping, Sequence
 
 from common.errors import UserError
+from common.ports import free_ports
 
 TF_CONFIG = "TF_CONFIG"
 #: The task types a TF_CONFIG cluster may hold that train (an "evaluator" or "ps" does not).
@@ -137,20 +137,6 @@ def fit_scope(model: Any, strategy_: Any) -> Iterator[None]:
     model._distribute_strategy = None  # pylint: disable=protected-access  (Keras: get_strategy())
     with strategy_.scope():
         yield
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports free on 127.0.0.1 right now (the OS picks them)."""
-    sockets = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def local_tf_configs(n: int, ports: Sequence[int] | None = None) -> list[dict]:
