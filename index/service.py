@@ -8,9 +8,14 @@ Endpoints (OpenAPI: the schema at /openapi.json, Swagger UI at /docs):
   GET /movies/{movie_id}/similar?k=10&by=embedding|posters   cosine-similar movies
   GET /users/{user_id}?top=10                                demographics, top-rated training movies
   GET /users/{user_id}/similar?k=10                          cosine-similar users
-  GET /users/{user_id}/recommendations?k=10&exclude_seen=true&candidates=200&rerank_weight=0.5
+  GET /users/{user_id}/recommendations?k=10&exclude_seen=true&candidates=200&rerank_weight=0.5&because=3
                   two-stage: FAISS top-N by retrieval score, re-ranked by
-                  retrieval score + rerank_weight * predicted rating
+                  retrieval score + rerank_weight * predicted rating; each result's
+                  ``because``: the training movies that add most to its retrieval score
+  POST /recommendations   {"ratings": [{"movie_id": 260, "rating": 5}, ...], "k": 10}
+                  the same for a visitor's ratings (index.visitors: the model's
+                  user_embedding_with_history signature gives the history's query and
+                  rating-tower vector; the SavedModel is loaded on the first such request)
   GET /healthz    200 once an index is loaded (503 before)
   GET /version    model version and build facts of the index being served
   GET /docs       Swagger UI, from the files of the pinned ``fastapi-offline`` wheel and a
@@ -48,6 +53,7 @@ import contextlib
 import functools
 import logging
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +65,7 @@ from fastapi.staticfiles import StaticFiles
 from common import fileio
 from common.flags import options_from_flags
 from index import layout
+from index.body_limit import MAX_BODY_BYTES, BodyLimit
 from index.live import LiveIndex
 from index.routes.dependencies import MAX_RERANK_WEIGHT, ServiceDefaults
 from index.similarity import (
@@ -70,6 +77,7 @@ from index.similarity import (
     MMAP_MODES,
     Similarity,
 )
+from index.visitors import HistoryModels
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8600
@@ -103,7 +111,7 @@ class ServerTiming:
 def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool = True,
                live: LiveIndex | None = None, candidates: int | None = None,
                rerank_weight: float | None = None, mmap: str = MMAP_AUTO,
-               verify_mmapped: bool = False) -> FastAPI:
+               verify_mmapped: bool = False, model_base_path: str | Path | None = None) -> FastAPI:
     """The service for the index published under ``index_dir`` (reloaded when LATEST moves).
 
     The first load happens here, synchronously, so the app answers as soon as it exists;
@@ -112,18 +120,24 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     ``--candidates`` / ``--rerank-weight`` flags); None takes the served index version's own
     (the Trainer's choice for its model, else index.similarity's DEFAULT_* constants).
     ``mmap`` / ``verify_mmapped``: how every version is loaded (``Similarity.load``).
+    ``model_base_path``: where each version's model is (``<base>/<model version>``), for the
+    requests that ask the model (index.visitors); None: the version's manifest says.
     """
     # imported here, not with the module: defining the routes costs ~30 ms, which
     # `movielens-tfx --help` (it imports this module for the flags) need not pay
-    from index.routes import health, movies, pages, users
+    from index.routes import health, movies, pages, users, visitors
 
     live = live or LiveIndex(index_dir, verify=verify,
                              loader=functools.partial(Similarity.load, mmap=mmap,
                                                       verify_mmapped=verify_mmapped))
     live.refresh()
 
+    history_models = HistoryModels(model_base_path)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the model visitors' requests ask (TensorFlow and the SavedModel: seconds), loaded beside serving
+        threading.Thread(target=history_models.warm, args=(live.current,), name="warm-model", daemon=True).start()
         if poll_interval_s > 0:
             live.start(poll_interval_s)
         try:
@@ -140,12 +154,14 @@ def create_app(index_dir: str | Path, poll_interval_s: float = 1.0, verify: bool
     # what the routers reach through their dependencies (index.routes.dependencies)
     app.state.live = live
     app.state.defaults = ServiceDefaults(candidates, rerank_weight)
+    app.state.history_models = history_models
     app.state.page = (pages.PAGE_DIR / "index.html").read_text(encoding="utf-8")
     app.state.docs_page = (pages.PAGE_DIR / "docs.html").read_text(encoding="utf-8")
     app.add_middleware(ServerTiming)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.mount("/static", StaticFiles(directory=pages.PAGE_DIR), name="static")
     app.mount(pages.DOCS_ASSETS_URL, StaticFiles(directory=pages.DOCS_ASSETS_DIR), name="docs-assets")
-    for router in (pages.router, movies.router, users.router, health.router):
+    for router in (pages.router, movies.router, users.router, visitors.router, health.router):
         app.include_router(router)
     app.openapi = functools.partial(users.openapi_with_service_defaults, app)
     return app
@@ -180,6 +196,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"weight w of the predicted rating in retrieval score + w * rating "
                              f"(default: the index version's, which the Trainer chose for its model "
                              f"on eval data, else {DEFAULT_RERANK_WEIGHT}; ?rerank_weight= overrides)")
+    parser.add_argument("--model-base-path", type=fileio.to_path, default=None,
+                        help="where the models of the index versions are (<path>/<model version>), "
+                             "for POST /recommendations and the `because` of recommendations "
+                             "(default: the model_path each version's manifest records)")
     parser.add_argument("--faiss-threads", type=int, default=1,
                         help="OpenMP threads FAISS may use (default: 1: requests already run "
                              "concurrently, more threads only oversubscribe); a single query runs "
@@ -214,12 +234,13 @@ class ServiceOptions:
     verify_mmapped: bool = False
     candidates: int | None = None
     rerank_weight: float | None = None
+    model_base_path: Path | str | None = None
     faiss_threads: int = 1
     log_level: str = "info"
     access_log: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("index_dir", "artifacts"):  # as the flags' type=fileio.to_path
+        for name in ("index_dir", "artifacts", "model_base_path"):  # as the flags' type=fileio.to_path
             if getattr(self, name) is not None:
                 setattr(self, name, fileio.to_path(getattr(self, name)))
         if self.candidates is not None and not 1 <= self.candidates <= MAX_CANDIDATES:
@@ -242,7 +263,8 @@ def app_from_options(options: ServiceOptions) -> FastAPI:
     """``create_app`` for ``options`` (what ``serve_similarity`` runs)."""
     return create_app(options.folder, poll_interval_s=options.poll_interval, verify=not options.no_verify,
                       candidates=options.candidates, rerank_weight=options.rerank_weight,
-                      mmap=options.mmap, verify_mmapped=options.verify_mmapped)
+                      mmap=options.mmap, verify_mmapped=options.verify_mmapped,
+                      model_base_path=options.model_base_path)
 
 
 def serve_similarity(options: ServiceOptions) -> int:

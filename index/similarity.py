@@ -8,6 +8,7 @@ so any number of threads may query it while a newer snapshot is being loaded nex
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -106,7 +107,8 @@ class Similarity:
                  poster_vectors: np.ndarray | None, similar_vectors: tuple[np.ndarray, np.ndarray] | None = None,
                  rating_terms: tuple[np.ndarray, np.ndarray] | None = None,
                  movie_queries: np.ndarray | None = None,
-                 seen_ratings: np.ndarray | None = None) -> None:
+                 seen_ratings: np.ndarray | None = None,
+                 candidate_vectors: np.ndarray | None = None) -> None:
         self.folder = folder  # where it was published (a URI for a remote index)
         self.manifest = manifest
         self.version = fileio.basename(folder)
@@ -124,6 +126,8 @@ class Similarity:
         self._rating_terms = rating_terms  # (user bias incl. global mean, movie bias) or None
         #: retrieval-space similar movies: a one-movie history's query, searched in movies_ip
         self._movie_queries = movie_queries
+        #: [c_m, b_m] per movie row (the retrieval space's candidates), or None without one
+        self._candidates = candidate_vectors
         chosen = manifest.get("two_stage") or {}
         #: this version's defaults: the model's own choice, else the module's fallbacks
         self.default_candidates = int(chosen.get("candidates", DEFAULT_CANDIDATES))
@@ -230,7 +234,8 @@ class Similarity:
                      similar_vectors=similar, rating_terms=terms,
                      movie_queries=npy(layout.MOVIE_QUERY_VECTORS) if by_movie_query else None,
                      seen_ratings=(npy(layout.SEEN_RATINGS) if layout.SEEN_RATINGS in manifest.get("files", {})
-                                   else None))
+                                   else None),
+                     candidate_vectors=retrieval[1] if retrieval is not None else None)
         loaded.mmap = {name: mode for name, mode in how.items() if mode}
         return loaded
 
@@ -391,6 +396,11 @@ class Similarity:
         dot = self._rating_movies[movie_rows] @ self._rating_users[user_row]
         return np.clip(dot + user_bias[user_row] + movie_bias[movie_rows], *self.rating_scale)
 
+    def _rate_user(self, embedding: np.ndarray, bias: float, movie_rows: np.ndarray) -> np.ndarray:
+        """_rate_rows for a user given by the rating towers' (embedding, bias) instead of a row."""
+        dot = self._rating_movies[movie_rows] @ embedding
+        return np.clip(dot + bias + self._rating_terms[1][movie_rows], *self.rating_scale)
+
     def recommend(self, user_id: int, k: int = 10, exclude_seen: bool = True,
                   candidates: int | None = None, rerank_weight: float | None = None) -> list[Neighbour]:
         """Top-k movies for a user, in two stages when the version allows.
@@ -417,6 +427,32 @@ class Similarity:
         stage-one score) and ``predicted_rating`` (None without rating terms); ``score`` is
         the blended one.
         """
+        candidates, weight = self._stage_settings(k, candidates, rerank_weight)
+        row = self._user_row(user_id)
+        seen = self._seen_rows(row) if exclude_seen else np.empty(0, np.int64)
+        rate = (lambda rows: self._rate_rows(row, rows)) if self._rating_terms is not None else None
+        return self._two_stage(self._user_vectors[row], seen, k, candidates, weight, rate)
+
+    def recommend_for_query(self, query: np.ndarray, exclude_movie_ids, k: int = 10,
+                            candidates: int | None = None, rerank_weight: float | None = None,
+                            rating_user: tuple[np.ndarray, float] | None = None) -> list[Neighbour]:
+        """``recommend`` for a user the index does not hold: a retrieval ``query`` ([R + 1], what
+        the model's user_embedding_with_history signature gives a history) instead of a user
+        row, ``exclude_movie_ids`` (the history's movies) instead of the seen map, and the
+        rating towers' (embedding [D], bias) of that user for stage two; None (a model whose
+        user tower reads no history, or a version without rating terms): the retrieval order.
+        Unknown movie ids raise UnknownIdError."""
+        if not self.manifest.get("retrieval"):
+            raise ValueError(f"index version {self.version} has no retrieval space: a history's query "
+                             f"cannot be searched")
+        candidates, weight = self._stage_settings(k, candidates, rerank_weight)
+        exclude = self.movie_rows(exclude_movie_ids)
+        rate = None  # stage one alone
+        if rating_user is not None and self._rating_terms is not None:
+            rate = functools.partial(self._rate_user, np.asarray(rating_user[0], np.float32), float(rating_user[1]))
+        return self._two_stage(np.asarray(query, np.float32), exclude, k, candidates, weight, rate)
+
+    def _stage_settings(self, k: int, candidates: int | None, rerank_weight: float | None) -> tuple[int, float]:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         candidates = self.default_candidates if candidates is None else int(candidates)
@@ -425,25 +461,58 @@ class Similarity:
             raise ValueError(f"candidates must be in 1..{MAX_CANDIDATES}, got {candidates}")
         if not np.isfinite(weight):
             raise ValueError(f"rerank_weight must be a finite number, got {rerank_weight}")
-        row = self._user_row(user_id)
-        query = self._user_vectors[row]
-        seen = self._seen_rows(row) if exclude_seen else np.empty(0, np.int64)
-        fetch = self.candidates_fetched(k, candidates)
+        return candidates, weight
+
+    def _two_stage(self, query: np.ndarray, exclude_rows: np.ndarray, k: int, candidates: int, weight: float,
+                   rate) -> list[Neighbour]:
+        """Stage one (FAISS movies_ip, ``exclude_rows`` filtered inside the search), then, when
+        ``rate`` (movie rows -> predicted ratings) is given, the blend of stage two."""
+        fetch = max(candidates, k) if rate is not None else k
         selector = None
-        if len(seen):  # filter inside the search so exactly `fetch` unseen movies come back
-            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(seen, np.int64)))
+        if len(exclude_rows):  # filter inside the search so exactly `fetch` unseen movies come back
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.ascontiguousarray(exclude_rows, np.int64)))
         scores, rows = ann.search(self._indexes["movies_ip"], self._params["movies_ip"], query, fetch, selector)
         keep = rows[0] >= 0
         scores, rows = scores[0][keep], rows[0][keep]
-        if self._rating_terms is None:
+        if rate is None:
             return [Neighbour(int(self._movies.ids[r]), float(s), self._movies.meta[r], retrieval_score=float(s))
                     for s, r in zip(scores.tolist(), rows.tolist())][:k]
-        ratings = self._rate_rows(row, rows)
+        ratings = rate(rows)
         blended = scores + weight * ratings
         order = np.argsort(-blended, kind="stable")[:k]
         return [Neighbour(int(self._movies.ids[rows[i]]), float(blended[i]), self._movies.meta[rows[i]],
                           retrieval_score=float(scores[i]), predicted_rating=float(ratings[i]))
                 for i in order.tolist()]
+
+    # --- histories: a user's training ratings, and what each rated movie adds to a score --------
+    def movie_rows(self, movie_ids) -> np.ndarray:
+        """Rows of raw movie ids (UnknownIdError for the first one the version lacks)."""
+        return np.array([self._movie_row(m) for m in np.asarray(movie_ids).reshape(-1).tolist()], np.int64)
+
+    def unknown_movies(self, movie_ids) -> list[int]:
+        """The raw ids among ``movie_ids`` this version does not hold, in order."""
+        return [int(m) for m in movie_ids if int(m) not in self._movies.row]
+
+    def training_history(self, user_id: int) -> tuple[np.ndarray, np.ndarray]:
+        """(raw movie ids, ratings) of the user's training ratings (the history the model's
+        user and query towers read); empty for a version without seen ratings."""
+        rows, ratings = self._rated_rows(self._user_row(user_id))
+        return self._movies.ids[rows], ratings
+
+    @property
+    def can_explain(self) -> bool:
+        """The version holds the retrieval candidates a history's contributions are scored on."""
+        return self._candidates is not None
+
+    def contributions(self, terms: np.ndarray, movie_ids) -> tuple[np.ndarray, np.ndarray]:
+        """([n, k] contributions <term_i, candidate_m> of each history entry's query term
+        (``terms`` [n, R + 1], last column 0: the signature's query_terms) to each movie's
+        retrieval score, [k] the movies' biases b_m): per movie, the contributions plus the bias
+        are the retrieval score of the query that is the terms' sum."""
+        if self._candidates is None:
+            raise ValueError(f"index version {self.version} has no retrieval candidates to explain scores with")
+        candidates = np.asarray(self._candidates[self.movie_rows(movie_ids)], np.float32)
+        return np.asarray(terms, np.float32) @ candidates.T, candidates[:, -1].copy()
 
     def candidates_fetched(self, k: int, candidates: int) -> int:
         """N, the movies stage one returns: max(candidates, k) to re-rank, or k without stage two."""

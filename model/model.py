@@ -124,6 +124,28 @@ class TwoTowerModel(keras.Model):
                 inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF], ratings, self.log_sampling))
         return self.score(inputs, user, movie, training=training)
 
+    def history_vectors(self, user_inputs, movies, ratings) -> dict[str, tf.Tensor]:
+        """The vectors of one user (transformed user inputs, batch of 1) whose history is given
+        explicitly (movie indices and their ratings) instead of read from the training table:
+        a visitor who rated a few movies, or a training user with ratings the model never saw.
+
+        ``embedding`` [1, D] and ``bias`` [1] (user bias + global mean) are the rating towers'
+        (the history read by the user tower; ``reads_history`` [1] is 0 for a model whose user
+        tower reads none, whose embedding then ignores it); with retrieval towers, ``query``
+        [1, R + 1] is the served query [sum of terms, 1] and ``query_terms`` [n, R + 1] each
+        history entry's term with a 0 where the query has its 1, so that <term_i, candidate_m>
+        is entry i's contribution to the retrieval score of m and the contributions sum to it.
+        """
+        history = self.user_tower.history.of_ratings(movies, ratings) if self.user_tower.history is not None else None
+        bias = tf.squeeze(self.user_bias(user_inputs[f.USER_ID_XF]), -1) + self.global_mean
+        out = {"embedding": self.user_tower(user_inputs, training=False, history=history), "bias": bias,
+               "reads_history": tf.constant([int(history is not None)], tf.int32)}
+        if self.retrieval is not None:
+            terms = self.retrieval.history_terms(movies, ratings)
+            out["query"] = tf.concat([tf.reduce_sum(terms, 0, keepdims=True), tf.ones([1, 1], terms.dtype)], -1)
+            out["query_terms"] = tf.concat([terms, tf.zeros_like(terms[:, :1])], -1)
+        return out
+
     def score(self, inputs, user, movie, training=False):
         """Unclipped rating from tower outputs: inner product plus biases and global mean
         (plus the optional MLP head's term)."""

@@ -147,3 +147,15 @@ class UserHistory(keras.layers.Layer):
             sums -= tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
             counts -= 1.0
         return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
+
+    def of_ratings(self, movies, ratings) -> tf.Tensor:
+        """[1, 2 * history_dim]: the vector of one explicit history (movie indices and their
+        ratings), the sums ``call`` takes over a user's table row: how a visitor the model never
+        saw, who rated a few movies, gets one (model.signatures, user_embedding_with_history)."""
+        movies = tf.cast(movies, tf.int64)
+        implicit, explicit = self.implicit.embeddings, self.explicit.embeddings
+        residual = tf.cast(ratings, explicit.dtype) - self.global_mean
+        sums = tf.concat([tf.reduce_sum(tf.gather(implicit, movies), 0),
+                          tf.reduce_sum(tf.gather(explicit, movies) * residual[:, None], 0)], -1)
+        count = tf.cast(tf.shape(movies)[0], sums.dtype)
+        return (sums * tf.math.rsqrt(tf.maximum(count, 1.0)))[None, :]

@@ -145,6 +145,26 @@ class RetrievalTowers(keras.layers.Layer):
                              tf.convert_to_tensor(self.query_gram), tf.gather(self.confidence, liked),
                              tf.cast(movies, tf.int64), tf.cast(row_splits, tf.int64))
 
+    def history_terms(self, movies, ratings) -> tf.Tensor:
+        """[n, R]: each entry's term of the query of one explicit history (movie indices and
+        their ratings); the query is their sum, as ``query`` computes it for a training user
+        whose history holds the same ratings. The term of history movie i is why the query
+        scores candidate m as it does: <term_i, c_m> over i, plus b_m, is the retrieval score.
+        Closed form: e_i; softmax: e_i / sqrt(n); iALS: w_i A^-1 h_i, A = HᵀH + lambda I +
+        sum_j (w_j - 1) h_j h_jᵀ (the solve is linear in its right-hand side sum_j w_j h_j)."""
+        movies = tf.cast(movies, tf.int64)
+        rows = tf.gather(tf.convert_to_tensor(self.history_embed.embeddings), movies)
+        if self.method == "closed_form":
+            return rows
+        if self.method == "softmax":
+            return rows * tf.math.rsqrt(tf.maximum(tf.cast(tf.shape(movies)[0], rows.dtype), 1.0))
+        liked = tf.cast(tf.cast(ratings, tf.float32) >= f.RELEVANT_RATING, tf.int32)
+        weight = tf.gather(tf.convert_to_tensor(self.confidence), liked)
+        system = tf.convert_to_tensor(self.query_gram) + tf.matmul(rows * (weight - 1.0)[:, None], rows,
+                                                                   transpose_a=True)
+        solved = tf.linalg.cholesky_solve(tf.linalg.cholesky(system), tf.transpose(rows))
+        return tf.transpose(solved) * weight[:, None]
+
     def query(self, user_ids, leave_out_movie_ids=None) -> tf.Tensor:
         """[batch, R] query vectors (without the trailing 1 of the served vector): the history
         sum for the closed form, / sqrt(n) for the softmax, the ALS solve for iALS."""

@@ -18,6 +18,14 @@ users/movies files), and exposes these signatures:
                                   <query, candidate> is the retrieval score (RetrievalTowers)
   movie_query_embedding           movie_id -> embedding [R + 1], the query of a one-movie
                                   history: <it, candidate> ranks the retrieval space's similar movies
+  user_embedding_with_history     user_id [1], history_movie_id [n], history_rating [n] -> the
+                                  rating towers' embedding [1, D] and bias [1] of a user whose
+                                  history is the one given (an unknown user_id: a visitor, who
+                                  gets the unknown user's id and feature buckets), its retrieval
+                                  query [1, R + 1], each entry's term of it (query_terms [n, R + 1]:
+                                  <term, candidate> is the entry's share of the retrieval score)
+                                  and reads_history [1] (0: the user tower reads no history);
+                                  only with retrieval towers (TwoTowerModel.history_vectors)
   serving_tf_example              serialized tf.Examples (`examples`) -> outputs; TFMA uses it
   regress                         the same with TF-Serving's Regress names (`inputs` ->
                                   `outputs`) and method_name tensorflow/serving/regress, which
@@ -60,6 +68,8 @@ from model.signature_names import (
     BIAS_OUTPUT,
     EMBEDDING_OUTPUT,
     EXAMPLES_INPUT,
+    HISTORY_MOVIES_INPUT,
+    HISTORY_RATINGS_INPUT,
     RATING_OUTPUT,
     REGRESS_INPUT,
     REGRESS_METHOD,
@@ -74,12 +84,15 @@ from model.signature_names import (
     SIGNATURE_TF_EXAMPLE,
     SIGNATURE_USER_EMBEDDING,
     SIGNATURE_USER_EMBEDDING_FEATURES,
+    SIGNATURE_USER_HISTORY,
     SIGNATURE_USER_QUERY,
 )
 
 # Named: a signature's input names are its specs' names, so they follow the feature table.
 _USER_IDS = tf.TensorSpec([None], tf.int64, name=f.USER_ID)
 _MOVIE_IDS = tf.TensorSpec([None], tf.int64, name=f.MOVIE_ID)
+_HISTORY_MOVIES = tf.TensorSpec([None], tf.int64, name=HISTORY_MOVIES_INPUT)
+_HISTORY_RATINGS = tf.TensorSpec([None], tf.float32, name=HISTORY_RATINGS_INPUT)
 #: The raw-feature signatures' inputs per tower, from the feature table (list features, e.g.
 #: genres, as one LIST_SEPARATOR-joined string).
 USER_FEATURE_SPECS = f.signature_specs("user")
@@ -314,6 +327,24 @@ class ServingModule(tf.Module):
         return self._known_or(self.known_movies, self.movie_rows, movie_id, (_QUERY,),
                               lambda: self._movie_query(movie_id))
 
+    @tf.function(input_signature=[_USER_IDS, _HISTORY_MOVIES, _HISTORY_RATINGS])
+    def serve_user_history(self, user_id, history_movie_id, history_rating):
+        """One user (``user_id`` holds one id; an unknown one is a visitor) with an explicit
+        history: TwoTowerModel.history_vectors. The history's raw movie ids go through the
+        Transform like every movie id (an unknown one gets the OOV bucket)."""
+        tf.debugging.assert_equal(tf.size(user_id), 1, message="user_id must hold exactly one id")
+        tf.debugging.assert_equal(tf.size(history_movie_id), tf.size(history_rating),
+                                  message="history_movie_id and history_rating differ in length")
+        user = self._transform(self._raw(self._known_user(user_id), None, tf.shape(user_id)[0]))
+
+        def movie_indices():
+            raw = self._raw(None, {f.MOVIE_ID: history_movie_id}, tf.shape(history_movie_id)[0])
+            return tf.reshape(self._transform(raw)[f.MOVIE_ID_XF], [-1])
+
+        # the Transform is never run on no rows (_unless_empty); an empty history has no terms
+        movies = tf.cond(tf.size(history_movie_id) > 0, movie_indices, lambda: tf.zeros([0], tf.int64))
+        return self.model.history_vectors(user, movies, history_rating)
+
     @tf.function(input_signature=[USER_FEATURE_SPECS])
     def serve_user_embedding_features(self, user):
         return _unless_empty(user[f.USER_ID], lambda: self._user_vector(user),
@@ -363,6 +394,7 @@ class ServingModule(tf.Module):
             SIGNATURE_USER_QUERY: self.serve_user_query.get_concrete_function(),
             SIGNATURE_MOVIE_CANDIDATE: self.serve_movie_candidate.get_concrete_function(),
             SIGNATURE_MOVIE_QUERY: self.serve_movie_query.get_concrete_function(),
+            SIGNATURE_USER_HISTORY: self.serve_user_history.get_concrete_function(),
         }
         return {
             **retrieval,

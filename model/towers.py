@@ -41,16 +41,19 @@ class UserTower(keras.layers.Layer):
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
                                       name="user_embedding")
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, history=None):
+        """``history``: a [batch, 2 * history_dim] history vector to read instead of the users'
+        table rows (UserHistory.of_ratings: a visitor's ratings)."""
         parts = [
             self.id_embed(inputs[f.USER_ID_XF]), self.gender_embed(inputs[f.GENDER_XF]),
             self.age_embed(inputs[f.AGE_XF]), self.occupation_embed(inputs[f.OCCUPATION_XF]),
         ]
         hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
         if self.history is not None:
-            target = inputs.get(TARGET_IN_HISTORY) if training else None
-            history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
-                                   target)
+            if history is None:
+                target = inputs.get(TARGET_IN_HISTORY) if training else None
+                history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
+                                       target)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 

@@ -4,7 +4,8 @@
   (a stand-in for the trained towers whose inner product ranks movies, so the tests need
   no TFX run);
 * ``save_tiny_model`` wraps fixed vectors in a SavedModel with the pipeline's signature
-  names (``user_embedding``, ``movie_embedding``, ``serving_default``), so the export job is
+  names (``user_embedding``, ``movie_embedding``, ``serving_default``, and with a retrieval
+  space ``user_embedding_with_history`` for visitors), so the export job and the service are
   tested against the same interface as the real model;
 * ``build_numpy_version`` publishes an index version straight from arrays (no TensorFlow);
 * ``UNTIMED_LATENCY_MS`` / ``UNTIMED_EXPORT``: the gate's latency limit for builds whose
@@ -68,11 +69,25 @@ def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.nda
     output ``bias``) and ``query_vectors`` / ``candidate_vectors`` (then it has the
     ``user_query_embedding`` / ``movie_candidate_embedding`` signatures), plus an optional
     ``movie_query_vectors`` (``movie_query_embedding``): the newer model's interface. Without
-    it the model looks like an older push (one space, no bias outputs)."""
+    it the model looks like an older push (one space, no bias outputs).
+
+    With ``movie_query_vectors`` and ``query_vectors`` / ``candidate_vectors`` it also has
+    ``user_embedding_with_history`` (a visitor's vectors from an explicit history), computed
+    from these arrays as served vectors of width W = R + 1 (the last column the retrieval
+    space's bias slot, as in the real model's [query, 1] and [candidate, bias]): each history
+    entry's term is its movie's ``movie_query_vectors`` row with the last column set to 0, so
+    <term, candidate> is the entry's share of the retrieval score; ``query`` is [sum of the
+    terms' first R columns, 1]; ``embedding`` the mean of the history movies' ``movie_vectors``
+    (zeros for an empty history); ``bias`` the id's ``user_bias`` when known, else the mean
+    of ``user_bias`` (0 without one); ``reads_history`` [1]. Ratings are checked for length
+    only: these fixed vectors do not read them. Unknown history movie ids get zero rows."""
     import tensorflow as tf
 
-    from index.embed import (BIAS_OUTPUT, EMBEDDING_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
-                             SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_QUERY)
+    from model.signature_names import (BIAS_OUTPUT, EMBEDDING_OUTPUT, HISTORY_MOVIES_INPUT,
+                                       HISTORY_RATINGS_INPUT, QUERY_OUTPUT, QUERY_TERMS_OUTPUT,
+                                       READS_HISTORY_OUTPUT, SIGNATURE_MOVIE_CANDIDATE,
+                                       SIGNATURE_MOVIE_QUERY, SIGNATURE_USER_HISTORY,
+                                       SIGNATURE_USER_QUERY)
 
     extra = {k: np.asarray(v, np.float32) for k, v in (two_stage or {}).items()}
 
@@ -135,6 +150,34 @@ def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.nda
             m = self._gather(self.movie_table, self.movie_vectors, movie_id)
             return {"rating": tf.reduce_sum(u * m, axis=1) + 3.5}
 
+        def history_signature(self):
+            """user_embedding_with_history (made only when its arrays are there: saving traces
+            every tf.function attribute of the module)."""
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="user_id"),
+                                          tf.TensorSpec([None], tf.int64, name=HISTORY_MOVIES_INPUT),
+                                          tf.TensorSpec([None], tf.float32, name=HISTORY_RATINGS_INPUT)])
+            def signature(user_id, history_movie_id, history_rating):
+                tf.debugging.assert_equal(tf.size(user_id), 1, message="user_id must hold exactly one id")
+                tf.debugging.assert_equal(tf.size(history_movie_id), tf.size(history_rating),
+                                          message="history_movie_id and history_rating differ in length")
+                rows = self._gather(self.movie_table, self.extra["movie_query_vectors"], history_movie_id)
+                terms = tf.concat([rows[:, :-1], tf.zeros_like(rows[:, :1])], -1)
+                query = tf.concat([tf.reduce_sum(terms[:, :-1], 0, keepdims=True),
+                                   tf.ones([1, 1], terms.dtype)], -1)
+                count = tf.maximum(tf.cast(tf.size(history_movie_id), tf.float32), 1.0)
+                embedding = tf.reduce_sum(self._gather(self.movie_table, self.movie_vectors, history_movie_id),
+                                          0, keepdims=True) / count
+                if "user_bias" in self.extra:
+                    known = self.user_table.lookup(user_id) >= 0
+                    biases = self.extra["user_bias"][:-1, 0]  # without the unknown id's zero row
+                    bias = tf.where(known, self._gather(self.user_table, self.extra["user_bias"], user_id)[:, 0],
+                                    tf.reduce_mean(biases))
+                else:
+                    bias = tf.zeros([1], tf.float32)
+                return {EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias, QUERY_OUTPUT: query,
+                        QUERY_TERMS_OUTPUT: terms, READS_HISTORY_OUTPUT: tf.constant([1], tf.int32)}
+            return signature
+
     module = Towers()
     signatures = {"serving_default": module.serving_default, "user_embedding": module.user_embedding,
                   "movie_embedding": module.movie_embedding}
@@ -143,6 +186,8 @@ def save_tiny_model(export_dir: Path, user_ids: np.ndarray, user_vectors: np.nda
                               (SIGNATURE_MOVIE_QUERY, "movie_query_vectors", module.movie_signature)):
         if needs in extra:
             signatures[name] = make(needs)
+    if all(needs in extra for needs in ("movie_query_vectors", "query_vectors", "candidate_vectors")):
+        signatures[SIGNATURE_USER_HISTORY] = module.history_signature()
     tf.saved_model.save(module, str(export_dir), signatures=signatures)
     return Path(export_dir)
 

@@ -10,10 +10,13 @@ retrieval space and rating terms, so the page shows both stages' scores.
 
 The walk the issue asks for: load the page, search "Toy", open Toy Story and see its similar
 movies, open a user and see their profile and recommendations; what the page shows is
-compared with the service's JSON. Screenshots go to artifacts/browser/.
+compared with the service's JSON. A visitor rates movies on the page and opens "For you"
+(POST /recommendations with the ratings the browser keeps). Screenshots go to
+artifacts/browser/ (the For-you one also to docs/, for the README).
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -30,11 +33,15 @@ from index.service import create_app
 
 pytestmark = pytest.mark.slow
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "browser"
 HOSTILE_ID = 1683  # ML-100K's movie ids end at 1682
 HOSTILE_TITLE = '<img src=x onerror="window.pwned=1"> Tom & "Jerry"'
 USER = 13  # an ML-100K user with hundreds of ratings
 WAIT_S = 20
+RATINGS_KEY = "movielens-ratings"  # browse.js's localStorage key
+#: what the visitor rates on the page: Star Wars, Toy Story, Fargo
+RATED = {50: 5, 1: 4, 100: 2}
 
 
 def _browser():
@@ -235,3 +242,154 @@ def test_api_docs_render_from_the_service_alone_under_its_csp(server, browser):
         browser.save_screenshot(str(SCREENSHOTS / "api-docs.png"))
     finally:
         browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", listener)
+
+
+#: records the page's Content-Security-Policy refusals from its first script on
+CSP_RECORDER = ("window.cspViolations = []; document.addEventListener('securitypolicyviolation', "
+                "e => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));")
+
+
+def _label(m: dict) -> str:
+    """A movie's title as the page shows it (browse.js ``label``)."""
+    return f"{m['title']} ({m['year']})" if m.get("year") else m["title"]
+
+
+def _rate(scope, movie_id: int, stars: int) -> None:
+    from selenium.webdriver.common.by import By
+
+    scope.find_element(By.CSS_SELECTOR, f"[data-rate-for='{movie_id}'] button[data-rate='{stars}']").click()
+
+
+def _stored(browser) -> dict | None:
+    text = browser.execute_script(f"return window.localStorage.getItem('{RATINGS_KEY}')")
+    return None if text is None else json.loads(text)
+
+
+def _open_movie_from_search(browser, query: str, movie_id: int):
+    from selenium.webdriver.common.by import By
+
+    _submit(browser, "search-input", query)
+    view = _ready(browser, "search")
+    view.find_element(By.CSS_SELECTOR, f"[data-testid=search-results] a[data-movie-id='{movie_id}']").click()
+    return _ready(browser, "movie")
+
+
+def _shown_for_you(view) -> list[tuple[int, str, str]]:
+    """(movie id, title, its "because" line) per row of the For-you table."""
+    from selenium.webdriver.common.by import By
+
+    rows = []
+    for row in view.find_elements(By.CSS_SELECTOR, "[data-testid=for-you] tbody tr"):
+        link = row.find_element(By.CSS_SELECTOR, "a[data-movie-id]")
+        because = row.find_elements(By.CSS_SELECTOR, "[data-testid=because]")
+        rows.append((int(link.get_attribute("data-movie-id")), link.text, because[0].text if because else ""))
+    return rows
+
+
+def _visitor_list(api: httpx.Client, ratings: dict[int, int]) -> dict:
+    answer = api.post("/recommendations", json={
+        "ratings": [{"movie_id": m, "rating": r} for m, r in sorted(ratings.items())], "k": 10, "because": 3})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_rate_movies_and_get_for_you_recommendations(server, browser):
+    """Rate three movies on the page (a movie view, a search result), open "For you": the list
+    is POST /recommendations' for the same ratings, each result naming rated movies; rating
+    while it is open refreshes it; "Clear my ratings" empties it and localStorage. The page's
+    CSP refuses nothing on the way."""
+    api = httpx.Client(base_url=server.url, timeout=30)
+    listener = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_RECORDER})
+    try:
+        browser.get("about:blank")  # then a new document, whatever the last test left open
+        browser.get(server.url + "/")
+        browser.execute_script("window.localStorage.clear()")
+        browser.get(server.url + "/#/for-you")  # same document: a hash route
+        _rate_and_see_for_you(browser, api)
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", listener)
+
+
+def _rate_and_see_for_you(browser, api: httpx.Client) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    view = _ready(browser, "for-you")
+    assert view.find_elements(By.CSS_SELECTOR, "[data-testid=no-ratings]")
+
+    # Star Wars: searched, opened, rated in its movie view; the rating is marked there
+    view = _open_movie_from_search(browser, "Star Wars", 50)
+    _rate(view, 50, RATED[50])
+    stars = view.find_elements(By.CSS_SELECTOR, "[data-rate-for='50'] button[data-rate]")
+    assert [b.get_attribute("aria-pressed") for b in stars] == ["false"] * 4 + ["true"]
+    assert all("on" in b.get_attribute("class").split() for b in stars)
+    assert stars[0].get_attribute("aria-label") == "Rate Star Wars (1977) 1 of 5"
+    assert stars[0].tag_name == "button"
+
+    # Toy Story: rated straight from the search results
+    _submit(browser, "search-input", "Toy")
+    view = _ready(browser, "search")
+    _rate(view.find_element(By.CSS_SELECTOR, "[data-testid=search-results]"), 1, RATED[1])
+    marked = view.find_element(By.CSS_SELECTOR, "[data-rate-for='1']")
+    assert marked.get_attribute("data-rating") == str(RATED[1])
+    assert len(marked.find_elements(By.CSS_SELECTOR, "button.on")) == RATED[1]
+
+    # Fargo: opened from a search, rated 2
+    view = _open_movie_from_search(browser, "Fargo", 100)
+    _rate(view, 100, RATED[100])
+    assert _stored(browser) == {str(m): r for m, r in RATED.items()}
+    assert browser.find_element(By.ID, "rated-count").text == "(3 rated)"
+
+    # For you: the service's list for the same three ratings, in its order, each explained
+    browser.find_element(By.ID, "for-you-link").click()
+    view = _ready(browser, "for-you")
+    expected = _visitor_list(api, RATED)
+    assert expected["history_count"] == 3 and len(expected["results"]) == 10
+    shown = _shown_for_you(view)
+    assert [(i, title) for i, title, _ in shown] == [(r["movie_id"], _label(r)) for r in expected["results"]]
+    assert [i for i, _, _ in shown] == expected["ids"] and not set(expected["ids"]) & set(RATED)
+    rated = [api.get(f"/movies/{i}/similar", params={"k": 1}).json()["query"] for i in RATED]
+    rated_titles = {m["title"] for m in rated} | {_label(m) for m in rated}  # `because` may carry a year
+    for (_, _, line), result in zip(shown, expected["results"]):
+        assert {b["movie_id"] for b in result["because"]} <= set(RATED)
+        assert {_label(b) for b in result["because"]} <= rated_titles
+        assert line == ("because you rated " + ", ".join(_label(b) for b in result["because"])
+                        if result["because"] else "")
+    assert all(line for _, _, line in shown) and any("Star Wars" in line for _, _, line in shown)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "for-you.png"))
+    shutil.copyfile(SCREENSHOTS / "for-you.png", ROOT / "docs" / "for-you.png")
+
+    # rating a recommended movie while For you is open asks for the list again
+    first = expected["ids"][0]
+    _rate(view, first, 3)
+    view = _ready(browser, "for-you")
+    again = _visitor_list(api, {**RATED, first: 3})
+    assert [i for i, _, _ in _shown_for_you(view)] == again["ids"] and first not in again["ids"]
+
+    # Clear my ratings: the no-ratings hint, nothing left in localStorage
+    view.find_element(By.CSS_SELECTOR, "[data-testid=clear-ratings]").click()
+    view = _ready(browser, "for-you")
+    WebDriverWait(browser, WAIT_S).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-testid=no-ratings]"))
+    assert "rate" in view.find_element(By.CSS_SELECTOR, "[data-testid=no-ratings]").text.lower()
+    assert not view.find_elements(By.CSS_SELECTOR, "[data-testid=for-you]")
+    assert _stored(browser) is None and browser.execute_script("return window.localStorage.length") == 0
+    assert browser.find_element(By.ID, "rated-count").text == ""
+    assert browser.execute_script("return window.cspViolations") == []  # one document: hash routes
+
+
+def test_for_you_shows_the_services_error_as_text(server, browser):
+    """A stored rating the service refuses (a movie id the index lacks): its 422 detail as text."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(server.url + "/")
+    browser.execute_script(f"window.localStorage.setItem('{RATINGS_KEY}', JSON.stringify({{'999999': 4}}))")
+    browser.get(server.url + "/#/for-you")
+    view = _ready(browser, "for-you")
+    error = view.find_element(By.CSS_SELECTOR, "[data-testid=error]")
+    detail = httpx.post(server.url + "/recommendations", json={"ratings": [{"movie_id": 999999, "rating": 4}]})
+    assert detail.status_code == 422 and error.text == detail.json()["detail"]
+    assert "999999" in error.text
+    view.find_element(By.CSS_SELECTOR, "[data-testid=clear-ratings]").click()
+    _ready(browser, "for-you")
+    assert browser.execute_script("return window.localStorage.length") == 0

@@ -494,10 +494,11 @@ def test_similarity_service_and_autoscaler(rendered):
     container = pod["containers"][0]
     assert container["image"] == "movielens-tfx:0.1.0"
     assert container["command"] + container["args"] == [
-        "movielens-tfx", "similarity-service", "--host", "0.0.0.0", "--port", "8600", "--index-dir", "/index"]
+        "movielens-tfx", "similarity-service", "--host", "0.0.0.0", "--port", "8600", "--index-dir", "/index",
+        "--model-base-path", "/models/movielens"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
-    assert _claims(pod) == {"/index": ("movielens-index", True)}
+    assert _claims(pod) == {"/index": ("movielens-index", True), "/models": ("movielens-models", True)}
     hpa = rendered["HorizontalPodAutoscaler/movielens-similarity"]
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "movielens-similarity"}

@@ -161,8 +161,8 @@ def _retrieval_setup(**hp):
     pairs = np.array([[2, 0], [2, 1], [2, 3], [5, 1], [5, 6], [7, 6], [7, 0], [7, 2], [7, 9]])
     ratings = np.array([5., 2., 4., 4., 3., 5., 1., 4., 4.], np.float32)
     history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
-    model = _history_model(history, retrieval_dim=5, retrieval_queries=6, retrieval_low_rating_weight=0.25,
-                           retrieval_l2=0.01, retrieval_fit="softmax", **hp)
+    model = _history_model(history, **{"retrieval_dim": 5, "retrieval_queries": 6, "retrieval_low_rating_weight": 0.25,
+                                       "retrieval_l2": 0.01, "retrieval_fit": "softmax", **hp})
     rng = np.random.default_rng(3)
     towers = model.retrieval
     for table in (towers.history_embed, towers.candidate_embed, towers.candidate_bias):
@@ -290,3 +290,37 @@ def test_the_loss_is_one_squared_error_per_example_so_keras_can_divide_it_across
     assert per_example.shape == (3,)
     np.testing.assert_allclose(per_example.numpy(), [0.25, 0.0, 4.0])
     assert float(tf.reduce_mean(per_example)) == pytest.approx(float(tf.keras.losses.MSE(y_true, y_pred)))
+
+
+@pytest.mark.parametrize("fit", ["softmax", "closed_form", "ials"])
+def test_an_explicit_history_gives_what_the_training_table_gives_its_user(fit):
+    """TwoTowerModel.history_vectors (user_embedding_with_history) with a training user's own
+    ratings: the user tower's embedding, the bias and the retrieval query the table gives,
+    and the query is the sum of the per-entry terms; another history changes them."""
+    model, pairs, ratings = _retrieval_setup(retrieval_fit=fit)
+    rng = np.random.default_rng(5)
+    for table in (model.user_tower.history.implicit, model.user_tower.history.explicit):
+        table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
+    towers = model.retrieval
+    factors = rng.normal(size=(VOCAB.movies, 5)).astype(np.float32)
+    if fit == "closed_form":
+        towers.fit_closed_form(factors, rng.normal(size=(VOCAB.movies, 5)).astype(np.float32))
+    elif fit == "ials":
+        towers.fit_ials(factors, factors.T @ factors + 2.0 * np.eye(5, dtype=np.float32), alpha=3.0,
+                        low_rating_weight=0.25)
+    batch = {k: v[:1] for k, v in _batch(n=8).items()}
+    batch[f.USER_ID_XF][:] = 7
+    mine = pairs[:, 0] == 7
+    got = model.history_vectors(batch, tf.constant(pairs[mine, 1]), tf.constant(ratings[mine]))
+    np.testing.assert_allclose(got["embedding"].numpy(), model.user_tower(batch).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got["bias"].numpy(),
+                               model.user_bias(batch[f.USER_ID_XF]).numpy()[:, 0] + model.global_mean, rtol=1e-6)
+    np.testing.assert_allclose(got["query"].numpy(), towers.served_query(tf.constant([7])).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    terms = got["query_terms"].numpy()
+    assert terms.shape == (mine.sum(), 6) and np.all(terms[:, 5] == 0)
+    np.testing.assert_allclose(terms.sum(0)[:5], got["query"].numpy()[0, :5], rtol=1e-5, atol=1e-6)
+    assert int(got["reads_history"].numpy()[0]) == 1
+    other = model.history_vectors(batch, tf.constant([1, 3]), tf.constant([2.0, 5.0], tf.float32))
+    assert not np.allclose(other["embedding"].numpy(), got["embedding"].numpy())
+    assert not np.allclose(other["query"].numpy(), got["query"].numpy())

@@ -381,3 +381,96 @@ def test_export_index_without_data_indexes_the_pushed_models_catalogue(runs, tmp
     movie = catalogue.most_rated_movie()
     assert sim.movie(movie)["title"] == catalogue.movies[movie].title
     assert len(sim.similar_movies(movie, 5)) == 5
+
+
+@pytest.fixture(scope="module")
+def visitor_service(runs, tmp_path_factory):
+    """The similarity service over the pushed model's index (export-index, the model's catalogue)."""
+    from fastapi.testclient import TestClient
+    from index_testkit import UNTIMED_EXPORT
+
+    from index.export import main as export_main
+    from index.service import create_app
+
+    root, *_ = runs
+    index_dir = tmp_path_factory.mktemp("visitor") / "index"
+    assert export_main(["--model-base-path", str(root / "artifacts" / "serving" / "movielens"),
+                        "--index-dir", str(index_dir), "--no-progress", *UNTIMED_EXPORT]) == 0
+    app = create_app(index_dir, poll_interval_s=0)
+    with TestClient(app) as client:
+        yield client, app.state.live.current
+
+
+def _history_body(s, user: int, **extra) -> dict:
+    ids, ratings = s.training_history(user)
+    return {"ratings": [{"movie_id": int(m), "rating": float(r)} for m, r in zip(ids, ratings)], **extra}
+
+
+def test_a_visitors_recommendations_are_explained_by_contributions_that_sum_to_the_score(visitor_service):
+    client, s = visitor_service
+    ids, ratings = s.training_history(int(s.user_ids[3]))
+    body = {"ratings": [{"movie_id": int(m), "rating": float(r)} for m, r in zip(ids[:12], ratings[:12])],
+            "k": 10, "because": 500}
+    response = client.post("/recommendations", json=body)
+    assert response.status_code == 200, response.text
+    out = response.json()
+    assert out["stages"] == "retrieval+rerank" and out["stages_note"] is None and out["history_count"] == 12
+    assert len(out["results"]) == 10 and not set(out["ids"]) & set(ids[:12].tolist())
+    for hit in out["results"]:
+        assert len(hit["because"]) == 12  # every rated movie, largest contribution first
+        contributions = [b["contribution"] for b in hit["because"]]
+        assert contributions == sorted(contributions, reverse=True)
+        assert sum(contributions) + hit["retrieval_bias"] == pytest.approx(hit["retrieval_score"], abs=1e-5)
+        assert hit["score"] == pytest.approx(hit["retrieval_score"] + out["rerank_weight"] * hit["predicted_rating"],
+                                             abs=1e-5)
+    top = client.post("/recommendations", json={**body, "because": 3}).json()["results"][0]["because"]
+    assert [b["movie_id"] for b in top] == [b["movie_id"] for b in out["results"][0]["because"][:3]]
+    assert all(b["title"] == s.movie(b["movie_id"])["title"] for b in top)
+
+
+def test_a_training_users_history_reproduces_their_list(visitor_service):
+    """With the user's own training ratings: the same retrieval scores as their indexed query;
+    sent as that user (their id and features read too), the very same list as
+    /users/{id}/recommendations; and /users/{id}/recommendations' `because` sums to the score."""
+    client, s = visitor_service
+    for user in (int(u) for u in s.user_ids[:5]):
+        theirs = client.get(f"/users/{user}/recommendations", params={"k": 10, "because": 500}).json()
+        assert theirs["because_note"] is None
+        for hit in theirs["results"]:
+            total = sum(b["contribution"] for b in hit["because"]) + hit["retrieval_bias"]
+            assert total == pytest.approx(hit["retrieval_score"], abs=1e-5)
+        as_user = client.post("/recommendations", json=_history_body(s, user, k=10, user_id=user)).json()
+        assert as_user["ids"] == theirs["ids"]
+        np.testing.assert_allclose(as_user["scores"], theirs["scores"], atol=1e-5)
+        # a visitor with the same ratings: the same query (retrieval scores), not the user's id
+        stage_one = client.get(f"/users/{user}/recommendations", params={"k": 10, "rerank_weight": 0}).json()
+        visitor = client.post("/recommendations", json=_history_body(s, user, k=10 + len(s.seen(user)),
+                                                                        rerank_weight=0)).json()
+        seen = set(s.seen(user).tolist())
+        assert [m for m in visitor["ids"] if m not in seen][:10] == stage_one["ids"]
+        by_id = dict(zip(visitor["ids"], (r["retrieval_score"] for r in visitor["results"])))
+        np.testing.assert_allclose([by_id[m] for m in stage_one["ids"]], stage_one["retrieval_scores"], atol=1e-5)
+
+
+def test_visitor_requests_outside_the_limits_get_422_with_the_reason(visitor_service):
+    client, s = visitor_service
+    movie = int(s.movie_ids[0])
+    lowest, highest = s.rating_scale
+    cases = {
+        "rate at least one movie": {"ratings": []},
+        "at most 500 ratings": {"ratings": [{"movie_id": int(m), "rating": highest}
+                                            for m in np.resize(s.movie_ids, 501)]},
+        f"movie {movie} is rated more than once": {"ratings": [{"movie_id": movie, "rating": highest}] * 2},
+        "not in index version": {"ratings": [{"movie_id": 10 ** 9, "rating": highest}]},
+        "outside the rating scale": {"ratings": [{"movie_id": movie, "rating": highest + 1}]},
+        "user 999999999 is not in index version": {"ratings": [{"movie_id": movie, "rating": lowest}],
+                                                   "user_id": 999999999},
+    }
+    for reason, body in cases.items():
+        response = client.post("/recommendations", json=body)
+        assert response.status_code == 422 and reason in response.json()["detail"], (reason, response.text)
+    assert client.post("/recommendations", json={"ratings": [{"movie_id": movie, "rating": 4}], "k": 0}
+                       ).status_code == 422
+    too_big = b'{"ratings": [' + b" " * (300 * 1024) + b"]}"
+    response = client.post("/recommendations", content=too_big, headers={"content-type": "application/json"})
+    assert response.status_code == 413

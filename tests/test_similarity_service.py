@@ -8,10 +8,9 @@ from __future__ import annotations
 import re
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import warnings
 
 import httpx
 import numpy as np
@@ -21,11 +20,12 @@ with warnings.catch_warnings():  # starlette's notice that it prefers httpx2 for
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from index_testkit import LoopbackServer, build_numpy_version
+
 from index import ann, layout
 from index.posters import write_poster_files
 from index.service import build_parser, create_app
 from index.similarity import Similarity
-from index_testkit import LoopbackServer, build_numpy_version
 
 N_USERS, N_MOVIES, DIM = 60, 80, 12
 
@@ -524,3 +524,54 @@ def test_public_text_names_paths_relatively(tmp_path):
     assert dataset_name("../shared/data/ml-100k") == "ml-100k"
     assert dataset_name(None) is None and dataset_name("") is None  # an older catalogue: unknown
     assert dataset_name("/") == HIDDEN_PATH
+
+
+def _two_stage_version(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(9)
+    users, movies = _vectors(9)
+    two_stage = {"user_bias": rng.normal(3.5, 0.2, N_USERS), "movie_bias": rng.normal(0, 0.3, N_MOVIES),
+                 "query_vectors": rng.normal(size=(N_USERS, 5)), "candidate_vectors": rng.normal(size=(N_MOVIES, 5))}
+    assert build_numpy_version(tmp_path, "7", users, movies, two_stage=two_stage).passed
+    return tmp_path
+
+
+def test_visitor_limits_come_before_the_model_and_a_missing_model_is_503(tmp_path):
+    """A version built without a model: POST /recommendations checks the body first (422), then
+    answers 503 naming what is missing; a single-space version has no query space (501); GET
+    recommendations still answer, with `because_note` instead of `because`."""
+    index_dir = _two_stage_version(tmp_path / "two")
+    sim = Similarity.load(index_dir / "7")
+    movie = int(sim.movie_ids[0])
+    with TestClient(create_app(index_dir, poll_interval_s=0)) as client:
+        assert client.post("/recommendations", json={"ratings": []}).status_code == 422
+        bad = client.post("/recommendations", json={"ratings": [{"movie_id": movie, "rating": 6}]})
+        assert bad.status_code == 422 and "outside the rating scale 1..5" in bad.json()["detail"]
+        missing = client.post("/recommendations", json={"ratings": [{"movie_id": movie, "rating": 4}]})
+        assert missing.status_code == 503 and "model_path" in missing.json()["detail"]
+        body = client.get("/users/4/recommendations", params={"k": 3}).json()
+        assert len(body["ids"]) == 3 and "model_path" in body["because_note"]
+        assert all(hit["because"] is None for hit in body["results"])
+        assert client.get("/users/4/recommendations", params={"because": 0}).json()["because_note"] is None
+    assert build_numpy_version(tmp_path / "one", "1", *_vectors(1), seed=1).passed
+    with TestClient(create_app(tmp_path / "one", poll_interval_s=0)) as client:
+        movie = int(Similarity.load(tmp_path / "one" / "1").movie_ids[0])
+        answer = client.post("/recommendations", json={"ratings": [{"movie_id": movie, "rating": 4}]})
+        assert answer.status_code == 501 and "no retrieval space" in answer.json()["detail"]
+
+
+def test_a_body_over_the_limit_is_413_declared_or_streamed(tmp_path):
+    from index.body_limit import MAX_BODY_BYTES
+
+    index_dir = _two_stage_version(tmp_path)
+
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 4096 + 2):
+            yield b" " * 4096
+
+    with TestClient(create_app(index_dir, poll_interval_s=0)) as client:
+        declared = client.post("/recommendations", content=b" " * (MAX_BODY_BYTES + 1),
+                               headers={"content-type": "application/json"})
+        assert declared.status_code == 413 and str(MAX_BODY_BYTES) in declared.json()["detail"]
+        streamed = client.post("/recommendations", content=chunks(), headers={"content-type": "application/json"})
+        assert streamed.status_code == 413
+        assert client.get("/healthz").status_code == 200

@@ -5,6 +5,11 @@
 //   #/movie/<id>       a movie's similar movies   GET /movies/<id>/similar
 //   #/user/<id>        profile + recommendations  GET /users/<id>, /users/<id>/recommendations,
 //                      and similar users          GET /users/<id>/similar
+//   #/for-you          the visitor's own list     POST /recommendations with their ratings
+//
+// The visitor rates movies (1-5 stars on every movie view, search result and For-you result);
+// the ratings stay in this browser (localStorage, one key: RATINGS_KEY, JSON {movie_id: rating})
+// until "Clear my ratings". Rating a movie while "For you" is open asks for the list again.
 //
 // Every piece of text from the service goes into the page as a text node (textContent), never
 // as HTML: titles hold quotes, ampersands and anything else a data file brings.
@@ -13,6 +18,9 @@
 
 const SEARCH_LIMIT = 25;
 const K = 10;
+const BECAUSE = 3;           // rated movies named under each For-you result
+const RATINGS_KEY = "movielens-ratings";
+const STARS = [1, 2, 3, 4, 5];
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -42,10 +50,19 @@ class ApiError extends Error {
 class ViewRequests {
   constructor() { this.serverMs = 0; this.requests = 0; }
 
-  async get(path, params) {
+  get(path, params) { return this.send("GET", path, params); }
+
+  post(path, body) { return this.send("POST", path, null, body); }
+
+  async send(method, path, params, payload) {
     const url = new URL(path, window.location.origin);
     for (const [name, value] of Object.entries(params || {})) url.searchParams.set(name, value);
-    const response = await fetch(url, { headers: { Accept: "application/json" } });
+    const init = { method, headers: { Accept: "application/json" } };
+    if (payload !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(payload);
+    }
+    const response = await fetch(url, init);
     this.requests += 1;
     const timing = /app;dur=([0-9.]+)/.exec(response.headers.get("Server-Timing") || "");
     if (timing) this.serverMs += parseFloat(timing[1]);
@@ -63,6 +80,78 @@ function describeError(status, body) {
   return `HTTP ${status}`;
 }
 
+// --- the visitor's ratings (localStorage) ----------------------------------------------------
+let memoryRatings = {}; // where localStorage is unavailable (a locked-down browser): this page only
+
+function validRatings(parsed) {
+  const out = {};
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return out;
+  for (const [id, rating] of Object.entries(parsed)) {
+    if (/^\d+$/.test(id) && STARS.includes(rating)) out[id] = rating;
+  }
+  return out;
+}
+
+function loadRatings() {
+  try {
+    const text = window.localStorage.getItem(RATINGS_KEY);
+    return text ? validRatings(JSON.parse(text)) : {};
+  } catch (_) {
+    return { ...memoryRatings };
+  }
+}
+
+function saveRatings(ratings) {
+  memoryRatings = { ...ratings };
+  try {
+    if (Object.keys(ratings).length) window.localStorage.setItem(RATINGS_KEY, JSON.stringify(ratings));
+    else window.localStorage.removeItem(RATINGS_KEY);
+  } catch (_) { /* kept in memoryRatings */ }
+}
+
+// Clicking a movie's current rating again removes it.
+function rate(movieId, rating) {
+  const ratings = loadRatings();
+  if (ratings[movieId] === rating) delete ratings[movieId];
+  else ratings[movieId] = rating;
+  saveRatings(ratings);
+  return ratings[movieId] || 0;
+}
+
+function ratingsChanged() {
+  showRatedCount();
+  const view = document.getElementById("view");
+  for (const group of view.querySelectorAll(".rate[data-rate-for]")) markStars(group);
+  if (view.dataset.view === "for-you") render({ keepScroll: true });
+}
+
+function showRatedCount() {
+  const n = Object.keys(loadRatings()).length;
+  document.getElementById("rated-count").textContent = n ? `(${n} rated)` : "";
+}
+
+// Five real buttons; the current rating's stars are filled and its button aria-pressed.
+function ratingButtons(m) {
+  const name = label(m);
+  const group = el("span", { class: "rate", role: "group", "aria-label": `Your rating of ${name}`,
+                             "data-rate-for": m.movie_id, "data-testid": "rate" },
+    STARS.map((n) => el("button", { type: "button", class: "star", "data-rate": n,
+                                    "aria-label": `Rate ${name} ${n} of 5` }, "\u2605")));
+  markStars(group);
+  return group;
+}
+
+function markStars(group) {
+  const rating = loadRatings()[group.dataset.rateFor] || 0;
+  group.dataset.rating = rating;
+  for (const button of group.querySelectorAll("button[data-rate]")) {
+    const n = Number(button.dataset.rate);
+    button.classList.toggle("on", n <= rating);
+    button.setAttribute("aria-pressed", String(n === rating));
+    button.title = n === rating ? `Your rating: ${n} of 5 (click again to remove it)` : `Rate ${n} of 5`;
+  }
+}
+
 function table(testid, headings, rows) {
   if (!rows.length) return el("p", { class: "note", "data-testid": testid }, "(none)");
   return el("table", { "data-testid": testid },
@@ -78,17 +167,21 @@ function movieCell(m) {
 function homeView() {
   return [el("h1", {}, "Browse movies and recommendations"),
           el("p", { class: "hint" }, "Search a title above, or open a user by id to see their profile, " +
-             "their top-rated training movies and what the model recommends to them.")];
+             "their top-rated training movies and what the model recommends to them."),
+          el("p", { class: "hint" }, "Rate a few movies yourself (the stars on every movie and search result), then open ",
+             el("a", { href: "#/for-you" }, "For you"), ": recommendations for your ratings, each with the movies " +
+             "you rated behind it. Your ratings stay in this browser.")];
 }
 
 async function searchView(api, query) {
   document.getElementById("search-input").value = query;
   const body = await api.get("/movies", { query, limit: SEARCH_LIMIT });
   const rows = body.results.map((m, i) => el("tr", {},
-    el("td", { class: "num" }, i + 1), movieCell(m), el("td", { class: "num" }, m.rated_by)));
+    el("td", { class: "num" }, i + 1), movieCell(m), el("td", { class: "num" }, m.rated_by),
+    el("td", {}, ratingButtons(m))));
   return [el("h1", {}, `Movies matching “${query}”`),
           el("p", { class: "sub" }, `${body.total} found` + (body.total > rows.length ? `, best ${rows.length} shown` : "")),
-          table("search-results", ["#", "Title", "Rated by"], rows)];
+          table("search-results", ["#", "Title", "Rated by", "Your rating"], rows)];
 }
 
 async function movieView(api, id) {
@@ -99,6 +192,7 @@ async function movieView(api, id) {
     el("td", { class: "num" }, i + 1), movieCell(hit), el("td", { class: "num" }, num(hit.score, 3))));
   return [el("h1", { "data-testid": "movie-title" }, label(m)),
           el("p", { class: "sub" }, genres(m), ` · movie ${m.movie_id}`),
+          el("p", { class: "your-rating" }, "Your rating: ", ratingButtons(m)),
           el("h2", {}, "Similar movies"),
           el("p", { class: "note" }, body.metric === "retrieval_score"
             ? "Ranked by the retrieval score of a history holding just this movie (\u201cwatched this, will watch\u201d)."
@@ -118,7 +212,7 @@ async function userView(api, id) {
   const topRows = profile.top_rated.map((r) => el("tr", {}, movieCell(r), el("td", { class: "num" }, num(r.rating, 1))));
   const twoStage = recs.stages.endsWith("+rerank");
   const recRows = recs.results.map((r, i) => el("tr", {},
-    el("td", { class: "num" }, i + 1), movieCell(r),
+    el("td", { class: "num" }, i + 1), explainedCell(r, "they"),
     el("td", { class: "num" }, num(r.retrieval_score, 3)),
     el("td", { class: "num" }, num(r.predicted_rating, 2)),
     el("td", { class: "num" }, num(r.score, 3))));
@@ -144,6 +238,58 @@ async function userView(api, id) {
               table("recommendations", ["#", "Title", "Retrieval", "Predicted rating", "Score"], recRows)))];
 }
 
+// "because you rated A, B, C": the rated movies that add most to a result's retrieval score
+// (plain text, not links: a result's only movie link is its own title).
+function explainedCell(r, who) {
+  const cell = movieCell(r);
+  const because = Array.isArray(r.because) ? r.because : [];
+  if (because.length) {
+    cell.append(el("div", { class: "because", "data-testid": "because" },
+      `because ${who} rated `, because.map((b, i) => [i ? ", " : "", el("span", { class: "because-title", "data-because-id": b.movie_id }, label(b))])));
+  }
+  return cell;
+}
+
+function clearRatingsButton(count) {
+  return el("button", { type: "button", id: "clear-ratings", class: "secondary", "data-testid": "clear-ratings",
+                        disabled: count ? null : "" }, "Clear my ratings");
+}
+
+async function forYouView(api) {
+  const ratings = loadRatings();
+  const history = Object.entries(ratings).map(([id, rating]) => ({ movie_id: Number(id), rating }));
+  const heading = el("h1", { "data-testid": "for-you-title" }, "For you");
+  if (!history.length) {
+    return [heading,
+            el("p", { class: "hint", "data-testid": "no-ratings" },
+               "You have not rated any movies yet. Search a title or open a movie, give it 1 to 5 stars, " +
+               "and rate a few more: recommendations for you appear here, each with the movies you rated behind it."),
+            el("p", {}, clearRatingsButton(0))];
+  }
+  let body;
+  try {
+    body = await api.post("/recommendations", { ratings: history, k: K, because: BECAUSE });
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    return [heading, el("p", { class: "error", "data-testid": "error" }, error.message),
+            el("p", {}, clearRatingsButton(history.length))];
+  }
+  const twoStage = body.stages.endsWith("+rerank");
+  const rows = body.results.map((r, i) => el("tr", {},
+    el("td", { class: "num" }, i + 1), explainedCell(r, "you"),
+    el("td", {}, ratingButtons(r)),
+    el("td", { class: "num" }, num(r.predicted_rating, 2)),
+    el("td", { class: "num" }, num(r.score, 3))));
+  const how = twoStage
+    ? `Two stages: the top ${body.candidates} by retrieval score, re-ranked by retrieval score + ${body.rerank_weight} × predicted rating.`
+    : `Ranked by retrieval score.`;
+  return [heading,
+          el("p", { class: "sub" }, `From your ${history.length} rating${history.length > 1 ? "s" : ""} ` +
+             "(kept in this browser only); movies you rated are left out. ", clearRatingsButton(history.length)),
+          el("p", { class: "note" }, how, body.stages_note ? ` ${body.stages_note}` : ""),
+          table("for-you", ["#", "Title", "Your rating", "Predicted rating", "Score"], rows)];
+}
+
 // --- routing --------------------------------------------------------------------------------
 function route() {
   const hash = window.location.hash.replace(/^#/, "") || "/";
@@ -153,12 +299,13 @@ function route() {
   if (parts[0] === "search" && params.get("q")) return ["search", (api) => searchView(api, params.get("q"))];
   if (parts[0] === "movie" && /^-?\d+$/.test(parts[1] || "")) return ["movie", (api) => movieView(api, parts[1])];
   if (parts[0] === "user" && /^-?\d+$/.test(parts[1] || "")) return ["user", (api) => userView(api, parts[1])];
+  if (parts[0] === "for-you") return ["for-you", (api) => forYouView(api)];
   return ["home", async () => homeView()];
 }
 
 let renderCount = 0;
 
-async function render() {
+async function render(options) {
   const view = document.getElementById("view");
   const [name, build] = route();
   const mine = ++renderCount;
@@ -178,7 +325,8 @@ async function render() {
   view.dataset.state = "ready";
   document.getElementById("timing").textContent =
     api.requests ? `server time of this view: ${api.serverMs.toFixed(1)} ms (${api.requests} request${api.requests > 1 ? "s" : ""})` : "";
-  window.scrollTo(0, 0);
+  document.getElementById("for-you-link").classList.toggle("current", name === "for-you");
+  if (!(options && options.keepScroll)) window.scrollTo(0, 0);
 }
 
 async function showVersions() {
@@ -205,7 +353,20 @@ document.addEventListener("DOMContentLoaded", () => {
     const id = document.getElementById("user-input").value.trim();
     if (id) window.location.hash = userHref(id);
   });
-  window.addEventListener("hashchange", render);
+  // every rating button and the clear button of any view, now or later rendered
+  document.getElementById("view").addEventListener("click", (event) => {
+    const star = event.target.closest("button[data-rate]");
+    if (star) {
+      rate(star.closest("[data-rate-for]").dataset.rateFor, Number(star.dataset.rate));
+      ratingsChanged();
+    } else if (event.target.closest("#clear-ratings")) {
+      saveRatings({});
+      ratingsChanged();
+    }
+  });
+  window.addEventListener("storage", (event) => { if (event.key === RATINGS_KEY || event.key === null) ratingsChanged(); });
+  window.addEventListener("hashchange", () => render());
+  showRatedCount();
   showVersions();
   render();
 });

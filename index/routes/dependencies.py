@@ -19,6 +19,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from index.live import LiveIndex
 from index.public_text import INDEX_DIR_NAME, public_text
 from index.similarity import Neighbour, Similarity
+from index.visitors import HistoryModels
 
 MAX_K = 1000
 K = Query(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
@@ -44,8 +45,14 @@ async def service_defaults(request: Request) -> ServiceDefaults:
     return request.app.state.defaults
 
 
+async def history_models(request: Request) -> HistoryModels:
+    return request.app.state.history_models
+
+
 #: a handler's parameter ``live: Live`` is the app's LiveIndex
 Live = Annotated[LiveIndex, Depends(live_index)]
+#: the SavedModels that answer for explicit histories (index.visitors)
+Models = Annotated[HistoryModels, Depends(history_models)]
 Defaults = Annotated[ServiceDefaults, Depends(service_defaults)]
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from index.routes.dependencies import MAX_K, MAX_RERANK_WEIGHT
+from index.similarity import MAX_CANDIDATES
+from index.visitors import MAX_HISTORY
+
 
 class MovieInfo(BaseModel):
     movie_id: int
@@ -91,6 +95,24 @@ class RecommendedMovie(MovieHit):
                                                        "0.5..5 in half stars); null without rating terms")
 
 
+class Contribution(BaseModel):
+    movie_id: int
+    title: str
+    year: int | None = None
+    rating: float = Field(description="the rating the history gives the movie")
+    contribution: float = Field(description="<the movie's term of the query, candidate>: its share "
+                                            "of the retrieval score")
+
+
+class ExplainedMovie(RecommendedMovie):
+    retrieval_bias: float | None = Field(None, description="b_m, the candidate's bias: with every "
+                                                           "history movie's contribution, the "
+                                                           "retrieval score")
+    because: list[Contribution] | None = Field(None, description="the history movies that add most to "
+                                                                 "the retrieval score, largest first "
+                                                                 "(null: the model could not be asked)")
+
+
 class Recommendations(BaseModel):
     index_version: str
     model_version: str
@@ -108,4 +130,43 @@ class Recommendations(BaseModel):
     scores: list[float]
     retrieval_scores: list[float | None]
     predicted_ratings: list[float | None]
-    results: list[RecommendedMovie]
+    because_note: str | None = Field(None, description="why the results carry no `because`")
+    results: list[ExplainedMovie]
+
+
+class RatedByVisitor(BaseModel):
+    movie_id: int = Field(description="a movie of the index version")
+    rating: float = Field(description="within the index version's rating_scale (/version)")
+
+
+class VisitorRatings(BaseModel):
+    """POST /recommendations' body."""
+
+    ratings: list[RatedByVisitor] = Field(description=f"the visitor's ratings, 1..{MAX_HISTORY}, each movie once")
+    user_id: int | None = Field(None, description="a user of the index version whom these ratings are "
+                                                  "of (a member who rated more since training): the "
+                                                  "rating towers also read their id and demographics, "
+                                                  "and all their seen movies are left out; null: a "
+                                                  "visitor, whom only the ratings describe")
+    k: int = Field(10, ge=1, le=MAX_K, description=f"number of results, 1..{MAX_K}")
+    because: int = Field(3, ge=0, le=MAX_HISTORY, description=f"history movies listed per result, 0..{MAX_HISTORY}")
+    candidates: int | None = Field(None, ge=1, le=MAX_CANDIDATES,
+                                   description="movies FAISS returns for re-ranking (default: the index version's)")
+    rerank_weight: float | None = Field(None, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
+                                        description="score = retrieval score + rerank_weight * predicted rating "
+                                                    "(default: the index version's)")
+
+
+class VisitorRecommendations(BaseModel):
+    index_version: str
+    model_version: str
+    metric: str
+    stages: str = Field(description="'retrieval+rerank', or 'retrieval' when the re-rank could not run "
+                                    "(`stages_note` says why)")
+    stages_note: str | None
+    candidates: int
+    rerank_weight: float
+    history_count: int
+    ids: list[int]
+    scores: list[float]
+    results: list[ExplainedMovie]

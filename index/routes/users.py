@@ -13,9 +13,21 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Path as PathParam, Query
 
 from data import features as f
-from index.routes.dependencies import MAX_RERANK_WEIGHT, MAX_TOP_RATED, Defaults, K, Live, hits, meta, snapshot
+from index.routes.dependencies import (
+    MAX_RERANK_WEIGHT,
+    MAX_TOP_RATED,
+    Defaults,
+    K,
+    Live,
+    Models,
+    hits,
+    meta,
+    snapshot,
+)
+from index.routes.explained import explained_results, plain_results
 from index.routes.models import Recommendations, SimilarUsers, UserProfile
-from index.similarity import MAX_CANDIDATES, UnknownIdError
+from index.similarity import MAX_CANDIDATES, Neighbour, Similarity, UnknownIdError
+from index.visitors import MAX_HISTORY, ModelUnavailableError
 
 RECOMMENDATIONS = "/users/{user_id}/recommendations"
 
@@ -61,7 +73,7 @@ def similar_users(live: Live,
             summary="Top movies for a user: FAISS candidates by retrieval score, re-ranked with "
                     "the predicted rating",
             responses={404: {"description": "unknown user"}})
-def recommendations(live: Live, defaults: Defaults,
+def recommendations(live: Live, defaults: Defaults, models: Models,
                     user_id: int = PathParam(..., description="MovieLens user id"),
                     k: int = K,
                     exclude_seen: bool = Query(
@@ -74,7 +86,12 @@ def recommendations(live: Live, defaults: Defaults,
                         None, ge=-MAX_RERANK_WEIGHT, le=MAX_RERANK_WEIGHT,
                         description="score = retrieval score + rerank_weight * predicted "
                                     "rating; 0: retrieval order (default: the index "
-                                    "version's, chosen for its model on eval data)")
+                                    "version's, chosen for its model on eval data)"),
+                    because: int = Query(
+                        3, ge=0, le=MAX_HISTORY,
+                        description="training movies listed per result by their contribution to "
+                                    "its retrieval score (the model's user_embedding_with_history "
+                                    "signature given the user's training ratings); 0: none")
                     ) -> dict[str, Any]:
     s = snapshot(live)
     if candidates is None:
@@ -89,14 +106,32 @@ def recommendations(live: Live, defaults: Defaults,
         seen_count = len(s.seen(user_id))
     except UnknownIdError as error:
         raise HTTPException(status_code=404, detail=error.message) from None
+    results, note = _with_because(s, models, user_id, found, because)
     return {**meta(s), "metric": s.recommend_metric, "stages": s.stages,
             "candidates": s.candidates_fetched(k, candidates),
             "rerank_weight": rerank_weight, "exclude_seen": exclude_seen,
             "seen_count": seen_count, "query": query, **hits(found),
             "retrieval_scores": [n.retrieval_score for n in found],
             "predicted_ratings": [n.predicted_rating for n in found],
-            "results": [{**n.info, "score": n.score, "retrieval_score": n.retrieval_score,
-                         "predicted_rating": n.predicted_rating} for n in found]}
+            "because_note": note, "results": results}
+
+
+def _with_because(s: Similarity, models: Models, user_id: int, found: list[Neighbour],
+                  top: int) -> tuple[list[dict[str, Any]], str | None]:
+    """The results with ``because`` from the user's training ratings (the history the index's
+    query of the user was computed from), or without it and why."""
+    if top == 0:
+        return plain_results(found), None
+    if not s.can_explain:
+        return plain_results(found), f"index version {s.version} has no retrieval space to explain scores in"
+    history_ids, history_ratings = s.training_history(user_id)
+    if not len(history_ids):
+        return plain_results(found), f"index version {s.version} holds no training ratings of user {user_id}"
+    try:
+        vectors = models.for_index(s).vectors(history_ids, history_ratings, user_id)
+    except ModelUnavailableError as error:
+        return plain_results(found), str(error)
+    return explained_results(s, found, vectors, history_ids, history_ratings, top), None
 
 
 def openapi_with_service_defaults(app: FastAPI) -> dict[str, Any]:
