@@ -30,18 +30,20 @@ rating benchmark (benchmarks.accuracy), so the two-tower fit of one matches the 
     python -m benchmarks.ranking --data ../shared/data/ml-100k
     python -m benchmarks.ranking --data ../shared/data/ml-1m --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv
     python -m benchmarks.ranking --data ../shared/data/ml-latest-small   # half stars, no demographics
+
+``--protocol new-users`` holds out whole users instead of ratings and folds each one's history
+into models fitted without them, the two-tower rows through the code of POST /recommendations
+(benchmarks.ranking_new_users; results/ranking_new_users_<dataset>.json).
 """
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -49,13 +51,13 @@ from baselines import ease, similar_quality as sq
 from baselines.data import rating_data, split, take
 from baselines.factorization import MatrixFactorization
 from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
+from benchmarks import ranking_new_users as new_users
 from benchmarks.host import HostLoad
+from benchmarks.ranking_index import dataset_name, indexed, rank_through, two_tower_embeddings
 from data.features import rating_scale
 from data.movielens_files import MovieLensData, Ratings, load_movielens
-from index import ann, metadata
-from index.builder import Gate, build_index_version
+from index import ann
 from index.embed import Embeddings
-from index.similarity import Similarity
 from model.two_stage import DEFAULT_CANDIDATES, RERANK_WEIGHTS
 from settings.hparams import RETRIEVAL_FITS
 
@@ -69,6 +71,7 @@ VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
 #: and iALS, which scales past the catalogues whose movies x movies matrices fit in memory
 DEFAULT_RETRIEVAL_FITS = ("closed_form", "ials")
 PURESVD_RANKS = (10, 25, 50, 100, 200)
+PROTOCOLS = ("ratings", "new-users")
 DEFINITIONS = {
     "relevant": "test-split movies the user rated >= 4",
     "candidates": "every movie of the catalogue except the user's training-split movies",
@@ -88,40 +91,7 @@ DEFINITIONS = {
 }
 
 
-# --- data ----------------------------------------------------------------------------------
-def dataset_name(data_dir: Path) -> str:
-    """A repo-neutral name for results: the folder's name (``ml-1m``), never an absolute path."""
-    return Path(data_dir).resolve().name
-
-
-# --- ranking through the index (the service's own code) ------------------------------------
-@contextlib.contextmanager
-def indexed(embeddings: Embeddings, train: MovieLensData, index_type: str = "flat",
-            workdir: Path | None = None) -> Iterator[tuple[Similarity, dict]]:
-    """An index version built like the export job's, its seen map from ``train``'s ratings and
-    its predicted ratings clipped to their range (as the Trainer's model clips them)."""
-    seen = metadata.seen_csr(embeddings.user_ids, embeddings.movie_ids, train.ratings.user_id,
-                             train.ratings.movie_id)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        result = build_index_version(
-            Path(tmp), "benchmark", embeddings,
-            metadata.user_records(embeddings.user_ids.tolist(), train.users),
-            metadata.movie_records(embeddings.movie_ids.tolist(), train.movies), seen,
-            ann.AnnConfig(index_type=index_type), Gate(min_recall=0.0, max_latency_ms=1e9),
-            provenance={"rating_scale": list(rating_scale(train.ratings.rating))})
-        yield Similarity.load(result.folder), result.manifest
-
-
-def rank_through(similarity: Similarity, users: Sequence[int], n: int = 50,
-                 **recommend: object) -> tuple[dict[int, list[int]], float]:
-    """Each user's top n from ``Similarity.recommend`` (training movies excluded); ms per user."""
-    known = set(similarity.user_ids.tolist())
-    start = time.perf_counter()
-    ranked = {u: [h.id for h in similarity.recommend(u, n, exclude_seen=True, **recommend)]
-              for u in users if u in known}
-    return ranked, 1000 * (time.perf_counter() - start) / max(len(ranked), 1)
-
-
+# --- ranking a model source through the index -------------------------------------------------
 def evaluate_source(name: str, source: ModelSource, train: MovieLensData,
                     relevant: Mapping[int, set[int]], index_type: str = "flat",
                     workdir: Path | None = None) -> dict:
@@ -220,26 +190,6 @@ def ease_row(train: MovieLensData, relevant: Mapping[int, set[int]]) -> tuple[di
            "fit_seconds": round(fit_s, 2), "tuning_seconds": round(tuning_s, 2),
            "query_ms_per_user": round(ms, 4), "params": {"lambda": lam}, "validation": scores}
     return row, weights
-
-
-def two_tower_embeddings(result) -> Embeddings:
-    """Every user's and movie's vectors in both of the model's spaces, plus the rating biases,
-    computed by the model's own layers (what the SavedModel's signatures return)."""
-    from data import features as f
-
-    model = result.model
-    user_ids = np.array(sorted(result.user_index), np.int64)
-    movie_ids = np.array(sorted(result.movie_index), np.int64)
-    users, movies = result.user_table[f.USER_ID_XF], result.movie_table[f.MOVIE_ID_XF]
-    retrieval = model.retrieval
-    return Embeddings(
-        user_ids, model.user_tower(result.user_table, training=False).numpy(),
-        movie_ids, model.movie_tower(result.movie_table, training=False).numpy(),
-        user_bias=model.user_bias(users).numpy()[:, 0] + model.global_mean,
-        movie_bias=model.movie_bias(movies).numpy()[:, 0],
-        query_vectors=None if retrieval is None else retrieval.served_query(users).numpy(),
-        candidate_vectors=None if retrieval is None else retrieval.served_candidate(movies).numpy(),
-        movie_query_vectors=None if retrieval is None else retrieval.served_movie_query(movies).numpy())
 
 
 def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, set[int]],
@@ -400,6 +350,9 @@ def format_table(report: dict) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ranking", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="ratings",
+                        help="ratings: hold out ratings of known users (default); new-users: hold out whole "
+                             "users and fold their histories in (benchmarks.ranking_new_users)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
                         help="MovieLens folder (default: ../shared/data/ml-100k)")
     parser.add_argument("--ratings", type=Path, default=None, help="ratings CSV instead")
@@ -413,11 +366,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--retrieval-fit", action="append", default=None, choices=RETRIEVAL_FITS,
                         help="two-tower: fit the retrieval towers this way (repeat for several rows; "
                              f"default: {' '.join(DEFAULT_RETRIEVAL_FITS)}; auto picks by memory)")
-    parser.add_argument("--test-fraction", type=float, default=0.2)
+    parser.add_argument("--test-fraction", type=float, default=0.2,
+                        help="ratings protocol: the test share of the ratings")
+    parser.add_argument("--held-out-users", type=float, default=0.1,
+                        help="new-users protocol: the share of users held out (and of training users "
+                             "held out for validation)")
+    parser.add_argument("--history-fraction", type=float, default=0.8,
+                        help="new-users protocol: the share of a held-out user's ratings folded in")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--index-type", choices=ann.INDEX_TYPES, default="flat")
     parser.add_argument("--out", type=Path, default=None,
-                        help="result JSON (default: benchmarks/results/ranking_<dataset>.json)")
+                        help="result JSON (default: benchmarks/results/ranking_<dataset>.json, "
+                             "ranking_new_users_<dataset>.json for --protocol new-users)")
     args = parser.parse_args(argv)
     if not args.data.exists():
         parser.error(f"{args.data} does not exist (the real MovieLens files are not shipped; "
@@ -433,6 +393,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    **HParams.parse(args.hparam)}
     except UserError as error:
         parser.error(str(error))
+    if args.protocol == "new-users":
+        return new_users_main(args, parser, hparams)
     host = HostLoad(name="ranking")
     report = run(args.data, args.models, hparams, args.test_fraction, args.seed, args.index_type,
                  args.ratings, args.candidates, args.retrieval_fit or DEFAULT_RETRIEVAL_FITS)
@@ -443,6 +405,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{report['dataset']}: {report['split']['test_ratings']:,} test ratings, "
           f"{report['split']['relevant_test_pairs']:,} relevant (>= 4) pairs; seed {args.seed}")
     print(format_table(report))
+    print(f"wrote {out}")
+    return 0
+
+
+def new_users_main(args: argparse.Namespace, parser: argparse.ArgumentParser, hparams: dict) -> int:
+    """``--protocol new-users``: benchmarks.ranking_new_users' run, its JSON and table."""
+
+    models = [m for m in args.models if m in new_users.MODELS]
+    if len(models) < len(args.models):
+        parser.error(f"--protocol new-users runs only {' '.join(new_users.MODELS)} (and most popular)")
+    for name in ("held_out_users", "history_fraction"):
+        if not 0.0 < getattr(args, name) < 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be in (0, 1)")
+    host = HostLoad(name="ranking")
+    started = time.perf_counter()
+    report = new_users.run(args.data, models, hparams, args.seed, args.index_type, args.ratings, args.candidates,
+                           args.retrieval_fit, args.held_out_users, args.history_fraction)
+    report["run_seconds"] = round(time.perf_counter() - started, 1)
+    report.update(host.record())
+    out = args.out or RESULTS / f"ranking_new_users_{report['dataset']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    split = report["split"]
+    print(f"{report['dataset']}: {split['held_out_users']:,} held-out users ({split['scored_users']:,} with a "
+          f"relevant scored movie), {split['history_ratings']:,} history / {split['scored_ratings']:,} scored "
+          f"ratings; seed {args.seed}")
+    print(new_users.format_table(report))
     print(f"wrote {out}")
     return 0
 

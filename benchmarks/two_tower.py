@@ -24,6 +24,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from data import features as f
 from data.movielens_files import MovieLensData, raw_values
+from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from model.trainer import fit, vocab_from_transform
@@ -49,6 +50,17 @@ def _rows(data: MovieLensData, user_ids: np.ndarray, movie_ids: np.ndarray) -> l
         values = {**raw_values(user), **raw_values(movie), f.LABEL_KEY: 3.0}
         rows.append({row.name: _instance_value(row, values.get(row.name, row.default)) for row in f.RAW_FEATURES})
     return rows
+
+
+def _visitor_rows(data: MovieLensData) -> list[dict]:
+    """One raw instance of a visitor: user id VISITOR_USER_ID (no vocabulary holds it) and every
+    other user feature its default, as the served user_embedding_with_history signature builds
+    it for an unknown id; the movie side is the first movie's (only the user side is kept)."""
+    row = _rows(data, np.array([min(data.users)]), np.array([min(data.movies)]))[0]
+    for raw in f.RAW_FEATURES:
+        if raw.tower == "user":
+            row[raw.name] = _instance_value(raw, VISITOR_USER_ID if raw.name == f.USER_ID else raw.default)
+    return [row]
 
 
 def analyse(data: MovieLensData, train_idx: np.ndarray, workdir: str) -> tft.TFTransformOutput:
@@ -84,6 +96,7 @@ class TwoTowerResult:
     inputs: object = None  # callable: rating row indices -> model input columns
     fit_idx: np.ndarray | None = None         # rating rows the model was fitted on (and its history built from)
     validation_idx: np.ndarray | None = None  # rating rows held out for early stopping (never fitted)
+    visitor_inputs: dict[str, np.ndarray] | None = None  # a visitor's transformed user inputs (batch of 1)
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
@@ -116,6 +129,7 @@ class PreparedFit:
     movie_index: dict
     user_table: dict
     movie_table: dict
+    visitor_table: dict | None = None  # the transformed user inputs of a visitor (user id -1), batch of 1
 
 
 def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
@@ -127,6 +141,7 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
         user_ids, movie_ids = np.array(sorted(data.users)), np.array(sorted(data.movies))
         user_table = _transform_table(output, _rows(data, user_ids, movie_ids[:1]), USER_XF)
         movie_table = _transform_table(output, _rows(data, user_ids[:1], movie_ids), MOVIE_XF)
+        visitor_table = _transform_table(output, _visitor_rows(data), USER_XF)
     user_index = {int(u): i for i, u in enumerate(user_ids)}
     movie_index = {int(m): i for i, m in enumerate(movie_ids)}
     u = np.searchsorted(user_ids, data.ratings.user_id)
@@ -146,7 +161,7 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     # the user tower's history: the fitted ratings only (never validation or test ones)
     ratings = RatingHistory.from_ratings(user_x[fit_idx], movie_x[fit_idx], labels[fit_idx], vocab)
     return PreparedFit(vocab, inputs, labels, fit_idx, val_idx, ratings, float(labels[fit_idx].mean()),
-                       user_x, movie_x, user_index, movie_index, user_table, movie_table)
+                       user_x, movie_x, user_index, movie_index, user_table, movie_table, visitor_table)
 
 
 def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
@@ -166,4 +181,38 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
                   verbose=verbose)
     history["retrieval"] = retrieval
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, p.user_index,
-                          p.movie_index, p.user_table, p.movie_table, p.inputs, fit_idx, val_idx)
+                          p.movie_index, p.user_table, p.movie_table, p.inputs, fit_idx, val_idx,
+                          p.visitor_table)
+
+
+class KerasHistory:
+    """index.visitors.HistoryModel over a fitted TwoTowerResult's in-memory Keras model: what the
+    served ``user_embedding_with_history`` signature computes (TwoTowerModel.history_vectors),
+    without exporting a SavedModel, so the new-users benchmark runs the service's own
+    recommend_for_history on the model it just fitted. Raw movie ids go through the same
+    transformed table as every movie of the fit (an id outside the vocabulary: its OOV bucket);
+    a user id the fit holds reads that user's features, any other one (a visitor) the unknown
+    user's, as the signature does."""
+
+    def __init__(self, result: TwoTowerResult) -> None:
+        if result.visitor_inputs is None or getattr(result.model, "retrieval", None) is None:
+            raise ValueError("KerasHistory needs a model with retrieval towers fitted by fit_model")
+        self.result = result
+        self._movie_x = np.asarray(result.movie_table[f.MOVIE_ID_XF]).reshape(-1)
+
+    def _user_inputs(self, user_id: int) -> dict[str, tf.Tensor]:
+        row = self.result.user_index.get(int(user_id))
+        table = (self.result.visitor_inputs if row is None
+                 else {k: v[row:row + 1] for k, v in self.result.user_table.items()})
+        return {k: tf.constant(v) for k, v in table.items()}
+
+    def vectors(self, movie_ids: np.ndarray, ratings: np.ndarray,
+                user_id: int = VISITOR_USER_ID) -> HistoryVectors:
+        rows = [self.result.movie_index[int(m)] for m in np.asarray(movie_ids).reshape(-1).tolist()]
+        movies = tf.constant(self._movie_x[rows].astype(np.int64).reshape(-1))
+        out = self.result.model.history_vectors(self._user_inputs(user_id), movies,
+                                                 tf.constant(np.asarray(ratings, np.float32).reshape(-1)))
+        reads = bool(out["reads_history"].numpy()[0])
+        return HistoryVectors(query=out["query"].numpy()[0], terms=out["query_terms"].numpy(),
+                              embedding=out["embedding"].numpy()[0] if reads else None,
+                              bias=float(out["bias"].numpy()[0]) if reads else None)
