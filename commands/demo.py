@@ -63,7 +63,7 @@ def _tour(args: argparse.Namespace, config) -> int:
         return 0
     base = Path(config.model_base_path)
     versions = sorted((v for v in os.listdir(base) if v.isdigit()), key=int) if base.exists() else []
-    # The model server loads the pushed model (TF import, 11 signatures) while the baselines
+    # The model server loads the pushed model (TF import, 12 signatures) while the baselines
     # are fitted and the index is built: its start-up is off the demo's critical path.
     server = _Server(config) if versions else None
     page: _PageService | None = None

@@ -12,6 +12,9 @@ environment, writes them out as plain JSON:
   examples        the same rows as tf.Examples ({name: {"int64"|"float"|"bytes": [...]}}),
                   every raw feature the model parses (the label aside)
   example_inputs  the signature inputs that take serialized tf.Examples
+  calls           signatures whose inputs are not one row per batch entry, each with its own
+                  inputs and the rows each output must have: user_embedding_with_history (one
+                  visitor, a history of the sample movies)
 
 A model without a catalogue (pushed before they existed) gets the features' defaults and no
 ids; the script then takes ids from the warm-up requests.
@@ -23,7 +26,19 @@ from pathlib import Path
 from typing import Any
 
 from data import features as f
-from model.signature_names import EXAMPLES_INPUT, REGRESS_INPUT
+from index.visitors import VISITOR_USER_ID
+from model.signature_names import (
+    BIAS_OUTPUT,
+    EMBEDDING_OUTPUT,
+    EXAMPLES_INPUT,
+    HISTORY_MOVIES_INPUT,
+    HISTORY_RATINGS_INPUT,
+    QUERY_OUTPUT,
+    QUERY_TERMS_OUTPUT,
+    READS_HISTORY_OUTPUT,
+    REGRESS_INPUT,
+    SIGNATURE_USER_HISTORY,
+)
 
 BATCH = 3
 _KINDS = {"int64": "int64", "float32": "float", "string": "bytes"}
@@ -69,7 +84,19 @@ def sample_payload(version_dir: Path) -> dict[str, Any]:
             example[feature.name] = {_KINDS[feature.dtype]: values}
         rows.append(row)
         examples.append(example)
-    return {"rows": rows, "examples": examples, "example_inputs": [EXAMPLES_INPUT, REGRESS_INPUT]}
+    return {"rows": rows, "examples": examples, "example_inputs": [EXAMPLES_INPUT, REGRESS_INPUT],
+            "calls": _history_call([m.movie_id for m in movies])}
+
+
+def _history_call(movie_ids: list[int]) -> dict[str, Any]:
+    """user_embedding_with_history for a visitor who rated the sample movies (none: no call)."""
+    if not movie_ids:
+        return {}
+    n = len(movie_ids)
+    ratings = [float(4 + i % 2) for i in range(n)]
+    return {SIGNATURE_USER_HISTORY: {
+        "inputs": {f.USER_ID: [VISITOR_USER_ID], HISTORY_MOVIES_INPUT: movie_ids, HISTORY_RATINGS_INPUT: ratings},
+        "rows": {EMBEDDING_OUTPUT: 1, BIAS_OUTPUT: 1, QUERY_OUTPUT: 1, READS_HISTORY_OUTPUT: 1, QUERY_TERMS_OUTPUT: n}}}
 
 
 def write_samples(version_dir: Path, path: Path) -> Path:

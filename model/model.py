@@ -51,6 +51,7 @@ from data import features as f
 from model.model_inputs import MODEL_INPUTS, MOVIE_INPUTS, TARGET_IN_HISTORY, USER_INPUTS, Vocab
 from model.rating_history import HistoryTable, RatingHistory
 from model.retrieval_towers import RetrievalTowers, choose_retrieval_fit, fit_retrieval
+from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, QUERY_OUTPUT, QUERY_TERMS_OUTPUT, READS_HISTORY_OUTPUT
 from model.title_encoder import TitleEncoder
 from model.towers import MovieTower, UserTower
 from settings.hparams import HParams
@@ -138,12 +139,12 @@ class TwoTowerModel(keras.Model):
         """
         history = self.user_tower.history.of_ratings(movies, ratings) if self.user_tower.history is not None else None
         bias = tf.squeeze(self.user_bias(user_inputs[f.USER_ID_XF]), -1) + self.global_mean
-        out = {"embedding": self.user_tower(user_inputs, training=False, history=history), "bias": bias,
-               "reads_history": tf.constant([int(history is not None)], tf.int32)}
+        out = {EMBEDDING_OUTPUT: self.user_tower(user_inputs, training=False, history=history), BIAS_OUTPUT: bias,
+               READS_HISTORY_OUTPUT: tf.constant([int(history is not None)], tf.int32)}
         if self.retrieval is not None:
             terms = self.retrieval.history_terms(movies, ratings)
-            out["query"] = tf.concat([tf.reduce_sum(terms, 0, keepdims=True), tf.ones([1, 1], terms.dtype)], -1)
-            out["query_terms"] = tf.concat([terms, tf.zeros_like(terms[:, :1])], -1)
+            out[QUERY_OUTPUT] = tf.concat([tf.reduce_sum(terms, 0, keepdims=True), tf.ones([1, 1], terms.dtype)], -1)
+            out[QUERY_TERMS_OUTPUT] = tf.concat([terms, tf.zeros_like(terms[:, :1])], -1)
         return out
 
     def score(self, inputs, user, movie, training=False):

@@ -70,7 +70,10 @@ from model.signature_names import (
     EXAMPLES_INPUT,
     HISTORY_MOVIES_INPUT,
     HISTORY_RATINGS_INPUT,
+    QUERY_OUTPUT,
+    QUERY_TERMS_OUTPUT,
     RATING_OUTPUT,
+    READS_HISTORY_OUTPUT,
     REGRESS_INPUT,
     REGRESS_METHOD,
     REGRESS_OUTPUT,
@@ -331,7 +334,12 @@ class ServingModule(tf.Module):
     def serve_user_history(self, user_id, history_movie_id, history_rating):
         """One user (``user_id`` holds one id; an unknown one is a visitor) with an explicit
         history: TwoTowerModel.history_vectors. The history's raw movie ids go through the
-        Transform like every movie id (an unknown one gets the OOV bucket)."""
+        Transform like every movie id (an unknown one gets the OOV bucket). An empty
+        ``user_id`` is an empty batch: outputs of 0 rows, like every signature's."""
+        return _unless_empty(user_id, lambda: self._history_vectors(user_id, history_movie_id, history_rating),
+                             self._empty_history)
+
+    def _history_vectors(self, user_id, history_movie_id, history_rating) -> dict:
         tf.debugging.assert_equal(tf.size(user_id), 1, message="user_id must hold exactly one id")
         tf.debugging.assert_equal(tf.size(history_movie_id), tf.size(history_rating),
                                   message="history_movie_id and history_rating differ in length")
@@ -344,6 +352,12 @@ class ServingModule(tf.Module):
         # the Transform is never run on no rows (_unless_empty); an empty history has no terms
         movies = tf.cond(tf.size(history_movie_id) > 0, movie_indices, lambda: tf.zeros([0], tf.int64))
         return self.model.history_vectors(user, movies, history_rating)
+
+    def _empty_history(self) -> dict:
+        rows = self.known_users.empty((EMBEDDING_OUTPUT, BIAS_OUTPUT, _QUERY))
+        return {EMBEDDING_OUTPUT: rows[EMBEDDING_OUTPUT], BIAS_OUTPUT: rows[BIAS_OUTPUT],
+                QUERY_OUTPUT: rows[_QUERY], QUERY_TERMS_OUTPUT: rows[_QUERY],
+                READS_HISTORY_OUTPUT: tf.zeros([0], tf.int32)}
 
     @tf.function(input_signature=[USER_FEATURE_SPECS])
     def serve_user_embedding_features(self, user):

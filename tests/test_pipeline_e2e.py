@@ -177,7 +177,7 @@ def test_known_ids_are_answered_from_precomputed_outputs_equal_to_the_towers(run
 def test_every_signature_answers_an_empty_batch_with_zero_rows(runs):
     root, *_, versions = runs
     model = tf.saved_model.load(str(root / "artifacts" / "serving" / "movielens" / versions[0]))
-    assert len(model.signatures) == 11
+    assert len(model.signatures) == 12
     for name, function in model.signatures.items():
         specs = function.structured_input_signature[1]
         outputs = function(**{key: tf.zeros([0], spec.dtype) for key, spec in specs.items()})
@@ -474,3 +474,19 @@ def test_visitor_requests_outside_the_limits_get_422_with_the_reason(visitor_ser
     too_big = b'{"ratings": [' + b" " * (300 * 1024) + b"]}"
     response = client.post("/recommendations", content=too_big, headers={"content-type": "application/json"})
     assert response.status_code == 413
+
+
+def test_the_serving_runtime_check_calls_the_history_signature_with_its_own_shapes(runs, tmp_path):
+    """tools/serving_runtime_check.py (what `make check-serving-runtime` runs under the serving
+    image's TensorFlow) with the samples commands.runtime_samples writes: the history signature
+    is called as one visitor with a history of the sample movies, and every check passes."""
+    from commands.runtime_samples import write_samples
+
+    root, *_, versions = runs
+    base = root / "artifacts" / "serving" / "movielens"
+    samples = write_samples(base / versions[0], tmp_path / "samples.json")
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "serving_runtime_check.py"), "--model-base-path",
+                           str(base), "--samples", str(samples)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if "signature user_embedding_with_history" in x)
+    assert line.startswith("[ok]") and "query_terms[3, " in line and "embedding[1, " in line, line

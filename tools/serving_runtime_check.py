@@ -124,6 +124,9 @@ class Samples:
         self.examples = [example_bytes(spec) for spec in payload.get("examples", [])]
         self.warm = warm
         self.batch = len(self.rows) or batch
+        #: signature -> {"inputs": {name: values}, "rows": {output: rows}}: the signatures whose
+        #: inputs are not one value per batch row (a history signature: one user, n movies)
+        self.calls: dict[str, dict[str, Any]] = dict(payload.get("calls", {}))
 
     def column(self, name: str) -> list:
         if self.rows and all(name in row for row in self.rows):
@@ -176,6 +179,14 @@ def check_outputs(outputs: Mapping[str, Any], batch: int) -> str | None:
     return "; ".join(problems) or None
 
 
+def check_output_rows(outputs: Mapping[str, Any], rows: Mapping[str, int]) -> str | None:
+    """check_outputs with each output's own number of rows (and exactly the outputs named)."""
+    if set(outputs) != set(rows):
+        return f"outputs {sorted(outputs)}, expected {sorted(rows)}"
+    return "; ".join(problem for name, value in outputs.items()
+                     if (problem := check_outputs({name: value}, rows[name]))) or None
+
+
 def _shapes(outputs: Mapping[str, Any]) -> str:
     return ", ".join(f"{name}{list(np.asarray(v).shape)}" for name, v in sorted(outputs.items()))
 
@@ -217,6 +228,12 @@ def call_signatures(model: Any, samples: Samples) -> list[Result]:
 
         def run(name: str = name, function: Any = function) -> Result:
             _, specs = function.structured_input_signature
+            call = samples.calls.get(name)
+            if call is not None:
+                inputs = {key: tf.constant(call["inputs"][key], dtype=spec.dtype) for key, spec in specs.items()}
+                outputs = {key: value.numpy() for key, value in function(**inputs).items()}
+                return Result(f"signature {name}", f"{len(inputs)} inputs -> {_shapes(outputs)}",
+                              check_output_rows(outputs, call["rows"]))
             inputs = {key: samples.tensor(key, spec) for key, spec in specs.items()}
             batch = int(next(iter(inputs.values())).shape[0]) if inputs else 0
             outputs = {key: value.numpy() for key, value in function(**inputs).items()}
