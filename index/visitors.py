@@ -15,6 +15,7 @@ TensorFlow is imported then, so a service that never gets such a request never i
 """
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -37,6 +38,8 @@ from model.signature_names import (
     READS_HISTORY_OUTPUT,
     SIGNATURE_USER_HISTORY,
 )
+
+_log = logging.getLogger(__name__)
 
 #: The user id a visitor is sent as: no catalogue holds it, so the model gives the unknown
 #: user's id and feature buckets (model.signatures), and only the history speaks for them.
@@ -71,19 +74,22 @@ class HistoryModel(Protocol):
 class SavedModelHistory:
     """The ``user_embedding_with_history`` signature of one SavedModel folder."""
 
-    def __init__(self, model_dir: str) -> None:
+    def __init__(self, model_dir: str, name: str | None = None) -> None:
+        """``name``: how errors name the model to clients (its version; never a server path)."""
         import tensorflow as tf
 
         from common.logs import quiet_libraries
 
         quiet_libraries()
         self.model_dir = model_dir
+        name = name or f"model {fileio.basename(model_dir)}"
         try:
             self._loaded = tf.saved_model.load(model_dir)
         except (OSError, ValueError, tf.errors.OpError) as error:
-            raise ModelUnavailableError(f"the model {model_dir} could not be loaded: {type(error).__name__}") from None
+            _log.warning("loading the model %s failed: %s", model_dir, error)
+            raise ModelUnavailableError(f"{name} could not be loaded ({type(error).__name__})") from None
         if SIGNATURE_USER_HISTORY not in self._loaded.signatures:
-            raise ModelUnavailableError(f"the model {model_dir} has no {SIGNATURE_USER_HISTORY} signature "
+            raise ModelUnavailableError(f"{name} has no {SIGNATURE_USER_HISTORY} signature "
                                         f"(pushed before it existed, or without retrieval towers)")
         self._signature = self._loaded.signatures[SIGNATURE_USER_HISTORY]
         self._tf = tf
@@ -129,11 +135,13 @@ class HistoryModels:
         with self._lock:
             found = self._loaded.get(model_dir)
             if found is None:
+                name = f"the model of index version {s.version} (model version {s.model_version})"
                 if not fileio.exists(layout.child(model_dir, "saved_model.pb")):
-                    raise ModelUnavailableError(f"the model of index version {s.version} is not at {model_dir}; "
-                                                f"start the service with --model-base-path")
+                    _log.warning("%s is not at %s", name, model_dir)  # the full path: the server's log only
+                    raise ModelUnavailableError(f"{name} is not where the index version says; start the service "
+                                                f"with --model-base-path")
                 try:
-                    found = SavedModelHistory(model_dir)
+                    found = SavedModelHistory(model_dir, name)
                 except ModelUnavailableError as error:
                     found = error
                 self._loaded[model_dir] = found

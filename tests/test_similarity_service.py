@@ -575,3 +575,16 @@ def test_a_body_over_the_limit_is_413_declared_or_streamed(tmp_path):
         streamed = client.post("/recommendations", content=chunks(), headers={"content-type": "application/json"})
         assert streamed.status_code == 413
         assert client.get("/healthz").status_code == 200
+
+
+def test_a_model_missing_from_the_model_base_path_is_503_naming_versions_not_paths(tmp_path):
+    index_dir = _two_stage_version(tmp_path / "index")
+    models = tmp_path / "models"
+    movie = int(Similarity.load(index_dir / "7").movie_ids[0])
+    with TestClient(create_app(index_dir, poll_interval_s=0, model_base_path=models)) as client:
+        answer = client.post("/recommendations", json={"ratings": [{"movie_id": movie, "rating": 4}]})
+        assert answer.status_code == 503 and "model version 7" in answer.json()["detail"]
+        _assert_no_server_path(answer.json(), index_dir, models)
+        listed = client.get("/users/4/recommendations").json()
+        assert "model version 7" in listed["because_note"]
+        _assert_no_server_path(listed, index_dir, models)
