@@ -36,6 +36,14 @@ class ServiceDefaults:
     candidates: int | None = None
     rerank_weight: float | None = None
 
+    def resolve(self, s: Similarity, candidates: int | None, rerank_weight: float | None) -> tuple[int, float]:
+        """A request's (candidates, rerank_weight): its own, else the service's, else version ``s``'s."""
+        if candidates is None:
+            candidates = s.default_candidates if self.candidates is None else self.candidates
+        if rerank_weight is None:
+            rerank_weight = s.default_rerank_weight if self.rerank_weight is None else self.rerank_weight
+        return candidates, rerank_weight
+
 
 async def live_index(request: Request) -> LiveIndex:
     return request.app.state.live

@@ -113,7 +113,9 @@ class ExplainedMovie(RecommendedMovie):
                                                                  "(null: the model could not be asked)")
 
 
-class Recommendations(BaseModel):
+class RankedList(BaseModel):
+    """What every recommendation list says of itself: a user's, and a visitor's."""
+
     index_version: str
     model_version: str
     metric: str = Field(description="what `scores` are: 'retrieval_score + rerank_weight * "
@@ -123,6 +125,9 @@ class Recommendations(BaseModel):
     candidates: int = Field(description="movies stage one returned (max(candidates, k); k when "
                                         "there is no stage two)")
     rerank_weight: float
+
+
+class Recommendations(RankedList):
     exclude_seen: bool
     seen_count: int
     query: UserInfo
@@ -157,15 +162,9 @@ class VisitorRatings(BaseModel):
                                                     "(default: the index version's)")
 
 
-class VisitorRecommendations(BaseModel):
-    index_version: str
-    model_version: str
-    metric: str
-    stages: str = Field(description="'retrieval+rerank', or 'retrieval' when the re-rank could not run "
-                                    "(`stages_note` says why)")
-    stages_note: str | None
-    candidates: int
-    rerank_weight: float
+class VisitorRecommendations(RankedList):
+    stages_note: str | None = Field(description="why `stages` is 'retrieval' (the re-rank could not run); "
+                                                "null when both ran")
     history_count: int
     ids: list[int]
     scores: list[float]

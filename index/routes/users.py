@@ -94,11 +94,7 @@ def recommendations(live: Live, defaults: Defaults, models: Models,
                                     "signature given the user's training ratings); 0: none")
                     ) -> dict[str, Any]:
     s = snapshot(live)
-    if candidates is None:
-        candidates = s.default_candidates if defaults.candidates is None else defaults.candidates
-    if rerank_weight is None:
-        rerank_weight = (s.default_rerank_weight if defaults.rerank_weight is None
-                         else defaults.rerank_weight)
+    candidates, rerank_weight = defaults.resolve(s, candidates, rerank_weight)
     try:
         found = s.recommend(user_id, k, exclude_seen=exclude_seen, candidates=candidates,
                             rerank_weight=rerank_weight)

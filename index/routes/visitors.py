@@ -19,7 +19,7 @@ from data import features as f
 from index.routes.dependencies import Defaults, Live, Models, meta, snapshot
 from index.routes.explained import explained_results
 from index.routes.models import VisitorRatings, VisitorRecommendations
-from index.similarity import Similarity
+from index.similarity import Similarity, UnknownIdError
 from index.visitors import MAX_HISTORY, ModelUnavailableError, recommend_for_history
 
 router = APIRouter()
@@ -44,8 +44,11 @@ def _checked_history(s: Similarity, body: VisitorRatings) -> tuple[np.ndarray, n
     if unknown:
         named = ", ".join(map(str, unknown[:MAX_NAMED])) + (" ..." if len(unknown) > MAX_NAMED else "")
         raise HTTPException(422, f"{len(unknown)} movie id(s) not in index version {s.version}: {named}")
-    if body.user_id is not None and body.user_id not in set(s.user_ids.tolist()):
-        raise HTTPException(422, f"user {body.user_id} is not in index version {s.version}")
+    if body.user_id is not None:
+        try:
+            s.user(body.user_id)
+        except UnknownIdError:
+            raise HTTPException(422, f"user {body.user_id} is not in index version {s.version}") from None
     lowest, highest = s.rating_scale
     for r in ratings:
         if not (math.isfinite(r.rating) and lowest <= r.rating <= highest):
@@ -65,10 +68,7 @@ def visitor_recommendations(body: VisitorRatings, live: Live, models: Models, de
     if not s.manifest.get("retrieval"):
         raise HTTPException(501, f"index version {s.version} has no retrieval space: recommendations for "
                                  f"a history need the model's retrieval towers")
-    candidates = body.candidates if body.candidates is not None else (
-        s.default_candidates if defaults.candidates is None else defaults.candidates)
-    weight = body.rerank_weight if body.rerank_weight is not None else (
-        s.default_rerank_weight if defaults.rerank_weight is None else defaults.rerank_weight)
+    candidates, weight = defaults.resolve(s, body.candidates, body.rerank_weight)
     try:
         model = models.for_index(s)
     except ModelUnavailableError as error:
