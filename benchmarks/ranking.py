@@ -50,6 +50,7 @@ import numpy as np
 from baselines import ease, similar_quality as sq
 from baselines.data import rating_data, split, take
 from baselines.factorization import MatrixFactorization
+from baselines.pure_svd import rating_matrix_svd
 from baselines.ranking import most_popular, ranking_metrics, relevant_test_items
 from benchmarks import ranking_new_users as new_users
 from benchmarks.host import HostLoad
@@ -146,16 +147,7 @@ def pure_svd_source(rank: int = 50) -> ModelSource:
     """PureSVD (Cremonesi et al. 2010): truncated SVD of the zero-filled training rating matrix."""
 
     def source(train: MovieLensData) -> Embeddings:
-        import scipy.sparse as sp
-        from scipy.sparse.linalg import svds
-
-        user_ids = np.array(sorted(train.users), np.int64)
-        movie_ids = np.array(sorted(train.movies), np.int64)
-        r = train.ratings
-        matrix = sp.csr_matrix((r.rating.astype(np.float64), (np.searchsorted(user_ids, r.user_id),
-                                np.searchsorted(movie_ids, r.movie_id))),
-                               shape=(len(user_ids), len(movie_ids)))
-        u, s, vt = svds(matrix, k=min(rank, min(matrix.shape) - 1), random_state=0)
+        user_ids, movie_ids, u, s, vt = rating_matrix_svd(train, rank)
         return Embeddings(user_ids, u * s, movie_ids, vt.T)
 
     return source

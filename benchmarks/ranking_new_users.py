@@ -42,6 +42,7 @@ import scipy.sparse as sp
 
 from baselines import ease
 from baselines.data import take
+from baselines.pure_svd import rating_matrix_svd
 from baselines.ranking import ranking_metrics, relevant_test_items, top_movies
 from benchmarks.ranking_index import dataset_name, indexed, two_tower_embeddings
 from data.movielens_files import MovieLensData, Ratings, load_movielens
@@ -172,13 +173,7 @@ def ease_fold_in(split: NewUserSplit, weights: np.ndarray, n: int = TOP_N) -> di
 def svd_item_factors(train: MovieLensData, rank: int) -> np.ndarray:
     """V [movies, rank], the item factors of the truncated SVD of the zero-filled training rating
     matrix, columns by decreasing singular value (so V[:, :r] is the rank-r truncation)."""
-    from scipy.sparse.linalg import svds
-
-    user_ids, movie_ids = np.array(sorted(train.users), np.int64), np.array(sorted(train.movies), np.int64)
-    r = train.ratings
-    matrix = sp.csr_matrix((r.rating.astype(np.float64), (np.searchsorted(user_ids, r.user_id),
-                            np.searchsorted(movie_ids, r.movie_id))), shape=(len(user_ids), len(movie_ids)))
-    _, s, vt = svds(matrix, k=min(rank, min(matrix.shape) - 1), random_state=0)
+    _, _, _, s, vt = rating_matrix_svd(train, rank)
     return vt[np.argsort(-s)].T
 
 

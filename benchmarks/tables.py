@@ -455,6 +455,17 @@ def _retrieval_fit_targets(rows: list[dict]) -> list[str]:
                 f"(target ≥ EASE)."]
 
 
+def _ranking_rows(rows: list[dict], with_rmse: bool) -> list[str]:
+    """One table row per model: the three ranking metrics, fit and tuning seconds (and test RMSE)."""
+    lines = []
+    for r in rows:
+        tuning = f"{r['tuning_seconds']:.1f}" if "tuning_seconds" in r else ""
+        rmse = (f" {r['test_rmse']:.4f} |" if "test_rmse" in r else "  |") if with_rmse else ""
+        lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
+                     f"{r['fit_seconds']:.1f} | {tuning} |{rmse}")
+    return lines
+
+
 def ranking(result) -> list[str]:
     split = result["split"]
     lines = [f"### Ranking on {result['dataset']} (`python -m benchmarks.ranking`, full catalogue, test ratings ≥ 4)", "",
@@ -462,11 +473,7 @@ def ranking(result) -> list[str]:
              f"{1 - split['test_fraction']:.0%}/{split['test_fraction']:.0%} seed {split['seed']}; "
              f"knobs chosen on validation data cut from the training split.", "",
              "| model | NDCG@10 | HR@10 | Recall@50 | fit s | tuning s | test RMSE |", "|---|---|---|---|---|---|---|"]
-    for r in result["results"]:
-        rmse = f"{r['test_rmse']:.4f}" if "test_rmse" in r else ""
-        tuning = f"{r['tuning_seconds']:.1f}" if "tuning_seconds" in r else ""
-        lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
-                     f"{r['fit_seconds']:.1f} | {tuning} | {rmse} |")
+    lines += _ranking_rows(result["results"], with_rmse=True)
     lines += _retrieval_fit_targets(result["results"])
     if result.get("similar_movies"):
         lines += ["", "| similar movies (top 10) | co_like@10 | hit@10 | lift@10 |", "|---|---|---|---|"]
@@ -509,11 +516,7 @@ def ranking_new_users(result) -> list[str]:
              f"through the code of `POST /recommendations`. Knobs are chosen the same way on validation users "
              f"left out of the training users; {split['scored_users']:,} test users have a relevant movie.", "",
              "| model | NDCG@10 | HR@10 | Recall@50 | fit s | tuning s |", "|---|---|---|---|---|---|"]
-    for r in result["results"]:
-        tuning = f"{r['tuning_seconds']:.1f}" if "tuning_seconds" in r else ""
-        lines.append(f"| {r['model']} | {r['NDCG@10']:.4f} | {r['HR@10']:.4f} | {r['Recall@50']:.4f} | "
-                     f"{r['fit_seconds']:.1f} | {tuning} |")
-    return lines + _new_users_target(result)
+    return lines + _ranking_rows(result["results"], with_rmse=False) + _new_users_target(result)
 
 
 def _rankings() -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks.browse_page import TIMING, latency_stats
 from benchmarks.host import HostLoad
 from benchmarks.index_bench import ServiceProcess
 from data import features as f
@@ -37,7 +37,7 @@ from index.similarity import Similarity
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "visitor_latency.json"
 TARGET_P50_MS = 10.0
-TIMING = re.compile(r"app;dur=([0-9.]+)")
+QUANTILES = (50, 90, 99, 100)
 
 
 def histories(s: Similarity, n: int, length: int, seed: int) -> list[list[dict[str, float]]]:
@@ -51,12 +51,6 @@ def histories(s: Similarity, n: int, length: int, seed: int) -> list[list[dict[s
         ratings = rng.integers(int(np.ceil(lowest)), int(highest) + 1, size=length)
         out.append([{f.MOVIE_ID: int(s.movie_ids[r]), f.RATING: float(x)} for r, x in zip(rows, ratings)])
     return out
-
-
-def _stats(ms: Sequence[float]) -> dict[str, float]:
-    values = np.asarray(ms)
-    return {name: round(float(np.percentile(values, q)), 3) for name, q in
-            (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))}
 
 
 def measure(url: str, bodies: list[list[dict[str, float]]], warmup: int, k: int) -> dict[str, Any]:
@@ -74,7 +68,8 @@ def measure(url: str, bodies: list[list[dict[str, float]]], warmup: int, k: int)
             wall.append(elapsed)
             server.append(float(TIMING.fullmatch(answer.headers["server-timing"]).group(1)))
             stages.add(answer.json()["stages"])
-    return {"requests": len(wall), "client_wall_ms": _stats(wall), "server_ms": _stats(server),
+    return {"requests": len(wall), "client_wall_ms": latency_stats(wall, QUANTILES),
+            "server_ms": latency_stats(server, QUANTILES),
             "stages": sorted(stages)}
 
 
