@@ -12,7 +12,7 @@ The walk the issue asks for: load the page, search "Toy", open Toy Story and see
 movies, open a user and see their profile and recommendations; what the page shows is
 compared with the service's JSON. A visitor rates movies on the page and opens "For you"
 (POST /recommendations with the ratings the browser keeps). Screenshots go to
-artifacts/browser/ (the For-you one also to docs/, for the README).
+artifacts/browser/ (docs/for-you.png is made by tools/screenshot_page.py --ratings).
 """
 from __future__ import annotations
 
@@ -358,7 +358,6 @@ def _rate_and_see_for_you(browser, api: httpx.Client) -> None:
     assert all(line for _, _, line in shown) and any("Star Wars" in line for _, _, line in shown)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SCREENSHOTS / "for-you.png"))
-    shutil.copyfile(SCREENSHOTS / "for-you.png", ROOT / "docs" / "for-you.png")
 
     # rating a recommended movie while For you is open asks for the list again
     first = expected["ids"][0]
