@@ -15,6 +15,8 @@ One job per module:
 * ``baselines.biases``        -- ``GlobalMean`` and ``Biases``;
 * ``baselines.knn``           -- ``ItemItemCF`` and ``UserUserCF`` (KNNBaseline);
 * ``baselines.factorization`` -- ``MatrixFactorization`` (biased Funk SVD);
+* ``baselines.bayesian_fm``   -- ``BayesianFM``, the myfm Bayesian factorization machine: a peer
+                                 from outside the project (myfm is a benchmark/test extra);
 * ``baselines.models``        -- the set of models in table order, and choosing some by name;
 * ``baselines.scoring``       -- fit and score models on a split.
 

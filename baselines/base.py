@@ -95,6 +95,10 @@ class Baseline:
         self.scale: tuple[float, float] = (RATING_MIN, RATING_MAX)
         self.bu: np.ndarray = np.zeros(0)
         self.bi: np.ndarray = np.zeros(0)
+        #: knobs a model chose on a validation slice of its training rows, and their scores
+        #: (``{"params": {...}, "validation": [...]}``; empty for fixed-knob models):
+        #: ``baselines.scoring`` puts them into the model's row, so a result says what was tuned
+        self.tuning: dict = {}
 
     def _index(self, train: RatingData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if len(train) == 0:

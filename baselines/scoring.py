@@ -24,8 +24,10 @@ def evaluate_baselines(
     """Fit and score every baseline on ``random_split(len(data), test_fraction, seed)``.
 
     Returns one row per model: ``{"model", "rmse", "mae", "seconds"}`` where
-    seconds is fit + predict wall time. Using ``random_split`` here is what
-    guarantees the two-tower benchmark and these rows use the same test rows.
+    seconds is fit + predict wall time (knob choice on validation included), plus the
+    model's ``tuning`` (``params``, ``validation``) where it chose knobs. Using
+    ``random_split`` here is what guarantees the two-tower benchmark and these rows use the
+    same test rows.
     """
     train_idx, test_idx = random_split(len(data), test_fraction, seed)
     return score_baselines(data.subset(train_idx), data.subset(test_idx), factories)
@@ -37,7 +39,9 @@ def score_baselines(
     factories: Sequence[Callable[[], Predictor]] | None = None,
 ) -> list[dict]:
     """Fit every baseline on ``train`` and score it on ``test``: rows of
-    ``{"model", "rmse", "mae", "seconds"}`` (seconds: fit + predict wall time)."""
+    ``{"model", "rmse", "mae", "seconds"}`` (seconds: fit + predict wall time, knob choice on a
+    validation slice of ``train`` included), plus ``params`` and ``validation`` for a model that
+    chose knobs (``Baseline.tuning``)."""
     rows: list[dict] = []
     for factory in factories if factories is not None else ALL_BASELINES:
         t0 = time.perf_counter()
@@ -50,6 +54,7 @@ def score_baselines(
                 "rmse": rmse(pred, test.rating),
                 "mae": mae(pred, test.rating),
                 "seconds": seconds,
+                **model.tuning,
             }
         )
     return rows

@@ -5,8 +5,10 @@
     python -m benchmarks.accuracy --dataset ml-latest-small --data ../shared/data/ml-latest-small
 
 Every model sees the identical random split (`baselines.data.random_split`). Rows
-`{dataset, split, seed, model, rmse, mae, seconds}` are merged into the JSON file (rows of
-other dataset/split/seed combinations are kept), and a table is printed.
+`{dataset, split, seed, model, rmse, mae, seconds}` (plus `params` and `validation` for a
+baseline that chose its knobs on a validation slice of the train part, the myfm peer's rank)
+are merged into the JSON file (rows of other dataset/split/seed combinations are kept), and a
+table is printed. `--skip-two-tower` writes the baselines' rows only.
 """
 from __future__ import annotations
 
@@ -19,12 +21,11 @@ from typing import Sequence
 from baselines.data import random_split, rating_data
 from baselines.metrics import mae, rmse
 from baselines.scoring import evaluate_baselines
+from benchmarks.accuracy_rows import TWO_TOWER
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_predict
 from data.movielens_files import load_movielens
 from model.model import HParams
-
-TWO_TOWER = "two-tower + title LSTM (this project)"
 
 # Per-dataset hyperparameters on top of HParams' defaults (--hparam overrides both). ML-100K has
 # ~90 ratings per user and only ~85k training ratings: batches of 1024 (80 steps per epoch
@@ -50,7 +51,12 @@ def split_name(test_fraction: float) -> str:
 
 
 def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float, seed: int,
-        hparams: dict, skip_baselines: bool = False) -> list[dict]:
+        hparams: dict, skip_baselines: bool = False, skip_two_tower: bool = False) -> list[dict]:
+    """The rows of one (dataset, split, seed): every baseline's, then the two-tower model's.
+
+    ``skip_two_tower`` leaves the model out, e.g. to add a new baseline's rows to the JSON
+    without refitting the model (``merge`` keeps its existing rows).
+    """
     data = load_movielens(data_path, ratings_csv=ratings)
     r = data.ratings
     common = {"dataset": dataset, "split": split_name(test_fraction), "seed": seed}
@@ -59,6 +65,8 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
         for row in evaluate_baselines(rating_data(r), test_fraction, seed):
             rows.append({**common, **row})
             print(f"  {row['model']:<28} RMSE {row['rmse']:.4f}  ({row['seconds']:.1f} s)", file=sys.stderr)
+    if skip_two_tower:
+        return rows
     train_idx, test_idx = random_split(len(r), test_fraction, seed)
     hp = HParams.from_dict({"seed": seed, **DATASET_HPARAMS.get(dataset, {}), **hparams})
     result = fit_predict(data, train_idx, test_idx, hp)
@@ -66,6 +74,8 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
     rows.append({**common, "model": TWO_TOWER, "rmse": rmse(result.predictions, truth),
                  "mae": mae(result.predictions, truth), "seconds": result.seconds,
                  "hparams": hp.to_dict(), "epochs_run": len(result.history.get("loss", [])),
+                 # the validation slice of the train part (early stopping, and where knobs are chosen)
+                 "best_validation_rmse": min(result.history.get("val_rmse") or [float("nan")]),
                  "train_examples_per_second": max(result.history.get("examples_per_second") or [0])})
     return rows
 
@@ -99,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--skip-two-tower", action="store_true",
+                        help="baseline rows only (the JSON keeps the model's existing rows)")
     args = parser.parse_args(argv)
+    if args.skip_baselines and args.skip_two_tower:
+        parser.error("--skip-baselines and --skip-two-tower leave nothing to run")
     from common.errors import UserError
     from settings.hparams import HParams
 
@@ -108,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         parser.error(str(error))
     host = HostLoad(name="accuracy")
-    rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines)
+    rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines,
+               args.skip_two_tower)
     record = host.record()  # the rows of one run share its host
     rows = [{**row, **record} for row in rows]
     merge(args.out, rows)

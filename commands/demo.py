@@ -1,7 +1,8 @@
 """`make demo`: the offline end-to-end tour on generated data.
 
 1. runs the whole pipeline (ExampleGen ... Pusher) on synthetic MovieLens files,
-2. prints the pushed model's test RMSE next to classical baselines on the same split,
+2. prints the pushed model's test RMSE next to classical baselines and a Bayesian FM peer
+   (myfm) fitted on the same split,
 3. builds the FAISS indexes from the pushed model and the catalogue it carries
    (`export-index`, no --data) and prints similar movies and a user's two-stage
    recommendations (FAISS candidates by retrieval score,
@@ -45,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """`movielens-tfx demo` (commands.registry): the tour; what the libraries print (TF's C++ log, Beam's warnings) goes to
     <artifacts>/logs/demo-*.log rather than between the demo's lines (all of it with --verbose)."""
+    from baselines.bayesian_fm import import_myfm
+
+    if args.stop_after in ("evaluator", "pusher"):
+        # Step 2's table includes the myfm peer (baselines.models): without myfm, say so (with
+        # the install command) now rather than after the whole pipeline has run.
+        import_myfm()
     config = run_command.config_from_args(args)
     log_file = Path(config.paths.logs_dir) / time.strftime("demo-%Y%m%d-%H%M%S.log")
     with nullcontext() if args.verbose else library_output_to(log_file):

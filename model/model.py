@@ -12,8 +12,9 @@ Shape of the model:
                 + the user's training ratings (UserHistory, SVD++-style: which movies, and how far
                 from the mean each was rated) -> concat -> dense D
   movie tower : id embedding -> dense 32; genres multi-hot -> dense 32 (no bias);
-                title ids -> embedding -> LSTM(128, sequences)
-                -> mean over real tokens -> concat -> dense D
+                title ids -> embedding -> LSTM(128, sequences) -> mean over real tokens;
+                + the movie's training ratings (MovieHistory: which users, and how far from the
+                mean each rated it) -> concat -> dense D
   rating      = <user, movie> + user bias + movie bias + global mean, clipped when served to the
                 range of the training ratings (1..5 for ML-1M, 0.5..5 for the ml-latest format)
                 (+ head([u, m, u*m]) when HParams.head_units > 0; off by default).
@@ -68,16 +69,19 @@ class TwoTowerModel(keras.Model):
                  **kwargs):
         super().__init__(**kwargs)
         self.vocab, self.hp = vocab, hp
-        #: True when the user tower reads real training ratings: then `fit` must pass
+        #: True when either tower reads real training ratings: then `fit` must pass
         #: TARGET_IN_HISTORY with the training examples the history was built from.
-        self.reads_history = hp.history_dim > 0 and history is not None and len(history.movies) > 0
+        has_ratings = history is not None and len(history.movies) > 0
+        self.reads_history = has_ratings and (hp.history_dim > 0 or hp.movie_history_dim > 0)
         history = history or RatingHistory.empty(vocab)
         self.history_table = HistoryTable(history, global_mean, name="history_table")
+        movie_table = (HistoryTable(history.by_movie(), global_mean, name="movie_history_table")
+                       if has_ratings and hp.movie_history_dim > 0 else None)
         self.user_tower = UserTower(vocab, hp, self.history_table, global_mean, name="user_tower")
         #: the retrieval towers (None when HParams.retrieval_dim is 0)
         self.retrieval = (RetrievalTowers(vocab, hp, self.history_table, name="retrieval")
                           if hp.retrieval_dim > 0 else None)
-        self.movie_tower = MovieTower(vocab, hp, name="movie_tower")
+        self.movie_tower = MovieTower(vocab, hp, movie_table, global_mean, name="movie_tower")
         bias_reg = keras.regularizers.L2(hp.id_l2)
         self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
                                                 embeddings_regularizer=bias_reg, name="user_bias")

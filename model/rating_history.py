@@ -48,6 +48,18 @@ class RatingHistory:
                    movies=movies[order], ratings=ratings[order],
                    movie_counts=np.bincount(movies, minlength=vocab.movies).astype(np.float32))
 
+    def by_movie(self) -> "RatingHistory":
+        """The same ratings with movies as rows: row m holds (user index, rating) pairs of the
+        users who rated movie m, sorted by rating, then user (the movie tower's MovieHistory
+        reads them). In this transposed table the ``movies`` column holds user indices and
+        ``movie_counts`` each user's number of ratings."""
+        users = np.repeat(np.arange(len(self.row_splits) - 1, dtype=np.int64), np.diff(self.row_splits))
+        order = np.lexsort((users, self.ratings, self.movies))
+        counts = np.bincount(self.movies, minlength=len(self.movie_counts))
+        return RatingHistory(row_splits=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+                             movies=users[order], ratings=self.ratings[order],
+                             movie_counts=np.diff(self.row_splits).astype(np.float32))
+
     @classmethod
     def empty(cls, vocab: "Vocab") -> "RatingHistory":
         return cls(np.zeros(vocab.users + 1, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32),
@@ -120,19 +132,31 @@ class UserHistory(keras.layers.Layer):
     out of the sums and the count, so the model cannot learn to read the answer back.
     """
 
+    #: (which-entries embedding, how-rated embedding) layer names
+    EMBEDDING_NAMES = ("rated_movie_embedding", "rating_embedding")
+
     def __init__(self, vocab: Vocab, hp: HParams, table: "HistoryTable", global_mean: float, **kwargs):
         super().__init__(**kwargs)
         self.global_mean = float(global_mean)
         self.table = table
+        entries, dim = self.entries_and_dim(vocab, hp)
         reg = keras.regularizers.L2(hp.id_l2)
-        self.implicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
-                                               embeddings_regularizer=reg, name="rated_movie_embedding")
-        self.explicit = keras.layers.Embedding(vocab.movies, hp.history_dim, embeddings_initializer="zeros",
-                                               embeddings_regularizer=reg, name="rating_embedding")
+        which, how = self.EMBEDDING_NAMES
+        self.implicit = keras.layers.Embedding(entries, dim, embeddings_initializer="zeros",
+                                               embeddings_regularizer=reg, name=which)
+        self.explicit = keras.layers.Embedding(entries, dim, embeddings_initializer="zeros",
+                                               embeddings_regularizer=reg, name=how)
         for embedding in (self.implicit, self.explicit):  # read as whole tables before any call
             embedding.build()
 
+    @staticmethod
+    def entries_and_dim(vocab: Vocab, hp: HParams) -> tuple[int, int]:
+        """The history's entries are movies, history_dim-d."""
+        return vocab.movies, hp.history_dim
+
     def call(self, user_ids, movie_ids=None, target_ratings=None):
+        """``user_ids``: the rows to read (users here, movies in MovieHistory); ``movie_ids``:
+        each example's entry to leave out with ``target_ratings`` (the other side's ids)."""
         rows = self.table.rows(user_ids)
         levels = self.table.levels
         n_levels = tf.shape(levels, out_type=tf.int64)[0]
@@ -159,3 +183,21 @@ class UserHistory(keras.layers.Layer):
                           tf.reduce_sum(tf.gather(explicit, movies) * residual[:, None], 0)], -1)
         count = tf.cast(tf.shape(movies)[0], sums.dtype)
         return (sums * tf.math.rsqrt(tf.maximum(count, 1.0)))[None, :]
+
+
+class MovieHistory(UserHistory):
+    """A movie's training ratings as one vector, UserHistory's mirror on the movie side:
+    [sum_u y_u, sum_u (r_um - mean) x_u] / sqrt(n) over the users who rated it, y and x per-user
+    embeddings (movie_history_dim-d), read from the transposed table (RatingHistory.by_movie).
+
+    Why: a factorization machine with implicit features on both sides (who rated the movie as
+    well as what the user rated) describes a rarely rated movie by its raters, as item-based
+    models do; the movie tower gets the same input. Leave-one-out in training as on the user
+    side: the example's own (user, rating) is taken out of its movie's sums."""
+
+    EMBEDDING_NAMES = ("rater_embedding", "rater_rating_embedding")
+
+    @staticmethod
+    def entries_and_dim(vocab: Vocab, hp: HParams) -> tuple[int, int]:
+        """The history's entries are users, movie_history_dim-d."""
+        return vocab.users, hp.movie_history_dim

@@ -8,7 +8,7 @@ import tensorflow as tf
 from data import features as f
 from model.batch_ops import unique_rows
 from model.model_inputs import TARGET_IN_HISTORY, Vocab
-from model.rating_history import HistoryTable, UserHistory
+from model.rating_history import HistoryTable, MovieHistory, UserHistory
 from model.title_encoder import TitleEncoder
 from settings.hparams import HParams
 
@@ -59,8 +59,15 @@ class UserTower(keras.layers.Layer):
 
 
 class MovieTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
+                 **kwargs):
+        """``table``: the training ratings by movie (RatingHistory.by_movie) that MovieHistory
+        reads when HParams.movie_history_dim > 0; None: no movie history."""
         super().__init__(**kwargs)
+        self.history = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
+                        if table is not None and hp.movie_history_dim > 0 else None)
+        self.history_block = (feature_block(hp, "movie_history", units=hp.movie_history_hidden)
+                              if self.history is not None and hp.movie_history_hidden > 0 else None)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.unique_titles = hp.unique_titles
         self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
@@ -86,4 +93,8 @@ class MovieTower(keras.layers.Layer):
             self.title_dropout(self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training),
                                training=training),
         ]
+        if self.history is not None:
+            target = inputs.get(TARGET_IN_HISTORY) if training else None
+            history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target)
+            parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))

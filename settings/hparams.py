@@ -54,6 +54,10 @@ class HParams:
     # from the mean each was rated), history_dim-d sums / sqrt(count).
     history_dim: int = 32             # 0: no history input
     history_hidden: int = 0
+    # Movie-tower input from the movie's training ratings (model.rating_history.MovieHistory: which
+    # users rated it, and how far from the mean), the user side's mirror; 0: none.
+    movie_history_dim: int = 128
+    movie_history_hidden: int = 0     # >0: the movie history through a dense ReLU block of this width
     # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)

@@ -30,8 +30,9 @@ def test_prints_every_baseline_for_a_folder(ml1m_like: Path, capsys) -> None:
     assert cli.main(["--data", str(ml1m_like), "--test-fraction", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "1,200 ratings" in out and "test fraction 0.2, seed 0" in out
-    rows = [line.split()[0] for line in out.splitlines()[2:]]
-    assert rows == ["GlobalMean", "Biases", "ItemItemCF", "UserUserCF", "MatrixFactorization"]
+    rows = [line[:22].rstrip() for line in out.splitlines()[2:]]  # the table's model column
+    assert rows == ["GlobalMean", "Biases", "ItemItemCF", "UserUserCF", "MatrixFactorization",
+                    "Bayesian FM (myfm)"]
 
 
 def test_a_ratings_file_means_its_folder(ml1m_like: Path, capsys) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from baselines.bayesian_fm import BayesianFM  # noqa: E402
 from baselines.models import ALL_BASELINES  # noqa: E402
 from commands import compare  # noqa: E402
 from data import features as f  # noqa: E402
@@ -57,6 +58,7 @@ def test_compare_lists_the_model_and_every_baseline_by_rmse(examples: Path, monk
     assert [r["rmse"] for r in rows] == sorted(r["rmse"] for r in rows)
     table = compare.format_rows(rows)
     assert "two-tower (pipeline, TFMA)" in table and "MatrixFactorization" in table
+    assert "Bayesian FM (myfm)" in table  # the demo's table shows the peer from outside the project
 
 
 def test_baselines_learn_from_the_train_split_only(examples: Path, monkeypatch) -> None:
@@ -64,10 +66,12 @@ def test_baselines_learn_from_the_train_split_only(examples: Path, monkeypatch) 
         ("overall", {"root_mean_squared_error": 0.5, "mean_absolute_error": 0.4})])
     seen = {}
 
-    def score(train, test):
+    def score(train, test, factories):
         seen["train"], seen["test"] = len(train), len(test)
+        seen["peer_ranks"] = [factory().ranks for factory in factories if getattr(factory, "func", None) is BayesianFM]
         return []
 
     monkeypatch.setattr(compare, "score_baselines", score)
     compare.compare(str(examples), "unused")
-    assert seen == {"train": 400, "test": 100}
+    # the peer fitted at its specified rank, without two more fits to choose it
+    assert seen == {"train": 400, "test": 100, "peer_ranks": [(32,)]}

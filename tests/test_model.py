@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from data import features as f
-from model.model import HParams, RatingHistory, TitleEncoder, Vocab, build_model
+from model.model import MOVIE_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, TitleEncoder, Vocab, build_model
 
 VOCAB = Vocab(users=30, movies=40, occupations=22, title_words=50, genres=20)
 
@@ -79,7 +79,9 @@ def test_training_reduces_the_loss():
 
 
 def _history_model(history, **hp):
-    hparams = HParams(embedding_dim=8, lstm_units=4, history_dim=6, history_hidden=0, seed=2, **hp)
+    # the user side alone (MovieHistory's tests build their own): no movie history weights
+    hparams = HParams(**{"embedding_dim": 8, "lstm_units": 4, "history_dim": 6, "history_hidden": 0, "seed": 2,
+                         "movie_history_dim": 0, **hp})
     model = build_model(VOCAB, hparams, global_mean=3.5, history=history)
     # the history embeddings start at zero; give them values so that the sums mean something
     rng = np.random.default_rng(4)
@@ -155,6 +157,65 @@ def test_history_shapes_the_user_embedding_and_unseen_users_get_none():
     assert not np.allclose(ours[0], theirs[0]) and not np.allclose(ours[1], theirs[1])
     np.testing.assert_allclose(ours[2::4], theirs[2::4], rtol=1e-6)
     np.testing.assert_allclose(ours[3::4], theirs[3::4], rtol=1e-6)
+
+
+def _movie_history_layer(history):
+    hp = HParams(embedding_dim=8, lstm_units=4, history_dim=0, movie_history_dim=5, dropout=0.0, title_dropout=0.0,
+                 seed=2)
+    model = build_model(VOCAB, hp, global_mean=3.5, history=history)
+    layer = model.movie_tower.history
+    rng = np.random.default_rng(6)
+    for table in (layer.implicit, layer.explicit):
+        table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
+    return model, layer
+
+
+def test_by_movie_holds_each_movies_raters():
+    users, movies, ratings = np.array([3, 1, 3, 0, 1]), np.array([5, 2, 1, 5, 5]), np.array([4., 2., 5., 1., 3.])
+    by_movie = RatingHistory.from_ratings(users, movies, ratings, VOCAB).by_movie()
+    assert by_movie.row_splits.shape == (VOCAB.movies + 1,)
+    rows = {m: list(zip(by_movie.movies[by_movie.row_splits[m]:by_movie.row_splits[m + 1]].tolist(),
+                        by_movie.ratings[by_movie.row_splits[m]:by_movie.row_splits[m + 1]].tolist()))
+            for m in range(VOCAB.movies)}
+    assert rows[5] == [(0, 1.0), (1, 3.0), (3, 4.0)] and rows[2] == [(1, 2.0)] and rows[1] == [(3, 5.0)]
+    assert sum(len(r) for r in rows.values()) == 5
+
+
+def test_movie_history_sums_its_raters_and_leaves_the_examples_own_rating_out():
+    rng = np.random.default_rng(8)
+    pairs = np.unique(np.stack([rng.integers(0, 12, 120), rng.integers(0, 6, 120)], 1), axis=0)
+    ratings = rng.integers(1, 6, len(pairs)).astype(np.float32)
+    model, layer = _movie_history_layer(RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB))
+    assert model.reads_history  # so that fit passes the target rating the leave-one-out needs
+    y, x = layer.implicit.embeddings.numpy(), layer.explicit.embeddings.numpy()
+    movies = np.array([0, 5, 3, 9])  # 9 has no ratings
+    got = layer(movies).numpy()
+    for row, movie in enumerate(movies):
+        mine = pairs[:, 1] == movie
+        expected = np.concatenate([y[pairs[mine, 0]].sum(0), ((ratings[mine] - 3.5)[:, None] * x[pairs[mine, 0]]).sum(0)])
+        np.testing.assert_allclose(got[row], expected / np.sqrt(max(mine.sum(), 1)), rtol=1e-5, atol=1e-5)
+    for row in (0, len(pairs) // 2):
+        keep = np.arange(len(pairs)) != row
+        mine = keep & (pairs[:, 1] == pairs[row, 1])
+        expected = np.concatenate([y[pairs[mine, 0]].sum(0), ((ratings[mine] - 3.5)[:, None] * x[pairs[mine, 0]]).sum(0)])
+        left_out = layer(pairs[row:row + 1, 1], pairs[row:row + 1, 0], ratings[row:row + 1]).numpy()[0]
+        np.testing.assert_allclose(left_out, expected / np.sqrt(max(mine.sum(), 1)), rtol=1e-5, atol=1e-5)
+
+
+def test_the_movie_tower_reads_the_movie_history_and_the_target_only_in_training():
+    pairs, ratings = np.array([[1, 2], [3, 2], [4, 6]]), np.array([5., 1., 4.])
+    model, _ = _movie_history_layer(RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB))
+    without, _ = _movie_history_layer(RatingHistory.from_ratings(pairs[:2, 0], pairs[:2, 1], ratings[:2], VOCAB))
+    batch = {k: v[[0, 1, 0]] for k, v in _batch(n=8).items()}  # rows 0 and 2: one movie's features
+    batch[f.MOVIE_ID_XF][:] = [2, 6, 2]
+    batch[f.USER_ID_XF][:] = [1, 4, 3]
+    served = model.movie_tower({k: batch[k] for k in MOVIE_INPUTS}).numpy()  # no user inputs: as served
+    np.testing.assert_allclose(served[0], served[2], rtol=1e-6)  # the movie's vector, whoever asks
+    trained = model.movie_tower({**batch, TARGET_IN_HISTORY: np.array([5., 4., 1.], np.float32)}, training=True).numpy()
+    # (4, 6) is movie 6's only rating: in training it is left out, as if the table never held it
+    np.testing.assert_allclose(trained[1], without.movie_tower({k: batch[k] for k in MOVIE_INPUTS}).numpy()[1],
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(trained[1], served[1])
 
 
 def _retrieval_setup(**hp):
