@@ -44,10 +44,10 @@ def read_split(examples_uri: str, splits: tuple[str, ...]) -> RatingData:
 
 #: The splits the baselines are fitted on: the Trainer's train split (see the module docstring).
 BASELINE_FIT_SPLITS = ("train",)
-#: The demo's baselines: every baseline, the Bayesian FM peer at its specified rank (32, the rank
-#: the accuracy benchmark's validation slice chose on every real dataset) instead of choosing it
-#: with two more Gibbs fits, which would add about 50 s to `make demo` (the demo's model, too,
-#: runs with its defaults rather than knobs tuned on the demo's data).
+#: The demo's baselines: every baseline, the Bayesian FM peer at the rank it was specified with
+#: (32, which the accuracy benchmark's validation slice chose on ML-1M 80/20 and ML-100K 90/10)
+#: instead of choosing it with two more Gibbs fits, which would add about 50 s to `make demo`
+#: (the demo's model, too, runs with its defaults rather than knobs tuned on the demo's data).
 DEMO_BASELINES = [functools.partial(BayesianFM, ranks=(DEFAULT_RANK,)) if factory is BayesianFM else factory
                   for factory in ALL_BASELINES]
 
