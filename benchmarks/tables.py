@@ -73,7 +73,7 @@ def accuracy(rows) -> list[str]:
              "implicit features on both sides, rank chosen on validation).", "",
              "| dataset | split | seed | model | RMSE | MAE | seconds |", "|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["dataset"], r["split"], r["seed"], r["rmse"])):
-        lines.append(f"| {r['dataset']} | {r['split']} | {r['seed']} | {r['model']} | {r['rmse']:.4f} | "
+        lines.append(f"| {r['dataset']} | {r['split']} | {r['seed']} | {_model_label(r)} | {r['rmse']:.4f} | "
                      f"{r['mae']:.4f} | {r['seconds']:.1f} |")
     lines += ["", "Target: the two-tower model's test RMSE at or below the Bayesian FM's, in the same run:", ""]
     for dataset, split in ACCURACY_TARGETS:
@@ -86,6 +86,12 @@ def accuracy(rows) -> list[str]:
         lines.append(f"- {dataset} {split}, seed 0: {ours['rmse']:.4f} vs {peer['rmse']:.4f} (**{met}**); "
                      f"training {ours['seconds']:.0f} s vs {peer['seconds']:.0f} s")
     return lines
+
+
+def _model_label(row) -> str:
+    """The row's model, with the ensemble size of a two-tower row that averages several."""
+    members = row.get("hparams", {}).get("ensemble_size", 1)
+    return f"{row['model']} (ensemble of {members})" if members > 1 else row["model"]
 
 
 def _epoch_seconds(result) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from baselines.data import random_split
+from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_model
 from data.movielens_files import load_movielens
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("variants", nargs="+", metavar="JSON", help='hyperparameter overrides, e.g. \'{"history_dim": 32}\'')
     parser.add_argument("--data", required=True, help="MovieLens folder (users/movies/ratings files)")
     parser.add_argument("--ratings", help="ratings CSV instead of the folder's ratings file")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="start from benchmarks.accuracy's settings for this data set (as its rows do)")
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8)
@@ -38,8 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         variants = [json.loads(v) for v in args.variants]
-        hparams = [HParams.from_dict({"seed": args.seed, "epochs": args.epochs, "patience": args.epochs, **v})
-                   for v in variants]
+        base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
+                "patience": args.epochs}
+        hparams = [HParams.from_dict({**base, **v}) for v in variants]
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
     host = HostLoad(name="tune")
@@ -48,13 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for variant, hp in zip(variants, hparams):
         history = fit_model(data, train_idx, hp, verbose=0).history
-        results.append({"variant": variant, "val_rmse": [round(x, 4) for x in history["val_rmse"]],
+        val = history["val_rmse"]
+        best = min(range(len(val)), key=val.__getitem__)
+        results.append({"variant": variant, "best_val_rmse": round(val[best], 4), "best_epoch": best + 1,
+                        "val_rmse": [round(x, 4) for x in val],
                         "examples_per_second": [round(x) for x in history["examples_per_second"]],
                         "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))})
         print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": args.data, "test_fraction": args.test_fraction, "seed": args.seed,
+        args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset, "test_fraction": args.test_fraction, "seed": args.seed,
                                         "epochs": args.epochs, "results": results, **host.record()},
                                        indent=1) + "\n")
     return 0

@@ -54,7 +54,7 @@ from model.rating_history import HistoryTable, RatingHistory
 from model.retrieval_towers import RetrievalTowers, choose_retrieval_fit, fit_retrieval
 from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, QUERY_OUTPUT, QUERY_TERMS_OUTPUT, READS_HISTORY_OUTPUT
 from model.title_encoder import TitleEncoder
-from model.towers import MovieTower, UserTower
+from model.towers import MovieTower, MovieTowers, UserTower, UserTowers, member_dots
 from settings.hparams import HParams
 
 __all__ = ["HParams", "MODEL_INPUTS", "MOVIE_INPUTS", "RatingHistory", "TARGET_IN_HISTORY", "TitleEncoder", "TwoTowerModel",
@@ -77,11 +77,15 @@ class TwoTowerModel(keras.Model):
         self.history_table = HistoryTable(history, global_mean, name="history_table")
         movie_table = (HistoryTable(history.by_movie(), global_mean, name="movie_history_table")
                        if has_ratings and hp.movie_history_dim > 0 else None)
-        self.user_tower = UserTower(vocab, hp, self.history_table, global_mean, name="user_tower")
+        #: HParams.ensemble_size > 1: each tower holds that many members side by side
+        #: (towers.TowerEnsemble), trained as separate rating models and served as their mean.
+        self.members = hp.ensemble_size
+        users, movies = (UserTowers, MovieTowers) if self.members > 1 else (UserTower, MovieTower)
+        self.user_tower = users(vocab, hp, self.history_table, global_mean, name="user_tower")
         #: the retrieval towers (None when HParams.retrieval_dim is 0)
         self.retrieval = (RetrievalTowers(vocab, hp, self.history_table, name="retrieval")
                           if hp.retrieval_dim > 0 else None)
-        self.movie_tower = MovieTower(vocab, hp, movie_table, global_mean, name="movie_tower")
+        self.movie_tower = movies(vocab, hp, movie_table, global_mean, name="movie_tower")
         bias_reg = keras.regularizers.L2(hp.id_l2)
         self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
                                                 embeddings_regularizer=bias_reg, name="user_bias")
@@ -141,7 +145,7 @@ class TwoTowerModel(keras.Model):
         history entry's term with a 0 where the query has its 1, so that <term_i, candidate_m>
         is entry i's contribution to the retrieval score of m and the contributions sum to it.
         """
-        history = self.user_tower.history.of_ratings(movies, ratings) if self.user_tower.history is not None else None
+        history = self.user_tower.history_of_ratings(movies, ratings)
         bias = tf.squeeze(self.user_bias(user_inputs[f.USER_ID_XF]), -1) + self.global_mean
         out = {EMBEDDING_OUTPUT: self.user_tower(user_inputs, training=False, history=history), BIAS_OUTPUT: bias,
                READS_HISTORY_OUTPUT: tf.constant([int(history is not None)], tf.int32)}
@@ -151,19 +155,30 @@ class TwoTowerModel(keras.Model):
             out[QUERY_TERMS_OUTPUT] = tf.concat([terms, tf.zeros_like(terms[:, :1])], -1)
         return out
 
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Training metrics of the ensemble's mean rating (``score`` gives each member's in training)."""
+        if len(y_pred.shape) == 2:
+            y_pred = tf.reduce_mean(y_pred, axis=-1)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
     def score(self, inputs, user, movie, training=False):
         """Unclipped rating from tower outputs: inner product plus biases and global mean
-        (plus the optional MLP head's term)."""
-        dot = tf.reduce_sum(user * movie, axis=-1)
+        (plus the optional MLP head's term). An ensemble (HParams.ensemble_size > 1) gives
+        the members' mean, and in training each member's rating, [batch, K], so that the loss
+        fits each member on its own."""
+        if training and self.members > 1:
+            dot = member_dots(user, movie, self.members)
+        else:
+            dot = tf.reduce_sum(user * movie, axis=-1)
         user_bias = tf.squeeze(self.user_bias(inputs[f.USER_ID_XF]), -1)
         movie_bias = tf.squeeze(self.movie_bias(inputs[f.MOVIE_ID_XF]), -1)
         if training and self.hp.bias_l2 > 0:
             self.add_loss(self.hp.bias_l2 * tf.reduce_mean(tf.square(user_bias) + tf.square(movie_bias)))
-        rating = dot + user_bias + movie_bias + self.global_mean
+        bias = user_bias + movie_bias + self.global_mean
         if self.head is not None:
             pair = tf.concat([user, movie, user * movie], axis=-1)
-            rating = rating + tf.squeeze(self.head(pair, training=training), -1)
-        return rating
+            bias = bias + tf.squeeze(self.head(pair, training=training), -1)
+        return dot + (bias[:, None] if len(dot.shape) == 2 else bias)
 
 
 def clip_rating(rating: tf.Tensor, scale: tuple[float, float]) -> tf.Tensor:
@@ -199,8 +214,17 @@ def squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     but it skips a scalar (keras/src/losses/loss.py, reduce_values): across workers the data
     term then counted N times against the regularisers (which it does divide), and the logged
     loss read N times too high. One value per example is divided like every other loss; in one
-    process the result is the same mean."""
-    return keras.ops.square(keras.ops.cast(y_true, y_pred.dtype) - y_pred)
+    process the result is the same mean.
+
+    An ensemble's training prediction is [batch, K] (TwoTowerModel.score): an example's loss
+    is then the sum of the members' squared errors, so that each member's data term weighs
+    against its own regularisers exactly as one model's does (a mean over the members would
+    regularise each K times as hard: it slowed ML-1M's training and cost validation RMSE).
+    The logged loss is then K times a member's; the logged RMSE is the mean rating's."""
+    y_true = keras.ops.cast(y_true, y_pred.dtype)
+    if len(y_pred.shape) == len(y_true.shape) + 1:
+        return keras.ops.sum(keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
+    return keras.ops.square(y_true - y_pred)
 
 
 def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:

@@ -1,6 +1,9 @@
-"""The rating towers: the user tower (features + rating history) and the movie tower (id, genres, title).
+"""The rating towers: the user tower (features + rating history) and the movie tower (id, genres, title),
+and their ensembles (HParams.ensemble_size members side by side, still one vector per side).
 """
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -22,7 +25,9 @@ def feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | No
 
 
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float,
+                 history: UserHistory | None = None, **kwargs):
+        """``history``: a history layer shared with other towers (UserTowers); None: its own."""
         super().__init__(**kwargs)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
@@ -34,12 +39,22 @@ class UserTower(keras.layers.Layer):
                        for n in (f.USER_ID, f.GENDER, f.AGE, f.OCCUPATION)]
         self.history = None
         if hp.history_dim > 0:
-            self.history = UserHistory(vocab, hp, table, global_mean, name="rating_history")
+            self.history = history or UserHistory(vocab, hp, table, global_mean, name="rating_history")
             # history_hidden 0: the history enters the output layer linearly (as in SVD++)
             self.history_block = (feature_block(hp, "user_history", units=hp.history_hidden)
                                   if hp.history_hidden > 0 else None)
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
                                       name="user_embedding")
+
+    def history_of_ratings(self, movies, ratings) -> tf.Tensor | None:
+        """The ``history`` argument of ``call`` for one explicit history (movie indices and
+        their ratings); None when this tower reads no history."""
+        return self.history.of_ratings(movies, ratings) if self.history is not None else None
+
+    def read_history(self, inputs, training=False):
+        """The user history vectors of a batch, the example's own rating left out in training."""
+        target = inputs.get(TARGET_IN_HISTORY) if training else None
+        return self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None, target)
 
     def call(self, inputs, training=False, history=None):
         """``history``: a [batch, 2 * history_dim] history vector to read instead of the users'
@@ -51,20 +66,19 @@ class UserTower(keras.layers.Layer):
         hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
         if self.history is not None:
             if history is None:
-                target = inputs.get(TARGET_IN_HISTORY) if training else None
-                history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
-                                       target)
+                history = self.read_history(inputs, training=training)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 
 
 class MovieTower(keras.layers.Layer):
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
-                 **kwargs):
+                 title: TitleEncoder | None = None, history: MovieHistory | None = None, **kwargs):
         """``table``: the training ratings by movie (RatingHistory.by_movie) that MovieHistory
-        reads when HParams.movie_history_dim > 0; None: no movie history."""
+        reads when HParams.movie_history_dim > 0; None: no movie history. ``title``: a title
+        encoder shared with other towers (MovieTowers); None: its own; ``history`` likewise."""
         super().__init__(**kwargs)
-        self.history = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
+        self.history = (history or MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
                         if table is not None and hp.movie_history_dim > 0 else None)
         self.history_block = (feature_block(hp, "movie_history", units=hp.movie_history_hidden)
                               if self.history is not None and hp.movie_history_hidden > 0 else None)
@@ -73,7 +87,7 @@ class MovieTower(keras.layers.Layer):
         self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
         self.id_block = feature_block(hp, f.MOVIE_ID)
         self.genre_block = feature_block(hp, f"movie_{f.GENRES}", use_bias=False)
-        self.title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
+        self.title = title or TitleEncoder(vocab.title_words, hp, name="title_encoder")
         self.title_dropout = keras.layers.Dropout(hp.title_dropout, name="title_dropout")
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
                                       name="movie_embedding")
@@ -85,16 +99,113 @@ class MovieTower(keras.layers.Layer):
         encoded = self.title(tf.gather(title_ids, positions), training=training)
         return tf.gather(encoded, index)
 
-    def call(self, inputs, training=False):
+    def read_history(self, inputs, training=False):
+        """The movie history vectors of a batch (None without movie history)."""
+        if self.history is None:
+            return None
+        target = inputs.get(TARGET_IN_HISTORY) if training else None
+        return self.history(inputs[f.MOVIE_ID_XF], inputs[f.USER_ID_XF] if target is not None else None, target)
+
+    def call(self, inputs, training=False, titles=None, history=None):
+        """``titles``, ``history``: the batch's title encodings (``encode_titles``) and movie
+        history vectors (``read_history``) when computed once for several towers; None: here."""
         movie_ids = inputs[f.MOVIE_ID_XF]
+        if titles is None:
+            titles = self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training)
         parts = [
             self.id_block(self.id_embed(movie_ids), training=training),
             self.genre_block(inputs[f.GENRES_XF], training=training),
-            self.title_dropout(self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training),
-                               training=training),
+            self.title_dropout(titles, training=training),
         ]
         if self.history is not None:
-            target = inputs.get(TARGET_IN_HISTORY) if training else None
-            history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target)
+            if history is None:
+                history = self.read_history(inputs, training=training)
             parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))
+
+
+class TowerEnsemble(keras.layers.Layer):
+    """K towers of one side, trained as K separate rating models, served as one tower.
+
+    The output is the members' outputs side by side, each scaled by 1/sqrt(K): the inner
+    product of a user ensemble's and a movie ensemble's vectors is then the mean of the K
+    members' inner products, so the served two-tower rating (one dot product plus biases) is
+    exactly the average of the members' ratings, and FAISS, the signatures and TF-Serving see
+    one [batch, K * D] vector per side. TwoTowerModel.score splits it back into members in
+    training (``member_dots``), so that each member is fitted to the ratings on its own (an
+    ensemble, not one wider model) while sharing the batches.
+
+    Why: averaging models that differ only in their random start is the deterministic
+    relative of a Bayesian model's average over posterior samples; it lowered the validation
+    RMSE where one model could not (benchmarks/results/tune_ensemble_*.json).
+    """
+
+    def __init__(self, members: list[keras.layers.Layer], **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+        self.scale = 1.0 / math.sqrt(len(members))
+
+    def combine(self, outputs: list[tf.Tensor]) -> tf.Tensor:
+        return tf.concat(outputs, axis=-1) * self.scale
+
+
+def member_dots(user: tf.Tensor, movie: tf.Tensor, members: int) -> tf.Tensor:
+    """[batch, K]: each ensemble member's inner product from the combined [batch, K * D]
+    vectors (TowerEnsemble): member k's slice holds its outputs scaled by 1/sqrt(K), so its
+    slice's product sums to its dot product divided by K."""
+    product = user * movie
+    width = product.shape[-1] // members
+    return members * tf.reduce_sum(tf.reshape(product, [-1, members, width]), axis=-1)
+
+
+class UserTowers(TowerEnsemble):
+    """HParams.ensemble_size user towers as one tower: each with its own ids and features,
+    and its own history embeddings or (HParams.ensemble_shares_history) one history layer
+    read once per batch for all."""
+
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
+        shared = (UserHistory(vocab, hp, table, global_mean, name="rating_history")
+                  if hp.history_dim > 0 and hp.ensemble_shares_history else None)
+        super().__init__([UserTower(vocab, hp, table, global_mean, history=shared, name=f"user_tower_{k}")
+                          for k in range(hp.ensemble_size)], **kwargs)
+        self.shared_history = shared
+        self.history = self.members[0].history  # None exactly when no member reads history
+
+    def history_of_ratings(self, movies, ratings) -> list[tf.Tensor] | None:
+        if self.history is None:
+            return None
+        if self.shared_history is not None:
+            return [self.shared_history.of_ratings(movies, ratings)] * len(self.members)
+        return [member.history_of_ratings(movies, ratings) for member in self.members]
+
+    def call(self, inputs, training=False, history=None):
+        if history is None and self.shared_history is not None:
+            history = [self.members[0].read_history(inputs, training=training)] * len(self.members)
+        return self.combine([member(inputs, training=training, history=None if history is None else history[k])
+                             for k, member in enumerate(self.members)])
+
+
+class MovieTowers(TowerEnsemble):
+    """HParams.ensemble_size movie towers as one tower. They share one title encoder, which
+    runs once per batch: the LSTM is costly, and the members still differ in their ids, genre
+    and output weights, and in their history embeddings unless HParams.ensemble_shares_history
+    (then one history layer, read once per batch: faster, but its ensembles of 3
+    and 5 were no better than one model on ML-100K's validation slice,
+    benchmarks/results/tune_ensemble_shared_ml-100k.json)."""
+
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
+                 **kwargs):
+        title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
+        shared = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
+                  if table is not None and hp.movie_history_dim > 0 and hp.ensemble_shares_history else None)
+        super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, history=shared,
+                                     name=f"movie_tower_{k}") for k in range(hp.ensemble_size)], **kwargs)
+        self.title, self.shared_history = title, shared
+        self.history = self.members[0].history
+
+    def call(self, inputs, training=False):
+        first = self.members[0]
+        titles = first.encode_titles(inputs[f.MOVIE_ID_XF], inputs[f.TITLE_IDS_XF], training=training)
+        history = first.read_history(inputs, training=training) if self.shared_history is not None else None
+        return self.combine([member(inputs, training=training, titles=titles, history=history)
+                             for member in self.members])

@@ -58,6 +58,11 @@ class HParams:
     # users rated it, and how far from the mean), the user side's mirror; 0: none.
     movie_history_dim: int = 128
     movie_history_hidden: int = 0     # >0: the movie history through a dense ReLU block of this width
+    # >1: that many rating models (towers.TowerEnsemble: own ids, features and histories, one
+    # shared title LSTM) trained side by side and served as one pair of towers of K * D, whose
+    # rating is the members' mean.
+    ensemble_size: int = 1
+    ensemble_shares_history: bool = False  # the members read one history layer per side (cheaper)
     # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)

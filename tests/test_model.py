@@ -385,3 +385,84 @@ def test_an_explicit_history_gives_what_the_training_table_gives_its_user(fit):
     other = model.history_vectors(batch, tf.constant([1, 3]), tf.constant([2.0, 5.0], tf.float32))
     assert not np.allclose(other["embedding"].numpy(), got["embedding"].numpy())
     assert not np.allclose(other["query"].numpy(), got["query"].numpy())
+
+
+def _history_pairs(n: int = 300, seed: int = 3):
+    rng = np.random.default_rng(seed)
+    pairs = np.unique(np.stack([rng.integers(0, VOCAB.users, n), rng.integers(0, 7, n)], 1), axis=0)
+    return pairs, rng.integers(1, 6, len(pairs)).astype(np.float32)
+
+
+def _member_ratings(model, batch) -> list[np.ndarray]:
+    """Each ensemble member's rating: its own towers' inner product plus the shared biases."""
+    bias = (model.user_bias(batch[f.USER_ID_XF]).numpy()[:, 0]
+            + model.movie_bias(batch[f.MOVIE_ID_XF]).numpy()[:, 0] + model.global_mean)
+    return [np.sum(user(batch).numpy() * movie(batch).numpy(), 1) + bias
+            for user, movie in zip(model.user_tower.members, model.movie_tower.members)]
+
+
+def _ensemble(size: int, **overrides):
+    pairs, ratings = _history_pairs()
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
+    hp = HParams(embedding_dim=8, lstm_units=8, ensemble_size=size, history_dim=4, movie_history_dim=4, seed=2,
+                 **overrides)
+    return build_model(VOCAB, hp, global_mean=3.5, history=history)
+
+
+def test_an_ensemble_serves_the_mean_of_its_members_ratings_as_one_pair_of_towers():
+    model = _ensemble(3)
+    batch = _batch()
+    user, movie = model.user_tower(batch).numpy(), model.movie_tower(batch).numpy()
+    assert user.shape == movie.shape == (64, 24)  # K * D, one vector per side
+    members = _member_ratings(model, batch)
+    np.testing.assert_allclose(model(batch).numpy(), np.mean(members, 0), rtol=1e-4, atol=1e-4)
+    assert not np.allclose(members[0], members[1])  # the members start apart
+    assert len({id(m.title) for m in model.movie_tower.members}) == 1  # one title encoder for all
+    # in training each member's rating comes out on its own, so the loss fits each member
+    trained = model({**batch, TARGET_IN_HISTORY: np.full(64, 4.0, np.float32)}, training=True)
+    assert trained.shape == (64, 3)
+
+
+def test_an_ensemble_fits_each_member_and_logs_the_mean_ratings_rmse():
+    model = _ensemble(2, ema_momentum=0.0)
+    batch = _batch(256, seed=4)
+    y = (batch[f.USER_ID_XF] % 5 + 1).astype(np.float32)
+
+    def rmse(prediction):
+        return float(np.sqrt(np.mean((prediction - y) ** 2)))
+
+    before = [rmse(r) for r in _member_ratings(model, batch)]
+    logs = model.fit({**batch, TARGET_IN_HISTORY: y}, y, batch_size=64, epochs=30, verbose=0, shuffle=False).history
+    after = [rmse(r) for r in _member_ratings(model, batch)]
+    assert all(a < 0.6 * b for a, b in zip(after, before))  # every member fits the ratings on its own
+    # the logged RMSE is the mean rating's (training mode: dropout on, so only roughly)
+    assert logs["rmse"][-1] < 0.6 * max(before)
+    assert abs(logs["rmse"][-1] - rmse(model(batch).numpy())) < 0.5
+
+
+def test_an_ensembles_explicit_history_gives_what_the_training_table_gives_its_user():
+    """history_vectors (a visitor's ratings) of an ensemble: each member reads the history
+    through its own embeddings, and a training user's own ratings give the tower's embedding."""
+    pairs, ratings = _history_pairs()
+    model = _ensemble(2)
+    rng = np.random.default_rng(6)
+    for member in model.user_tower.members:
+        for table in (member.history.implicit, member.history.explicit):
+            table.embeddings.assign(rng.normal(size=table.embeddings.shape).astype(np.float32))
+    batch = {k: v[:1] for k, v in _batch(n=8).items()}
+    batch[f.USER_ID_XF][:] = 7
+    mine = pairs[:, 0] == 7
+    got = model.history_vectors(batch, tf.constant(pairs[mine, 1]), tf.constant(ratings[mine]))
+    np.testing.assert_allclose(got["embedding"].numpy(), model.user_tower(batch).numpy(), rtol=1e-5, atol=1e-5)
+    assert int(got["reads_history"].numpy()[0]) == 1
+    other = model.history_vectors(batch, tf.constant([1, 3]), tf.constant([2.0, 5.0], tf.float32))
+    assert not np.allclose(other["embedding"].numpy(), got["embedding"].numpy())
+
+
+def test_an_ensembles_loss_sums_its_members_squared_errors():
+    """Each member's data term weighs against its own regularisers as one model's does."""
+    from model.model import squared_error
+
+    y_true = tf.constant([4.0, 3.0])
+    members = tf.constant([[3.0, 5.0, 4.0], [3.0, 2.0, 3.5]])
+    np.testing.assert_allclose(squared_error(y_true, members).numpy(), [1.0 + 1.0 + 0.0, 0.0 + 1.0 + 0.25])
