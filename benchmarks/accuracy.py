@@ -33,15 +33,15 @@ from model.model import HParams
 # 90/10 RMSE from 0.8940 to 0.8899 (SVD++-style history already on), and a linear history
 # input (history_hidden 0) to 0.8824 (tuning runs of this command with --hparam, JSON not
 # committed); more dropout underfits ML-1M, so the defaults are ML-1M's.
-# An ensemble of 5 (HParams.ensemble_size) took ML-100K 90/10's validation RMSE from 0.8909
-# to 0.8847, 3 to 0.8870 (benchmarks/results/tune_ensemble_ml-100k.json); each member costs
-# about one model's training time, so ML-1M (12x the ratings) takes 3.
+# Ensembles (HParams.ensemble_size) are not used here: 3 members on ML-1M 80/20 reached
+# validation RMSE 0.8299 against one model's 0.8297 in 2.5x the time
+# (benchmarks/results/accuracy_ensemble_ml-1m.json), and 5 on ML-100K 90/10 0.8886 against
+# 0.8909, 0.8903 with ensemble_bagging 0.3 (benchmarks/results/tune_ensemble_ml-100k.json).
 _SMALL_DATA_HPARAMS = {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5,
-                       "history_dim": 64, "ensemble_size": 5}
+                       "history_dim": 64}
 # ml-latest-small (half stars, no demographics) has ML-100K's size (100,836 ratings, but 610 users
 # and 9,742 movies), so it starts from ML-100K's settings; they were not tuned on it.
 DATASET_HPARAMS: dict[str, dict] = {
-    "ml-1m": {"ensemble_size": 3},
     "ml-100k": _SMALL_DATA_HPARAMS,
     "ml-latest-small": _SMALL_DATA_HPARAMS,
 }

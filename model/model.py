@@ -199,7 +199,8 @@ def build_model(vocab: Vocab, hp: HParams, global_mean: float,
     ema = dict(use_ema=hp.ema_momentum > 0, ema_momentum=hp.ema_momentum or 0.99)
     optimizer = (keras.optimizers.AdamW(hp.learning_rate, weight_decay=hp.weight_decay, **ema)
                  if hp.weight_decay > 0 else keras.optimizers.Adam(hp.learning_rate, **ema))
-    model.compile(optimizer=optimizer, loss=squared_error,
+    loss = squared_error if hp.ensemble_bagging <= 0 else bagged_squared_error(hp.ensemble_bagging)
+    model.compile(optimizer=optimizer, loss=loss,
                   metrics=[keras.metrics.RootMeanSquaredError(name="rmse"),
                            keras.metrics.MeanAbsoluteError(name="mae")])
     return model
@@ -225,6 +226,21 @@ def squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     if len(y_pred.shape) == len(y_true.shape) + 1:
         return keras.ops.sum(keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
     return keras.ops.square(y_true - y_pred)
+
+
+def bagged_squared_error(skip: float):
+    """``squared_error`` where, in an ensemble's training batch, each member leaves out a
+    random ``skip`` share of the examples (the rest weighted 1 / (1 - skip)): the members see
+    different data, as models trained apart would (HParams.ensemble_bagging)."""
+    def bagged(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        if len(y_pred.shape) != len(y_true.shape) + 1:
+            return squared_error(y_true, y_pred)
+        y_true = keras.ops.cast(y_true, y_pred.dtype)
+        kept = tf.cast(tf.random.uniform(tf.shape(y_pred)) >= skip, y_pred.dtype) / (1.0 - skip)
+        return keras.ops.sum(kept * keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
+
+    bagged.__name__ = "squared_error"
+    return bagged
 
 
 def example_batch(vocab: Vocab, n: int = 8) -> dict[str, tf.Tensor]:

@@ -25,9 +25,7 @@ def feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | No
 
 
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float,
-                 history: UserHistory | None = None, **kwargs):
-        """``history``: a history layer shared with other towers (UserTowers); None: its own."""
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
         super().__init__(**kwargs)
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
@@ -39,7 +37,7 @@ class UserTower(keras.layers.Layer):
                        for n in (f.USER_ID, f.GENDER, f.AGE, f.OCCUPATION)]
         self.history = None
         if hp.history_dim > 0:
-            self.history = history or UserHistory(vocab, hp, table, global_mean, name="rating_history")
+            self.history = UserHistory(vocab, hp, table, global_mean, name="rating_history")
             # history_hidden 0: the history enters the output layer linearly (as in SVD++)
             self.history_block = (feature_block(hp, "user_history", units=hp.history_hidden)
                                   if hp.history_hidden > 0 else None)
@@ -73,12 +71,12 @@ class UserTower(keras.layers.Layer):
 
 class MovieTower(keras.layers.Layer):
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
-                 title: TitleEncoder | None = None, history: MovieHistory | None = None, **kwargs):
+                 title: TitleEncoder | None = None, **kwargs):
         """``table``: the training ratings by movie (RatingHistory.by_movie) that MovieHistory
         reads when HParams.movie_history_dim > 0; None: no movie history. ``title``: a title
-        encoder shared with other towers (MovieTowers); None: its own; ``history`` likewise."""
+        encoder shared with other towers (MovieTowers); None: its own."""
         super().__init__(**kwargs)
-        self.history = (history or MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
+        self.history = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
                         if table is not None and hp.movie_history_dim > 0 else None)
         self.history_block = (feature_block(hp, "movie_history", units=hp.movie_history_hidden)
                               if self.history is not None and hp.movie_history_hidden > 0 else None)
@@ -106,9 +104,9 @@ class MovieTower(keras.layers.Layer):
         target = inputs.get(TARGET_IN_HISTORY) if training else None
         return self.history(inputs[f.MOVIE_ID_XF], inputs[f.USER_ID_XF] if target is not None else None, target)
 
-    def call(self, inputs, training=False, titles=None, history=None):
-        """``titles``, ``history``: the batch's title encodings (``encode_titles``) and movie
-        history vectors (``read_history``) when computed once for several towers; None: here."""
+    def call(self, inputs, training=False, titles=None):
+        """``titles``: the batch's title encodings (``encode_titles``) when computed once for
+        several towers; None: encoded here."""
         movie_ids = inputs[f.MOVIE_ID_XF]
         if titles is None:
             titles = self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training)
@@ -118,8 +116,7 @@ class MovieTower(keras.layers.Layer):
             self.title_dropout(titles, training=training),
         ]
         if self.history is not None:
-            if history is None:
-                history = self.read_history(inputs, training=training)
+            history = self.read_history(inputs, training=training)
             parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))
 
@@ -135,9 +132,9 @@ class TowerEnsemble(keras.layers.Layer):
     training (``member_dots``), so that each member is fitted to the ratings on its own (an
     ensemble, not one wider model) while sharing the batches.
 
-    Why: averaging models that differ only in their random start is the deterministic
-    relative of a Bayesian model's average over posterior samples; it lowered the validation
-    RMSE where one model could not (benchmarks/results/tune_ensemble_*.json).
+    Why: averaging models that differ in their random start (and, with
+    HParams.ensemble_bagging, in the examples each sees) is the deterministic relative of a
+    Bayesian model's average over posterior samples (docs/model.md has what it measured).
     """
 
     def __init__(self, members: list[keras.layers.Layer], **kwargs):
@@ -159,53 +156,37 @@ def member_dots(user: tf.Tensor, movie: tf.Tensor, members: int) -> tf.Tensor:
 
 
 class UserTowers(TowerEnsemble):
-    """HParams.ensemble_size user towers as one tower: each with its own ids and features,
-    and its own history embeddings or (HParams.ensemble_shares_history) one history layer
-    read once per batch for all."""
+    """HParams.ensemble_size user towers as one tower, each with its own ids, features and
+    history embeddings (over the one history table)."""
 
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
-        shared = (UserHistory(vocab, hp, table, global_mean, name="rating_history")
-                  if hp.history_dim > 0 and hp.ensemble_shares_history else None)
-        super().__init__([UserTower(vocab, hp, table, global_mean, history=shared, name=f"user_tower_{k}")
+        super().__init__([UserTower(vocab, hp, table, global_mean, name=f"user_tower_{k}")
                           for k in range(hp.ensemble_size)], **kwargs)
-        self.shared_history = shared
-        self.history = self.members[0].history  # None exactly when no member reads history
+        self.reads_history = self.members[0].history is not None
 
     def history_of_ratings(self, movies, ratings) -> list[tf.Tensor] | None:
-        if self.history is None:
+        """Each member's ``history`` argument for one explicit history; None without history."""
+        if not self.reads_history:
             return None
-        if self.shared_history is not None:
-            return [self.shared_history.of_ratings(movies, ratings)] * len(self.members)
         return [member.history_of_ratings(movies, ratings) for member in self.members]
 
     def call(self, inputs, training=False, history=None):
-        if history is None and self.shared_history is not None:
-            history = [self.members[0].read_history(inputs, training=training)] * len(self.members)
         return self.combine([member(inputs, training=training, history=None if history is None else history[k])
                              for k, member in enumerate(self.members)])
 
 
 class MovieTowers(TowerEnsemble):
     """HParams.ensemble_size movie towers as one tower. They share one title encoder, which
-    runs once per batch: the LSTM is costly, and the members still differ in their ids, genre
-    and output weights, and in their history embeddings unless HParams.ensemble_shares_history
-    (then one history layer, read once per batch: faster, but its ensembles of 3
-    and 5 were no better than one model on ML-100K's validation slice,
-    benchmarks/results/tune_ensemble_shared_ml-100k.json)."""
+    runs once per batch (the LSTM is costly); the members still differ in their ids, genre,
+    history and output weights."""
 
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
                  **kwargs):
         title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
-        shared = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
-                  if table is not None and hp.movie_history_dim > 0 and hp.ensemble_shares_history else None)
-        super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, history=shared,
-                                     name=f"movie_tower_{k}") for k in range(hp.ensemble_size)], **kwargs)
-        self.title, self.shared_history = title, shared
-        self.history = self.members[0].history
+        super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, name=f"movie_tower_{k}")
+                          for k in range(hp.ensemble_size)], **kwargs)
+        self.title = title
 
     def call(self, inputs, training=False):
-        first = self.members[0]
-        titles = first.encode_titles(inputs[f.MOVIE_ID_XF], inputs[f.TITLE_IDS_XF], training=training)
-        history = first.read_history(inputs, training=training) if self.shared_history is not None else None
-        return self.combine([member(inputs, training=training, titles=titles, history=history)
-                             for member in self.members])
+        titles = self.members[0].encode_titles(inputs[f.MOVIE_ID_XF], inputs[f.TITLE_IDS_XF], training=training)
+        return self.combine([member(inputs, training=training, titles=titles) for member in self.members])

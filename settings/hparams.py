@@ -60,9 +60,9 @@ class HParams:
     movie_history_hidden: int = 0     # >0: the movie history through a dense ReLU block of this width
     # >1: that many rating models (towers.TowerEnsemble: own ids, features and histories, one
     # shared title LSTM) trained side by side and served as one pair of towers of K * D, whose
-    # rating is the members' mean.
+    # rating is the members' mean; ensemble_bagging > 0: each member skips that share of each batch.
     ensemble_size: int = 1
-    ensemble_shares_history: bool = False  # the members read one history layer per side (cheaper)
+    ensemble_bagging: float = 0.0     # share of each batch that each member leaves out (0: none)
     # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)

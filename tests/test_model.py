@@ -466,3 +466,16 @@ def test_an_ensembles_loss_sums_its_members_squared_errors():
     y_true = tf.constant([4.0, 3.0])
     members = tf.constant([[3.0, 5.0, 4.0], [3.0, 2.0, 3.5]])
     np.testing.assert_allclose(squared_error(y_true, members).numpy(), [1.0 + 1.0 + 0.0, 0.0 + 1.0 + 0.25])
+
+
+def test_bagging_leaves_each_member_a_random_share_of_the_batch_and_keeps_the_loss_unbiased():
+    from model.model import bagged_squared_error
+
+    loss = bagged_squared_error(0.5)
+    y_true = tf.fill([20_000], 4.0)
+    members = tf.tile(tf.constant([[3.0, 5.0]]), [20_000, 1])  # each member's squared error is 1
+    per_example = loss(y_true, members).numpy()
+    assert set(np.unique(per_example)) <= {0.0, 2.0, 4.0}  # each member kept (weight 2) or left out
+    assert abs(per_example.mean() - 2.0) < 0.05  # the plain sum of the members' errors, on average
+    assert 0.45 < np.mean(per_example == 2.0) < 0.55  # one of the two members kept: half the time
+    np.testing.assert_allclose(loss(tf.constant([4.0]), tf.constant([3.0])).numpy(), [1.0])  # one model: plain
