@@ -220,7 +220,7 @@ def squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     An ensemble's training prediction is [batch, K] (TwoTowerModel.score): an example's loss
     is then the sum of the members' squared errors, so that each member's data term weighs
     against its own regularisers exactly as one model's does (a mean over the members would
-    regularise each K times as hard: it slowed ML-1M's training and cost validation RMSE).
+    regularise each K times as hard).
     The logged loss is then K times a member's; the logged RMSE is the mean rating's."""
     y_true = keras.ops.cast(y_true, y_pred.dtype)
     if len(y_pred.shape) == len(y_true.shape) + 1:
