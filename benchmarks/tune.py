@@ -61,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(results[-1]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset, "test_fraction": args.test_fraction, "seed": args.seed,
-                                        "epochs": args.epochs, "results": results, **host.record()},
+        args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset, "test_fraction": args.test_fraction,
+                                        "seed": args.seed, "epochs": args.epochs, "results": results,
+                                        **host.record()},
                                        indent=1) + "\n")
     return 0
 

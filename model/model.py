@@ -224,8 +224,13 @@ def squared_error(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     The logged loss is then K times a member's; the logged RMSE is the mean rating's."""
     y_true = keras.ops.cast(y_true, y_pred.dtype)
     if len(y_pred.shape) == len(y_true.shape) + 1:
-        return keras.ops.sum(keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
+        return _members_squared_error(y_true, y_pred)
     return keras.ops.square(y_true - y_pred)
+
+
+def _members_squared_error(y_true: tf.Tensor, y_pred: tf.Tensor, weights: tf.Tensor | float = 1.0) -> tf.Tensor:
+    """[batch]: the (weighted) sum of an ensemble's members' squared errors, y_pred [batch, K]."""
+    return keras.ops.sum(weights * keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
 
 
 def bagged_squared_error(skip: float):
@@ -235,9 +240,8 @@ def bagged_squared_error(skip: float):
     def bagged(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         if len(y_pred.shape) != len(y_true.shape) + 1:
             return squared_error(y_true, y_pred)
-        y_true = keras.ops.cast(y_true, y_pred.dtype)
         kept = tf.cast(tf.random.uniform(tf.shape(y_pred)) >= skip, y_pred.dtype) / (1.0 - skip)
-        return keras.ops.sum(kept * keras.ops.square(keras.ops.expand_dims(y_true, -1) - y_pred), axis=-1)
+        return _members_squared_error(keras.ops.cast(y_true, y_pred.dtype), y_pred, kept)
 
     bagged.__name__ = "squared_error"
     return bagged

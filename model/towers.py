@@ -49,11 +49,6 @@ class UserTower(keras.layers.Layer):
         their ratings); None when this tower reads no history."""
         return self.history.of_ratings(movies, ratings) if self.history is not None else None
 
-    def read_history(self, inputs, training=False):
-        """The user history vectors of a batch, the example's own rating left out in training."""
-        target = inputs.get(TARGET_IN_HISTORY) if training else None
-        return self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None, target)
-
     def call(self, inputs, training=False, history=None):
         """``history``: a [batch, 2 * history_dim] history vector to read instead of the users'
         table rows (UserHistory.of_ratings: a visitor's ratings)."""
@@ -64,7 +59,9 @@ class UserTower(keras.layers.Layer):
         hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
         if self.history is not None:
             if history is None:
-                history = self.read_history(inputs, training=training)
+                target = inputs.get(TARGET_IN_HISTORY) if training else None
+                history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
+                                       target)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 
@@ -97,13 +94,6 @@ class MovieTower(keras.layers.Layer):
         encoded = self.title(tf.gather(title_ids, positions), training=training)
         return tf.gather(encoded, index)
 
-    def read_history(self, inputs, training=False):
-        """The movie history vectors of a batch (None without movie history)."""
-        if self.history is None:
-            return None
-        target = inputs.get(TARGET_IN_HISTORY) if training else None
-        return self.history(inputs[f.MOVIE_ID_XF], inputs[f.USER_ID_XF] if target is not None else None, target)
-
     def call(self, inputs, training=False, titles=None):
         """``titles``: the batch's title encodings (``encode_titles``) when computed once for
         several towers; None: encoded here."""
@@ -116,7 +106,8 @@ class MovieTower(keras.layers.Layer):
             self.title_dropout(titles, training=training),
         ]
         if self.history is not None:
-            history = self.read_history(inputs, training=training)
+            target = inputs.get(TARGET_IN_HISTORY) if training else None
+            history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target)
             parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))
 
