@@ -32,13 +32,11 @@ from model.model import HParams
 # instead of 20) with dropout 0.3 on the feature blocks and 0.5 on the title encoding took its
 # 90/10 RMSE from 0.8940 to 0.8899 (SVD++-style history already on), and a linear history
 # input (history_hidden 0) to 0.8824 (tuning runs of this command with --hparam, JSON not
-# committed); more dropout underfits ML-1M, so the defaults are ML-1M's.
-# Ensembles (HParams.ensemble_size) are not used here: 3 members on ML-1M 80/20 reached
-# validation RMSE 0.8299 against one model's 0.8297 in 2.5x the time
-# (benchmarks/results/accuracy_ensemble_ml-1m.json), and 5 on ML-100K 90/10 0.8886 against
-# 0.8909, 0.8903 with ensemble_bagging 0.3 (benchmarks/results/tune_ensemble_ml-100k.json).
+# committed); more dropout underfits ML-1M, so the defaults are ML-1M's. ML-100K's L2 (15x the
+# defaults) was chosen on the 90/10 validation slice (benchmarks/results/tune_l2*_ml-100k.json);
+# ensembles are left off (accuracy_ensemble_ml-1m.json, tune_ensemble_ml-100k.json).
 _SMALL_DATA_HPARAMS = {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5,
-                       "history_dim": 64}
+                       "history_dim": 64, "id_l2": 6e-4, "l2": 1.5e-4}
 # ml-latest-small (half stars, no demographics) has ML-100K's size (100,836 ratings, but 610 users
 # and 9,742 movies), so it starts from ML-100K's settings; they were not tuned on it.
 DATASET_HPARAMS: dict[str, dict] = {
@@ -55,8 +53,12 @@ def split_name(test_fraction: float) -> str:
 
 
 def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float, seed: int,
-        hparams: dict, skip_baselines: bool = False, skip_two_tower: bool = False) -> list[dict]:
+        hparams: dict, skip_baselines: bool = False, skip_two_tower: bool = False, refit: bool = True) -> list[dict]:
     """The rows of one (dataset, split, seed): every baseline's, then the two-tower model's.
+
+    The two-tower model is fitted as the baselines that choose knobs are: early stopping on a
+    validation slice of the train part chooses the epoch count, then ``refit`` fits it again on
+    the whole train part (``benchmarks.two_tower.fit_predict``); its ``seconds`` cover both fits.
 
     ``skip_two_tower`` leaves the model out, e.g. to add a new baseline's rows to the JSON
     without refitting the model (``merge`` keeps its existing rows).
@@ -73,14 +75,16 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
         return rows
     train_idx, test_idx = random_split(len(r), test_fraction, seed)
     hp = HParams.from_dict({"seed": seed, **DATASET_HPARAMS.get(dataset, {}), **hparams})
-    result = fit_predict(data, train_idx, test_idx, hp)
+    result = fit_predict(data, train_idx, test_idx, hp, refit=refit)
     truth = r.rating[test_idx]
     rows.append({**common, "model": TWO_TOWER, "rmse": rmse(result.predictions, truth),
                  "mae": mae(result.predictions, truth), "seconds": result.seconds,
                  "hparams": hp.to_dict(), "epochs_run": len(result.history.get("loss", [])),
                  # the validation slice of the train part (early stopping, and where knobs are chosen)
                  "best_validation_rmse": min(result.history.get("val_rmse") or [float("nan")]),
-                 "train_examples_per_second": max(result.history.get("examples_per_second") or [0])})
+                 "train_examples_per_second": max(result.history.get("examples_per_second") or [0]),
+                 # the model that predicted: refitted on the whole train part for the best epoch count
+                 "final_fit_epochs": len(result.final_history["loss"]) if result.final_history else None})
     return rows
 
 
@@ -113,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/accuracy.json"))
     parser.add_argument("--hparam", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--skip-baselines", action="store_true")
+    parser.add_argument("--no-refit", dest="refit", action="store_false",
+                        help="predict with the model early-stopped on the validation slice (fitted on the rest of "
+                             "the train part) instead of refitting it on the whole train part")
     parser.add_argument("--skip-two-tower", action="store_true",
                         help="baseline rows only (the JSON keeps the model's existing rows)")
     args = parser.parse_args(argv)
@@ -127,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     host = HostLoad(name="accuracy")
     rows = run(args.dataset, args.data, args.ratings, args.test_fraction, args.seed, hparams, args.skip_baselines,
-               args.skip_two_tower)
+               args.skip_two_tower, args.refit)
     record = host.record()  # the rows of one run share its host
     rows = [{**row, **record} for row in rows]
     merge(args.out, rows)

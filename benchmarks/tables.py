@@ -68,7 +68,9 @@ def _load(name: str):
 
 def accuracy(rows) -> list[str]:
     lines = ["### Rating accuracy (`python -m benchmarks.accuracy`, identical random splits)", "",
-             "Seconds are each model's fit and prediction (the baselines' knob choice on validation included). "
+             "Seconds are each model's fit and prediction (the baselines' knob choice on validation included; "
+             "the two-tower model's two fits: early stopping on validation chooses the epoch count, then the "
+             "model is fitted again on the whole train part, as the baselines are). "
              f"`{PEER}` is a Bayesian factorization machine from outside this project (Gibbs sampling, "
              "implicit features on both sides, rank chosen on validation).", "",
              "| dataset | split | seed | model | RMSE | MAE | seconds |", "|---|---|---|---|---|---|---|"]

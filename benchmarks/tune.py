@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host = HostLoad(name="tune")
     data = load_movielens(args.data, ratings_csv=args.ratings)
     train_idx, _ = random_split(len(data.ratings.rating), args.test_fraction, args.seed)
-    results = []
+    results: list[dict] = []
     for variant, hp in zip(variants, hparams):
         history = fit_model(data, train_idx, hp, verbose=0).history
         val = history["val_rmse"]
@@ -59,12 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "examples_per_second": [round(x) for x in history["examples_per_second"]],
                         "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))})
         print(json.dumps(results[-1]), flush=True)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset, "test_fraction": args.test_fraction,
-                                        "seed": args.seed, "epochs": args.epochs, "results": results,
-                                        **host.record()},
-                                       indent=1) + "\n")
+        if args.out:  # after every variant, so that a stopped run keeps the variants it finished
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset,
+                                            "test_fraction": args.test_fraction, "seed": args.seed,
+                                            "epochs": args.epochs, "variants_asked": len(variants),
+                                            "results": results, **host.record()}, indent=1) + "\n")
     return 0
 
 

@@ -12,6 +12,7 @@ applied per user and per movie and gathered per rating.
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -97,14 +98,28 @@ class TwoTowerResult:
     fit_idx: np.ndarray | None = None         # rating rows the model was fitted on (and its history built from)
     validation_idx: np.ndarray | None = None  # rating rows held out for early stopping (never fitted)
     visitor_inputs: dict[str, np.ndarray] | None = None  # a visitor's transformed user inputs (batch of 1)
+    final_history: dict | None = None  # fit_predict(refit=True): the final fit's history (``history``: validation's)
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
-                *, validation_fraction: float = 0.05, verbose: int = 2) -> TwoTowerResult:
+                *, validation_fraction: float = 0.05, refit: bool = False, verbose: int = 2) -> TwoTowerResult:
     """Fits on train_idx (early stopping on a slice of it) and predicts test_idx, clipped to the
-    training ratings' range (as the served model clips: 1..5 on ML-1M, 0.5..5 on ml-latest)."""
+    training ratings' range (as the served model clips: 1..5 on ML-1M, 0.5..5 on ml-latest).
+
+    refit: the fit above only chooses the epoch count (its best epoch on the validation slice);
+    a final fit on all of train_idx runs that many epochs and predicts, as a baseline that
+    chose its knobs on a validation slice is then fitted on the whole train part (the myfm
+    peer's rank). The final fit has no retrieval towers: they are fitted apart from the rating
+    towers and never change a predicted rating (model.model). ``seconds`` covers both fits;
+    the result's ``history`` is the validation fit's, ``final_history`` the final fit's."""
     start = time.perf_counter()
     result = fit_model(data, train_idx, hp, validation_fraction=validation_fraction, verbose=verbose)
+    if refit:
+        epochs = result.history["best_epoch"] + 1
+        final = fit_model(data, train_idx, dataclasses.replace(hp, epochs=epochs, retrieval_dim=0),
+                          validation_fraction=0.0, verbose=verbose)
+        final.history, final.final_history = result.history, final.history
+        result = final
     features = result.inputs(test_idx)
     result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0),
                                  *f.rating_scale(data.ratings.rating[train_idx]))
@@ -173,12 +188,15 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     (several variants fitted on one split analyse it once)."""
     start = time.perf_counter()
     p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
+    if not len(p.validation_idx) and hp.retrieval_dim > 0:
+        raise ValueError("a fit without a validation slice has no data to choose the retrieval fit's knobs on: "
+                         "set retrieval_dim=0 (rating predictions never read the retrieval towers)")
     fit_idx, val_idx, labels = p.fit_idx, p.validation_idx, p.labels
     model = build_model(p.vocab, hp, global_mean=p.global_mean, history=p.history)
     retrieval = fit_retrieval(model, p.user_x[fit_idx], p.movie_x[fit_idx], labels[fit_idx], p.user_x[val_idx],
                               p.movie_x[val_idx], labels[val_idx])
-    history = fit(model, hp, (p.inputs(fit_idx), labels[fit_idx]), (p.inputs(val_idx), labels[val_idx]),
-                  verbose=verbose)
+    evaluation = (p.inputs(val_idx), labels[val_idx]) if len(val_idx) else None  # None: a final fit, hp.epochs
+    history = fit(model, hp, (p.inputs(fit_idx), labels[fit_idx]), evaluation, verbose=verbose)
     history["retrieval"] = retrieval
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, p.user_index,
                           p.movie_index, p.user_table, p.movie_table, p.inputs, fit_idx, val_idx,

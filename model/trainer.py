@@ -208,10 +208,15 @@ def ema_momentum(hp: HParams, n_train: int) -> float:
     return min(hp.ema_momentum, max(0.0, 1.0 - 1.0 / (hp.ema_epochs * steps)))
 
 
-def fit(model, hp: HParams, train: tuple[dict, np.ndarray] | StreamedSplit, evaluation: tuple[dict, np.ndarray],
-        *, log_dir: str | None = None, checkpoint_dir: str | None = None, verbose: int = 2) -> dict[str, Any]:
+def fit(model, hp: HParams, train: tuple[dict, np.ndarray] | StreamedSplit,
+        evaluation: tuple[dict, np.ndarray] | None, *, log_dir: str | None = None, checkpoint_dir: str | None = None,
+        verbose: int = 2) -> dict[str, Any]:
     """Trains in place on in-memory arrays or a StreamedSplit; returns the history with
-    per-epoch metrics and examples/s."""
+    per-epoch metrics and examples/s.
+
+    ``evaluation`` None: a final fit for exactly hp.epochs epochs (an epoch count chosen on
+    held-out data before), without validation or early stopping; the model keeps the last
+    epoch's weights (their moving average with EMA on, as Keras's fit finalises them)."""
     n_train = len(split_ids(train)[1])
     throughput = ThroughputLogger(n_train)
     # With EMA on, validation and early stopping see the averaged weights (SwapEMAWeights must
@@ -222,8 +227,8 @@ def fit(model, hp: HParams, train: tuple[dict, np.ndarray] | StreamedSplit, eval
     callbacks: list[keras.callbacks.Callback] = [
         keras.callbacks.LearningRateScheduler(lambda epoch, lr: hp.learning_rate * hp.decay_rate ** epoch),
         *ema,
-        keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
-                                      restore_best_weights=True),
+        *([keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=hp.patience,
+                                         restore_best_weights=True)] if evaluation is not None else []),
         throughput,
     ]
     if log_dir:

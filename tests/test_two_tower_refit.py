@@ -1,0 +1,46 @@
+"""benchmarks.two_tower.fit_predict(refit=True): the validation fit chooses the epoch count and a
+final fit on the whole train part, for exactly that many epochs, is the model that predicts
+(as the myfm peer chooses its rank on a validation slice and then fits on everything)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from baselines.data import random_split
+from benchmarks.two_tower import fit_model, fit_predict
+from data.movielens_files import load_movielens
+from data.synthetic_data import generate
+from model.model import HParams
+
+TINY = {"embedding_dim": 8, "user_id_dim": 4, "feature_dim": 4, "movie_id_dim": 4, "title_embedding_dim": 4,
+        "lstm_units": 4, "hidden": 4, "history_dim": 4, "movie_history_dim": 4, "retrieval_dim": 8,
+        "batch_size": 256, "retrieval_fit": "closed_form", "epochs": 4, "patience": 4, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory):
+    out: Path = tmp_path_factory.mktemp("synthetic")
+    generate(out, n_users=80, n_movies=50, n_ratings=3_000, seed=0)
+    return load_movielens(out)
+
+
+def test_the_final_fit_runs_the_validation_fits_best_epoch_count_on_every_training_row(data) -> None:
+    train_idx, test_idx = random_split(len(data.ratings.rating), 0.1, 0)
+    result = fit_predict(data, train_idx, test_idx, HParams.from_dict(TINY), refit=True, verbose=0)
+    assert len(result.history["val_rmse"]) == 4  # the validation fit ran its epochs ...
+    chosen = result.history["best_epoch"] + 1
+    assert len(result.final_history["loss"]) == chosen  # ... and the final fit the chosen count,
+    assert "val_rmse" not in result.final_history       # without validation data
+    assert sorted(result.fit_idx) == sorted(train_idx)  # on the whole train part (history included)
+    assert len(result.validation_idx) == 0
+    assert result.predictions.shape == (len(test_idx),)
+    assert np.isfinite(result.predictions).all()
+    assert result.model.retrieval is None  # predicted ratings never read the retrieval towers
+
+
+def test_a_fit_without_validation_data_refuses_retrieval_towers_it_cannot_tune(data) -> None:
+    train_idx, _ = random_split(len(data.ratings.rating), 0.1, 0)
+    with pytest.raises(ValueError, match="retrieval_dim=0"):
+        fit_model(data, train_idx, HParams.from_dict(TINY), validation_fraction=0.0, verbose=0)
