@@ -11,6 +11,7 @@ then sleeps without using CPU, which lets a test pin a request in flight and kno
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -217,3 +218,11 @@ def stop_process(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+
+
+def publish_version(base: Path, version: int, export: Path) -> None:
+    """How a pipeline publishes a version (the Pusher, index.builder): copied next to the
+    versions, then renamed into place, so the poller never loads a half-copied folder."""
+    staging = base / f".staging-{version}"
+    shutil.copytree(export, staging)
+    staging.rename(base / str(version))

@@ -108,13 +108,6 @@ def make_base_path(root: Path, exports: dict[float, Path], versions: dict[int, f
     return base
 
 
-def publish_version(base: Path, version: int, export: Path) -> None:
-    """How a pipeline should publish: copy next to the base path, then rename into it."""
-    staging = base / f".staging-{version}"
-    shutil.copytree(export, staging)
-    staging.rename(base / str(version))
-
-
 @pytest.fixture(scope="module")
 def rater_server(rater_exports, tmp_path_factory):
     base = make_base_path(tmp_path_factory.mktemp("rater_server"), rater_exports, {1: 3.0})
@@ -538,7 +531,7 @@ def test_hot_swap_under_load_fails_no_request(rater_exports, tmp_path):
         with futures.ThreadPoolExecutor(4) as pool:
             runs = [pool.submit(client) for _ in range(4)]
             time.sleep(0.3)
-            publish_version(base, 2, rater_exports[4.0])
+            lib.publish_version(base, 2, rater_exports[4.0])
             swapped.wait(20)
             time.sleep(0.3)  # some traffic on the new version
             stop.set()
@@ -566,7 +559,7 @@ def test_old_version_unloads_after_in_flight_requests(rater_exports, tmp_path):
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             held = stub.Predict.future(lib.hold_request("rater", marker, 1500), timeout=30)  # ~3 s
             lib.wait_for(marker.exists, 10, "the held request to start")
-            publish_version(base, 2, rater_exports[4.0])
+            lib.publish_version(base, 2, rater_exports[4.0])
             lib.wait_for(lambda: lib.version_states(channel, "rater") == {1: State.UNLOADING, 2: State.AVAILABLE},
                          10, "version 2 live, version 1 waiting for its request")
             assert stub.Predict(lib.rate_request("rater", [1], [1]), timeout=10).model_spec.version.value == 2

@@ -198,7 +198,7 @@ def test_restart_with_a_broken_newest_version_serves_the_last_good_one(export, t
             assert _health(server.grpc_port) == SERVING and _health(server.grpc_port, "rater") == SERVING
             lib.wait_for(lambda: lib.version_statuses(server.grpc_port)[2][0] == State.END, 10, "version 2 to be given up")
             time.sleep(1.0)  # 20 polls with version 2 given up
-            shutil.copytree(export, base / "3")
+            lib.publish_version(base, 3, export)
             lib.wait_for(lambda: 1 not in server.manager.available_versions("rater"), 30, "version 1 to be unloaded")
             assert server.manager.available_versions("rater") == [3]
         finally:
@@ -218,7 +218,7 @@ def test_health_is_not_serving_while_no_version_loads(export, tmp_path):
                 prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
                     lib.rate_request("rater", [1], [2]), timeout=10)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
-        shutil.copytree(export, base / "2")
+        lib.publish_version(base, 2, export)
         lib.wait_for(lambda: _health(server.grpc_port) == SERVING, 30, "health to say SERVING")
     finally:
         server.stop(grace=1, delay=0)
