@@ -113,12 +113,13 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     towers and never change a predicted rating (model.model). ``seconds`` covers both fits;
     the result's ``history`` is the validation fit's, ``final_history`` the final fit's."""
     start = time.perf_counter()
-    result = fit_model(data, train_idx, hp, validation_fraction=validation_fraction, verbose=verbose)
+    prepared = prepare(data, train_idx, hp, validation_fraction=validation_fraction)
+    result = fit_model(data, train_idx, hp, prepared=prepared, verbose=verbose)
     if refit:
-        epochs = result.history["best_epoch"] + 1
-        final = fit_model(data, train_idx, dataclasses.replace(hp, epochs=epochs, retrieval_dim=0),
-                          validation_fraction=0.0, verbose=verbose)
-        final.history, final.final_history = result.history, final.history
+        final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
+        final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
+        final.final_history = final.history
+        final.history = result.history  # the validation numbers come from the fit that chose
         result = final
     features = result.inputs(test_idx)
     result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0),
@@ -145,6 +146,15 @@ class PreparedFit:
     user_table: dict
     movie_table: dict
     visitor_table: dict | None = None  # the transformed user inputs of a visitor (user id -1), batch of 1
+
+    def without_validation(self) -> "PreparedFit":
+        """The same analysis with the validation slice folded back into the fitted rows (in the
+        order prepare(validation_fraction=0) gives them: the same seeded permutation) and the
+        history and mean rebuilt from them: a final fit's data without analysing the split again."""
+        rows = np.concatenate([self.validation_idx, self.fit_idx])
+        history = RatingHistory.from_ratings(self.user_x[rows], self.movie_x[rows], self.labels[rows], self.vocab)
+        return dataclasses.replace(self, fit_idx=rows, validation_idx=rows[:0], history=history,
+                                   global_mean=float(self.labels[rows].mean()))
 
 
 def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
@@ -173,7 +183,7 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     val_idx, fit_idx = shuffled[:n_val], shuffled[n_val:]
     labels = data.ratings.rating
     user_x, movie_x = user_table[f.USER_ID_XF][u], movie_table[f.MOVIE_ID_XF][m]
-    # the user tower's history: the fitted ratings only (never validation or test ones)
+    # the towers' histories: the fitted ratings only (never validation or test ones)
     ratings = RatingHistory.from_ratings(user_x[fit_idx], movie_x[fit_idx], labels[fit_idx], vocab)
     return PreparedFit(vocab, inputs, labels, fit_idx, val_idx, ratings, float(labels[fit_idx].mean()),
                        user_x, movie_x, user_index, movie_index, user_table, movie_table, visitor_table)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from baselines.data import random_split
-from benchmarks.two_tower import fit_model, fit_predict
+from benchmarks.two_tower import fit_model, fit_predict, prepare
 from data.movielens_files import load_movielens
 from data.synthetic_data import generate
 from model.model import HParams
@@ -44,3 +44,17 @@ def test_a_fit_without_validation_data_refuses_retrieval_towers_it_cannot_tune(d
     train_idx, _ = random_split(len(data.ratings.rating), 0.1, 0)
     with pytest.raises(ValueError, match="retrieval_dim=0"):
         fit_model(data, train_idx, HParams.from_dict(TINY), validation_fraction=0.0, verbose=0)
+
+
+def test_folding_the_validation_slice_back_gives_the_rows_a_split_without_one_has(data) -> None:
+    """The final fit reuses the validation fit's analysis: the same rows in the same order, and
+    the history and mean of all of them, as a fresh analysis without a validation slice."""
+    train_idx, _ = random_split(len(data.ratings.rating), 0.1, 0)
+    hp = HParams.from_dict(TINY)
+    folded = prepare(data, train_idx, hp).without_validation()
+    fresh = prepare(data, train_idx, hp, validation_fraction=0.0)
+    np.testing.assert_array_equal(folded.fit_idx, fresh.fit_idx)
+    assert len(folded.validation_idx) == 0
+    assert folded.global_mean == fresh.global_mean
+    np.testing.assert_array_equal(folded.history.ratings, fresh.history.ratings)
+    np.testing.assert_array_equal(folded.history.movies, fresh.history.movies)
