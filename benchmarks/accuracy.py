@@ -36,7 +36,8 @@ from model.model import HParams
 # defaults) was chosen on the 90/10 validation slice (benchmarks/results/tune_l2*_ml-100k.json);
 # ensembles are left off (accuracy_ensemble_ml-1m.json, tune_ensemble_ml-100k.json).
 _SMALL_DATA_HPARAMS = {"dropout": 0.3, "title_dropout": 0.5, "batch_size": 1024, "epochs": 40, "patience": 5,
-                       "history_dim": 64, "id_l2": 6e-4, "l2": 1.5e-4}
+                       "history_dim": 64, "id_l2": 6e-4, "history_l2": 6e-4,
+                       "l2": 1.5e-4}
 # ml-latest-small (half stars, no demographics) has ML-100K's size (100,836 ratings, but 610 users
 # and 9,742 movies), so it starts from ML-100K's settings; they were not tuned on it.
 DATASET_HPARAMS: dict[str, dict] = {

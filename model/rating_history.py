@@ -79,8 +79,9 @@ class HistoryRows:
 
 
 class HistoryTable(keras.layers.Layer):
-    """Every user's training ratings (RatingHistory) as non-trainable weights, read by both the
-    rating tower's UserHistory and the retrieval query tower (RetrievalTowers).
+    """Training ratings in CSR form (RatingHistory) as non-trainable weights: every user's,
+    read by both the rating tower's UserHistory and the retrieval query tower (RetrievalTowers),
+    or, built from RatingHistory.by_movie, every movie's, read by MovieHistory.
 
     Weights, not graph constants: saved once in the SavedModel's variables rather than copied
     into every signature's graph, and shared by the two readers; the NumPy arrays are not kept.
@@ -140,7 +141,7 @@ class UserHistory(keras.layers.Layer):
         self.global_mean = float(global_mean)
         self.table = table
         entries, dim = self.entries_and_dim(vocab, hp)
-        reg = keras.regularizers.L2(hp.id_l2)
+        reg = keras.regularizers.L2(hp.history_l2)
         which, how = self.EMBEDDING_NAMES
         self.implicit = keras.layers.Embedding(entries, dim, embeddings_initializer="zeros",
                                                embeddings_regularizer=reg, name=which)
@@ -148,6 +149,24 @@ class UserHistory(keras.layers.Layer):
                                                embeddings_regularizer=reg, name=how)
         for embedding in (self.implicit, self.explicit):  # read as whole tables before any call
             embedding.build()
+        # HParams.history_level_weights: [levels, dim], how much each rating level weighs each
+        # how-rated dimension, learned from (level - mean) (a 1-star rating need not mean the
+        # opposite of a 5-star one in every dimension); None: the fixed scalar (rating - mean)
+        self.level_weights = None
+        if hp.history_level_weights:
+            offsets = np.asarray(table.levels.numpy() - self.global_mean, np.float32)
+            self.level_weights = self.add_weight(
+                shape=(len(offsets), dim), name="level_weights",
+                initializer=keras.initializers.Constant(np.repeat(offsets[:, None], dim, axis=1)))
+
+    def _weights_of(self, ratings) -> tf.Tensor:
+        """[n, 1] or [n, dim]: what the how-rated embeddings of ``ratings`` are multiplied by:
+        (rating - mean), or the learned weights of each rating's level (the nearest one)."""
+        ratings = tf.cast(ratings, tf.float32)
+        if self.level_weights is None:
+            return (ratings - self.global_mean)[:, None]
+        levels = self.table.levels
+        return tf.gather(self.level_weights, tf.argmin(tf.abs(ratings[:, None] - levels[None, :]), axis=1))
 
     @staticmethod
     def entries_and_dim(vocab: Vocab, hp: HParams) -> tuple[int, int]:
@@ -162,13 +181,15 @@ class UserHistory(keras.layers.Layer):
         n_levels = tf.shape(levels, out_type=tf.int64)[0]
         by_level = segment_sum(self.explicit.embeddings, rows.movies,
                                 rows.segments * n_levels + rows.entry_levels, rows.n * n_levels)
-        by_level = tf.reshape(by_level, [rows.n, n_levels, -1]) * (levels - self.global_mean)[None, :, None]
+        level_weights = ((levels - self.global_mean)[:, None] if self.level_weights is None
+                         else self.level_weights)
+        by_level = tf.reshape(by_level, [rows.n, n_levels, -1]) * level_weights[None]
         sums = tf.concat([segment_sum(self.implicit.embeddings, rows.movies, rows.segments, rows.n),
                           tf.reduce_sum(by_level, axis=1)], -1)
         sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
         if target_ratings is not None:  # leave the example's own rating out
-            residual = tf.cast(target_ratings, sums.dtype) - self.global_mean
-            sums -= tf.concat([self.implicit(movie_ids), self.explicit(movie_ids) * residual[:, None]], -1)
+            left_out = self.explicit(movie_ids) * self._weights_of(target_ratings)
+            sums -= tf.concat([self.implicit(movie_ids), left_out], -1)
             counts -= 1.0
         return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
 
@@ -178,9 +199,8 @@ class UserHistory(keras.layers.Layer):
         saw, who rated a few movies, gets one (model.signatures, user_embedding_with_history)."""
         movies = tf.cast(movies, tf.int64)
         implicit, explicit = self.implicit.embeddings, self.explicit.embeddings
-        residual = tf.cast(ratings, explicit.dtype) - self.global_mean
         sums = tf.concat([tf.reduce_sum(tf.gather(implicit, movies), 0),
-                          tf.reduce_sum(tf.gather(explicit, movies) * residual[:, None], 0)], -1)
+                          tf.reduce_sum(tf.gather(explicit, movies) * self._weights_of(ratings), 0)], -1)
         count = tf.cast(tf.shape(movies)[0], sums.dtype)
         return (sums * tf.math.rsqrt(tf.maximum(count, 1.0)))[None, :]
 

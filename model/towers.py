@@ -33,7 +33,9 @@ class UserTower(keras.layers.Layer):
         self.age_embed = keras.layers.Embedding(f.NUM_AGE_VALUES, hp.feature_dim)
         self.occupation_embed = keras.layers.Embedding(vocab.occupations, hp.feature_dim)
         # layer names user_id, user_gender, user_age, user_occupation
-        self.blocks = [feature_block(hp, n if n == f.USER_ID else f"user_{n}")
+        # HParams.linear_ids: the id embedding enters the output layer as it is (no block)
+        self.blocks = [None if n == f.USER_ID and hp.linear_ids
+                       else feature_block(hp, n if n == f.USER_ID else f"user_{n}")
                        for n in (f.USER_ID, f.GENDER, f.AGE, f.OCCUPATION)]
         self.history = None
         if hp.history_dim > 0:
@@ -56,7 +58,7 @@ class UserTower(keras.layers.Layer):
             self.id_embed(inputs[f.USER_ID_XF]), self.gender_embed(inputs[f.GENDER_XF]),
             self.age_embed(inputs[f.AGE_XF]), self.occupation_embed(inputs[f.OCCUPATION_XF]),
         ]
-        hidden = [block(part, training=training) for block, part in zip(self.blocks, parts)]
+        hidden = [block(part, training=training) if block else part for block, part in zip(self.blocks, parts)]
         if self.history is not None:
             if history is None:
                 target = inputs.get(TARGET_IN_HISTORY) if training else None
@@ -80,7 +82,7 @@ class MovieTower(keras.layers.Layer):
         id_reg = keras.regularizers.L2(hp.id_l2)
         self.unique_titles = hp.unique_titles
         self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
-        self.id_block = feature_block(hp, f.MOVIE_ID)
+        self.id_block = None if hp.linear_ids else feature_block(hp, f.MOVIE_ID)
         self.genre_block = feature_block(hp, f"movie_{f.GENRES}", use_bias=False)
         self.title = title or TitleEncoder(vocab.title_words, hp, name="title_encoder")
         self.title_dropout = keras.layers.Dropout(hp.title_dropout, name="title_dropout")
@@ -100,8 +102,9 @@ class MovieTower(keras.layers.Layer):
         movie_ids = inputs[f.MOVIE_ID_XF]
         if titles is None:
             titles = self.encode_titles(movie_ids, inputs[f.TITLE_IDS_XF], training=training)
+        ids = self.id_embed(movie_ids)
         parts = [
-            self.id_block(self.id_embed(movie_ids), training=training),
+            self.id_block(ids, training=training) if self.id_block else ids,
             self.genre_block(inputs[f.GENRES_XF], training=training),
             self.title_dropout(titles, training=training),
         ]

@@ -28,9 +28,13 @@ class HParams:
     title_embedding_dim: int = 32
     lstm_units: int = 128
     hidden: int = 32
+    # True: the user and movie id embeddings enter the output layer directly (linear, as the
+    # factors of matrix factorisation do) instead of through a `hidden`-unit ReLU block + dropout.
+    linear_ids: bool = False
     dropout: float = 0.2
     l2: float = 1e-5
     id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
+    history_l2: float = 4e-5          # L2 on the rating histories' embeddings (whole tables)
     learning_rate: float = 1e-2
     decay_rate: float = 0.9           # learning rate multiplier per epoch
     batch_size: int = 4096
@@ -53,6 +57,9 @@ class HParams:
     # User-tower input from the user's training ratings (SVD++-style: which movies, and how far
     # from the mean each was rated), history_dim-d sums / sqrt(count).
     history_dim: int = 32             # 0: no history input
+    # True: each rating level weighs the how-rated embeddings by its own learned vector (both
+    # histories), initialised to (level - mean); False: by the fixed scalar (level - mean).
+    history_level_weights: bool = False
     history_hidden: int = 0
     # Movie-tower input from the movie's training ratings (model.rating_history.MovieHistory: which
     # users rated it, and how far from the mean), the user side's mirror; 0: none.

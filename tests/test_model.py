@@ -479,3 +479,60 @@ def test_bagging_leaves_each_member_a_random_share_of_the_batch_and_keeps_the_lo
     assert abs(per_example.mean() - 2.0) < 0.05  # the plain sum of the members' errors, on average
     assert 0.45 < np.mean(per_example == 2.0) < 0.55  # one of the two members kept: half the time
     np.testing.assert_allclose(loss(tf.constant([4.0]), tf.constant([3.0])).numpy(), [1.0])  # one model: plain
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_linear_ids_enter_the_towers_output_layer_as_they_are(linear):
+    """HParams.linear_ids: each tower's output is affine in its id embedding (as the factors of
+    matrix factorisation are); without it the id goes through a ReLU block first."""
+    model = build_model(VOCAB, HParams(embedding_dim=8, lstm_units=4, linear_ids=linear, seed=3), global_mean=3.5)
+    batch = {k: v[:1] for k, v in _batch(n=8).items()}
+    rng = np.random.default_rng(0)
+    for tower, ids in ((model.user_tower, f.USER_ID_XF), (model.movie_tower, f.MOVIE_ID_XF)):
+        table = tower.id_embed.embeddings
+        row, start = int(batch[ids][0]), table.numpy()
+        step = rng.normal(size=start.shape[1]).astype(np.float32)
+        outputs = []
+        for scale in (0.0, 1.0, 2.0):
+            moved = start.copy()
+            moved[row] += scale * step
+            table.assign(moved)
+            outputs.append(tower(batch).numpy()[0])
+        table.assign(start)
+        once, twice = outputs[1] - outputs[0], outputs[2] - outputs[0]
+        assert not np.allclose(once, 0.0)
+        assert np.allclose(twice, 2 * once, rtol=1e-4, atol=1e-5) == linear
+
+
+def test_history_embeddings_take_history_l2_and_ids_take_id_l2():
+    history = RatingHistory.from_ratings(np.array([2, 2, 5]), np.array([1, 3, 3]), np.array([5., 1., 4.]), VOCAB)
+    model = _history_model(history, id_l2=1e-3, history_l2=7e-2, l2=0.0, movie_history_dim=3)
+    tables = [model.user_tower.history.implicit, model.user_tower.history.explicit,
+              model.movie_tower.history.implicit, model.movie_tower.history.explicit]
+    ids = [model.user_tower.id_embed, model.movie_tower.id_embed, model.user_bias, model.movie_bias]
+    expected = (7e-2 * sum(float(np.sum(t.embeddings.numpy() ** 2)) for t in tables)
+                + 1e-3 * sum(float(np.sum(t.embeddings.numpy() ** 2)) for t in ids))
+    got = float(sum(t.embeddings_regularizer(t.embeddings) for t in tables + ids))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert all(t.embeddings_regularizer.l2 == pytest.approx(7e-2) for t in tables)
+
+
+def test_learned_level_weights_start_as_the_fixed_residuals_and_are_trained():
+    """HParams.history_level_weights: a [levels, dim] weight per history, initialised to
+    (level - mean), so the sums start as the fixed form's (table rows, the leave-one-out and an
+    explicit history alike), and trainable."""
+    rng = np.random.default_rng(5)
+    pairs = np.unique(np.stack([rng.integers(0, 6, 90), rng.integers(0, VOCAB.movies, 90)], 1), axis=0)
+    ratings = rng.integers(1, 6, len(pairs)).astype(np.float32)
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
+    fixed, learned = _history_model(history).user_tower.history, _history_model(history, history_level_weights=True)
+    layer = learned.user_tower.history
+    assert layer.level_weights.shape == (5, 6) and any(w is layer.level_weights for w in learned.trainable_weights)
+    users, movies = np.array([0, 3, 5]), np.full(3, pairs[0, 1])
+    np.testing.assert_allclose(layer(users).numpy(), fixed(users).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(layer(users, movies, np.full(3, ratings[0])).numpy(),
+                               fixed(users, movies, np.full(3, ratings[0])).numpy(), rtol=1e-5, atol=1e-6)
+    explicit = (tf.constant([1, 2]), tf.constant([4.0, 2.0]))
+    np.testing.assert_allclose(layer.of_ratings(*explicit).numpy(), fixed.of_ratings(*explicit).numpy(), rtol=1e-5)
+    layer.level_weights.assign(layer.level_weights.numpy() * 2.0)  # the weights are what scales them
+    assert not np.allclose(layer(users).numpy(), fixed(users).numpy())
