@@ -85,7 +85,9 @@ def accuracy(rows) -> list[str]:
             lines.append(f"- {dataset} {split}, seed 0: no result for {TWO_TOWER if ours is None else PEER}")
             continue
         met = "met" if ours["rmse"] <= peer["rmse"] else "not met"
-        lines.append(f"- {dataset} {split}, seed 0: {ours['rmse']:.4f} vs {peer['rmse']:.4f} (**{met}**); "
+        # as many digits as tell the two apart (up to 6), so that the verdict can be read off them
+        digits = next((d for d in range(4, 7) if round(ours["rmse"], d) != round(peer["rmse"], d)), 6)
+        lines.append(f"- {dataset} {split}, seed 0: {ours['rmse']:.{digits}f} vs {peer['rmse']:.{digits}f} (**{met}**); "
                      f"training {ours['seconds']:.0f} s vs {peer['seconds']:.0f} s")
     return lines
 
