@@ -8,6 +8,10 @@ off) and its per-epoch validation RMSE and examples/s are printed and written as
     python -m benchmarks.tune --data ../shared/data/ml-1m \\
         --ratings ../shared/data/ml-1m/ratings-no-timestamps.csv --epochs 8 \\
         '{"history_dim": 32}' '{"history_dim": 64}'
+
+`--peer` also fits the accuracy benchmark's peer, the Bayesian FM (myfm, rank 32), on the same
+fitted rows and scores it on the same validation slice: the model's validation RMSE is then
+read against the number it must beat, not against the peer's own (differently cut) slice.
 """
 from __future__ import annotations
 
@@ -15,13 +19,17 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
-from baselines.data import random_split
+import numpy as np
+
+from baselines.data import random_split, rating_data
+from baselines.metrics import rmse
 from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
-from benchmarks.two_tower import fit_model
+from benchmarks.two_tower import fit_model, validation_cut
 from data.movielens_files import load_movielens
 from model.model import HParams
 
@@ -29,7 +37,7 @@ from model.model import HParams
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("variants", nargs="+", metavar="JSON", help='hyperparameter overrides, e.g. \'{"history_dim": 32}\'')
+    parser.add_argument("variants", nargs="*", metavar="JSON", help='hyperparameter overrides, e.g. \'{"history_dim": 32}\'')
     parser.add_argument("--data", required=True, help="MovieLens folder (users/movies/ratings files)")
     parser.add_argument("--ratings", help="ratings CSV instead of the folder's ratings file")
     parser.add_argument("--dataset", choices=DATASETS,
@@ -38,7 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--out", type=Path, help="JSON file for the results")
+    parser.add_argument("--peer", action="store_true",
+                        help="also score the Bayesian FM peer (myfm, rank 32) on the same validation slice")
     args = parser.parse_args(argv)
+    if not args.variants and not args.peer:
+        parser.error("give at least one variant (or --peer)")
     try:
         variants = [json.loads(v) for v in args.variants]
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
@@ -50,6 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_movielens(args.data, ratings_csv=args.ratings)
     train_idx, _ = random_split(len(data.ratings.rating), args.test_fraction, args.seed)
     results: list[dict] = []
+
+    def write() -> None:  # after every fit, so that a stopped run keeps what it finished
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset,
+                                            "test_fraction": args.test_fraction, "seed": args.seed,
+                                            "epochs": args.epochs, "variants_asked": len(variants),
+                                            **({"peer": peer} if peer else {}),
+                                            "results": results, **host.record()}, indent=1) + "\n")
+
+    peer = _peer_validation(data, train_idx, args.seed) if args.peer else None
+    write()
     for variant, hp in zip(variants, hparams):
         history = fit_model(data, train_idx, hp, verbose=0).history
         val = history["val_rmse"]
@@ -59,13 +83,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "examples_per_second": [round(x) for x in history["examples_per_second"]],
                         "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))})
         print(json.dumps(results[-1]), flush=True)
-        if args.out:  # after every variant, so that a stopped run keeps the variants it finished
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"data": args.data, "dataset": args.dataset,
-                                            "test_fraction": args.test_fraction, "seed": args.seed,
-                                            "epochs": args.epochs, "variants_asked": len(variants),
-                                            "results": results, **host.record()}, indent=1) + "\n")
+        write()
     return 0
+
+
+def _peer_validation(data, train_idx: np.ndarray, seed: int) -> dict:
+    """The myfm peer fitted on the rows the variants are fitted on and scored on their
+    validation slice (``benchmarks.two_tower.validation_cut``)."""
+    from baselines.bayesian_fm import DEFAULT_RANK, BayesianFM
+
+    ratings = rating_data(data.ratings)
+    fit_idx, val_idx = validation_cut(train_idx, seed)
+    start = time.perf_counter()
+    model = BayesianFM(ranks=(DEFAULT_RANK,), seed=seed).fit(ratings.subset(fit_idx))
+    held_out = ratings.subset(val_idx)
+    row = {"model": BayesianFM.name, "rank": DEFAULT_RANK,
+           "val_rmse": round(rmse(model.predict(held_out.user, held_out.item), held_out.rating), 4),
+           "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(row), flush=True)
+    return row
 
 
 if __name__ == "__main__":

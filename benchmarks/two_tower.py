@@ -157,6 +157,15 @@ class PreparedFit:
                                    global_mean=float(self.labels[rows].mean()))
 
 
+def validation_cut(train_idx: np.ndarray, seed: int, validation_fraction: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """(fitted rows, validation rows) of train_idx: a seeded permutation, its first
+    ``validation_fraction`` held out for early stopping and for choosing knobs (``prepare``'s
+    cut; ``benchmarks.tune --peer`` scores the myfm peer on the same rows)."""
+    shuffled = np.random.default_rng(seed).permutation(train_idx)
+    n_val = int(len(shuffled) * validation_fraction)
+    return shuffled[n_val:], shuffled[:n_val]
+
+
 def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
             validation_fraction: float = 0.05) -> PreparedFit:
     """Analyses and transforms train_idx and cuts a validation slice off it (seeded by hp.seed)."""
@@ -177,10 +186,7 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
         cols.update({k: movie_table[k][m[idx]] for k in MOVIE_XF})
         return {k: cols[k] for k in MODEL_INPUTS}
 
-    rng = np.random.default_rng(hp.seed)
-    shuffled = rng.permutation(train_idx)
-    n_val = int(len(shuffled) * validation_fraction)
-    val_idx, fit_idx = shuffled[:n_val], shuffled[n_val:]
+    fit_idx, val_idx = validation_cut(train_idx, hp.seed, validation_fraction)
     labels = data.ratings.rating
     user_x, movie_x = user_table[f.USER_ID_XF][u], movie_table[f.MOVIE_ID_XF][m]
     # the towers' histories: the fitted ratings only (never validation or test ones)

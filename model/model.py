@@ -96,6 +96,8 @@ class TwoTowerModel(keras.Model):
         # (up to a constant) that the retrieval loss corrects for; unseen movies get the rarest.
         counts = np.maximum(history.movie_counts, 1.0)
         self.log_sampling = tf.constant(np.log(counts / counts.sum()), tf.float32)
+        self.factor_dropout = (keras.layers.Dropout(hp.factor_dropout, name="factor_dropout")
+                               if hp.factor_dropout > 0 else None)
         self.head = None
         if hp.head_units > 0:
             reg = keras.regularizers.L2(hp.l2)
@@ -166,10 +168,13 @@ class TwoTowerModel(keras.Model):
         (plus the optional MLP head's term). An ensemble (HParams.ensemble_size > 1) gives
         the members' mean, and in training each member's rating, [batch, K], so that the loss
         fits each member on its own."""
+        product = user * movie
+        if training and self.factor_dropout is not None:
+            product = self.factor_dropout(product, training=True)
         if training and self.members > 1:
-            dot = member_dots(user, movie, self.members)
+            dot = member_dots(product, self.members)
         else:
-            dot = tf.reduce_sum(user * movie, axis=-1)
+            dot = tf.reduce_sum(product, axis=-1)
         user_bias = tf.squeeze(self.user_bias(inputs[f.USER_ID_XF]), -1)
         movie_bias = tf.squeeze(self.movie_bias(inputs[f.MOVIE_ID_XF]), -1)
         if training and self.hp.bias_l2 > 0:

@@ -140,11 +140,10 @@ class TowerEnsemble(keras.layers.Layer):
         return tf.concat(outputs, axis=-1) * self.scale
 
 
-def member_dots(user: tf.Tensor, movie: tf.Tensor, members: int) -> tf.Tensor:
-    """[batch, K]: each ensemble member's inner product from the combined [batch, K * D]
-    vectors (TowerEnsemble): member k's slice holds its outputs scaled by 1/sqrt(K), so its
-    slice's product sums to its dot product divided by K."""
-    product = user * movie
+def member_dots(product: tf.Tensor, members: int) -> tf.Tensor:
+    """[batch, K]: each ensemble member's inner product from the elementwise product of the
+    combined [batch, K * D] vectors (TowerEnsemble): member k's slice holds its outputs scaled
+    by 1/sqrt(K), so its slice of the product sums to its dot product divided by K."""
     width = product.shape[-1] // members
     return members * tf.reduce_sum(tf.reshape(product, [-1, members, width]), axis=-1)
 

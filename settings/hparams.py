@@ -32,6 +32,9 @@ class HParams:
     # factors of matrix factorisation do) instead of through a `hidden`-unit ReLU block + dropout.
     linear_ids: bool = False
     dropout: float = 0.2
+    # Training only: dropout on the D terms u_d * m_d of the rating's inner product (each kept
+    # term scaled by 1 / (1 - rate)), so no factor dimension carries a rating alone; 0: none.
+    factor_dropout: float = 0.0
     l2: float = 1e-5
     id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
     history_l2: float = 4e-5          # L2 on the rating histories' embeddings (whole tables)

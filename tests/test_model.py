@@ -1,6 +1,8 @@
 """Two-tower model: shapes, title padding invariance, retrieval score = tower inner product."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -536,3 +538,24 @@ def test_learned_level_weights_start_as_the_fixed_residuals_and_are_trained():
     np.testing.assert_allclose(layer.of_ratings(*explicit).numpy(), fixed.of_ratings(*explicit).numpy(), rtol=1e-5)
     layer.level_weights.assign(layer.level_weights.numpy() * 2.0)  # the weights are what scales them
     assert not np.allclose(layer(users).numpy(), fixed(users).numpy())
+
+
+def test_factor_dropout_drops_inner_product_terms_in_training_only():
+    """HParams.factor_dropout: in training each term u_d * m_d of the inner product is dropped
+    or kept (kept ones scaled by 1 / (1 - rate)); serving computes the full inner product."""
+    hp = dict(embedding_dim=6, lstm_units=4, dropout=0.0, title_dropout=0.0, seed=3)
+    plain = build_model(VOCAB, HParams(**hp), global_mean=3.5)
+    dropped = build_model(VOCAB, HParams(**hp, factor_dropout=0.5), global_mean=3.5)
+    dropped.set_weights(plain.get_weights())
+    batch = _batch(n=8)
+    served = plain(batch, training=False).numpy()
+    np.testing.assert_allclose(dropped(batch, training=False).numpy(), served, rtol=1e-6)
+    np.testing.assert_allclose(plain(batch, training=True).numpy(), served, rtol=1e-5, atol=1e-6)
+    products = dropped.user_tower(batch).numpy() * dropped.movie_tower(batch).numpy()  # [8, 6]
+    bias = served - products.sum(-1)
+    masks = np.array(list(itertools.product((0.0, 2.0), repeat=6)))  # every kept subset, scaled
+    subset_sums = products @ masks.T  # [8, 64]
+    draws = np.stack([dropped(batch, training=True).numpy() - bias for _ in range(50)])
+    # each draw is one subset of each example's terms, and the draws differ
+    assert np.all(np.min(np.abs(draws[:, :, None] - subset_sums[None]), -1) < 1e-4)
+    assert len({tuple(np.round(d, 4)) for d in draws}) > 10
