@@ -12,6 +12,13 @@ off) and its per-epoch validation RMSE and examples/s are printed and written as
 `--peer` also fits the accuracy benchmark's peer, the Bayesian FM (myfm, rank 32), on the same
 fitted rows and scores it on the same validation slice: the model's validation RMSE is then
 read against the number it must beat, not against the peer's own (differently cut) slice.
+
+`--refit-check` runs the accuracy benchmark's protocol one level down, on rows the variants
+were never validated on: a held-out slice is cut from the train part with another seed, and
+each variant is fitted on the rest as `benchmarks.accuracy` fits it (early stopping on a slice
+of the rest, then the final refit on all of it); both fits are scored on the held-out slice
+(with `--peer`, so is the peer, fitted on the same rest). It tells whether the refit gains
+what the peer's gains, and whether the usual validation slice flatters the tuned model.
 """
 from __future__ import annotations
 
@@ -29,7 +36,7 @@ from baselines.data import random_split, rating_data
 from baselines.metrics import rmse
 from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
-from benchmarks.two_tower import fit_model, validation_cut
+from benchmarks.two_tower import fit_model, fit_predict, validation_cut
 from data.movielens_files import load_movielens
 from model.model import HParams
 
@@ -48,13 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument("--peer", action="store_true",
                         help="also score the Bayesian FM peer (myfm, rank 32) on the same validation slice")
+    parser.add_argument("--refit-check", action="store_true",
+                        help="fit each variant as benchmarks.accuracy does on the train part minus a fresh held-out "
+                             "slice, and score its validation fit and its refit on that slice")
     args = parser.parse_args(argv)
     if not args.variants and not args.peer:
         parser.error("give at least one variant (or --peer)")
     try:
         variants = [json.loads(v) for v in args.variants]
+        # early stopping off (every epoch's RMSE is the result), except in --refit-check, which
+        # fits as benchmarks.accuracy does
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
-                "patience": args.epochs}
+                **({} if args.refit_check else {"patience": args.epochs})}
         hparams = [HParams.from_dict({**base, **v}) for v in variants]
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
@@ -72,9 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             **({"peer": peer} if peer else {}),
                                             "results": results, **host.record()}, indent=1) + "\n")
 
-    peer = _peer_validation(data, train_idx, args.seed) if args.peer else None
+    fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if args.refit_check else args.seed)
+    peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
     for variant, hp in zip(variants, hparams):
+        if args.refit_check:
+            results.append({"variant": variant, **_refit_check(data, fit_idx, held_idx, hp)})
+            print(json.dumps(results[-1]), flush=True)
+            write()
+            continue
         history = fit_model(data, train_idx, hp, verbose=0).history
         val = history["val_rmse"]
         best = min(range(len(val)), key=val.__getitem__)
@@ -87,13 +105,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _peer_validation(data, train_idx: np.ndarray, seed: int) -> dict:
-    """The myfm peer fitted on the rows the variants are fitted on and scored on their
-    validation slice (``benchmarks.two_tower.validation_cut``)."""
+#: --refit-check cuts its held-out slice with the split's seed plus this (a slice other than
+#: the one the variants are validated on).
+REFIT_CHECK_SEED = 1000
+
+
+def _refit_check(data, fit_idx: np.ndarray, held_idx: np.ndarray, hp: HParams) -> dict:
+    """One variant fitted on fit_idx as benchmarks.accuracy fits it, both fits scored on held_idx."""
+    result = fit_predict(data, fit_idx, held_idx, hp, refit=True, keep_validation_fit=True, verbose=0)
+    truth = data.ratings.rating[held_idx]
+    val = result.history["val_rmse"]
+    return {"best_val_rmse": round(min(val), 4), "best_epoch": result.history["best_epoch"] + 1,
+            "val_rmse": [round(x, 4) for x in val],
+            "held_out_rmse_validation_fit": round(rmse(result.validation_fit_predictions, truth), 4),
+            "held_out_rmse_refit": round(rmse(result.predictions, truth), 4),
+            "final_fit_epochs": len(result.final_history["loss"]), "held_out_rows": len(held_idx)}
+
+
+def _peer_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> dict:
+    """The myfm peer fitted on the rows the variants are fitted on and scored on the rows they
+    are scored on (``benchmarks.two_tower.validation_cut``)."""
     from baselines.bayesian_fm import DEFAULT_RANK, BayesianFM
 
     ratings = rating_data(data.ratings)
-    fit_idx, val_idx = validation_cut(train_idx, seed)
     start = time.perf_counter()
     model = BayesianFM(ranks=(DEFAULT_RANK,), seed=seed).fit(ratings.subset(fit_idx))
     held_out = ratings.subset(val_idx)

@@ -99,10 +99,13 @@ class TwoTowerResult:
     validation_idx: np.ndarray | None = None  # rating rows held out for early stopping (never fitted)
     visitor_inputs: dict[str, np.ndarray] | None = None  # a visitor's transformed user inputs (batch of 1)
     final_history: dict | None = None  # fit_predict(refit=True): the final fit's history (``history``: validation's)
+    # fit_predict(refit=True, keep_validation_fit=True): the validation fit's predictions of test_idx
+    validation_fit_predictions: np.ndarray | None = None
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
-                *, validation_fraction: float = 0.05, refit: bool = False, verbose: int = 2) -> TwoTowerResult:
+                *, validation_fraction: float = 0.05, refit: bool = False, keep_validation_fit: bool = False,
+                verbose: int = 2) -> TwoTowerResult:
     """Fits on train_idx (early stopping on a slice of it) and predicts test_idx, clipped to the
     training ratings' range (as the served model clips: 1..5 on ML-1M, 0.5..5 on ml-latest).
 
@@ -111,19 +114,24 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     chose its knobs on a validation slice is then fitted on the whole train part (the myfm
     peer's rank). The final fit has no retrieval towers: they are fitted apart from the rating
     towers and never change a predicted rating (model.model). ``seconds`` covers both fits;
-    the result's ``history`` is the validation fit's, ``final_history`` the final fit's."""
+    the result's ``history`` is the validation fit's, ``final_history`` the final fit's.
+    keep_validation_fit: with refit, the validation fit's predictions of test_idx are kept too
+    (``benchmarks.tune --refit-check`` compares the two fits on rows cut from a train part)."""
     start = time.perf_counter()
     prepared = prepare(data, train_idx, hp, validation_fraction=validation_fraction)
     result = fit_model(data, train_idx, hp, prepared=prepared, verbose=verbose)
+    scale = f.rating_scale(data.ratings.rating[train_idx])
+    kept = (np.clip(result.model.predict(result.inputs(test_idx), batch_size=16384, verbose=0), *scale)
+            if refit and keep_validation_fit else None)
     if refit:
         final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
         final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
         final.final_history = final.history
         final.history = result.history  # the validation numbers come from the fit that chose
         result = final
+        result.validation_fit_predictions = kept
     features = result.inputs(test_idx)
-    result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0),
-                                 *f.rating_scale(data.ratings.rating[train_idx]))
+    result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0), *scale)
     result.seconds = time.perf_counter() - start
     return result
 

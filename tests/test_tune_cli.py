@@ -55,3 +55,33 @@ def test_peer_is_scored_on_the_models_validation_rows(tmp_path):
     ratings = rating_data(data.ratings)
     mean_rmse = rmse(np.full(len(val_idx), ratings.rating[fit_idx].mean()), ratings.rating[val_idx])
     assert record["peer"]["val_rmse"] < mean_rmse - 0.02
+
+
+@pytest.mark.slow  # a validation fit, a refit and a myfm fit (a minute or more): CI's slow tier
+def test_refit_check_scores_both_fits_on_a_fresh_held_out_slice(tmp_path):
+    """--refit-check: the variant is fitted on the train part minus a slice cut with another
+    seed, as benchmarks.accuracy fits it (validation fit, then the refit), and both fits are
+    scored on that slice; the peer is fitted on the same rows and scored on the same slice."""
+    pytest.importorskip("myfm")
+    from baselines.data import random_split
+    from benchmarks.two_tower import validation_cut
+    from data.movielens_files import load_movielens
+    from data.synthetic_data import generate, size_kwargs
+
+    generate(tmp_path / "data", **size_kwargs("tiny"), seed=4)
+    out = tmp_path / "tune.json"
+    variant = '{"epochs": 3, "embedding_dim": 8, "lstm_units": 4, "retrieval_dim": 0}'
+    assert tune.main([variant, "--data", str(tmp_path / "data"), "--refit-check", "--peer", "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    [row] = record["results"]
+    data = load_movielens(tmp_path / "data")
+    train_idx, _ = random_split(len(data.ratings.rating), 0.2, 0)
+    _, held = validation_cut(train_idx, tune.REFIT_CHECK_SEED)
+    _, usual = validation_cut(train_idx, 0)
+    assert row["held_out_rows"] == len(held) and len(np.intersect1d(held, usual)) < len(held) // 2
+    assert row["final_fit_epochs"] == row["best_epoch"] and len(row["val_rmse"]) >= row["best_epoch"]
+    truth = data.ratings.rating[held]
+    mean_rmse = float(np.sqrt(np.mean((truth - data.ratings.rating[np.setdiff1d(train_idx, held)].mean()) ** 2)))
+    for score in (row["held_out_rmse_validation_fit"], row["held_out_rmse_refit"], record["peer"]["val_rmse"]):
+        assert 0.3 < score < mean_rmse + 0.05
+    assert row["held_out_rmse_validation_fit"] != row["held_out_rmse_refit"]
