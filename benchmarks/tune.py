@@ -88,21 +88,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
     for variant, hp in zip(variants, hparams):
-        if args.refit_check:
-            results.append({"variant": variant, **_refit_check(data, fit_idx, held_idx, hp)})
-            print(json.dumps(results[-1]), flush=True)
-            write()
-            continue
-        history = fit_model(data, train_idx, hp, verbose=0).history
-        val = history["val_rmse"]
-        best = min(range(len(val)), key=val.__getitem__)
-        results.append({"variant": variant, "best_val_rmse": round(val[best], 4), "best_epoch": best + 1,
-                        "val_rmse": [round(x, 4) for x in val],
-                        "examples_per_second": [round(x) for x in history["examples_per_second"]],
-                        "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))})
+        scores = (_refit_check(data, fit_idx, held_idx, hp) if args.refit_check
+                  else _validation_curve(data, train_idx, hp))
+        results.append({"variant": variant, **scores})
         print(json.dumps(results[-1]), flush=True)
         write()
     return 0
+
+
+def _validation_curve(data, train_idx: np.ndarray, hp: HParams) -> dict:
+    """One variant fitted on train_idx minus its validation slice: every epoch's validation RMSE."""
+    history = fit_model(data, train_idx, hp, verbose=0).history
+    val = history["val_rmse"]
+    best = min(range(len(val)), key=val.__getitem__)
+    return {"best_val_rmse": round(val[best], 4), "best_epoch": best + 1, "val_rmse": [round(x, 4) for x in val],
+            "examples_per_second": [round(x) for x in history["examples_per_second"]],
+            "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))}
 
 
 #: --refit-check cuts its held-out slice with the split's seed plus this (a slice other than
