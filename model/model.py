@@ -30,7 +30,9 @@ retrieval costs no rating accuracy (benchmarks/ranking.py measures both).
 Regularisation: dropout after each feature block and on the title encoding (the LSTM mean, which
 is otherwise an unregularised 128-d per-movie code), L2 on weights, optional AdamW weight decay
 and per-example L2 on tower outputs / biases, and an exponential moving average of the weights
-(HParams.ema_momentum) that validation, early stopping and the exported model use.
+(HParams.ema_momentum) that validation, early stopping and the exported model use. Optionally the
+id embeddings, biases and history tables are Gaussian posteriors instead of points
+(HParams.variational_ids, model.variational), served by their means.
 
 Speed: the title LSTM dominates the cost. A batch holds far fewer distinct movies than
 examples, so the movie tower runs the LSTM once per distinct movie in the batch and gathers
@@ -55,6 +57,7 @@ from model.retrieval_towers import RetrievalTowers, choose_retrieval_fit, fit_re
 from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, QUERY_OUTPUT, QUERY_TERMS_OUTPUT, READS_HISTORY_OUTPUT
 from model.title_encoder import TitleEncoder
 from model.towers import MovieTower, MovieTowers, UserTower, UserTowers, member_dots
+from model.variational import id_embedding
 from settings.hparams import HParams
 
 __all__ = ["HParams", "MODEL_INPUTS", "MOVIE_INPUTS", "RatingHistory", "TARGET_IN_HISTORY", "TitleEncoder", "TwoTowerModel",
@@ -81,16 +84,17 @@ class TwoTowerModel(keras.Model):
         #: (towers.TowerEnsemble), trained as separate rating models and served as their mean.
         self.members = hp.ensemble_size
         users, movies = (UserTowers, MovieTowers) if self.members > 1 else (UserTower, MovieTower)
-        self.user_tower = users(vocab, hp, self.history_table, global_mean, name="user_tower")
+        #: training ratings: they scale the id posteriors of HParams.variational_ids (model.variational)
+        n_ratings = len(history.movies)
+        self.user_tower = users(vocab, hp, self.history_table, global_mean, n_ratings, name="user_tower")
         #: the retrieval towers (None when HParams.retrieval_dim is 0)
         self.retrieval = (RetrievalTowers(vocab, hp, self.history_table, name="retrieval")
                           if hp.retrieval_dim > 0 else None)
-        self.movie_tower = movies(vocab, hp, movie_table, global_mean, name="movie_tower")
-        bias_reg = keras.regularizers.L2(hp.id_l2)
-        self.user_bias = keras.layers.Embedding(vocab.users, 1, embeddings_initializer="zeros",
-                                                embeddings_regularizer=bias_reg, name="user_bias")
-        self.movie_bias = keras.layers.Embedding(vocab.movies, 1, embeddings_initializer="zeros",
-                                                 embeddings_regularizer=bias_reg, name="movie_bias")
+        self.movie_tower = movies(vocab, hp, movie_table, global_mean, n_ratings=n_ratings, name="movie_tower")
+        self.user_bias = id_embedding(vocab.users, 1, hp.id_l2, hp.variational_ids, n_ratings,
+                                      name="user_bias", embeddings_initializer="zeros")
+        self.movie_bias = id_embedding(vocab.movies, 1, hp.id_l2, hp.variational_ids, n_ratings,
+                                       name="movie_bias", embeddings_initializer="zeros")
         self.global_mean = float(global_mean)
         # log of each movie's share of training ratings: the in-batch sampling probability
         # (up to a constant) that the retrieval loss corrects for; unseen movies get the rarest.

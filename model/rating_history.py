@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from model.batch_ops import segment_sum, unique_rows
 from model.model_inputs import Vocab
+from model.variational import id_embedding, whole_table
 from settings.hparams import HParams
 
 
@@ -141,12 +142,14 @@ class UserHistory(keras.layers.Layer):
         self.global_mean = float(global_mean)
         self.table = table
         entries, dim = self.entries_and_dim(vocab, hp)
-        reg = keras.regularizers.L2(hp.history_l2)
         which, how = self.EMBEDDING_NAMES
-        self.implicit = keras.layers.Embedding(entries, dim, embeddings_initializer="zeros",
-                                               embeddings_regularizer=reg, name=which)
-        self.explicit = keras.layers.Embedding(entries, dim, embeddings_initializer="zeros",
-                                               embeddings_regularizer=reg, name=how)
+        # HParams.variational_history: Gaussian posteriors (model.variational), the prior scaled
+        # by the number of training ratings (the table's entries)
+        noise = hp.variational_ids if hp.variational_history else 0.0
+        n_ratings = int(table.movies.shape[0])
+        self.implicit, self.explicit = (
+            id_embedding(entries, dim, hp.history_l2, noise, n_ratings, name=name, embeddings_initializer="zeros")
+            for name in (which, how))
         for embedding in (self.implicit, self.explicit):  # read as whole tables before any call
             embedding.build()
         # HParams.history_level_weights: [levels, dim], how much each rating level weighs each
@@ -173,23 +176,25 @@ class UserHistory(keras.layers.Layer):
         """The history's entries are movies, history_dim-d."""
         return vocab.movies, hp.history_dim
 
-    def call(self, user_ids, movie_ids=None, target_ratings=None):
+    def call(self, user_ids, movie_ids=None, target_ratings=None, training=False):
         """``user_ids``: the rows to read (users here, movies in MovieHistory); ``movie_ids``:
-        each example's entry to leave out with ``target_ratings`` (the other side's ids)."""
+        each example's entry to leave out with ``target_ratings`` (the other side's ids).
+        ``training``: variational tables (HParams.variational_history) give one sample."""
         rows = self.table.rows(user_ids)
         levels = self.table.levels
         n_levels = tf.shape(levels, out_type=tf.int64)[0]
-        by_level = segment_sum(self.explicit.embeddings, rows.movies,
+        implicit, explicit = whole_table(self.implicit, training), whole_table(self.explicit, training)
+        by_level = segment_sum(explicit, rows.movies,
                                 rows.segments * n_levels + rows.entry_levels, rows.n * n_levels)
         level_weights = ((levels - self.global_mean)[:, None] if self.level_weights is None
                          else self.level_weights)
         by_level = tf.reshape(by_level, [rows.n, n_levels, -1]) * level_weights[None]
-        sums = tf.concat([segment_sum(self.implicit.embeddings, rows.movies, rows.segments, rows.n),
+        sums = tf.concat([segment_sum(implicit, rows.movies, rows.segments, rows.n),
                           tf.reduce_sum(by_level, axis=1)], -1)
         sums, counts = tf.gather(sums, rows.index), tf.cast(tf.gather(rows.counts, rows.index), sums.dtype)
         if target_ratings is not None:  # leave the example's own rating out
-            left_out = self.explicit(movie_ids) * self._weights_of(target_ratings)
-            sums -= tf.concat([self.implicit(movie_ids), left_out], -1)
+            left_out = tf.gather(explicit, movie_ids) * self._weights_of(target_ratings)
+            sums -= tf.concat([tf.gather(implicit, movie_ids), left_out], -1)
             counts -= 1.0
         return sums * tf.math.rsqrt(tf.maximum(counts, 1.0))[:, None]
 

@@ -13,6 +13,7 @@ from model.batch_ops import unique_rows
 from model.model_inputs import TARGET_IN_HISTORY, Vocab
 from model.rating_history import HistoryTable, MovieHistory, UserHistory
 from model.title_encoder import TitleEncoder
+from model.variational import id_embedding
 from settings.hparams import HParams
 
 
@@ -25,10 +26,12 @@ def feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | No
 
 
 class UserTower(keras.layers.Layer):
-    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, n_ratings: int = 0,
+                 **kwargs):
+        """``n_ratings``: the number of training ratings, which scales the id embedding's
+        posterior when HParams.variational_ids > 0 (model.variational); 0: a point embedding."""
         super().__init__(**kwargs)
-        id_reg = keras.regularizers.L2(hp.id_l2)
-        self.id_embed = keras.layers.Embedding(vocab.users, hp.user_id_dim, embeddings_regularizer=id_reg)
+        self.id_embed = id_embedding(vocab.users, hp.user_id_dim, hp.id_l2, hp.variational_ids, n_ratings)
         self.gender_embed = keras.layers.Embedding(f.NUM_GENDER_VALUES, hp.feature_dim)
         self.age_embed = keras.layers.Embedding(f.NUM_AGE_VALUES, hp.feature_dim)
         self.occupation_embed = keras.layers.Embedding(vocab.occupations, hp.feature_dim)
@@ -63,25 +66,24 @@ class UserTower(keras.layers.Layer):
             if history is None:
                 target = inputs.get(TARGET_IN_HISTORY) if training else None
                 history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
-                                       target)
+                                       target, training=training)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 
 
 class MovieTower(keras.layers.Layer):
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
-                 title: TitleEncoder | None = None, **kwargs):
+                 title: TitleEncoder | None = None, n_ratings: int = 0, **kwargs):
         """``table``: the training ratings by movie (RatingHistory.by_movie) that MovieHistory
         reads when HParams.movie_history_dim > 0; None: no movie history. ``title``: a title
-        encoder shared with other towers (MovieTowers); None: its own."""
+        encoder shared with other towers (MovieTowers); None: its own. ``n_ratings``: as UserTower's."""
         super().__init__(**kwargs)
         self.history = (MovieHistory(vocab, hp, table, global_mean, name="movie_rating_history")
                         if table is not None and hp.movie_history_dim > 0 else None)
         self.history_block = (feature_block(hp, "movie_history", units=hp.movie_history_hidden)
                               if self.history is not None and hp.movie_history_hidden > 0 else None)
-        id_reg = keras.regularizers.L2(hp.id_l2)
         self.unique_titles = hp.unique_titles
-        self.id_embed = keras.layers.Embedding(vocab.movies, hp.movie_id_dim, embeddings_regularizer=id_reg)
+        self.id_embed = id_embedding(vocab.movies, hp.movie_id_dim, hp.id_l2, hp.variational_ids, n_ratings)
         self.id_block = None if hp.linear_ids else feature_block(hp, f.MOVIE_ID)
         self.genre_block = feature_block(hp, f"movie_{f.GENRES}", use_bias=False)
         self.title = title or TitleEncoder(vocab.title_words, hp, name="title_encoder")
@@ -110,7 +112,8 @@ class MovieTower(keras.layers.Layer):
         ]
         if self.history is not None:
             target = inputs.get(TARGET_IN_HISTORY) if training else None
-            history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target)
+            history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target,
+                                   training=training)
             parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))
 
@@ -152,8 +155,9 @@ class UserTowers(TowerEnsemble):
     """HParams.ensemble_size user towers as one tower, each with its own ids, features and
     history embeddings (over the one history table)."""
 
-    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, **kwargs):
-        super().__init__([UserTower(vocab, hp, table, global_mean, name=f"user_tower_{k}")
+    def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, n_ratings: int = 0,
+                 **kwargs):
+        super().__init__([UserTower(vocab, hp, table, global_mean, n_ratings, name=f"user_tower_{k}")
                           for k in range(hp.ensemble_size)], **kwargs)
         self.reads_history = self.members[0].history is not None
 
@@ -174,9 +178,10 @@ class MovieTowers(TowerEnsemble):
     history and output weights."""
 
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
-                 **kwargs):
+                 n_ratings: int = 0, **kwargs):
         title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
-        super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, name=f"movie_tower_{k}")
+        super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, n_ratings=n_ratings,
+                                     name=f"movie_tower_{k}")
                           for k in range(hp.ensemble_size)], **kwargs)
         self.title = title
 

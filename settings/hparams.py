@@ -35,6 +35,13 @@ class HParams:
     # Training only: dropout on the D terms u_d * m_d of the rating's inner product (each kept
     # term scaled by 1 / (1 - rate)), so no factor dimension carries a rating alone; 0: none.
     factor_dropout: float = 0.0
+    # >0: the id embeddings and biases are Gaussian posteriors (mean-field variational Bayes,
+    # model.variational): sampled in training with the KL to their L2 prior, served by their
+    # means; the value is the ratings' noise variance sigma^2 that weighs data against prior.
+    variational_ids: float = 0.0
+    # True (with variational_ids > 0): the rating histories' embedding tables too, one sample
+    # of each table per training step.
+    variational_history: bool = False
     l2: float = 1e-5
     id_l2: float = 4e-5               # L2 on id embeddings and biases (whole tables)
     history_l2: float = 4e-5          # L2 on the rating histories' embeddings (whole tables)

@@ -559,3 +559,76 @@ def test_factor_dropout_drops_inner_product_terms_in_training_only():
     # each draw is one subset of each example's terms, and the draws differ
     assert np.all(np.min(np.abs(draws[:, :, None] - subset_sums[None]), -1) < 1e-4)
     assert len({tuple(np.round(d, 4)) for d in draws}) > 10
+
+
+def _variational_model(log_scale: float | None = None, **hp):
+    rng = np.random.default_rng(6)
+    history = RatingHistory.from_ratings(rng.integers(0, VOCAB.users, 500), rng.integers(0, 7, 500),
+                                         rng.integers(1, 6, 500), VOCAB)
+    hparams = HParams(**{"embedding_dim": 6, "lstm_units": 4, "dropout": 0.0, "title_dropout": 0.0, "linear_ids": True,
+                         "history_dim": 0, "movie_history_dim": 0, "seed": 5, "variational_ids": 0.8, **hp})
+    model = build_model(VOCAB, hparams, global_mean=3.5, history=history)
+    layers = [model.user_tower.id_embed, model.movie_tower.id_embed, model.user_bias, model.movie_bias]
+    if log_scale is not None:
+        for layer in layers:
+            layer.log_scale.assign(np.full(layer.log_scale.shape, log_scale, np.float32))
+    return model, layers
+
+
+def test_variational_ids_sample_in_training_and_serve_their_means():
+    """HParams.variational_ids: training draws each id entry from its posterior (mean + s * eps),
+    serving reads the means; with linear ids the draws' mean rating is the served rating."""
+    batch = _batch(n=16)
+    narrow, _ = _variational_model(log_scale=-30.0)
+    served = narrow(batch, training=False).numpy()
+    np.testing.assert_allclose(narrow(batch, training=True).numpy(), served, rtol=1e-5, atol=1e-5)
+    wide, _ = _variational_model(log_scale=np.log(0.3))
+    served = wide(batch, training=False).numpy()
+    draws = np.stack([wide(batch, training=True).numpy() for _ in range(400)])
+    assert draws.std(0).min() > 0.05  # the draws differ
+    np.testing.assert_allclose(draws.mean(0), served, atol=4 * draws.std(0).max() / np.sqrt(400))
+    assert len(wide.user_tower.id_embed.trainable_weights) == 2  # means and log scales are both fitted
+
+
+def test_variational_ids_add_the_kl_to_their_prior_which_an_unrated_entry_settles_at():
+    """The loss gets l2 * s^2 - (sigma^2 / N) * log s^2 per entry (the KL less the L2 mean term),
+    whose minimum without data is the prior's variance sigma^2 / (N * l2)."""
+    model, layers = _variational_model(log_scale=np.log(0.05), id_l2=1e-3)
+    model(_batch(n=16), training=True)
+    s2 = 0.05 ** 2
+    entries = sum(int(np.prod(layer.log_scale.shape)) for layer in layers)
+    expected = entries * (1e-3 * s2 - 0.8 / 500 * np.log(s2))
+    kl = sum(float(layer.kl_variance_terms()) for layer in layers)
+    np.testing.assert_allclose(kl, expected, rtol=1e-4)
+    mean_l2 = sum(1e-3 * float(np.sum(np.square(layer.embeddings.numpy()))) for layer in layers)
+    np.testing.assert_allclose(float(sum(model.losses)), kl + mean_l2, rtol=1e-3)
+    layer = layers[0]
+    assert layer.prior_scale == pytest.approx(np.sqrt(0.8 / 500 / 1e-3))
+    layer.log_scale.assign(np.full(layer.log_scale.shape, np.log(layer.prior_scale), np.float32))
+    with tf.GradientTape() as tape:
+        kl = layer.kl_variance_terms()
+    assert np.abs(tape.gradient(kl, layer.log_scale).numpy()).max() < 1e-6
+
+
+def test_variational_history_samples_each_history_table_once_per_training_call():
+    """HParams.variational_history: the rating histories' tables are posteriors too, one draw
+    of each table per training call; serving reads the means."""
+    batch = _batch(n=16)
+    model, _ = _variational_model(history_dim=4, movie_history_dim=4, variational_history=True)
+    tables = [model.user_tower.history.implicit, model.user_tower.history.explicit,
+              model.movie_tower.history.implicit, model.movie_tower.history.explicit]
+    rng = np.random.default_rng(8)
+    for layer in tables:
+        layer.embeddings.assign(rng.normal(size=layer.embeddings.shape).astype(np.float32))
+    served = model(batch, training=False).numpy()
+    for layer in [model.user_tower.id_embed, model.movie_tower.id_embed, model.user_bias, model.movie_bias, *tables]:
+        layer.log_scale.assign(np.full(layer.log_scale.shape, -30.0, np.float32))
+    np.testing.assert_allclose(model(batch, training=True).numpy(), served, rtol=1e-5, atol=1e-5)
+    for layer in tables:  # only the histories are wide now
+        layer.log_scale.assign(np.full(layer.log_scale.shape, np.log(0.5), np.float32))
+    draws = np.stack([model(batch, training=True).numpy() for _ in range(3)])
+    assert np.abs(draws - served).min(1).max() > 1e-3 and np.abs(draws[0] - draws[1]).max() > 1e-3
+    np.testing.assert_allclose(model(batch, training=False).numpy(), served, rtol=1e-6)
+    model(batch, training=True)  # the training call's losses hold every table's KL terms
+    kl = sum(float(layer.kl_variance_terms()) for layer in tables)
+    assert kl > 0 and float(sum(model.losses)) > kl
