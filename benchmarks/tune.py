@@ -19,10 +19,16 @@ each variant is fitted on the rest as `benchmarks.accuracy` fits it (early stopp
 of the rest, then the final refit on all of it); both fits are scored on the held-out slice
 (with `--peer`, so is the peer, fitted on the same rest). It tells whether the refit gains
 what the peer's gains, and whether the usual validation slice flatters the tuned model.
+
+`--average-seeds 0,1,2` fits each variant once per model seed (the initial weights and the
+batch order; the validation slice stays the run's `--seed`) on the same rows, each with early
+stopping as `benchmarks.accuracy` fits it, and scores every fit and the average of the first
+k fits' predictions on the validation slice: what averaging models trained apart buys.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -36,7 +42,8 @@ from baselines.data import random_split, rating_data
 from baselines.metrics import rmse
 from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
-from benchmarks.two_tower import fit_model, fit_predict, validation_cut
+from benchmarks.two_tower import fit_model, fit_predict, prepare, validation_cut
+from data import features as f
 from data.movielens_files import load_movielens
 from model.model import HParams
 
@@ -58,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--refit-check", action="store_true",
                         help="fit each variant as benchmarks.accuracy does on the train part minus a fresh held-out "
                              "slice, and score its validation fit and its refit on that slice")
+    parser.add_argument("--average-seeds", type=_seeds, metavar="S,S,...",
+                        help="fit each variant once per model seed and score the average of their predictions")
     args = parser.parse_args(argv)
+    if args.average_seeds and args.refit_check:
+        parser.error("--average-seeds and --refit-check are separate checks: give one")
     if not args.variants and not args.peer:
         parser.error("give at least one variant (or --peer)")
     try:
@@ -66,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # early stopping off (every epoch's RMSE is the result), except in --refit-check, which
         # fits as benchmarks.accuracy does
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
-                **({} if args.refit_check else {"patience": args.epochs})}
+                **({} if args.refit_check or args.average_seeds else {"patience": args.epochs})}
         hparams = [HParams.from_dict({**base, **v}) for v in variants]
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
@@ -88,8 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
     for variant, hp in zip(variants, hparams):
-        scores = (_refit_check(data, fit_idx, held_idx, hp) if args.refit_check
-                  else _validation_curve(data, train_idx, hp))
+        if args.refit_check:
+            scores = _refit_check(data, fit_idx, held_idx, hp)
+        elif args.average_seeds:
+            scores = _seed_average(data, train_idx, hp, args.average_seeds)
+        else:
+            scores = _validation_curve(data, train_idx, hp)
         results.append({"variant": variant, **scores})
         print(json.dumps(results[-1]), flush=True)
         write()
@@ -104,6 +119,34 @@ def _validation_curve(data, train_idx: np.ndarray, hp: HParams) -> dict:
     return {"best_val_rmse": round(val[best], 4), "best_epoch": best + 1, "val_rmse": [round(x, 4) for x in val],
             "examples_per_second": [round(x) for x in history["examples_per_second"]],
             "examples_per_second_median": round(statistics.median_high(history["examples_per_second"]))}
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r}: each seed once")
+    return seeds
+
+
+def _seed_average(data, train_idx: np.ndarray, hp: HParams, seeds: list[int]) -> dict:
+    """One variant fitted once per model seed on the same rows (early stopping, best weights
+    kept); each fit's validation RMSE and that of the mean of the first k fits' predictions."""
+    prepared = prepare(data, train_idx, hp)
+    truth = prepared.labels[prepared.validation_idx]
+    scale = f.rating_scale(data.ratings.rating[train_idx])
+    predictions, each, averaged, seconds = [], [], [], []
+    for seed in seeds:
+        start = time.perf_counter()
+        result = fit_model(data, train_idx, dataclasses.replace(hp, seed=seed), prepared=prepared, verbose=0)
+        predictions.append(np.clip(result.model.predict(result.inputs(prepared.validation_idx), batch_size=16384,
+                                                        verbose=0), *scale))
+        each.append(round(rmse(predictions[-1], truth), 5))
+        averaged.append(round(rmse(np.mean(predictions, axis=0), truth), 5))
+        seconds.append(round(time.perf_counter() - start))
+    return {"seeds": seeds, "val_rmse_each": each, "val_rmse_average_of_first_k": averaged, "seconds_each": seconds}
 
 
 #: --refit-check cuts its held-out slice with the split's seed plus this (a slice other than

@@ -85,3 +85,31 @@ def test_refit_check_scores_both_fits_on_a_fresh_held_out_slice(tmp_path):
     for score in (row["held_out_rmse_validation_fit"], row["held_out_rmse_refit"], record["peer"]["val_rmse"]):
         assert 0.3 < score < mean_rmse + 0.05
     assert row["held_out_rmse_validation_fit"] != row["held_out_rmse_refit"]
+
+
+@pytest.mark.parametrize("seeds, message", [("0,x", "comma-separated integers"), ("1,1", "each seed once")])
+def test_bad_average_seeds_are_refused(seeds, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(["{}", "--data", str(tmp_path / "missing"), "--average-seeds", seeds])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two small fits (a minute or more): CI's slow tier
+def test_average_seeds_scores_each_fit_and_the_average_of_their_predictions(tmp_path):
+    """--average-seeds: one fit per model seed on the same rows; the average of k fits'
+    predictions is scored on the same slice, so k = 1 is the first fit's score, and averaging
+    two different fits is no worse than the worse of them (squared error is convex) and differs
+    from both."""
+    from data.synthetic_data import generate, size_kwargs
+
+    generate(tmp_path / "data", **size_kwargs("tiny"), seed=5)
+    out = tmp_path / "tune.json"
+    variant = '{"epochs": 3, "embedding_dim": 8, "lstm_units": 4, "retrieval_dim": 0}'
+    assert tune.main([variant, "--data", str(tmp_path / "data"), "--average-seeds", "0,1", "--out", str(out)]) == 0
+    [row] = json.loads(out.read_text())["results"]
+    assert row["seeds"] == [0, 1] and len(row["seconds_each"]) == 2
+    first, second = row["val_rmse_each"]
+    one, two = row["val_rmse_average_of_first_k"]
+    assert first != second and one == first
+    assert two <= max(first, second) + 1e-5 and two not in (first, second)
