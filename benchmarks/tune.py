@@ -42,7 +42,7 @@ from baselines.data import random_split, rating_data
 from baselines.metrics import rmse
 from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
-from benchmarks.two_tower import fit_model, fit_predict, prepare, validation_cut
+from benchmarks.two_tower import fit_model, fit_predict, predict_clipped, prepare, validation_cut
 from data import features as f
 from data.movielens_files import load_movielens
 from model.model import HParams
@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one variant (or --peer)")
     try:
         variants = [json.loads(v) for v in args.variants]
-        # early stopping off (every epoch's RMSE is the result), except in --refit-check, which
-        # fits as benchmarks.accuracy does
+        # early stopping off (every epoch's RMSE is the result), except in --refit-check and
+        # --average-seeds, which fit as benchmarks.accuracy does
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
                 **({} if args.refit_check or args.average_seeds else {"patience": args.epochs})}
         hparams = [HParams.from_dict({**base, **v}) for v in variants]
@@ -141,8 +141,7 @@ def _seed_average(data, train_idx: np.ndarray, hp: HParams, seeds: list[int]) ->
     for seed in seeds:
         start = time.perf_counter()
         result = fit_model(data, train_idx, dataclasses.replace(hp, seed=seed), prepared=prepared, verbose=0)
-        predictions.append(np.clip(result.model.predict(result.inputs(prepared.validation_idx), batch_size=16384,
-                                                        verbose=0), *scale))
+        predictions.append(predict_clipped(result, prepared.validation_idx, scale))
         each.append(round(rmse(predictions[-1], truth), 5))
         averaged.append(round(rmse(np.mean(predictions, axis=0), truth), 5))
         seconds.append(round(time.perf_counter() - start))

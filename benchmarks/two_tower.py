@@ -121,8 +121,7 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     prepared = prepare(data, train_idx, hp, validation_fraction=validation_fraction)
     result = fit_model(data, train_idx, hp, prepared=prepared, verbose=verbose)
     scale = f.rating_scale(data.ratings.rating[train_idx])
-    kept = (np.clip(result.model.predict(result.inputs(test_idx), batch_size=16384, verbose=0), *scale)
-            if refit and keep_validation_fit else None)
+    kept = predict_clipped(result, test_idx, scale) if refit and keep_validation_fit else None
     if refit:
         final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
         final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
@@ -130,10 +129,14 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
         final.history = result.history  # the validation numbers come from the fit that chose
         result = final
         result.validation_fit_predictions = kept
-    features = result.inputs(test_idx)
-    result.predictions = np.clip(result.model.predict(features, batch_size=16384, verbose=0), *scale)
+    result.predictions = predict_clipped(result, test_idx, scale)
     result.seconds = time.perf_counter() - start
     return result
+
+
+def predict_clipped(result: TwoTowerResult, idx: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
+    """A fitted model's ratings of rows idx, clipped to ``scale`` as the served model clips."""
+    return np.clip(result.model.predict(result.inputs(idx), batch_size=16384, verbose=0), *scale)
 
 
 @dataclass

@@ -66,23 +66,21 @@ class VariationalEmbedding(keras.layers.Layer):
         log_s = tf.convert_to_tensor(self.log_scale)
         return self.l2 * tf.reduce_sum(tf.exp(2.0 * log_s)) - self.entropy_weight * tf.reduce_sum(2.0 * log_s)
 
+    def _draw(self, mean: tf.Tensor, log_scale: tf.Tensor) -> tf.Tensor:
+        """A training sample mean + s * eps of the given rows; adds the whole table's KL terms."""
+        self.add_loss(self.kl_variance_terms())
+        return mean + tf.exp(log_scale) * tf.random.normal(tf.shape(mean), dtype=mean.dtype)
+
     def call(self, ids, training=False):
         mean = tf.gather(self.embeddings, ids)
-        if not training:
-            return mean
-        self.add_loss(self.kl_variance_terms())
-        scale = tf.exp(tf.gather(self.log_scale, ids))
-        return mean + scale * tf.random.normal(tf.shape(mean), dtype=mean.dtype)
+        return self._draw(mean, tf.gather(self.log_scale, ids)) if training else mean
 
     def table(self, training=False) -> tf.Tensor:
         """The whole table: the means, or in training one sample of every entry (adding the KL's
         terms), for readers that sum many rows at once and must see one draw of each row
         (model.rating_history's sums and the rows they leave out)."""
-        if not training:
-            return tf.convert_to_tensor(self.embeddings)
-        self.add_loss(self.kl_variance_terms())
         mean = tf.convert_to_tensor(self.embeddings)
-        return mean + tf.exp(tf.convert_to_tensor(self.log_scale)) * tf.random.normal(tf.shape(mean), dtype=mean.dtype)
+        return self._draw(mean, tf.convert_to_tensor(self.log_scale)) if training else mean
 
 
 def id_embedding(rows: int, dim: int, l2: float, noise_variance: float, n_ratings: int,
