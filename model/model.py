@@ -91,9 +91,12 @@ class TwoTowerModel(keras.Model):
         self.retrieval = (RetrievalTowers(vocab, hp, self.history_table, name="retrieval")
                           if hp.retrieval_dim > 0 else None)
         self.movie_tower = movies(vocab, hp, movie_table, global_mean, n_ratings=n_ratings, name="movie_tower")
-        self.user_bias = id_embedding(vocab.users, 1, hp.id_l2, hp.variational_ids, n_ratings,
+        #: one bias column, or one per ensemble member (HParams.ensemble_own_biases, ensemble_independent)
+        own_biases = hp.ensemble_own_biases or hp.ensemble_independent
+        bias_columns = self.members if self.members > 1 and own_biases else 1
+        self.user_bias = id_embedding(vocab.users, bias_columns, hp.id_l2, hp.variational_ids, n_ratings,
                                       name="user_bias", embeddings_initializer="zeros")
-        self.movie_bias = id_embedding(vocab.movies, 1, hp.id_l2, hp.variational_ids, n_ratings,
+        self.movie_bias = id_embedding(vocab.movies, bias_columns, hp.id_l2, hp.variational_ids, n_ratings,
                                        name="movie_bias", embeddings_initializer="zeros")
         self.global_mean = float(global_mean)
         # log of each movie's share of training ratings: the in-batch sampling probability
@@ -152,7 +155,7 @@ class TwoTowerModel(keras.Model):
         is entry i's contribution to the retrieval score of m and the contributions sum to it.
         """
         history = self.user_tower.history_of_ratings(movies, ratings)
-        bias = tf.squeeze(self.user_bias(user_inputs[f.USER_ID_XF]), -1) + self.global_mean
+        bias = self.served_user_bias(user_inputs[f.USER_ID_XF]) + self.global_mean
         out = {EMBEDDING_OUTPUT: self.user_tower(user_inputs, training=False, history=history), BIAS_OUTPUT: bias,
                READS_HISTORY_OUTPUT: tf.constant([int(history is not None)], tf.int32)}
         if self.retrieval is not None:
@@ -175,19 +178,28 @@ class TwoTowerModel(keras.Model):
         product = user * movie
         if training and self.factor_dropout is not None:
             product = self.factor_dropout(product, training=True)
-        if training and self.members > 1:
-            dot = member_dots(product, self.members)
-        else:
-            dot = tf.reduce_sum(product, axis=-1)
-        user_bias = tf.squeeze(self.user_bias(inputs[f.USER_ID_XF]), -1)
-        movie_bias = tf.squeeze(self.movie_bias(inputs[f.MOVIE_ID_XF]), -1)
+        per_member = training and self.members > 1
+        dot = member_dots(product, self.members) if per_member else tf.reduce_sum(product, axis=-1)
+        # [batch, 1], or [batch, K] with a bias column per member (HParams.ensemble_own_biases)
+        user_bias = self.user_bias(inputs[f.USER_ID_XF])
+        movie_bias = self.movie_bias(inputs[f.MOVIE_ID_XF])
         if training and self.hp.bias_l2 > 0:
-            self.add_loss(self.hp.bias_l2 * tf.reduce_mean(tf.square(user_bias) + tf.square(movie_bias)))
+            self.add_loss(self.hp.bias_l2 * tf.reduce_mean(
+                tf.reduce_sum(tf.square(user_bias) + tf.square(movie_bias), -1)))
         bias = user_bias + movie_bias + self.global_mean
         if self.head is not None:
             pair = tf.concat([user, movie, user * movie], axis=-1)
-            bias = bias + tf.squeeze(self.head(pair, training=training), -1)
-        return dot + (bias[:, None] if len(dot.shape) == 2 else bias)
+            bias = bias + self.head(pair, training=training)
+        return dot + (bias if per_member else tf.reduce_mean(bias, -1))
+
+    def served_user_bias(self, user_ids: tf.Tensor) -> tf.Tensor:
+        """[batch]: the user bias that serving adds (the mean of the members' biases when each
+        has its own, so that the served rating is the members' mean)."""
+        return tf.reduce_mean(self.user_bias(user_ids), -1)
+
+    def served_movie_bias(self, movie_ids: tf.Tensor) -> tf.Tensor:
+        """[batch]: the movie bias that serving adds (``served_user_bias``'s mirror)."""
+        return tf.reduce_mean(self.movie_bias(movie_ids), -1)
 
 
 def clip_rating(rating: tf.Tensor, scale: tuple[float, float]) -> tf.Tensor:

@@ -175,16 +175,18 @@ class UserTowers(TowerEnsemble):
 class MovieTowers(TowerEnsemble):
     """HParams.ensemble_size movie towers as one tower. They share one title encoder, which
     runs once per batch (the LSTM is costly); the members still differ in their ids, genre,
-    history and output weights."""
+    history and output weights. With HParams.ensemble_independent each member has its own
+    title encoder (K LSTMs per batch): the members then share nothing but the batches."""
 
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable | None = None, global_mean: float = 0.0,
                  n_ratings: int = 0, **kwargs):
-        title = TitleEncoder(vocab.title_words, hp, name="title_encoder")
+        title = None if hp.ensemble_independent else TitleEncoder(vocab.title_words, hp, name="title_encoder")
         super().__init__([MovieTower(vocab, hp, table, global_mean, title=title, n_ratings=n_ratings,
                                      name=f"movie_tower_{k}")
                           for k in range(hp.ensemble_size)], **kwargs)
         self.title = title
 
     def call(self, inputs, training=False):
-        titles = self.members[0].encode_titles(inputs[f.MOVIE_ID_XF], inputs[f.TITLE_IDS_XF], training=training)
+        titles = (None if self.title is None else
+                  self.members[0].encode_titles(inputs[f.MOVIE_ID_XF], inputs[f.TITLE_IDS_XF], training=training))
         return self.combine([member(inputs, training=training, titles=titles) for member in self.members])

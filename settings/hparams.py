@@ -80,6 +80,12 @@ class HParams:
     # rating is the members' mean; ensemble_bagging > 0: each member skips that share of each batch.
     ensemble_size: int = 1
     ensemble_bagging: float = 0.0     # share of each batch that each member leaves out (0: none)
+    # True: each member has its own user and movie biases (served: their mean) instead of one pair
+    # for all, whose data term would count K times against its L2.
+    ensemble_own_biases: bool = False
+    # True: the members share nothing but the batches (each its own title LSTM, and its own
+    # biases), as models trained apart would; the LSTM then runs K times per batch.
+    ensemble_independent: bool = False
     # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)

@@ -396,11 +396,12 @@ def _history_pairs(n: int = 300, seed: int = 3):
 
 
 def _member_ratings(model, batch) -> list[np.ndarray]:
-    """Each ensemble member's rating: its own towers' inner product plus the shared biases."""
-    bias = (model.user_bias(batch[f.USER_ID_XF]).numpy()[:, 0]
-            + model.movie_bias(batch[f.MOVIE_ID_XF]).numpy()[:, 0] + model.global_mean)
-    return [np.sum(user(batch).numpy() * movie(batch).numpy(), 1) + bias
-            for user, movie in zip(model.user_tower.members, model.movie_tower.members)]
+    """Each ensemble member's rating: its own towers' inner product plus the biases (the shared
+    ones, or its own column of an independent ensemble's)."""
+    bias = (model.user_bias(batch[f.USER_ID_XF]).numpy()
+            + model.movie_bias(batch[f.MOVIE_ID_XF]).numpy() + model.global_mean)
+    return [np.sum(user(batch).numpy() * movie(batch).numpy(), 1) + bias[:, k % bias.shape[1]]
+            for k, (user, movie) in enumerate(zip(model.user_tower.members, model.movie_tower.members))]
 
 
 def _ensemble(size: int, **overrides):
@@ -425,8 +426,36 @@ def test_an_ensemble_serves_the_mean_of_its_members_ratings_as_one_pair_of_tower
     assert trained.shape == (64, 3)
 
 
-def test_an_ensemble_fits_each_member_and_logs_the_mean_ratings_rmse():
-    model = _ensemble(2, ema_momentum=0.0)
+def test_an_independent_ensemble_shares_only_the_batches_and_serves_its_members_mean():
+    """HParams.ensemble_independent: each member has its own title LSTM and bias column, the
+    served rating (and the signatures' biases) are the members' means."""
+    model = _ensemble(3, ensemble_independent=True)
+    assert len({id(m.title) for m in model.movie_tower.members}) == 3  # a title encoder each
+    assert model.user_bias.embeddings.shape[1] == model.movie_bias.embeddings.shape[1] == 3
+    rng = np.random.default_rng(3)
+    for table in (model.user_bias.embeddings, model.movie_bias.embeddings):
+        table.assign(rng.normal(0, 0.5, table.shape).astype(np.float32))
+    batch = _batch()
+    members = _member_ratings(model, batch)
+    np.testing.assert_allclose(model(batch).numpy(), np.mean(members, 0), rtol=1e-4, atol=1e-4)
+    titles = [m.encode_titles(batch[f.MOVIE_ID_XF], batch[f.TITLE_IDS_XF]).numpy()
+              for m in model.movie_tower.members]
+    assert not np.allclose(titles[0], titles[1])  # the LSTMs start apart
+    users = batch[f.USER_ID_XF]
+    np.testing.assert_allclose(model.served_user_bias(users).numpy(),
+                               model.user_bias.embeddings.numpy()[users].mean(1), rtol=1e-6)
+    trained = model({**batch, TARGET_IN_HISTORY: np.full(64, 4.0, np.float32)}, training=True)
+    assert trained.shape == (64, 3)
+    # the served pair of towers gives the same rating: <u, m> + served biases
+    served = (np.sum(model.user_tower(batch).numpy() * model.movie_tower(batch).numpy(), 1)
+              + model.served_user_bias(users).numpy() + model.served_movie_bias(batch[f.MOVIE_ID_XF]).numpy()
+              + model.global_mean)
+    np.testing.assert_allclose(model(batch).numpy(), served, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_an_ensemble_fits_each_member_and_logs_the_mean_ratings_rmse(independent):
+    model = _ensemble(2, ema_momentum=0.0, ensemble_independent=independent)
     batch = _batch(256, seed=4)
     y = (batch[f.USER_ID_XF] % 5 + 1).astype(np.float32)
 
@@ -440,6 +469,13 @@ def test_an_ensemble_fits_each_member_and_logs_the_mean_ratings_rmse():
     # the logged RMSE is the mean rating's (training mode: dropout on, so only roughly)
     assert logs["rmse"][-1] < 0.6 * max(before)
     assert abs(logs["rmse"][-1] - rmse(model(batch).numpy())) < 0.5
+
+
+def test_an_ensemble_with_own_biases_keeps_one_title_encoder():
+    model = _ensemble(2, ensemble_own_biases=True)
+    assert len({id(m.title) for m in model.movie_tower.members}) == 1
+    assert model.user_bias.embeddings.shape[1] == model.movie_bias.embeddings.shape[1] == 2
+    assert _ensemble(2).user_bias.embeddings.shape[1] == 1  # shared by default
 
 
 def test_an_ensembles_explicit_history_gives_what_the_training_table_gives_its_user():
