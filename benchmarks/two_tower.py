@@ -23,10 +23,12 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
+from baselines.metrics import rmse
 from data import features as f
 from data.movielens_files import MovieLensData, raw_values
 from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
+from model.ensemble_apart import assemble, check_members, member_hparams
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from model.trainer import fit, vocab_from_transform
 
@@ -124,7 +126,10 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     kept = predict_clipped(result, test_idx, scale) if refit and keep_validation_fit else None
     if refit:
         final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
-        final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
+        # models trained apart: each member refits for its own best epoch count
+        member_epochs = [e + 1 for e in result.history["member_best_epochs"]] if hp.ensemble_apart else None
+        final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose,
+                          member_epochs=member_epochs)
         final.final_history = final.history
         final.history = result.history  # the validation numbers come from the fit that chose
         result = final
@@ -208,13 +213,16 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
 
 def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
               validation_fraction: float = 0.05, verbose: int = 2,
-              prepared: PreparedFit | None = None) -> TwoTowerResult:
+              prepared: PreparedFit | None = None, member_epochs: list[int] | None = None) -> TwoTowerResult:
     """Analyses, transforms and fits on train_idx; predictions are left empty.
 
     prepared: prepare()'s result for the same data, train_idx, seed and validation_fraction
-    (several variants fitted on one split analyse it once)."""
+    (several variants fitted on one split analyse it once).
+    member_epochs: with HParams.ensemble_apart, each member's epoch count (a final fit)."""
     start = time.perf_counter()
     p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
+    if hp.ensemble_apart:
+        return _fit_apart(data, train_idx, hp, p, verbose, member_epochs, start)
     if not len(p.validation_idx) and hp.retrieval_dim > 0:
         raise ValueError("a fit without a validation slice has no data to choose the retrieval fit's knobs on: "
                          "set retrieval_dim=0 (rating predictions never read the retrieval towers)")
@@ -228,6 +236,36 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     return TwoTowerResult(np.empty(0, np.float32), time.perf_counter() - start, history, model, p.user_index,
                           p.movie_index, p.user_table, p.movie_table, p.inputs, fit_idx, val_idx,
                           p.visitor_table)
+
+
+def _fit_apart(data: MovieLensData, train_idx: np.ndarray, hp: HParams, p: PreparedFit, verbose: int,
+               member_epochs: list[int] | None, start: float) -> TwoTowerResult:
+    """HParams.ensemble_apart: each member fitted on its own on the same rows (model.ensemble_apart),
+    then assembled. The history: each member's (``members``, ``member_best_epochs``), the
+    members' epochs and rates one after another (``loss``, ``examples_per_second``), the
+    assembled ensemble's validation RMSE (``val_rmse``, one value) and the longest member's best
+    epoch (``best_epoch``)."""
+    check_members(hp)
+    fitted = []
+    for k in range(hp.ensemble_size):
+        member_hp = member_hparams(hp, k)
+        if member_epochs is not None:
+            member_hp = dataclasses.replace(member_hp, epochs=member_epochs[k])
+        fitted.append(fit_model(data, train_idx, member_hp, prepared=p, verbose=verbose))
+    model = assemble([r.model for r in fitted], hp, p.history)
+    histories = [r.history for r in fitted]
+    history = {"members": histories, "member_best_epochs": [h["best_epoch"] for h in histories],
+               "retrieval": histories[0]["retrieval"]}
+    for key in ("loss", "examples_per_second", "seconds_per_epoch"):
+        history[key] = [x for h in histories for x in h.get(key, [])]
+    if len(p.validation_idx):
+        scale = f.rating_scale(p.labels[p.fit_idx])
+        predicted = np.clip(model.predict(p.inputs(p.validation_idx), batch_size=16384, verbose=0), *scale)
+        history["val_rmse"] = [rmse(predicted, p.labels[p.validation_idx])]
+        history["best_epoch"] = max(history["member_best_epochs"])
+    else:
+        history["best_epoch"] = None
+    return dataclasses.replace(fitted[0], seconds=time.perf_counter() - start, history=history, model=model)
 
 
 class KerasHistory:

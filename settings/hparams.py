@@ -86,6 +86,10 @@ class HParams:
     # True: the members share nothing but the batches (each its own title LSTM, and its own
     # biases), as models trained apart would; the LSTM then runs K times per batch.
     ensemble_independent: bool = False
+    # True: the members are trained apart, one after another, each a single model with its own
+    # seed (initial weights, batch order, dropout) and early stopping, then assembled into one
+    # independent ensemble for serving (model.ensemble_apart).
+    ensemble_apart: bool = False
     # Retrieval towers (model.retrieval_towers.RetrievalTowers), disjoint from the rating towers.
     retrieval_dim: int = 128          # R; 0: no retrieval towers (the index then ranks by the rating towers)
     retrieval_weight: float = 1.0     # against the MSE (the weights are disjoint, so mostly a switch)

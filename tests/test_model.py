@@ -471,6 +471,49 @@ def test_an_ensemble_fits_each_member_and_logs_the_mean_ratings_rmse(independent
     assert abs(logs["rmse"][-1] - rmse(model(batch).numpy())) < 0.5
 
 
+def test_models_trained_apart_assemble_into_an_ensemble_serving_their_mean_rating():
+    """model.ensemble_apart: K single models (member_hparams: own seeds, retrieval towers on the
+    first only) become one independent ensemble whose rating, served towers and served biases
+    give the mean of theirs."""
+    from model.ensemble_apart import assemble, member_hparams
+
+    pairs, ratings = _history_pairs()
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], ratings, VOCAB)
+    hp = HParams(embedding_dim=8, lstm_units=8, ensemble_size=3, ensemble_apart=True, history_dim=4,
+                 movie_history_dim=4, retrieval_dim=6, seed=5)
+    members = [build_model(VOCAB, member_hparams(hp, k), 3.5, history) for k in range(3)]
+    assert [m.hp.seed for m in members] == [5, 6, 7] and members[1].retrieval is None
+    rng = np.random.default_rng(8)
+    for member in members:  # biases start at zero: give each its own
+        for table in (member.user_bias.embeddings, member.movie_bias.embeddings):
+            table.assign(rng.normal(0, 0.5, table.shape).astype(np.float32))
+    batch = _batch(seed=9)
+    ratings_each = [m(batch).numpy() for m in members]
+    assert not np.allclose(ratings_each[0], ratings_each[1])  # the members start apart
+    model = assemble(members, hp, history)
+    assert model.hp.ensemble_independent and not model.hp.ensemble_apart
+    np.testing.assert_allclose(model(batch).numpy(), np.mean(ratings_each, 0), rtol=1e-4, atol=1e-4)
+    users, movies = batch[f.USER_ID_XF], batch[f.MOVIE_ID_XF]
+    served = (np.sum(model.user_tower(batch).numpy() * model.movie_tower(batch).numpy(), 1)
+              + model.served_user_bias(users).numpy() + model.served_movie_bias(movies).numpy() + model.global_mean)
+    np.testing.assert_allclose(served, np.mean(ratings_each, 0), rtol=1e-4, atol=1e-4)
+    for got, want in zip(model.retrieval.get_weights(), members[0].retrieval.get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_an_ensemble_trained_apart_refuses_what_it_cannot_assemble():
+    from model.ensemble_apart import assemble, check_members
+
+    with pytest.raises(ValueError, match="ensemble_size >= 2"):
+        check_members(HParams(ensemble_size=1, ensemble_apart=True))
+    with pytest.raises(ValueError, match="variational_ids=0"):
+        check_members(HParams(ensemble_size=2, ensemble_apart=True, variational_ids=0.5))
+    hp = HParams(embedding_dim=8, lstm_units=8, ensemble_size=2, ensemble_apart=True, retrieval_dim=0)
+    with pytest.raises(ValueError, match="1 fitted members for ensemble_size 2"):
+        assemble([build_model(VOCAB, HParams(embedding_dim=8, lstm_units=8, retrieval_dim=0), 3.5)], hp,
+                 RatingHistory.empty(VOCAB))
+
+
 def test_an_ensemble_with_own_biases_keeps_one_title_encoder():
     model = _ensemble(2, ensemble_own_biases=True)
     assert len({id(m.title) for m in model.movie_tower.members}) == 1

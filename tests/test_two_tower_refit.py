@@ -58,3 +58,23 @@ def test_folding_the_validation_slice_back_gives_the_rows_a_split_without_one_ha
     assert folded.global_mean == fresh.global_mean
     np.testing.assert_array_equal(folded.history.ratings, fresh.history.ratings)
     np.testing.assert_array_equal(folded.history.movies, fresh.history.movies)
+
+
+def test_models_trained_apart_each_stop_and_refit_on_their_own_and_their_average_validates_no_worse(data) -> None:
+    """HParams.ensemble_apart: each member is fitted on its own (own seed, own early stopping),
+    the final fit refits each for its own best epoch count, and the assembled ensemble (whose
+    rating is the members' mean) validates no worse than the members on average (the RMSE of a
+    mean is at most the mean of the RMSEs)."""
+    train_idx, test_idx = random_split(len(data.ratings.rating), 0.1, 0)
+    hp = HParams.from_dict({**TINY, "epochs": 6, "patience": 1, "ensemble_size": 2, "ensemble_apart": True})
+    result = fit_predict(data, train_idx, test_idx, hp, refit=True, verbose=0)
+    members = result.history["members"]
+    best = result.history["member_best_epochs"]
+    assert len(best) == 2 and all(len(m["val_rmse"]) >= b + 1 for m, b in zip(members, best))
+    assert [len(m["loss"]) for m in result.final_history["members"]] == [b + 1 for b in best]
+    assert len(result.final_history["loss"]) == sum(b + 1 for b in best)
+    assert result.model.hp.ensemble_size == 2 and result.model.hp.ensemble_independent
+    assert result.model.user_bias.embeddings.shape[1] == 2
+    assert result.model.retrieval is None
+    assert result.history["val_rmse"][0] <= np.mean([min(m["val_rmse"]) for m in members]) + 1e-6
+    assert result.predictions.shape == (len(test_idx),) and np.isfinite(result.predictions).all()
