@@ -28,7 +28,7 @@ from data import features as f
 from data.movielens_files import MovieLensData, raw_values
 from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
-from model.ensemble_apart import assemble, check_members, member_hparams
+from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from model.trainer import fit, vocab_from_transform
 
@@ -253,11 +253,7 @@ def _fit_apart(data: MovieLensData, train_idx: np.ndarray, hp: HParams, p: Prepa
             member_hp = dataclasses.replace(member_hp, epochs=member_epochs[k])
         fitted.append(fit_model(data, train_idx, member_hp, prepared=p, verbose=verbose))
     model = assemble([r.model for r in fitted], hp, p.history)
-    histories = [r.history for r in fitted]
-    history = {"members": histories, "member_best_epochs": [h["best_epoch"] for h in histories],
-               "retrieval": histories[0]["retrieval"]}
-    for key in ("loss", "examples_per_second", "seconds_per_epoch"):
-        history[key] = [x for h in histories for x in h.get(key, [])]
+    history = {**members_history([r.history for r in fitted]), "retrieval": fitted[0].history["retrieval"]}
     if len(p.validation_idx):
         scale = f.rating_scale(p.labels[p.fit_idx])
         predicted = np.clip(model.predict(p.inputs(p.validation_idx), batch_size=16384, verbose=0), *scale)

@@ -58,3 +58,14 @@ def assemble(members: list[TwoTowerModel], hp: HParams, history: RatingHistory) 
     if model.retrieval is not None:
         model.retrieval.set_weights(first.retrieval.get_weights())
     return model
+
+
+def members_history(histories: list[dict]) -> dict:
+    """One training history for K members fitted apart: each member's (``members``,
+    ``member_best_epochs``), and their epochs and rates one after another (``loss``,
+    ``examples_per_second``, ``seconds_per_epoch``). The caller adds the assembled ensemble's
+    validation RMSE."""
+    history = {"members": histories, "member_best_epochs": [h.get("best_epoch") for h in histories]}
+    for key in ("loss", "examples_per_second", "seconds_per_epoch"):
+        history[key] = [x for h in histories for x in h.get(key, [])]
+    return history

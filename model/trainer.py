@@ -34,6 +34,7 @@ from common.errors import UserError
 from common.phase_clock import PhaseClock
 from data import features as f
 from data.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
+from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model, fit_retrieval
 from model.signatures import ServingModule, export
 from model.trainer_config import CATALOGUE_URI_CONFIG, CPUS_PER_WORKER_CONFIG, WORKERS_CONFIG
@@ -350,18 +351,34 @@ def _train(fn_args, config: dict[str, Any], strategy, cluster, out_dirs: tuple[s
     scale = f.rating_scale(train_labels)  # what the served ratings are clipped to
     catalogue_rows = streamed_movies(train) if streamed else training_movies(train[0])
     phases.lap("load")
-    with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        # variables made here are mirrored on every replica of every worker
-        model = build_model(vocab, hp, global_mean=float(train_labels.mean()), history=ratings)
-    retrieval = fit_retrieval(model, train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels,
-                              evaluation[0][f.USER_ID_XF], evaluation[0][f.MOVIE_ID_XF], evaluation[1])
-    phases.lap("retrieval")
-    checkpoint_dir = _checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, hp, config.get("code"))
-    if checkpoint_dir and cluster is not None:  # one backup per worker: they must not overwrite each other's
-        checkpoint_dir = os.path.join(checkpoint_dir, cluster.task_name)
-    with distribute.fit_scope(model, strategy):
-        history = fit(model, hp, train, evaluation, log_dir=os.path.join(model_run_dir, "tensorboard"),
-                      checkpoint_dir=checkpoint_dir)
+    scope = strategy.scope if strategy is not None else contextlib.nullcontext
+    # HParams.ensemble_apart: K single models fitted one after another, then assembled
+    fits = [member_hparams(hp, k) for k in range(hp.ensemble_size)] if hp.ensemble_apart else [hp]
+    if hp.ensemble_apart:
+        check_members(hp)
+    models, histories, retrieval = [], [], None
+    for k, fit_hp in enumerate(fits):
+        with scope():  # variables made here are mirrored on every replica of every worker
+            model = build_model(vocab, fit_hp, global_mean=float(train_labels.mean()), history=ratings)
+        if k == 0:
+            retrieval = fit_retrieval(model, train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF], train_labels,
+                                      evaluation[0][f.USER_ID_XF], evaluation[0][f.MOVIE_ID_XF], evaluation[1])
+            phases.lap("retrieval")
+        checkpoint_dir = _checkpoint_dir(config.get("checkpoint_dir"), fn_args.transform_output, fit_hp,
+                                         config.get("code"))
+        if checkpoint_dir and cluster is not None:  # one backup per worker: they must not overwrite each other's
+            checkpoint_dir = os.path.join(checkpoint_dir, cluster.task_name)
+        log_dir = os.path.join(model_run_dir, "tensorboard", *([f"member_{k}"] if hp.ensemble_apart else []))
+        with distribute.fit_scope(model, strategy):
+            histories.append(fit(model, fit_hp, train, evaluation, log_dir=log_dir, checkpoint_dir=checkpoint_dir))
+        models.append(model)
+    history = histories[0]
+    if hp.ensemble_apart:
+        with scope():
+            model = assemble(models, hp, ratings)
+        history = {**members_history(histories),
+                   "val_rmse": [float(model.evaluate(*evaluation, batch_size=hp.batch_size, verbose=0,
+                                                     return_dict=True)["rmse"])]}
     phases.lap("fit")
     two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
                                      evaluation[0], evaluation[1], rating_scale=scale)
