@@ -252,16 +252,16 @@ def _fit_apart(data: MovieLensData, train_idx: np.ndarray, hp: HParams, p: Prepa
         if member_epochs is not None:
             member_hp = dataclasses.replace(member_hp, epochs=member_epochs[k])
         fitted.append(fit_model(data, train_idx, member_hp, prepared=p, verbose=verbose))
-    model = assemble([r.model for r in fitted], hp, p.history)
     history = {**members_history([r.history for r in fitted]), "retrieval": fitted[0].history["retrieval"]}
+    result = dataclasses.replace(fitted[0], history=history, model=assemble([r.model for r in fitted], hp, p.history))
     if len(p.validation_idx):
-        scale = f.rating_scale(p.labels[p.fit_idx])
-        predicted = np.clip(model.predict(p.inputs(p.validation_idx), batch_size=16384, verbose=0), *scale)
+        predicted = predict_clipped(result, p.validation_idx, f.rating_scale(p.labels[p.fit_idx]))
         history["val_rmse"] = [rmse(predicted, p.labels[p.validation_idx])]
         history["best_epoch"] = max(history["member_best_epochs"])
     else:
         history["best_epoch"] = None
-    return dataclasses.replace(fitted[0], seconds=time.perf_counter() - start, history=history, model=model)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 class KerasHistory:
