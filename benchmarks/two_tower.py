@@ -103,6 +103,7 @@ class TwoTowerResult:
     final_history: dict | None = None  # fit_predict(refit=True): the final fit's history (``history``: validation's)
     # fit_predict(refit=True, keep_validation_fit=True): the validation fit's predictions of test_idx
     validation_fit_predictions: np.ndarray | None = None
+    member_models: list | None = None  # HParams.ensemble_apart: the single models it assembled, in order
 
 
 def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray, hp: HParams,
@@ -118,18 +119,19 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     towers and never change a predicted rating (model.model). ``seconds`` covers both fits;
     the result's ``history`` is the validation fit's, ``final_history`` the final fit's.
     keep_validation_fit: with refit, the validation fit's predictions of test_idx are kept too
-    (``benchmarks.tune --refit-check`` compares the two fits on rows cut from a train part)."""
+    (``benchmarks.tune --refit-check`` compares the two fits on rows cut from a train part).
+    Models trained apart (HParams.ensemble_apart) with refit: the validation fit is the first
+    member alone, and every member refits for its best epoch count. The members differ only in
+    their seed, so one count serves them all, and K + 1 fits cost about half of 2K."""
     start = time.perf_counter()
     prepared = prepare(data, train_idx, hp, validation_fraction=validation_fraction)
-    result = fit_model(data, train_idx, hp, prepared=prepared, verbose=verbose)
+    validation_hp = member_hparams(hp, 0) if refit and hp.ensemble_apart else hp
+    result = fit_model(data, train_idx, validation_hp, prepared=prepared, verbose=verbose)
     scale = f.rating_scale(data.ratings.rating[train_idx])
     kept = predict_clipped(result, test_idx, scale) if refit and keep_validation_fit else None
     if refit:
         final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
-        # models trained apart: each member refits for its own best epoch count
-        member_epochs = [e + 1 for e in result.history["member_best_epochs"]] if hp.ensemble_apart else None
-        final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose,
-                          member_epochs=member_epochs)
+        final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
         final.final_history = final.history
         final.history = result.history  # the validation numbers come from the fit that chose
         result = final
@@ -213,16 +215,15 @@ def prepare(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
 
 def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
               validation_fraction: float = 0.05, verbose: int = 2,
-              prepared: PreparedFit | None = None, member_epochs: list[int] | None = None) -> TwoTowerResult:
+              prepared: PreparedFit | None = None) -> TwoTowerResult:
     """Analyses, transforms and fits on train_idx; predictions are left empty.
 
     prepared: prepare()'s result for the same data, train_idx, seed and validation_fraction
-    (several variants fitted on one split analyse it once).
-    member_epochs: with HParams.ensemble_apart, each member's epoch count (a final fit)."""
+    (several variants fitted on one split analyse it once)."""
     start = time.perf_counter()
     p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
     if hp.ensemble_apart:
-        return _fit_apart(data, train_idx, hp, p, verbose, member_epochs, start)
+        return _fit_apart(data, train_idx, hp, p, verbose, start)
     if not len(p.validation_idx) and hp.retrieval_dim > 0:
         raise ValueError("a fit without a validation slice has no data to choose the retrieval fit's knobs on: "
                          "set retrieval_dim=0 (rating predictions never read the retrieval towers)")
@@ -239,7 +240,7 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
 
 
 def _fit_apart(data: MovieLensData, train_idx: np.ndarray, hp: HParams, p: PreparedFit, verbose: int,
-               member_epochs: list[int] | None, start: float) -> TwoTowerResult:
+               start: float) -> TwoTowerResult:
     """HParams.ensemble_apart: each member fitted on its own on the same rows (model.ensemble_apart),
     then assembled. The history: each member's (``members``, ``member_best_epochs``), the
     members' epochs and rates one after another (``loss``, ``examples_per_second``), the
@@ -248,12 +249,10 @@ def _fit_apart(data: MovieLensData, train_idx: np.ndarray, hp: HParams, p: Prepa
     check_members(hp)
     fitted = []
     for k in range(hp.ensemble_size):
-        member_hp = member_hparams(hp, k)
-        if member_epochs is not None:
-            member_hp = dataclasses.replace(member_hp, epochs=member_epochs[k])
-        fitted.append(fit_model(data, train_idx, member_hp, prepared=p, verbose=verbose))
+        fitted.append(fit_model(data, train_idx, member_hparams(hp, k), prepared=p, verbose=verbose))
     history = {**members_history([r.history for r in fitted]), "retrieval": fitted[0].history["retrieval"]}
-    result = dataclasses.replace(fitted[0], history=history, model=assemble([r.model for r in fitted], hp, p.history))
+    result = dataclasses.replace(fitted[0], history=history, model=assemble([r.model for r in fitted], hp, p.history),
+                                 member_models=[r.model for r in fitted])
     if len(p.validation_idx):
         predicted = predict_clipped(result, p.validation_idx, f.rating_scale(p.labels[p.fit_idx]))
         history["val_rmse"] = [rmse(predicted, p.labels[p.validation_idx])]
