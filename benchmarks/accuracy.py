@@ -83,8 +83,16 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
                  "best_validation_rmse": min(result.history.get("val_rmse") or [float("nan")]),
                  "train_examples_per_second": max(result.history.get("examples_per_second") or [0]),
                  # the model that predicted: refitted on the whole train part for the best epoch count
-                 "final_fit_epochs": len(result.final_history["loss"]) if result.final_history else None})
+                 # (models trained apart: each member, for the first member's count)
+                 "final_fit_epochs": _final_epochs(result.final_history)})
     return rows
+
+
+def _final_epochs(final_history: dict | None) -> int | None:
+    if final_history is None:
+        return None
+    members = final_history.get("members")
+    return len((members[0] if members else final_history)["loss"])
 
 
 def merge(path: Path, rows: list[dict]) -> list[dict]:
