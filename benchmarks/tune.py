@@ -171,7 +171,8 @@ def _refit_members(result, held_idx: np.ndarray, truth: np.ndarray, scale: tuple
     """Models trained apart: each refitted member's held-out RMSE and that of the mean of the
     first k members' ratings (clipped after the mean, as the assembled model serves it), so
     that one run shows what each added member buys."""
-    raw = [m.predict(result.inputs(held_idx), batch_size=16384, verbose=0).reshape(-1) for m in result.member_models]
+    inputs = result.inputs(held_idx)
+    raw = [m.predict(inputs, batch_size=16384, verbose=0).reshape(-1) for m in result.member_models]
     return {"held_out_rmse_refit_each": [round(rmse(np.clip(r, *scale), truth), 5) for r in raw],
             "held_out_rmse_refit_first_k": [round(rmse(np.clip(np.mean(raw[:k], axis=0), *scale), truth), 5)
                                             for k in range(1, len(raw) + 1)],
