@@ -24,11 +24,21 @@ what the peer's gains, and whether the usual validation slice flatters the tuned
 batch order; the validation slice stays the run's `--seed`) on the same rows, each with early
 stopping as `benchmarks.accuracy` fits it, and scores every fit and the average of the first
 k fits' predictions on the validation slice: what averaging models trained apart buys.
+
+`--blend-check DIR` asks which models average well together, without refitting any: each
+variant is fitted once on the refit check's rows (early stopping on the usual slice of them)
+and its ratings of the refit check's held-out slice are kept in DIR as NumPy files, named by
+a key over the data, the split and the variant's full settings (a variant already there is
+read, not fitted again). Every file in DIR of the same data and split is then scored alone,
+and so is the mean of each pair and of all of them: whether members that differ in their
+settings share fewer errors than members that differ only in their seed.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
+import itertools
 import json
 import statistics
 import sys
@@ -67,9 +77,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "slice, and score its validation fit and its refit on that slice")
     parser.add_argument("--average-seeds", type=_seeds, metavar="S,S,...",
                         help="fit each variant once per model seed and score the average of their predictions")
+    parser.add_argument("--blend-check", type=Path, metavar="DIR",
+                        help="fit each variant once, keep its ratings of the refit check's held-out slice in DIR, "
+                             "and score every kept model, each pair and all of them averaged")
     args = parser.parse_args(argv)
-    if args.average_seeds and args.refit_check:
-        parser.error("--average-seeds and --refit-check are separate checks: give one")
+    if sum(map(bool, (args.average_seeds, args.refit_check, args.blend_check))) > 1:
+        parser.error("--average-seeds, --refit-check and --blend-check are separate checks: give one")
     if not args.variants and not args.peer:
         parser.error("give at least one variant (or --peer)")
     try:
@@ -77,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # early stopping off (every epoch's RMSE is the result), except in --refit-check and
         # --average-seeds, which fit as benchmarks.accuracy does
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
-                **({} if args.refit_check or args.average_seeds else {"patience": args.epochs})}
+                **({} if args.refit_check or args.average_seeds or args.blend_check else {"patience": args.epochs})}
         hparams = [HParams.from_dict({**base, **v}) for v in variants]
     except (json.JSONDecodeError, TypeError, ValueError) as error:
         parser.error(f"bad variant: {error}")
@@ -95,9 +108,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             **({"peer": peer} if peer else {}),
                                             "results": results, **host.record()}, indent=1) + "\n")
 
-    fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if args.refit_check else args.seed)
+    fresh = args.refit_check or args.blend_check
+    fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if fresh else args.seed)
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
+    if args.blend_check:
+        split = {"data": _data_digest(data), "test_fraction": args.test_fraction, "seed": args.seed}
+        blends = BlendCheck(args.blend_check, split, data, fit_idx, held_idx, args.seed)
+        for variant, hp in zip(variants, hparams):
+            results.append({"variant": variant, **blends.score(hp)})
+            print(json.dumps(results[-1]), flush=True)
+            write()
+        results.append({"blends": blends.blends()})
+        print(json.dumps(results[-1]), flush=True)
+        write()
+        return 0
     for variant, hp in zip(variants, hparams):
         if args.refit_check:
             scores = _refit_check(data, fit_idx, held_idx, hp)
@@ -177,6 +202,69 @@ def _refit_members(result, held_idx: np.ndarray, truth: np.ndarray, scale: tuple
             "held_out_rmse_refit_first_k": [round(rmse(np.clip(np.mean(raw[:k], axis=0), *scale), truth), 5)
                                             for k in range(1, len(raw) + 1)],
             "final_member_epochs": [len(h["loss"]) for h in result.final_history["members"]]}
+
+
+def _data_digest(data) -> str:
+    """A digest of the loaded data set's content: every rating (user, movie, value, in order)
+    and every user's and movie's fields, which the model reads."""
+    digest = hashlib.sha256()
+    for column in (data.ratings.user_id, data.ratings.movie_id, data.ratings.rating):
+        digest.update(np.ascontiguousarray(column).tobytes())
+    for table in (data.users, data.movies):
+        digest.update(repr(sorted(table.items())).encode())
+    return digest.hexdigest()[:20]
+
+
+class BlendCheck:
+    """--blend-check: held-out ratings of fitted variants kept as NumPy files in ``folder``, and
+    the RMSE of each and of their averages. A file's name is a key over the split (``split``:
+    the data's content digest, the test fraction, the seed) and the variant's full settings,
+    and ``<key>.json`` beside it says what it holds, so a file is reused only for the same model
+    on the same rows."""
+
+    def __init__(self, folder: Path, split: dict, data, fit_idx: np.ndarray, held_idx: np.ndarray, seed: int):
+        self.folder, self.split, self.data = folder, split, data
+        self.fit_idx, self.held_idx = fit_idx, held_idx
+        self.truth = data.ratings.rating[held_idx]
+        self.seed = seed
+        self._prepared = None
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def key(self, hp: HParams) -> str:
+        text = json.dumps({"split": self.split, "hparams": hp.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def score(self, hp: HParams) -> dict:
+        """Fits hp unless its file exists; its held-out RMSE."""
+        key = self.key(hp)
+        path = self.folder / f"{key}.npy"
+        seconds = None
+        if not path.exists():
+            if self._prepared is None:  # the usual cut of the fitted rows: the run's seed, not the model's
+                self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.seed))
+            start = time.perf_counter()
+            result = fit_model(self.data, self.fit_idx, hp, prepared=self._prepared, verbose=0)
+            predicted = predict_clipped(result, self.held_idx, f.rating_scale(self.data.ratings.rating[self.fit_idx]))
+            seconds = round(time.perf_counter() - start)
+            np.save(path, predicted.astype(np.float32).reshape(-1))
+            (self.folder / f"{key}.json").write_text(json.dumps(
+                {"split": self.split, "hparams": hp.to_dict(), "best_epoch": result.history.get("best_epoch"),
+                 "seconds": seconds}, indent=1) + "\n")
+        return {"key": key, "held_out_rmse": round(rmse(np.load(path), self.truth), 5), "seconds": seconds,
+                "held_out_rows": len(self.held_idx)}
+
+    def blends(self) -> dict:
+        """Every kept model of this split alone, each pair and all of them: mean rating's RMSE."""
+        kept = {}
+        for meta in sorted(self.folder.glob("*.json")):
+            record = json.loads(meta.read_text())
+            if record.get("split") == self.split and meta.with_suffix(".npy").exists():
+                kept[meta.stem] = np.load(meta.with_suffix(".npy"))
+        score = lambda keys: round(rmse(np.mean([kept[k] for k in keys], axis=0), self.truth), 5)  # noqa: E731
+        return {"each": {k: score([k]) for k in kept},
+                "pairs": sorted(([a, b, score([a, b])] for a, b in itertools.combinations(kept, 2)),
+                                key=lambda row: row[2]),
+                "all": score(list(kept)) if kept else None, "models": len(kept)}
 
 
 def _peer_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> dict:

@@ -113,3 +113,56 @@ def test_average_seeds_scores_each_fit_and_the_average_of_their_predictions(tmp_
     one, two = row["val_rmse_average_of_first_k"]
     assert first != second and one == first
     assert two <= max(first, second) + 1e-5 and two not in (first, second)
+
+
+def test_checks_are_given_one_at_a_time(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(["{}", "--data", str(tmp_path / "missing"), "--refit-check", "--blend-check", str(tmp_path / "p")])
+    assert exit_info.value.code == 2
+    assert "separate checks: give one" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two small fits (a minute or more): CI's slow tier
+def test_blend_check_keeps_held_out_ratings_and_scores_their_averages(tmp_path):
+    """--blend-check: each variant's ratings of the refit check's held-out slice are kept under a
+    key of its settings and the split; a second run reads them instead of fitting; each kept
+    model, each pair and all of them are scored on that slice; another split's files are not mixed in."""
+    from baselines.data import random_split
+    from baselines.metrics import rmse
+    from benchmarks.two_tower import validation_cut
+    from data.movielens_files import load_movielens
+    from data.synthetic_data import generate, size_kwargs
+
+    generate(tmp_path / "data", **size_kwargs("tiny"), seed=6)
+    folder, out = tmp_path / "kept", tmp_path / "tune.json"
+    small = '"epochs": 2, "embedding_dim": 8, "lstm_units": 4, "retrieval_dim": 0'
+    variants = ["{" + small + "}", "{" + small + ', "linear_ids": true}']
+    common = ["--data", str(tmp_path / "data"), "--blend-check", str(folder), "--out", str(out)]
+    assert tune.main([*variants, *common]) == 0
+    first = json.loads(out.read_text())["results"]
+    assert [row["seconds"] is not None for row in first[:2]] == [True, True]
+    keys = [row["key"] for row in first[:2]]
+    assert keys[0] != keys[1] and sorted(p.name for p in folder.glob("*.npy")) == sorted(f"{k}.npy" for k in keys)
+
+    data = load_movielens(tmp_path / "data")
+    train_idx, _ = random_split(len(data.ratings.rating), 0.2, 0)
+    _, held = validation_cut(train_idx, tune.REFIT_CHECK_SEED)
+    truth = data.ratings.rating[held]
+    kept = [np.load(folder / f"{k}.npy") for k in keys]
+    assert not np.allclose(kept[0], kept[1])
+    for row, predicted in zip(first, kept):
+        assert row["held_out_rmse"] == pytest.approx(rmse(predicted, truth), abs=1e-5)
+    blends = first[2]["blends"]
+    assert blends["models"] == 2 and blends["all"] == pytest.approx(rmse((kept[0] + kept[1]) / 2, truth), abs=1e-5)
+    [pair] = blends["pairs"]
+    assert sorted(pair[:2]) == sorted(keys) and pair[2] == blends["all"]
+
+    assert tune.main([variants[0], *common]) == 0  # kept: read, not fitted
+    again = json.loads(out.read_text())["results"]
+    assert again[0]["key"] == keys[0] and again[0]["seconds"] is None and again[1]["blends"]["models"] == 2
+    assert tune.main([variants[0], *common, "--seed", "1"]) == 0  # another split: fitted, scored alone
+    other = json.loads(out.read_text())["results"]
+    assert other[0]["key"] not in keys and other[0]["seconds"] is not None and other[1]["blends"]["models"] == 1
+    generate(tmp_path / "other", **size_kwargs("tiny"), seed=7)  # other ratings: never read as these
+    assert tune.main([variants[0], *common[2:], "--data", str(tmp_path / "other")]) == 0
+    assert json.loads(out.read_text())["results"][0]["key"] not in keys
