@@ -30,8 +30,9 @@ variant is fitted once on the refit check's rows (early stopping on the usual sl
 and its ratings of the refit check's held-out slice are kept in DIR as NumPy files, named by
 a key over the data, the split and the variant's full settings (a variant already there is
 read, not fitted again). Every file in DIR of the same data and split is then scored alone,
-and so is the mean of each pair and of all of them: whether members that differ in their
-settings share fewer errors than members that differ only in their seed.
+and so is the mean of each pair (with the correlation of the pair's errors) and of all of them:
+whether members that differ in their settings share fewer errors than members that differ only
+in their seed.
 """
 from __future__ import annotations
 
@@ -254,16 +255,18 @@ class BlendCheck:
                 "held_out_rows": len(self.held_idx)}
 
     def blends(self) -> dict:
-        """Every kept model of this split alone, each pair and all of them: mean rating's RMSE."""
+        """Every kept model of this split alone, each pair and all of them: the mean rating's RMSE;
+        each pair also with the correlation of the two models' errors (how much of them they share)."""
         kept = {}
         for meta in sorted(self.folder.glob("*.json")):
             record = json.loads(meta.read_text())
             if record.get("split") == self.split and meta.with_suffix(".npy").exists():
                 kept[meta.stem] = np.load(meta.with_suffix(".npy"))
         score = lambda keys: round(rmse(np.mean([kept[k] for k in keys], axis=0), self.truth), 5)  # noqa: E731
+        errors = lambda key: kept[key] - self.truth  # noqa: E731
         return {"each": {k: score([k]) for k in kept},
-                "pairs": sorted(([a, b, score([a, b])] for a, b in itertools.combinations(kept, 2)),
-                                key=lambda row: row[2]),
+                "pairs": sorted(([a, b, score([a, b]), round(float(np.corrcoef(errors(a), errors(b))[0, 1]), 4)]
+                                 for a, b in itertools.combinations(kept, 2)), key=lambda row: row[2]),
                 "all": score(list(kept)) if kept else None, "models": len(kept)}
 
 

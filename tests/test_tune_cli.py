@@ -156,6 +156,8 @@ def test_blend_check_keeps_held_out_ratings_and_scores_their_averages(tmp_path):
     assert blends["models"] == 2 and blends["all"] == pytest.approx(rmse((kept[0] + kept[1]) / 2, truth), abs=1e-5)
     [pair] = blends["pairs"]
     assert sorted(pair[:2]) == sorted(keys) and pair[2] == blends["all"]
+    errors = [predicted - truth for predicted in kept]
+    assert pair[3] == pytest.approx(np.corrcoef(*errors)[0, 1], abs=1e-4) and pair[3] < 1
 
     assert tune.main([variants[0], *common]) == 0  # kept: read, not fitted
     again = json.loads(out.read_text())["results"]
