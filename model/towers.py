@@ -25,6 +25,11 @@ def feature_block(hp: HParams, name: str, use_bias: bool = True, units: int | No
     ], name=name)
 
 
+def history_dropout(hp: HParams, name: str) -> keras.layers.Dropout | None:
+    """HParams.history_dropout's layer for one tower's history vector; None when it is 0."""
+    return keras.layers.Dropout(hp.history_dropout, name=name) if hp.history_dropout > 0 else None
+
+
 class UserTower(keras.layers.Layer):
     def __init__(self, vocab: Vocab, hp: HParams, table: HistoryTable, global_mean: float, n_ratings: int = 0,
                  **kwargs):
@@ -46,6 +51,7 @@ class UserTower(keras.layers.Layer):
             # history_hidden 0: the history enters the output layer linearly (as in SVD++)
             self.history_block = (feature_block(hp, "user_history", units=hp.history_hidden)
                                   if hp.history_hidden > 0 else None)
+            self.history_dropout = history_dropout(hp, "user_history_dropout")
         self.out = keras.layers.Dense(hp.embedding_dim, kernel_regularizer=keras.regularizers.L2(hp.l2),
                                       name="user_embedding")
 
@@ -67,6 +73,8 @@ class UserTower(keras.layers.Layer):
                 target = inputs.get(TARGET_IN_HISTORY) if training else None
                 history = self.history(inputs[f.USER_ID_XF], inputs[f.MOVIE_ID_XF] if target is not None else None,
                                        target, training=training)
+            if self.history_dropout is not None:
+                history = self.history_dropout(history, training=training)
             hidden.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(hidden, axis=-1))
 
@@ -82,6 +90,7 @@ class MovieTower(keras.layers.Layer):
                         if table is not None and hp.movie_history_dim > 0 else None)
         self.history_block = (feature_block(hp, "movie_history", units=hp.movie_history_hidden)
                               if self.history is not None and hp.movie_history_hidden > 0 else None)
+        self.history_dropout = history_dropout(hp, "movie_history_dropout") if self.history is not None else None
         self.unique_titles = hp.unique_titles
         self.id_embed = id_embedding(vocab.movies, hp.movie_id_dim, hp.id_l2, hp.variational_ids, n_ratings)
         self.id_block = None if hp.linear_ids else feature_block(hp, f.MOVIE_ID)
@@ -114,6 +123,8 @@ class MovieTower(keras.layers.Layer):
             target = inputs.get(TARGET_IN_HISTORY) if training else None
             history = self.history(movie_ids, inputs[f.USER_ID_XF] if target is not None else None, target,
                                    training=training)
+            if self.history_dropout is not None:
+                history = self.history_dropout(history, training=training)
             parts.append(self.history_block(history, training=training) if self.history_block else history)
         return self.out(tf.concat(parts, axis=-1))
 

@@ -71,6 +71,9 @@ class HParams:
     # histories), initialised to (level - mean); False: by the fixed scalar (level - mean).
     history_level_weights: bool = False
     history_hidden: int = 0
+    # Training only: dropout on each tower's history vector (the sums above, both sides) before
+    # the output layer; 0: none.
+    history_dropout: float = 0.0
     # Movie-tower input from the movie's training ratings (model.rating_history.MovieHistory: which
     # users rated it, and how far from the mean), the user side's mirror; 0: none.
     movie_history_dim: int = 128

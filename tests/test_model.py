@@ -711,3 +711,25 @@ def test_variational_history_samples_each_history_table_once_per_training_call()
     model(batch, training=True)  # the training call's losses hold every table's KL terms
     kl = sum(float(layer.kl_variance_terms()) for layer in tables)
     assert kl > 0 and float(sum(model.losses)) > kl
+
+
+def test_history_dropout_drops_history_entries_in_training_only():
+    """HParams.history_dropout: in training, each tower's history vector goes through dropout
+    (kept entries scaled by 1 / (1 - rate), so the mean is the served vector); serving reads the
+    whole history, and a user without history is unchanged."""
+    rng = np.random.default_rng(8)
+    pairs = np.unique(np.stack([rng.integers(1, 6, 60), rng.integers(0, VOCAB.movies, 60)], 1), axis=0)
+    history = RatingHistory.from_ratings(pairs[:, 0], pairs[:, 1], rng.integers(1, 6, len(pairs)).astype(np.float32), VOCAB)
+    plain = _history_model(history, dropout=0.0, title_dropout=0.0)
+    dropped = _history_model(history, dropout=0.0, title_dropout=0.0, history_dropout=0.5)
+    dropped.set_weights(plain.get_weights())
+    batch = _batch(n=8)
+    batch[f.USER_ID_XF][:] = [0, 1, 2, 3, 4, 5, 0, 1]  # user 0 has no ratings
+    served = plain.user_tower(batch).numpy()
+    np.testing.assert_allclose(dropped.user_tower(batch).numpy(), served, rtol=1e-6)
+    draws = np.stack([dropped.user_tower(batch, training=True).numpy() for _ in range(400)])
+    np.testing.assert_allclose(draws[:, [0, 6]], np.broadcast_to(served[[0, 6]], draws[:, [0, 6]].shape), rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(draws[:, 1:6] - served[1:6]).max(axis=(0, 2)) > 1e-3)  # rated: the draws vary
+    spread = draws[:, 1:6].std(0) / np.sqrt(len(draws))
+    assert np.all(np.abs(draws[:, 1:6].mean(0) - served[1:6]) < 5 * spread + 1e-5)  # unbiased
+    assert dropped.movie_tower.history_dropout is None  # no movie history in this model: no layer
