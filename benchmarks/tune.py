@@ -28,8 +28,8 @@ k fits' predictions on the validation slice: what averaging models trained apart
 `--blend-check DIR` asks which models average well together, without refitting any: each
 variant is fitted once on the refit check's rows (early stopping on the usual slice of them)
 and its ratings of the refit check's held-out slice are kept in DIR as NumPy files, named by
-a key over the data, the split and the variant's full settings (a variant already there is
-read, not fitted again). Every file in DIR of the same data and split is then scored alone,
+a key over the data, the fitting code, the split and the variant's full settings (a variant
+already there is read, not fitted again). Every file in DIR of the same data and split is then scored alone,
 and so is the mean of each pair (with the correlation of the pair's errors) and of all of them:
 whether members that differ in their settings share fewer errors than members that differ only
 in their seed.
@@ -57,6 +57,7 @@ from benchmarks.two_tower import fit_model, fit_predict, predict_clipped, prepar
 from data import features as f
 from data.movielens_files import load_movielens
 from model.model import HParams
+from pipeline.code_fingerprint import source_fingerprint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give at least one variant (or --peer)")
     try:
         variants = [json.loads(v) for v in args.variants]
-        # early stopping off (every epoch's RMSE is the result), except in --refit-check and
-        # --average-seeds, which fit as benchmarks.accuracy does
+        # early stopping off (every epoch's RMSE is the result), except in --refit-check,
+        # --average-seeds and --blend-check, which fit as benchmarks.accuracy does
         base = {"seed": args.seed, **DATASET_HPARAMS.get(args.dataset, {}), "epochs": args.epochs,
                 **({} if args.refit_check or args.average_seeds or args.blend_check else {"patience": args.epochs})}
         hparams = [HParams.from_dict({**base, **v}) for v in variants]
@@ -113,25 +114,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if fresh else args.seed)
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
-    if args.blend_check:
-        split = {"data": _data_digest(data), "test_fraction": args.test_fraction, "seed": args.seed}
-        blends = BlendCheck(args.blend_check, split, data, fit_idx, held_idx, args.seed)
-        for variant, hp in zip(variants, hparams):
-            results.append({"variant": variant, **blends.score(hp)})
-            print(json.dumps(results[-1]), flush=True)
-            write()
-        results.append({"blends": blends.blends()})
-        print(json.dumps(results[-1]), flush=True)
-        write()
-        return 0
+    blends = (BlendCheck(args.blend_check, {"data": _data_digest(data), "code": source_fingerprint(BLEND_CODE),
+                                            "test_fraction": args.test_fraction, "seed": args.seed},
+                         data, fit_idx, held_idx) if args.blend_check else None)
     for variant, hp in zip(variants, hparams):
-        if args.refit_check:
+        if blends:
+            scores = blends.score(hp)
+        elif args.refit_check:
             scores = _refit_check(data, fit_idx, held_idx, hp)
         elif args.average_seeds:
             scores = _seed_average(data, train_idx, hp, args.average_seeds)
         else:
             scores = _validation_curve(data, train_idx, hp)
         results.append({"variant": variant, **scores})
+        print(json.dumps(results[-1]), flush=True)
+        write()
+    if blends:
+        results.append({"blends": blends.blends()})
         print(json.dumps(results[-1]), flush=True)
         write()
     return 0
@@ -216,18 +215,22 @@ def _data_digest(data) -> str:
     return digest.hexdigest()[:20]
 
 
+#: --blend-check: the packages whose code fits and predicts a variant (the model, its settings,
+#: the data it reads); their fingerprint is part of every kept file's key.
+BLEND_CODE = ("data", "model", "settings")
+
+
 class BlendCheck:
     """--blend-check: held-out ratings of fitted variants kept as NumPy files in ``folder``, and
     the RMSE of each and of their averages. A file's name is a key over the split (``split``:
-    the data's content digest, the test fraction, the seed) and the variant's full settings,
-    and ``<key>.json`` beside it says what it holds, so a file is reused only for the same model
-    on the same rows."""
+    the data's content digest, the fitting code's fingerprint, the test fraction, the seed) and
+    the variant's full settings, and ``<key>.json`` beside it says what it holds, so a file is
+    reused only for the same model on the same rows."""
 
-    def __init__(self, folder: Path, split: dict, data, fit_idx: np.ndarray, held_idx: np.ndarray, seed: int):
+    def __init__(self, folder: Path, split: dict, data, fit_idx: np.ndarray, held_idx: np.ndarray):
         self.folder, self.split, self.data = folder, split, data
         self.fit_idx, self.held_idx = fit_idx, held_idx
         self.truth = data.ratings.rating[held_idx]
-        self.seed = seed
         self._prepared = None
         folder.mkdir(parents=True, exist_ok=True)
 
@@ -240,18 +243,21 @@ class BlendCheck:
         key = self.key(hp)
         path = self.folder / f"{key}.npy"
         seconds = None
-        if not path.exists():
+        if path.exists():
+            predicted = np.load(path)
+        else:
             if self._prepared is None:  # the usual cut of the fitted rows: the run's seed, not the model's
-                self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.seed))
+                self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.split["seed"]))
             start = time.perf_counter()
             result = fit_model(self.data, self.fit_idx, hp, prepared=self._prepared, verbose=0)
-            predicted = predict_clipped(result, self.held_idx, f.rating_scale(self.data.ratings.rating[self.fit_idx]))
+            scale = f.rating_scale(self.data.ratings.rating[self.fit_idx])
+            predicted = predict_clipped(result, self.held_idx, scale).astype(np.float32).reshape(-1)
             seconds = round(time.perf_counter() - start)
-            np.save(path, predicted.astype(np.float32).reshape(-1))
+            np.save(path, predicted)
             (self.folder / f"{key}.json").write_text(json.dumps(
                 {"split": self.split, "hparams": hp.to_dict(), "best_epoch": result.history.get("best_epoch"),
                  "seconds": seconds}, indent=1) + "\n")
-        return {"key": key, "held_out_rmse": round(rmse(np.load(path), self.truth), 5), "seconds": seconds,
+        return {"key": key, "held_out_rmse": round(rmse(predicted, self.truth), 5), "seconds": seconds,
                 "held_out_rows": len(self.held_idx)}
 
     def blends(self) -> dict:
