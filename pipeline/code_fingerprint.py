@@ -15,9 +15,12 @@ import hashlib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The packages whose code the Transform and Trainer executors import (components, and the
-#: settings below them: hyperparameters, paths, logging).
-CODE_PACKAGES = ("components", "settings")
+#: The packages whose code the Transform and Trainer executors import: the module files
+#: (`model.preprocessing`, `model.trainer`) and everything they import from this repository
+#: (the feature table in data, the shared helpers in common, hyperparameters and paths in
+#: settings, the components). tests/test_code_fingerprint.py checks that this covers the
+#: import closure of `configs.PREPROCESSING_FN` and `configs.RUN_FN`.
+CODE_PACKAGES = ("common", "components", "data", "model", "settings")
 
 
 def source_fingerprint(packages: tuple[str, ...] = CODE_PACKAGES, root: Path = ROOT) -> str:
