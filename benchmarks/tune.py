@@ -37,6 +37,7 @@ in their seed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -58,6 +59,9 @@ from data import features as f
 from data.movielens_files import load_movielens
 from model.model import HParams
 from pipeline.code_fingerprint import source_fingerprint
+
+#: Keras' progress for every fit: a line per epoch (on stderr, as main redirects it).
+FIT_VERBOSE = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,15 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     blends = (BlendCheck(args.blend_check, {"data": _data_digest(data), "code": source_fingerprint(BLEND_CODE),
                                             "test_fraction": args.test_fraction, "seed": args.seed},
                          data, fit_idx, held_idx) if args.blend_check else None)
-    for variant, hp in zip(variants, hparams):
-        if blends:
-            scores = blends.score(hp)
-        elif args.refit_check:
-            scores = _refit_check(data, fit_idx, held_idx, hp)
-        elif args.average_seeds:
-            scores = _seed_average(data, train_idx, hp, args.average_seeds)
-        else:
-            scores = _validation_curve(data, train_idx, hp)
+    for number, (variant, hp) in enumerate(zip(variants, hparams), 1):
+        print(f"variant {number}/{len(variants)}: {json.dumps(variant)}", file=sys.stderr, flush=True)
+        # each fit's epoch lines (FIT_VERBOSE) go to stderr, so stdout carries only the results' JSON lines
+        with contextlib.redirect_stdout(sys.stderr):
+            if blends:
+                scores = blends.score(hp)
+            elif args.refit_check:
+                scores = _refit_check(data, fit_idx, held_idx, hp)
+            elif args.average_seeds:
+                scores = _seed_average(data, train_idx, hp, args.average_seeds)
+            else:
+                scores = _validation_curve(data, train_idx, hp)
         results.append({"variant": variant, **scores})
         print(json.dumps(results[-1]), flush=True)
         write()
@@ -138,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _validation_curve(data, train_idx: np.ndarray, hp: HParams) -> dict:
     """One variant fitted on train_idx minus its validation slice: every epoch's validation RMSE."""
-    history = fit_model(data, train_idx, hp, verbose=0).history
+    history = fit_model(data, train_idx, hp, verbose=FIT_VERBOSE).history
     val = history["val_rmse"]
     best = min(range(len(val)), key=val.__getitem__)
     return {"best_val_rmse": round(val[best], 4), "best_epoch": best + 1, "val_rmse": [round(x, 4) for x in val],
@@ -165,7 +172,7 @@ def _seed_average(data, train_idx: np.ndarray, hp: HParams, seeds: list[int]) ->
     predictions, each, averaged, seconds = [], [], [], []
     for seed in seeds:
         start = time.perf_counter()
-        result = fit_model(data, train_idx, dataclasses.replace(hp, seed=seed), prepared=prepared, verbose=0)
+        result = fit_model(data, train_idx, dataclasses.replace(hp, seed=seed), prepared=prepared, verbose=FIT_VERBOSE)
         predictions.append(predict_clipped(result, prepared.validation_idx, scale))
         each.append(round(rmse(predictions[-1], truth), 5))
         averaged.append(round(rmse(np.mean(predictions, axis=0), truth), 5))
@@ -180,7 +187,7 @@ REFIT_CHECK_SEED = 1000
 
 def _refit_check(data, fit_idx: np.ndarray, held_idx: np.ndarray, hp: HParams) -> dict:
     """One variant fitted on fit_idx as benchmarks.accuracy fits it, both fits scored on held_idx."""
-    result = fit_predict(data, fit_idx, held_idx, hp, refit=True, keep_validation_fit=True, verbose=0)
+    result = fit_predict(data, fit_idx, held_idx, hp, refit=True, keep_validation_fit=True, verbose=FIT_VERBOSE)
     truth = data.ratings.rating[held_idx]
     val = result.history["val_rmse"]
     return {"best_val_rmse": round(min(val), 4), "best_epoch": result.history["best_epoch"] + 1,
@@ -249,7 +256,7 @@ class BlendCheck:
             if self._prepared is None:  # the usual cut of the fitted rows: the run's seed, not the model's
                 self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.split["seed"]))
             start = time.perf_counter()
-            result = fit_model(self.data, self.fit_idx, hp, prepared=self._prepared, verbose=0)
+            result = fit_model(self.data, self.fit_idx, hp, prepared=self._prepared, verbose=FIT_VERBOSE)
             scale = f.rating_scale(self.data.ratings.rating[self.fit_idx])
             predicted = predict_clipped(result, self.held_idx, scale).astype(np.float32).reshape(-1)
             seconds = round(time.perf_counter() - start)

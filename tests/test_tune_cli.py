@@ -96,11 +96,11 @@ def test_bad_average_seeds_are_refused(seeds, message, capsys, tmp_path):
 
 
 @pytest.mark.slow  # two small fits (a minute or more): CI's slow tier
-def test_average_seeds_scores_each_fit_and_the_average_of_their_predictions(tmp_path):
+def test_average_seeds_scores_each_fit_and_the_average_of_their_predictions(tmp_path, capsys):
     """--average-seeds: one fit per model seed on the same rows; the average of k fits'
     predictions is scored on the same slice, so k = 1 is the first fit's score, and averaging
     two different fits is no worse than the worse of them (squared error is convex) and differs
-    from both."""
+    from both. Each fit's epochs are shown on stderr; stdout carries only the results' JSON."""
     from data.synthetic_data import generate, size_kwargs
 
     generate(tmp_path / "data", **size_kwargs("tiny"), seed=5)
@@ -113,6 +113,9 @@ def test_average_seeds_scores_each_fit_and_the_average_of_their_predictions(tmp_
     one, two = row["val_rmse_average_of_first_k"]
     assert first != second and one == first
     assert two <= max(first, second) + 1e-5 and two not in (first, second)
+    printed = capsys.readouterr()
+    assert [json.loads(line) for line in printed.out.splitlines()] == [row]
+    assert "variant 1/1" in printed.err and printed.err.count("Epoch 1/3") == 2
 
 
 def test_checks_are_given_one_at_a_time(capsys, tmp_path):
