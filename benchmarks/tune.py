@@ -252,6 +252,7 @@ class BlendCheck:
         seconds = None
         if path.exists():
             predicted = np.load(path)
+            best_epoch = json.loads(path.with_suffix(".json").read_text()).get("best_epoch")
         else:
             if self._prepared is None:  # the usual cut of the fitted rows: the run's seed, not the model's
                 self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.split["seed"]))
@@ -260,12 +261,14 @@ class BlendCheck:
             scale = f.rating_scale(self.data.ratings.rating[self.fit_idx])
             predicted = predict_clipped(result, self.held_idx, scale).astype(np.float32).reshape(-1)
             seconds = round(time.perf_counter() - start)
+            best_epoch = result.history.get("best_epoch")
             np.save(path, predicted)
             (self.folder / f"{key}.json").write_text(json.dumps(
-                {"split": self.split, "hparams": hp.to_dict(), "best_epoch": result.history.get("best_epoch"),
+                {"split": self.split, "hparams": hp.to_dict(), "best_epoch": best_epoch,
                  "seconds": seconds}, indent=1) + "\n")
         return {"key": key, "held_out_rmse": round(rmse(predicted, self.truth), 5), "seconds": seconds,
-                "held_out_rows": len(self.held_idx)}
+                "held_out_rows": len(self.held_idx),  # best_epoch: 0-based in the history, 1-based here
+                "best_epoch": None if best_epoch is None else best_epoch + 1}
 
     def blends(self) -> dict:
         """Every kept model of this split alone, each pair and all of them: the mean rating's RMSE;

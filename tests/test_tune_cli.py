@@ -144,6 +144,7 @@ def test_blend_check_keeps_held_out_ratings_and_scores_their_averages(tmp_path):
     assert tune.main([*variants, *common]) == 0
     first = json.loads(out.read_text())["results"]
     assert [row["seconds"] is not None for row in first[:2]] == [True, True]
+    assert all(row["best_epoch"] in (1, 2) for row in first[:2])  # 1-based, of "epochs": 2
     keys = [row["key"] for row in first[:2]]
     assert keys[0] != keys[1] and sorted(p.name for p in folder.glob("*.npy")) == sorted(f"{k}.npy" for k in keys)
 
@@ -165,6 +166,7 @@ def test_blend_check_keeps_held_out_ratings_and_scores_their_averages(tmp_path):
     assert tune.main([variants[0], *common]) == 0  # kept: read, not fitted
     again = json.loads(out.read_text())["results"]
     assert again[0]["key"] == keys[0] and again[0]["seconds"] is None and again[1]["blends"]["models"] == 2
+    assert again[0]["best_epoch"] == first[0]["best_epoch"]
     assert tune.main([variants[0], *common, "--seed", "1"]) == 0  # another split: fitted, scored alone
     other = json.loads(out.read_text())["results"]
     assert other[0]["key"] not in keys and other[0]["seconds"] is not None and other[1]["blends"]["models"] == 1
