@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if fresh else args.seed)
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
     write()
-    blends = (BlendCheck(args.blend_check, {"data": _data_digest(data), "code": source_fingerprint(BLEND_CODE),
+    blends = (BlendCheck(args.blend_check, {"data": _data_digest(data), "code": source_fingerprint(),
                                             "test_fraction": args.test_fraction, "seed": args.seed},
                          data, fit_idx, held_idx) if args.blend_check else None)
     for number, (variant, hp) in enumerate(zip(variants, hparams), 1):
@@ -222,15 +222,11 @@ def _data_digest(data) -> str:
     return digest.hexdigest()[:20]
 
 
-#: --blend-check: the packages whose code fits and predicts a variant (the model, its settings,
-#: the data it reads); their fingerprint is part of every kept file's key.
-BLEND_CODE = ("data", "model", "settings")
-
-
 class BlendCheck:
     """--blend-check: held-out ratings of fitted variants kept as NumPy files in ``folder``, and
     the RMSE of each and of their averages. A file's name is a key over the split (``split``:
-    the data's content digest, the fitting code's fingerprint, the test fraction, the seed) and
+    the data's content digest, the fingerprint of the model code and all it imports, which
+    pipeline.code_fingerprint keeps for the Trainer's cache key, the test fraction, the seed) and
     the variant's full settings, and ``<key>.json`` beside it says what it holds, so a file is
     reused only for the same model on the same rows."""
 
