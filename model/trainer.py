@@ -121,6 +121,10 @@ def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFT
 
     MovieLens up to ML-1M fits in memory many times over; holding it as arrays makes every
     epoch a pass over RAM instead of a re-parse of gzipped TFRecords.
+
+    The arrays (and a StreamedSplit's ids and labels) come in ``canonical_order``, not the
+    files' order, so that a fit does not depend on how Transform's workers wrote them; a
+    streamed split's batches still come in the files' order through the shuffle buffer.
     """
     files = _files(file_pattern)
     spec = tf_transform_output.transformed_feature_spec()
@@ -143,9 +147,27 @@ def load_transformed(file_pattern: str | list[str], tf_transform_output: tft.TFT
     for key in list(columns):  # one column's batches at a time: the peak is one column, not a copy of all
         arrays[key] = np.concatenate(columns.pop(key))
     labels = arrays.pop(f.LABEL_XF).astype(np.float32)
+    order = canonical_order(arrays, labels)
+    labels = labels[order]
+    for key in list(arrays):  # one column at a time, as above
+        arrays[key] = arrays[key][order]
     if streamed is not None:
         return StreamedSplit(files, spec, labels, arrays, streamed)
     return arrays, labels
+
+
+def canonical_order(columns: dict[str, np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """The permutation that sorts a split's examples by user, movie, label and then every other
+    one-value column: one order whatever order the files hold them in.
+
+    Why: Transform's Beam workers write the transformed examples in an order that changes from
+    run to run (two runs of the demo on the same data wrote the same training examples in
+    different orders), and Keras's seeded shuffle permutes positions, not examples, so the same
+    data and seed gave a different model each time. Examples equal on every sort key differ at
+    most in their movie's or user's list columns (genres, title words), which the ids fix.
+    """
+    keys = [columns[k] for k in sorted(columns) if columns[k].ndim == 1 and k not in (f.USER_ID_XF, f.MOVIE_ID_XF)]
+    return np.lexsort((*keys, labels, columns[f.MOVIE_ID_XF], columns[f.USER_ID_XF]))
 
 
 def split_ids(split: tuple[dict, np.ndarray] | StreamedSplit) -> tuple[dict[str, np.ndarray], np.ndarray]:

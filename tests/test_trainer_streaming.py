@@ -43,9 +43,13 @@ def written(tmp_path_factory) -> tuple[list[str], dict[str, np.ndarray]]:
     columns = {f.USER_ID_XF: users, f.MOVIE_ID_XF: movies, f.GENDER_XF: users % 3, f.AGE_XF: users % 8,
                f.OCCUPATION_XF: users % 22, f.GENRES_XF: movie_genres[movies], f.TITLE_IDS_XF: movie_titles[movies],
                f.LABEL_XF: np.clip(np.round(3 + (users % 5 - 2) * 0.5 + (movies % 3 - 1)), 1, 5).astype(np.float32)}
-    folder = tmp_path_factory.mktemp("transformed")
+    return _write(tmp_path_factory.mktemp("transformed"), columns, np.array_split(np.arange(n), 2)), columns
+
+
+def _write(folder, columns: dict[str, np.ndarray], shards: list[np.ndarray]) -> list[str]:
+    """GZIP TFRecord files of tf.Examples, one per entry of ``shards`` (the rows of ``columns`` it holds, in order)."""
     files = []
-    for shard, rows in enumerate(np.array_split(np.arange(n), 2)):
+    for shard, rows in enumerate(shards):
         path = str(folder / f"train-{shard}.gz")
         with tf.io.TFRecordWriter(path, options="GZIP") as writer:
             for i in rows:
@@ -57,7 +61,28 @@ def written(tmp_path_factory) -> tuple[list[str], dict[str, np.ndarray]]:
                                     tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist())))
                 writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
         files.append(path)
-    return files, columns
+    return files
+
+
+def test_the_same_examples_in_another_order_load_and_train_the_same(written, tmp_path):
+    """Transform's workers write the examples in an order that changes from run to run: the
+    Trainer must see one order, or the same data and seed give another model."""
+    files, columns = written
+    output = _TransformOutput(_spec())
+    shuffled = np.random.default_rng(1).permutation(len(columns[f.LABEL_XF]))
+    other = _write(tmp_path, columns, np.array_split(shuffled, 3))
+    splits = [trainer.load_transformed(paths, output) for paths in (files, other)]
+    np.testing.assert_array_equal(splits[0][1], splits[1][1])
+    for key in splits[0][0]:
+        np.testing.assert_array_equal(splits[0][0][key], splits[1][0][key])
+    hp = HParams(embedding_dim=8, lstm_units=4, history_dim=4, retrieval_dim=0, batch_size=256, epochs=1,
+                 patience=1, seed=3)
+    losses = []
+    for split in splits:
+        history = RatingHistory.from_ratings(split[0][f.USER_ID_XF], split[0][f.MOVIE_ID_XF], split[1], VOCAB)
+        model = build_model(VOCAB, hp, global_mean=float(split[1].mean()), history=history)
+        losses.append(trainer.fit(model, hp, split, None, verbose=0)["loss"][0])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
 
 
 def test_the_budget_decides_between_arrays_and_streaming(written):
@@ -66,14 +91,15 @@ def test_the_budget_decides_between_arrays_and_streaming(written):
     per_example = trainer.IN_MEMORY_COPIES * trainer.example_bytes(_spec())
     held = trainer.load_transformed(files, output, memory_budget=3000 * per_example)  # just fits
     assert isinstance(held, tuple)
-    np.testing.assert_array_equal(held[1], columns[f.LABEL_XF])
-    np.testing.assert_array_equal(held[0][f.TITLE_IDS_XF], columns[f.TITLE_IDS_XF])
+    order = np.lexsort((columns[f.LABEL_XF], columns[f.MOVIE_ID_XF], columns[f.USER_ID_XF]))
+    np.testing.assert_array_equal(held[1], columns[f.LABEL_XF][order])
+    np.testing.assert_array_equal(held[0][f.TITLE_IDS_XF], columns[f.TITLE_IDS_XF][order])
     streamed = trainer.load_transformed(files, output, memory_budget=3000 * per_example - 1)
     assert isinstance(streamed, trainer.StreamedSplit) and "HParams.train_memory_gb" in streamed.reason
     assert set(streamed.ids) == {f.USER_ID_XF, f.MOVIE_ID_XF}
     ids, labels = trainer.split_ids(streamed)
-    np.testing.assert_array_equal(labels, columns[f.LABEL_XF])
-    np.testing.assert_array_equal(ids[f.MOVIE_ID_XF], columns[f.MOVIE_ID_XF])
+    np.testing.assert_array_equal(labels, columns[f.LABEL_XF][order])
+    np.testing.assert_array_equal(ids[f.MOVIE_ID_XF], columns[f.MOVIE_ID_XF][order])
     movies, rows = trainer.streamed_movies(streamed)
     expected_movies, expected_rows = training_movies(held[0])
     np.testing.assert_array_equal(movies, expected_movies)
