@@ -20,9 +20,7 @@ validation first).
 """
 from __future__ import annotations
 
-import functools
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,7 +29,7 @@ from baselines.base import Baseline
 from baselines.biases import Biases
 from baselines.data import RatingData, random_split
 from baselines.metrics import rmse
-from common.errors import UserError
+from model import gibbs_towers
 
 __all__ = ["BayesianFM", "FM_RANKS", "choose_rank", "import_myfm"]
 
@@ -45,8 +43,8 @@ N_ITER = 200
 #: The validation slice cut from the training rows, as ``baselines.ease.choose_lambda`` cuts it.
 VALIDATION_FRACTION, VALIDATION_SEED = 0.1, 1
 
-_INSTALL_HINT = ("the 'Bayesian FM (myfm)' baseline needs the myfm package: "
-                 "pip install -e '.[benchmark]' (make install and make benchmark install it)")
+#: who needs myfm, in the one-line error that says how to install it
+_NEEDED_BY = "the 'Bayesian FM (myfm)' baseline"
 
 
 def import_myfm() -> Any:
@@ -55,39 +53,14 @@ def import_myfm() -> Any:
     Why a function: the product installs without myfm (it is only a benchmark peer), so it is
     imported where a model is built, and its absence is one line, not a traceback.
     """
-    try:
-        import myfm
-    except ImportError as error:
-        raise UserError(_INSTALL_HINT) from error
-    return myfm
+    return gibbs_towers.import_myfm(_NEEDED_BY)
 
 
 def _relation_block(own: np.ndarray, other: np.ndarray, n_own: int, n_other: int) -> sp.csr_matrix:
     """One row per ``own`` entity: [its one-hot id | the ``other`` entities it co-occurs with,
-    each 1/sqrt(n)] (n = its distinct neighbours; a repeated pair counts once)."""
-    seen = sp.csr_matrix((np.ones(len(own)), (own, other)), shape=(n_own, n_other))
-    seen.sum_duplicates()
-    seen.data[:] = 1.0
-    counts = np.diff(seen.indptr).astype(np.float64)
-    implicit = sp.diags(1.0 / np.sqrt(np.maximum(counts, 1.0))) @ seen
-    return sp.hstack([sp.identity(n_own, format="csr"), implicit], format="csr", dtype=np.float64)
-
-
-@contextmanager
-def _no_progress_bar(myfm: Any) -> Iterator[None]:
-    """myfm always draws a tqdm bar on stderr (no flag turns it off): it would land between the
-    benchmark's one line per model and as carriage-return junk in the demo's log file, so it
-    is disabled for the fit (its module's ``tqdm`` name is swapped back afterwards)."""
-    module = getattr(myfm, "base", None)
-    bar = getattr(module, "tqdm", None)
-    if bar is None:
-        yield
-        return
-    module.tqdm = functools.partial(bar, disable=True)
-    try:
-        yield
-    finally:
-        module.tqdm = bar
+    each 1/sqrt(n)] (n = its distinct neighbours; a repeated pair counts once): the Gibbs
+    towers' block (model.gibbs_towers) without side inputs."""
+    return gibbs_towers.relation_block(own, other, n_own, n_other, gibbs_towers.SideInputs({}, {}))[0]
 
 
 class _FittedFM:
@@ -101,7 +74,7 @@ class _FittedFM:
         self.user_block = _relation_block(u, i, n_users, n_items)
         self.item_block = _relation_block(i, u, n_items, n_users)
         self.model = myfm.MyFMRegressor(rank=rank, random_seed=seed)
-        with _no_progress_bar(myfm):
+        with gibbs_towers.no_progress_bar(myfm):
             self.model.fit(None, r.astype(np.float64), n_iter=n_iter,
                            X_rel=[myfm.RelationBlock(u, self.user_block), myfm.RelationBlock(i, self.item_block)])
 

@@ -78,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="JSON file for the results")
     parser.add_argument("--peer", action="store_true",
                         help="also score the Bayesian FM peer (myfm, rank 32) on the same validation slice")
+    parser.add_argument("--gibbs-towers", action="append", metavar="JSON", type=_gibbs_settings,
+                        help="also score the towers' inputs fitted by the peer's Gibbs sampler (model.gibbs_towers) "
+                             "on the rows the peer is fitted and scored on, with these settings, e.g. '{}' or "
+                             "'{\"grouped\": false, \"without\": [\"title_ids_xf\"]}' (repeatable; with "
+                             "--blend-check its ratings are kept and blended like a variant's)")
     parser.add_argument("--refit-check", action="store_true",
                         help="fit each variant as benchmarks.accuracy does on the train part minus a fresh held-out "
                              "slice, and score its validation fit and its refit on that slice")
@@ -89,8 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if sum(map(bool, (args.average_seeds, args.refit_check, args.blend_check))) > 1:
         parser.error("--average-seeds, --refit-check and --blend-check are separate checks: give one")
-    if not args.variants and not args.peer:
-        parser.error("give at least one variant (or --peer)")
+    if not args.variants and not args.peer and not args.gibbs_towers:
+        parser.error("give at least one variant (or --peer, --gibbs-towers)")
     try:
         variants = [json.loads(v) for v in args.variants]
         # early stopping off (every epoch's RMSE is the result), except in --refit-check,
@@ -112,15 +117,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                                             "test_fraction": args.test_fraction, "seed": args.seed,
                                             "epochs": args.epochs, "variants_asked": len(variants),
                                             **({"peer": peer} if peer else {}),
+                                            **({"gibbs_towers": gibbs} if gibbs else {}),
                                             "results": results, **host.record()}, indent=1) + "\n")
 
     fresh = args.refit_check or args.blend_check
     fit_idx, held_idx = validation_cut(train_idx, args.seed + REFIT_CHECK_SEED if fresh else args.seed)
     peer = _peer_score(data, fit_idx, held_idx, args.seed) if args.peer else None
-    write()
     blends = (BlendCheck(args.blend_check, {"data": _data_digest(data), "code": source_fingerprint(),
                                             "test_fraction": args.test_fraction, "seed": args.seed},
                          data, fit_idx, held_idx) if args.blend_check else None)
+    gibbs = []
+    for settings in args.gibbs_towers or []:
+        gibbs.append(_gibbs_towers_score(data, fit_idx, held_idx, args.seed, settings, blends))
+        write()
+    write()
     for number, (variant, hp) in enumerate(zip(variants, hparams), 1):
         print(f"variant {number}/{len(variants)}: {json.dumps(variant)}", file=sys.stderr, flush=True)
         # each fit's epoch lines (FIT_VERBOSE) go to stderr, so stdout carries only the results' JSON lines
@@ -238,8 +248,25 @@ class BlendCheck:
         folder.mkdir(parents=True, exist_ok=True)
 
     def key(self, hp: HParams) -> str:
-        text = json.dumps({"split": self.split, "hparams": hp.to_dict()}, sort_keys=True)
+        return self.record_key({"hparams": hp.to_dict()})
+
+    def record_key(self, record: dict) -> str:
+        """The file name of a model described by ``record`` (a variant: its full settings) on this split."""
+        text = json.dumps({"split": self.split, **record}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def kept(self, record: dict) -> np.ndarray | None:
+        """The kept held-out ratings of the model ``record`` describes, or None."""
+        path = self.folder / f"{self.record_key(record)}.npy"
+        return np.load(path) if path.exists() else None
+
+    def keep(self, record: dict, predicted: np.ndarray, seconds: float | None, **about) -> str:
+        """Keeps a model's held-out ratings (and ``<key>.json``: the split, ``record``, ``about``); its key."""
+        key = self.record_key(record)
+        np.save(self.folder / f"{key}.npy", np.asarray(predicted, np.float32).reshape(-1))
+        (self.folder / f"{key}.json").write_text(json.dumps(
+            {"split": self.split, **record, **about, "seconds": seconds}, indent=1) + "\n")
+        return key
 
     def score(self, hp: HParams) -> dict:
         """Fits hp unless its file exists; its held-out RMSE."""
@@ -258,10 +285,7 @@ class BlendCheck:
             predicted = predict_clipped(result, self.held_idx, scale).astype(np.float32).reshape(-1)
             seconds = round(time.perf_counter() - start)
             best_epoch = result.history.get("best_epoch")
-            np.save(path, predicted)
-            (self.folder / f"{key}.json").write_text(json.dumps(
-                {"split": self.split, "hparams": hp.to_dict(), "best_epoch": best_epoch,
-                 "seconds": seconds}, indent=1) + "\n")
+            self.keep({"hparams": hp.to_dict()}, predicted, seconds, best_epoch=best_epoch)
         return {"key": key, "held_out_rmse": round(rmse(predicted, self.truth), 5), "seconds": seconds,
                 "held_out_rows": len(self.held_idx),  # best_epoch: 0-based in the history, 1-based here
                 "best_epoch": None if best_epoch is None else best_epoch + 1}
@@ -294,6 +318,48 @@ def _peer_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> di
     row = {"model": BayesianFM.name, "rank": DEFAULT_RANK,
            "val_rmse": round(rmse(model.predict(held_out.user, held_out.item), held_out.rating), 4),
            "seconds": round(time.perf_counter() - start, 1)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+#: --gibbs-towers settings: GibbsTowers' arguments and ``without``, transformed features left out
+GIBBS_SETTINGS = ("rank", "n_iter", "grouped", "without")
+
+
+def _gibbs_settings(text: str) -> dict:
+    settings = json.loads(text)
+    if not isinstance(settings, dict) or set(settings) - set(GIBBS_SETTINGS):
+        raise argparse.ArgumentTypeError(f"--gibbs-towers takes a JSON object of {', '.join(GIBBS_SETTINGS)}, "
+                                         f"got {text!r}")
+    return settings
+
+
+def _gibbs_towers_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int, settings: dict,
+                        blends: "BlendCheck | None" = None) -> dict:
+    """model.gibbs_towers with ``settings`` fitted on the rows the peer is fitted on, from the
+    same Transform analysis of them as the towers', and scored on the rows the peer is scored
+    on; with ``blends``, its ratings are kept there beside the variants' (read back if kept)."""
+    from model.gibbs_towers import GibbsTowers, side_inputs
+
+    settings = {"rank": 32, "n_iter": 200, "grouped": True, "without": [], **settings}
+    row = {"model": "Gibbs towers (model.gibbs_towers)", **settings}
+    predicted = blends.kept({"gibbs_towers": settings}) if blends else None
+    if predicted is None:
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the results' JSON lines
+            p = prepare(data, fit_idx, HParams(seed=seed), validation_fraction=0.0)
+        left_out = set(settings["without"])
+        tables = {side: {k: v for k, v in table.items() if k not in left_out}
+                  for side, table in (("user", p.user_table), ("movie", p.movie_table))}
+        model = GibbsTowers(settings["rank"], settings["n_iter"], seed, settings["grouped"]).fit(
+            p.user_x[fit_idx], p.movie_x[fit_idx], p.labels[fit_idx], p.vocab.users, p.vocab.movies,
+            side_inputs("user", p.user_table[f.USER_ID_XF], tables["user"], p.vocab.users),
+            side_inputs("movie", p.movie_table[f.MOVIE_ID_XF], tables["movie"], p.vocab.movies))
+        predicted = np.clip(model.predict(p.user_x[val_idx], p.movie_x[val_idx]), *f.rating_scale(p.labels[fit_idx]))
+        row.update(groups=len(model.group_shapes), seconds=round(time.perf_counter() - start, 1))
+        if blends:
+            row["key"] = blends.keep({"gibbs_towers": settings}, predicted, row["seconds"])
+    row["val_rmse"] = round(rmse(predicted, data.ratings.rating[val_idx]), 5)
     print(json.dumps(row), flush=True)
     return row
 

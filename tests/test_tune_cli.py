@@ -26,7 +26,7 @@ def test_nothing_to_fit_is_refused(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         tune.main(["--data", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
-    assert "at least one variant (or --peer)" in capsys.readouterr().err
+    assert "at least one variant (or --peer, --gibbs-towers)" in capsys.readouterr().err
 
 
 def test_peer_is_scored_on_the_models_validation_rows(tmp_path):
@@ -55,6 +55,55 @@ def test_peer_is_scored_on_the_models_validation_rows(tmp_path):
     ratings = rating_data(data.ratings)
     mean_rmse = rmse(np.full(len(val_idx), ratings.rating[fit_idx].mean()), ratings.rating[val_idx])
     assert record["peer"]["val_rmse"] < mean_rmse - 0.02
+
+
+@pytest.mark.parametrize("settings", ['{"rank": 4, "no_such": 1}', '[4]', '{rank}'])
+def test_bad_gibbs_towers_settings_are_refused(settings, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        tune.main(["--data", str(tmp_path / "missing"), "--gibbs-towers", settings])
+    assert exit_info.value.code == 2
+    assert "--gibbs-towers" in capsys.readouterr().err
+
+
+def test_gibbs_towers_are_scored_on_the_peer_s_rows_and_kept_for_blending(tmp_path, capsys):
+    """--gibbs-towers: model.gibbs_towers is fitted on the rows the peer is fitted on and scored
+    on the rows it is scored on; it learns; leaving features out changes the fit; with
+    --blend-check its ratings are kept, read back on a second run, and blended."""
+    pytest.importorskip("myfm")
+    from baselines.data import random_split
+    from baselines.metrics import rmse
+    from benchmarks.two_tower import validation_cut
+    from data.movielens_files import load_movielens
+    from data.synthetic_data import generate, size_kwargs
+
+    generate(tmp_path / "data", **size_kwargs("tiny"), seed=3)
+    out, folder = tmp_path / "tune.json", tmp_path / "kept"
+    settings = ['{"rank": 4, "n_iter": 30}', '{"rank": 4, "n_iter": 30, "grouped": false, "without": ["genres_xf"]}']
+    common = ["--data", str(tmp_path / "data"), "--out", str(out), "--gibbs-towers", settings[0],
+              "--gibbs-towers", settings[1]]
+    assert tune.main([*common, "--peer"]) == 0
+    record = json.loads(out.read_text())
+    first, second = record["gibbs_towers"]
+    assert first["groups"] == 9 and second["groups"] == 8  # ids, histories, 3 + 2 features; genres left out
+    assert first["val_rmse"] != second["val_rmse"]
+    data = load_movielens(tmp_path / "data")
+    train_idx, _ = random_split(len(data.ratings.rating), 0.2, 0)
+    fit_idx, val_idx = validation_cut(train_idx, 0)
+    truth = data.ratings.rating[val_idx]
+    assert first["val_rmse"] < rmse(np.full(len(val_idx), data.ratings.rating[fit_idx].mean()), truth) - 0.02
+    assert abs(first["val_rmse"] - record["peer"]["val_rmse"]) < 0.1  # the same rows: a like score
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # stdout: only JSON lines
+    assert [row["model"] for row in lines] == ["Bayesian FM (myfm)", *2 * ["Gibbs towers (model.gibbs_towers)"]]
+
+    assert tune.main([*common, "--blend-check", str(folder)]) == 0
+    record = json.loads(out.read_text())
+    keys = [row["key"] for row in record["gibbs_towers"]]
+    assert sorted(p.stem for p in folder.glob("*.npy")) == sorted(keys)
+    assert record["results"][-1]["blends"]["models"] == 2
+    assert tune.main([*common, "--blend-check", str(folder)]) == 0  # kept: read, not fitted
+    again = json.loads(out.read_text())["gibbs_towers"]
+    assert [row.get("seconds") for row in again] == [None, None]
+    assert [row["val_rmse"] for row in again] == [row["val_rmse"] for row in record["gibbs_towers"]]
 
 
 @pytest.mark.slow  # a validation fit, a refit and a myfm fit (a minute or more): CI's slow tier

@@ -1,0 +1,196 @@
+"""The rating towers' linear parts fitted by Gibbs sampling: a Bayesian factorization machine
+(myfm) over the two towers' own inputs.
+
+Why: the accuracy benchmark's peer is a Bayesian FM on ids and SVD++-style histories only, and
+it beats every deterministic relative of its method that the two towers were given (movie-side
+histories, ensembles, tuned and stronger priors: docs/model.md). The towers hold more than the
+peer reads: the users' demographics and the movies' genres and titles. This module fits the
+peer's sampler over all of them, each input its own prior group, whose mean and precision the
+sampler learns (myfm's ``group_shapes``): regularisation learned per input from the data.
+
+An FM whose every input sits on the user's or the movie's side is a two-tower model. With x the
+user's inputs u followed by the movie's m,
+
+    FM(x) = w0 + (w_u . u + pairs within u) + (w_m . m + pairs within m) + <V_u' u, V_m' m>,
+
+a user bias, a movie bias and the inner product of a user vector and a movie vector: the
+towers' rating. K posterior samples side by side, each vector scaled by 1/sqrt(K), give the
+mean of the K samples' ratings as one inner product, the layout of the towers' ensembles
+(model.towers).
+
+Inputs, one prior group each, all built from the training ratings and the towers' transformed
+features (indexed by vocabulary index):
+
+- user side: the id (one-hot), the movies the user rated (1/sqrt(n) each, as SVD++ and the
+  peer), gender, age group and occupation (one-hot);
+- movie side: the id, the users who rated it (1/sqrt(n)), its genres and its title's words
+  (each set 1/sqrt(n)).
+
+myfm is imported when a model is built (it is a benchmark extra, not yet a product
+dependency); without it that fails with one line saying how to install it. The accuracy
+benchmark's peer (baselines.bayesian_fm) is built from the same blocks, without side inputs.
+"""
+from __future__ import annotations
+
+import functools
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+from common.errors import UserError
+from data import features as f
+
+__all__ = ["GibbsTowers", "SideInputs", "import_myfm", "no_progress_bar", "relation_block", "side_inputs"]
+
+#: Gibbs sweeps, and the rank of each sample's vectors: the peer's configuration.
+N_ITER, RANK = 200, 32
+
+def import_myfm(needed_by: str = "model.gibbs_towers") -> Any:
+    """The ``myfm`` module, or a UserError saying how to install it (one line, not a traceback):
+    it is a benchmark extra, imported where a model is built."""
+    try:
+        import myfm
+    except ImportError as error:
+        raise UserError(f"{needed_by} needs the myfm package: pip install -e '.[benchmark]' "
+                        f"(make install and make benchmark install it)") from error
+    return myfm
+
+
+@contextmanager
+def no_progress_bar(myfm: Any) -> Iterator[None]:
+    """myfm always draws a tqdm bar on stderr (no flag turns it off): it would land between a
+    benchmark's result lines and as carriage-return junk in the demo's log file, so it is
+    disabled for the fit (its module's ``tqdm`` name is swapped back afterwards)."""
+    module = getattr(myfm, "base", None)
+    bar = getattr(module, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    module.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        module.tqdm = bar
+
+
+@dataclass
+class SideInputs:
+    """One side's features per vocabulary index: ``categorical`` name -> (codes [n], number of
+    codes), each a one-hot group; ``sets`` name -> a [n, width] matrix whose nonzero columns are
+    the row's members (genres, title words), each a group weighted 1/sqrt(set size)."""
+
+    categorical: dict[str, tuple[np.ndarray, int]]
+    sets: dict[str, sp.csr_matrix]
+
+
+def _feature_kinds(tower: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A tower's transformed inputs other than its id, by how the FM reads them (from the
+    feature table): one-value codes (one-hot), float vectors (multi-hot sets), int vectors
+    (word ids, 0 = padding, as sets)."""
+    ids = (f.USER_ID_XF, f.MOVIE_ID_XF)
+    rows = [row for row in f.TRANSFORMED_FEATURES if row.tower == tower and row.name not in ids]
+    return (tuple(r.name for r in rows if r.shape == () and r.dtype == "int64"),
+            tuple(r.name for r in rows if r.shape != () and r.dtype == "float32"),
+            tuple(r.name for r in rows if r.shape != () and r.dtype == "int64"))
+
+
+def side_inputs(tower: str, index: np.ndarray, columns: dict[str, np.ndarray], n: int) -> SideInputs:
+    """``tower``'s ("user" or "movie") features per vocabulary index, from rows of transformed
+    columns (one per example, or one per user or movie) whose vocabulary index is ``index``.
+
+    An index's features are its first row's (a user's or a movie's features do not change
+    between its rows); an index without rows (an OOV bucket) gets code 0 and empty sets. The
+    number of codes of a one-hot feature is its largest code + 1. A feature missing from
+    ``columns`` is left out."""
+    index = np.asarray(index, np.int64)
+    seen, first = np.unique(index, return_index=True)
+    codes_of, sets_of, words_of = (tuple(k for k in kind if k in columns) for kind in _feature_kinds(tower))
+    categorical = {}
+    for name in codes_of:
+        codes = np.zeros(n, np.int64)
+        codes[seen] = np.asarray(columns[name])[first]
+        categorical[name] = (codes, int(codes.max()) + 1)
+    sets = {}
+    for name in sets_of:
+        rows = np.zeros((n, np.asarray(columns[name]).shape[1]), np.float64)
+        rows[seen] = np.asarray(columns[name])[first]
+        sets[name] = sp.csr_matrix(rows)
+    for name in words_of:
+        words = np.asarray(columns[name])[first]
+        row, position = np.nonzero(words > 0)
+        sets[name] = sp.csr_matrix((np.ones(len(row)), (seen[row], words[row, position])),
+                                   shape=(n, int(words.max(initial=0)) + 1))
+    return SideInputs(categorical, sets)
+
+
+def _one_hot(codes: np.ndarray, width: int) -> sp.csr_matrix:
+    codes = np.asarray(codes, np.int64)
+    return sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), width))
+
+
+def _normalised_set(members: sp.spmatrix) -> sp.csr_matrix:
+    """Each row's nonzero columns as 1/sqrt(their number): SVD++'s weighting of a set."""
+    seen = sp.csr_matrix(members, dtype=np.float64, copy=True)
+    seen.sum_duplicates()
+    seen.eliminate_zeros()
+    seen.data[:] = 1.0
+    counts = np.maximum(np.diff(seen.indptr), 1).astype(np.float64)
+    return sp.diags(1.0 / np.sqrt(counts)) @ seen
+
+
+def relation_block(own: np.ndarray, other: np.ndarray, n_own: int, n_other: int,
+                   side: SideInputs) -> tuple[sp.csr_matrix, list[int]]:
+    """One row per ``own`` index: [its one-hot id | the ``other`` indices it was rated with
+    (or rated by), 1/sqrt(n) | each categorical feature one-hot | each set 1/sqrt(n)], and the
+    width of each of those groups in order (myfm's ``group_shapes``)."""
+    pairs = sp.csr_matrix((np.ones(len(own)), (own, other)), shape=(n_own, n_other))
+    blocks = [sp.identity(n_own, format="csr"), _normalised_set(pairs)]
+    for name, (codes, width) in side.categorical.items():
+        if len(codes) != n_own:
+            raise ValueError(f"feature {name!r} has {len(codes)} rows, not one per index ({n_own})")
+        blocks.append(_one_hot(codes, width))
+    for name, members in side.sets.items():
+        if members.shape[0] != n_own:
+            raise ValueError(f"feature {name!r} has {members.shape[0]} rows, not one per index ({n_own})")
+        blocks.append(_normalised_set(members))
+    return sp.hstack(blocks, format="csr", dtype=np.float64), [b.shape[1] for b in blocks]
+
+
+class GibbsTowers:
+    """A Bayesian FM over the towers' inputs (module docstring), fitted by ``n_iter`` Gibbs
+    sweeps; ``predict`` is the posterior predictive mean over the kept samples (myfm keeps all
+    but the first 5)."""
+
+    def __init__(self, rank: int = RANK, n_iter: int = N_ITER, seed: int = 0, grouped: bool = True) -> None:
+        self.rank, self.n_iter, self.seed, self.grouped = rank, n_iter, seed, grouped
+        self.myfm = import_myfm()
+
+    def fit(self, users: np.ndarray, movies: np.ndarray, ratings: np.ndarray, n_users: int, n_movies: int,
+            user_side: SideInputs, movie_side: SideInputs) -> "GibbsTowers":
+        """Fits on training ratings given as (user index, movie index, rating); the histories
+        are these ratings' pairs."""
+        users, movies = np.asarray(users, np.int64), np.asarray(movies, np.int64)
+        if not len(users):
+            raise ValueError("GibbsTowers needs at least one training rating")
+        self.user_block, user_groups = relation_block(users, movies, n_users, n_movies, user_side)
+        self.movie_block, movie_groups = relation_block(movies, users, n_movies, n_users, movie_side)
+        self.group_shapes = user_groups + movie_groups
+        self.model = self.myfm.MyFMRegressor(rank=self.rank, random_seed=self.seed)
+        with no_progress_bar(self.myfm):
+            self.model.fit(None, np.asarray(ratings, np.float64), n_iter=self.n_iter,
+                           group_shapes=self.group_shapes if self.grouped else None,
+                           X_rel=self._blocks(users, movies))
+        return self
+
+    def _blocks(self, users: np.ndarray, movies: np.ndarray) -> list:
+        return [self.myfm.RelationBlock(np.asarray(users, np.int64), self.user_block),
+                self.myfm.RelationBlock(np.asarray(movies, np.int64), self.movie_block)]
+
+    def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """Unclipped posterior mean ratings of (user index, movie index) pairs."""
+        if not len(users):
+            return np.zeros(0)
+        return np.asarray(self.model.predict(None, self._blocks(users, movies)), np.float64)
