@@ -13,6 +13,13 @@ off) and its per-epoch validation RMSE and examples/s are printed and written as
 fitted rows and scores it on the same validation slice: the model's validation RMSE is then
 read against the number it must beat, not against the peer's own (differently cut) slice.
 
+`--gibbs-towers '{}'` also fits the peer's sampler over the two towers' own inputs
+(model.gibbs_towers: ids and histories as the peer reads them, plus demographics, genres and
+title words) on the same rows, and scores it on the same slice; its settings (`rank`, `n_iter`,
+`grouped`, `without`: transformed features left out, `samples`: numbers of posterior samples
+to also score as served towers) are chosen there too. With
+`--blend-check` its ratings are kept and blended with the variants'.
+
 `--refit-check` runs the accuracy benchmark's protocol one level down, on rows the variants
 were never validated on: a held-out slice is cut from the train part with another seed, and
 each variant is fitted on the rest as `benchmarks.accuracy` fits it (early stopping on a slice
@@ -255,10 +262,11 @@ class BlendCheck:
         text = json.dumps({"split": self.split, **record}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    def kept(self, record: dict) -> np.ndarray | None:
-        """The kept held-out ratings of the model ``record`` describes, or None."""
+    def kept(self, record: dict) -> tuple[np.ndarray, dict] | None:
+        """The kept held-out ratings of the model ``record`` describes and what its ``<key>.json``
+        says, or None."""
         path = self.folder / f"{self.record_key(record)}.npy"
-        return np.load(path) if path.exists() else None
+        return (np.load(path), json.loads(path.with_suffix(".json").read_text())) if path.exists() else None
 
     def keep(self, record: dict, predicted: np.ndarray, seconds: float | None, **about) -> str:
         """Keeps a model's held-out ratings (and ``<key>.json``: the split, ``record``, ``about``); its key."""
@@ -322,13 +330,15 @@ def _peer_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int) -> di
     return row
 
 
-#: --gibbs-towers settings: GibbsTowers' arguments and ``without``, transformed features left out
-GIBBS_SETTINGS = ("rank", "n_iter", "grouped", "without")
+#: --gibbs-towers settings: GibbsTowers' arguments; ``without``, transformed features left out;
+#: ``samples``, numbers K of posterior samples to also score as served towers (TowerTables)
+GIBBS_SETTINGS = ("rank", "n_iter", "grouped", "without", "samples")
 
 
 def _gibbs_settings(text: str) -> dict:
     settings = json.loads(text)
-    if not isinstance(settings, dict) or set(settings) - set(GIBBS_SETTINGS):
+    if (not isinstance(settings, dict) or set(settings) - set(GIBBS_SETTINGS)
+            or not all(isinstance(k, int) and k > 0 for k in settings.get("samples", []))):
         raise argparse.ArgumentTypeError(f"--gibbs-towers takes a JSON object of {', '.join(GIBBS_SETTINGS)}, "
                                          f"got {text!r}")
     return settings
@@ -341,10 +351,13 @@ def _gibbs_towers_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: in
     on; with ``blends``, its ratings are kept there beside the variants' (read back if kept)."""
     from model.gibbs_towers import GibbsTowers, side_inputs
 
-    settings = {"rank": 32, "n_iter": 200, "grouped": True, "without": [], **settings}
+    settings = {"rank": 32, "n_iter": 200, "grouped": True, "without": [], "samples": [], **settings}
     row = {"model": "Gibbs towers (model.gibbs_towers)", **settings}
-    predicted = blends.kept({"gibbs_towers": settings}) if blends else None
-    if predicted is None:
+    kept = blends.kept({"gibbs_towers": settings}) if blends else None
+    if kept is not None:
+        predicted, about = kept
+        row["val_rmse_by_samples"] = about.get("val_rmse_by_samples")
+    else:
         start = time.perf_counter()
         with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the results' JSON lines
             p = prepare(data, fit_idx, HParams(seed=seed), validation_fraction=0.0)
@@ -355,10 +368,15 @@ def _gibbs_towers_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: in
             p.user_x[fit_idx], p.movie_x[fit_idx], p.labels[fit_idx], p.vocab.users, p.vocab.movies,
             side_inputs("user", p.user_table[f.USER_ID_XF], tables["user"], p.vocab.users),
             side_inputs("movie", p.movie_table[f.MOVIE_ID_XF], tables["movie"], p.vocab.movies))
-        predicted = np.clip(model.predict(p.user_x[val_idx], p.movie_x[val_idx]), *f.rating_scale(p.labels[fit_idx]))
+        scale = f.rating_scale(p.labels[fit_idx])
+        predicted = np.clip(model.predict(p.user_x[val_idx], p.movie_x[val_idx]), *scale)
         row.update(groups=len(model.group_shapes), seconds=round(time.perf_counter() - start, 1))
+        row["val_rmse_by_samples"] = {
+            str(k): round(rmse(np.clip(model.tower_tables(k).rating(p.user_x[val_idx], p.movie_x[val_idx]), *scale),
+                               p.labels[val_idx]), 5) for k in settings["samples"]}
         if blends:
-            row["key"] = blends.keep({"gibbs_towers": settings}, predicted, row["seconds"])
+            row["key"] = blends.keep({"gibbs_towers": settings}, predicted, row["seconds"],
+                                     val_rmse_by_samples=row["val_rmse_by_samples"])
     row["val_rmse"] = round(rmse(predicted, data.ratings.rating[val_idx]), 5)
     print(json.dumps(row), flush=True)
     return row

@@ -6,7 +6,9 @@ it beats every deterministic relative of its method that the two towers were giv
 histories, ensembles, tuned and stronger priors: docs/model.md). The towers hold more than the
 peer reads: the users' demographics and the movies' genres and titles. This module fits the
 peer's sampler over all of them, each input its own prior group, whose mean and precision the
-sampler learns (myfm's ``group_shapes``): regularisation learned per input from the data.
+sampler learns (myfm's ``group_shapes``; ``grouped=False`` gives every input one group, as the
+peer has): regularisation learned per input from the data. Which inputs and groups to use is
+chosen on validation rows (``benchmarks.tune --gibbs-towers``).
 
 An FM whose every input sits on the user's or the movie's side is a two-tower model. With x the
 user's inputs u followed by the movie's m,
@@ -16,7 +18,8 @@ user's inputs u followed by the movie's m,
 a user bias, a movie bias and the inner product of a user vector and a movie vector: the
 towers' rating. K posterior samples side by side, each vector scaled by 1/sqrt(K), give the
 mean of the K samples' ratings as one inner product, the layout of the towers' ensembles
-(model.towers).
+(model.towers). ``GibbsTowers.tower_tables`` makes that split (TowerTables), and its ratings
+over every kept sample equal myfm's posterior mean.
 
 Inputs, one prior group each, all built from the training ratings and the towers' transformed
 features (indexed by vocabulary index):
@@ -43,7 +46,7 @@ import scipy.sparse as sp
 from common.errors import UserError
 from data import features as f
 
-__all__ = ["GibbsTowers", "SideInputs", "import_myfm", "no_progress_bar", "relation_block", "side_inputs"]
+__all__ = ["GibbsTowers", "SideInputs", "TowerTables", "import_myfm", "no_progress_bar", "relation_block", "side_inputs"]
 
 #: Gibbs sweeps, and the rank of each sample's vectors: the peer's configuration.
 N_ITER, RANK = 200, 32
@@ -159,6 +162,34 @@ def relation_block(own: np.ndarray, other: np.ndarray, n_own: int, n_other: int,
     return sp.hstack(blocks, format="csr", dtype=np.float64), [b.shape[1] for b in blocks]
 
 
+@dataclass
+class TowerTables:
+    """K posterior samples split into the two towers (module docstring), per vocabulary index:
+    ``users`` [n_users, K * rank] and ``movies`` [n_movies, K * rank], each sample's vector
+    scaled by 1/sqrt(K), so that one inner product is the mean of the samples' inner products;
+    ``user_bias`` [n_users] and ``movie_bias`` [n_movies], the mean over the samples of each
+    side's linear terms and pairs within the side; ``global_bias``, the mean w0."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    user_bias: np.ndarray
+    movie_bias: np.ndarray
+    global_bias: float
+
+    def rating(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        """Unclipped ratings of (user index, movie index) pairs: the towers' rating."""
+        return (np.einsum("ij,ij->i", self.users[users], self.movies[movies]) + self.user_bias[users]
+                + self.movie_bias[movies] + self.global_bias)
+
+
+def _side(block: sp.csr_matrix, w: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One sample's (vectors, biases) of one side's rows: V'x, and w.x plus the FM's pairs
+    within x, 0.5 * (|V'x|^2 - sum_i x_i^2 |v_i|^2)."""
+    vectors = np.asarray(block @ V)
+    pairs = 0.5 * (np.sum(vectors ** 2, axis=1) - block.multiply(block) @ np.sum(V ** 2, axis=1))
+    return vectors, np.asarray(block @ w).ravel() + pairs
+
+
 class GibbsTowers:
     """A Bayesian FM over the towers' inputs (module docstring), fitted by ``n_iter`` Gibbs
     sweeps; ``predict`` is the posterior predictive mean over the kept samples (myfm keeps all
@@ -188,6 +219,25 @@ class GibbsTowers:
     def _blocks(self, users: np.ndarray, movies: np.ndarray) -> list:
         return [self.myfm.RelationBlock(np.asarray(users, np.int64), self.user_block),
                 self.myfm.RelationBlock(np.asarray(movies, np.int64), self.movie_block)]
+
+    def tower_tables(self, samples: int | None = None) -> TowerTables:
+        """The kept posterior samples, or ``samples`` of them evenly spaced over the chain,
+        split into the two towers (TowerTables): what serving K samples as an ensemble reads."""
+        kept = len(self.model.w0_samples)
+        chosen = (np.arange(kept) if samples is None or samples >= kept
+                  else np.unique(np.linspace(0, kept - 1, max(samples, 1)).round().astype(int)))
+        n_user_features = self.user_block.shape[1]
+        parts: dict[str, list[np.ndarray]] = {"users": [], "movies": [], "user_bias": [], "movie_bias": []}
+        for s in chosen:
+            w, V = np.asarray(self.model.w_samples[s]), np.asarray(self.model.V_samples[s])
+            for side, block, rows in (("user", self.user_block, slice(0, n_user_features)),
+                                      ("movie", self.movie_block, slice(n_user_features, None))):
+                vectors, bias = _side(block, w[rows], V[rows])
+                parts[f"{side}s"].append(vectors / np.sqrt(len(chosen)))
+                parts[f"{side}_bias"].append(bias)
+        return TowerTables(np.concatenate(parts["users"], axis=1), np.concatenate(parts["movies"], axis=1),
+                           np.mean(parts["user_bias"], axis=0), np.mean(parts["movie_bias"], axis=0),
+                           float(np.mean(np.asarray(self.model.w0_samples)[chosen])))
 
     def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         """Unclipped posterior mean ratings of (user index, movie index) pairs."""

@@ -85,6 +85,25 @@ def test_a_fit_on_the_towers_features_predicts_pairs_that_ids_alone_cannot():
     assert len(with_features.predict(users[:0], movies[:0])) == 0
 
 
+def test_the_samples_split_into_two_towers_rate_as_the_fm_does():
+    """FM = w0 + user bias + movie bias + <user vector, movie vector> for every sample, so the
+    towers' tables over all kept samples reproduce myfm's posterior mean; fewer samples (an
+    ensemble small enough to serve) rate near it, one sample further off."""
+    users, movies, ratings, user_table, movie_table = _planted()
+    n_users, n_movies = len(user_table[f.GENDER_XF]), len(movie_table[f.GENRES_XF])
+    model = GibbsTowers(rank=4, n_iter=N_ITER).fit(
+        users, movies, ratings, n_users, n_movies, side_inputs("user", np.arange(n_users), user_table, n_users),
+        side_inputs("movie", np.arange(n_movies), movie_table, n_movies))
+    pairs = np.arange(n_users) % n_users, np.arange(n_users) % n_movies
+    expected = model.predict(*pairs)
+    every = model.tower_tables()
+    assert every.users.shape == (n_users, (N_ITER - 5) * 4) and every.movies.shape == (n_movies, (N_ITER - 5) * 4)
+    np.testing.assert_allclose(every.rating(*pairs), expected, atol=1e-6)
+    gaps = [np.abs(model.tower_tables(k).rating(*pairs) - expected).mean() for k in (12, 1)]
+    assert model.tower_tables(12).users.shape == (n_users, 12 * 4)
+    assert 0 < gaps[0] < gaps[1]
+
+
 def test_an_empty_training_set_is_refused_before_sampling():
     with pytest.raises(ValueError, match="at least one training rating"):
         GibbsTowers().fit(np.zeros(0), np.zeros(0), np.zeros(0), 2, 2, SideInputs({}, {}), SideInputs({}, {}))

@@ -57,7 +57,7 @@ def test_peer_is_scored_on_the_models_validation_rows(tmp_path):
     assert record["peer"]["val_rmse"] < mean_rmse - 0.02
 
 
-@pytest.mark.parametrize("settings", ['{"rank": 4, "no_such": 1}', '[4]', '{rank}'])
+@pytest.mark.parametrize("settings", ['{"rank": 4, "no_such": 1}', '[4]', '{rank}', '{"samples": [0]}'])
 def test_bad_gibbs_towers_settings_are_refused(settings, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         tune.main(["--data", str(tmp_path / "missing"), "--gibbs-towers", settings])
@@ -78,7 +78,8 @@ def test_gibbs_towers_are_scored_on_the_peer_s_rows_and_kept_for_blending(tmp_pa
 
     generate(tmp_path / "data", **size_kwargs("tiny"), seed=3)
     out, folder = tmp_path / "tune.json", tmp_path / "kept"
-    settings = ['{"rank": 4, "n_iter": 30}', '{"rank": 4, "n_iter": 30, "grouped": false, "without": ["genres_xf"]}']
+    settings = ['{"rank": 4, "n_iter": 30, "samples": [3, 25]}',
+                '{"rank": 4, "n_iter": 30, "grouped": false, "without": ["genres_xf"]}']
     common = ["--data", str(tmp_path / "data"), "--out", str(out), "--gibbs-towers", settings[0],
               "--gibbs-towers", settings[1]]
     assert tune.main([*common, "--peer"]) == 0
@@ -86,6 +87,9 @@ def test_gibbs_towers_are_scored_on_the_peer_s_rows_and_kept_for_blending(tmp_pa
     first, second = record["gibbs_towers"]
     assert first["groups"] == 9 and second["groups"] == 8  # ids, histories, 3 + 2 features; genres left out
     assert first["val_rmse"] != second["val_rmse"]
+    by_samples = first["val_rmse_by_samples"]  # the towers' tables: all 25 kept samples rate as myfm does
+    assert set(by_samples) == {"3", "25"} and by_samples["25"] == pytest.approx(first["val_rmse"], abs=1e-4)
+    assert by_samples["3"] != by_samples["25"] and second["val_rmse_by_samples"] == {}
     data = load_movielens(tmp_path / "data")
     train_idx, _ = random_split(len(data.ratings.rating), 0.2, 0)
     fit_idx, val_idx = validation_cut(train_idx, 0)
@@ -103,6 +107,7 @@ def test_gibbs_towers_are_scored_on_the_peer_s_rows_and_kept_for_blending(tmp_pa
     assert tune.main([*common, "--blend-check", str(folder)]) == 0  # kept: read, not fitted
     again = json.loads(out.read_text())["gibbs_towers"]
     assert [row.get("seconds") for row in again] == [None, None]
+    assert again[0]["val_rmse_by_samples"] == record["gibbs_towers"][0]["val_rmse_by_samples"]
     assert [row["val_rmse"] for row in again] == [row["val_rmse"] for row in record["gibbs_towers"]]
 
 
