@@ -279,11 +279,11 @@ class BlendCheck:
     def score(self, hp: HParams) -> dict:
         """Fits hp unless its file exists; its held-out RMSE."""
         key = self.key(hp)
-        path = self.folder / f"{key}.npy"
         seconds = None
-        if path.exists():
-            predicted = np.load(path)
-            best_epoch = json.loads(path.with_suffix(".json").read_text()).get("best_epoch")
+        kept = self.kept({"hparams": hp.to_dict()})
+        if kept is not None:
+            predicted, about = kept
+            best_epoch = about.get("best_epoch")
         else:
             if self._prepared is None:  # the usual cut of the fitted rows: the run's seed, not the model's
                 self._prepared = prepare(self.data, self.fit_idx, dataclasses.replace(hp, seed=self.split["seed"]))
@@ -349,9 +349,9 @@ def _gibbs_towers_score(data, fit_idx: np.ndarray, val_idx: np.ndarray, seed: in
     """model.gibbs_towers with ``settings`` fitted on the rows the peer is fitted on, from the
     same Transform analysis of them as the towers', and scored on the rows the peer is scored
     on; with ``blends``, its ratings are kept there beside the variants' (read back if kept)."""
-    from model.gibbs_towers import GibbsTowers, side_inputs
+    from model.gibbs_towers import N_ITER, RANK, GibbsTowers, side_inputs
 
-    settings = {"rank": 32, "n_iter": 200, "grouped": True, "without": [], "samples": [], **settings}
+    settings = {"rank": RANK, "n_iter": N_ITER, "grouped": True, "without": [], "samples": [], **settings}
     row = {"model": "Gibbs towers (model.gibbs_towers)", **settings}
     kept = blends.kept({"gibbs_towers": settings}) if blends else None
     if kept is not None:
