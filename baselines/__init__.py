@@ -16,7 +16,7 @@ One job per module:
 * ``baselines.knn``           -- ``ItemItemCF`` and ``UserUserCF`` (KNNBaseline);
 * ``baselines.factorization`` -- ``MatrixFactorization`` (biased Funk SVD);
 * ``baselines.bayesian_fm``   -- ``BayesianFM``, the myfm Bayesian factorization machine: a peer
-                                 from outside the project (myfm is a benchmark/test extra);
+                                 from outside the project;
 * ``baselines.models``        -- the set of models in table order, and choosing some by name;
 * ``baselines.scoring``       -- fit and score models on a split.
 

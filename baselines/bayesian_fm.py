@@ -15,8 +15,7 @@ Gibbs sweep costs one pass over the blocks rather than over a ratings x features
 for 200 sweeps at rank 32 on ML-100K's 90 % on 2 cores (~75 s with the rank chosen on
 validation first).
 
-``import myfm`` happens only when a model is built, so ``import baselines`` works without it
-(``myfm`` is in the ``benchmark`` and ``test`` extras, not in the product's dependencies).
+``import myfm`` happens only when a model is built, so ``import baselines`` does not load it.
 """
 from __future__ import annotations
 
@@ -50,8 +49,8 @@ _NEEDED_BY = "the 'Bayesian FM (myfm)' baseline"
 def import_myfm() -> Any:
     """The ``myfm`` module, or a UserError saying how to install it.
 
-    Why a function: the product installs without myfm (it is only a benchmark peer), so it is
-    imported where a model is built, and its absence is one line, not a traceback.
+    Why a function: myfm is imported where a model is built, and a broken install is one
+    line, not a traceback.
     """
     return gibbs_towers.import_myfm(_NEEDED_BY)
 

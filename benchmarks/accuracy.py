@@ -34,8 +34,10 @@ from model.model import HParams
 # L2 it keeps the default dropout (tune_dropout*_ml-100k.json). Ensembles and the form options
 # are left off (accuracy_ensemble_ml-1m.json, tune_ensemble*_ml-100k.json, tune_linear_ids_ml-100k.json,
 # tune_history_form_ml-100k.json).
+# The Gibbs towers (model.blended_towers) take one prior group for all their inputs there, as
+# ML-100K's validation slice chose (tune_gibbs_towers_ml-100k.json; ML-1M's chose a group each).
 _SMALL_DATA_HPARAMS = {"batch_size": 1024, "epochs": 40, "patience": 5, "history_dim": 64,
-                       "id_l2": 6e-4, "history_l2": 6e-4, "l2": 1.5e-4}
+                       "id_l2": 6e-4, "history_l2": 6e-4, "l2": 1.5e-4, "gibbs_grouped": False}
 # ml-latest-small (half stars, no demographics) has ML-100K's size (100,836 ratings, but 610 users
 # and 9,742 movies), so it starts from ML-100K's settings; they were not tuned on it.
 DATASET_HPARAMS: dict[str, dict] = {
@@ -84,7 +86,11 @@ def run(dataset: str, data_path: str, ratings: str | None, test_fraction: float,
                  "train_examples_per_second": max(result.history.get("examples_per_second") or [0]),
                  # the model that predicted: refitted on the whole train part for the best epoch count
                  # (models trained apart: each member, for the first member's count)
-                 "final_fit_epochs": _final_epochs(result.final_history)})
+                 "final_fit_epochs": _final_epochs(result.final_history),
+                 # the Gibbs towers (HParams.gibbs_samples): the validation fit's (the weight chosen there
+                 # and each part's validation RMSE) and the final fit's
+                 "gibbs": {"validation_fit": result.history.get("gibbs"),
+                           "final_fit": (result.final_history or {}).get("gibbs")}})
     return rows
 
 

@@ -66,11 +66,11 @@ def two_tower_embeddings(result) -> Embeddings:
     movie_ids = np.array(sorted(result.movie_index), np.int64)
     users, movies = result.user_table[f.USER_ID_XF], result.movie_table[f.MOVIE_ID_XF]
     retrieval = model.retrieval
+    user_vectors, user_bias = (x.numpy() for x in model.user_outputs(result.user_table))
+    movie_vectors, movie_bias = (x.numpy() for x in model.movie_outputs(result.movie_table))
     return Embeddings(
-        user_ids, model.user_tower(result.user_table, training=False).numpy(),
-        movie_ids, model.movie_tower(result.movie_table, training=False).numpy(),
-        user_bias=model.user_bias(users).numpy()[:, 0] + model.global_mean,
-        movie_bias=model.movie_bias(movies).numpy()[:, 0],
+        user_ids, user_vectors, movie_ids, movie_vectors,
+        user_bias=user_bias + model.global_mean, movie_bias=movie_bias,
         query_vectors=None if retrieval is None else retrieval.served_query(users).numpy(),
         candidate_vectors=None if retrieval is None else retrieval.served_candidate(movies).numpy(),
         movie_query_vectors=None if retrieval is None else retrieval.served_movie_query(movies).numpy())

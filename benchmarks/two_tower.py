@@ -28,6 +28,7 @@ from data import features as f
 from data.movielens_files import MovieLensData, raw_values
 from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
+from model.blended_towers import GibbsRows, blend
 from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from model.trainer import fit, vocab_from_transform
@@ -130,7 +131,9 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     scale = f.rating_scale(data.ratings.rating[train_idx])
     kept = predict_clipped(result, test_idx, scale) if refit and keep_validation_fit else None
     if refit:
-        final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0)
+        # the Gibbs towers' weight too is chosen on the validation slice (model.blended_towers)
+        chosen = {"gibbs_weight": result.history["gibbs"]["weight"]} if result.history.get("gibbs") else {}
+        final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0, **chosen)
         final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
         final.final_history = final.history
         final.history = result.history  # the validation numbers come from the fit that chose
@@ -223,7 +226,23 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
     start = time.perf_counter()
     p = prepared or prepare(data, train_idx, hp, validation_fraction=validation_fraction)
     if hp.ensemble_apart:
-        return _fit_apart(data, train_idx, hp, p, verbose, start)
+        result = _fit_apart(data, train_idx, hp, p, verbose, start)
+    else:
+        result = _fit_one(hp, p, verbose)
+    if hp.gibbs_samples > 0:  # the served model's Gibbs towers (model.blended_towers), as the Trainer fits them
+        columns = p.inputs(p.fit_idx)
+        rows = GibbsRows(p.user_x[p.fit_idx], p.movie_x[p.fit_idx], p.labels[p.fit_idx],
+                         (columns[f.USER_ID_XF], columns), (columns[f.MOVIE_ID_XF], columns))
+        evaluation = (p.inputs(p.validation_idx), p.labels[p.validation_idx]) if len(p.validation_idx) else None
+        result.model, result.history["gibbs"] = blend(result.model, hp, rows, evaluation,
+                                                      f.rating_scale(p.labels[p.fit_idx]))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _fit_one(hp: HParams, p: PreparedFit, verbose: int) -> TwoTowerResult:
+    """fit_model's single model (its towers, before any Gibbs towers)."""
+    start = time.perf_counter()
     if not len(p.validation_idx) and hp.retrieval_dim > 0:
         raise ValueError("a fit without a validation slice has no data to choose the retrieval fit's knobs on: "
                          "set retrieval_dim=0 (rating predictions never read the retrieval towers)")

@@ -22,11 +22,12 @@ from settings.hparams import HParams
 
 
 def member_hparams(hp: HParams, k: int) -> HParams:
-    """Member k's settings: one model (no ensemble) seeded hp.seed + k. Only the first member
+    """Member k's settings: one model (no ensemble, no Gibbs towers: they join the assembled
+    ensemble, model.blended_towers) seeded hp.seed + k. Only the first member
     has retrieval towers: they are fitted apart from the rating towers and never change a
     rating, so one fit serves the ensemble."""
     return dataclasses.replace(hp, ensemble_size=1, ensemble_apart=False, ensemble_independent=False,
-                               ensemble_own_biases=False, ensemble_bagging=0.0, seed=hp.seed + k,
+                               ensemble_own_biases=False, ensemble_bagging=0.0, seed=hp.seed + k, gibbs_samples=0,
                                retrieval_dim=hp.retrieval_dim if k == 0 else 0)
 
 

@@ -29,9 +29,10 @@ features (indexed by vocabulary index):
 - movie side: the id, the users who rated it (1/sqrt(n)), its genres and its title's words
   (each set 1/sqrt(n)).
 
-myfm is imported when a model is built (it is a benchmark extra, not yet a product
-dependency); without it that fails with one line saying how to install it. The accuracy
-benchmark's peer (baselines.bayesian_fm) is built from the same blocks, without side inputs.
+myfm (a pinned dependency) is imported when a model is built, so importing this module does
+not load it; a broken install fails with one line saying how to reinstall. The Trainer serves
+the fit through model.blended_towers; the accuracy benchmark's peer (baselines.bayesian_fm) is
+built from the same blocks, without side inputs.
 """
 from __future__ import annotations
 
@@ -46,19 +47,19 @@ import scipy.sparse as sp
 from common.errors import UserError
 from data import features as f
 
-__all__ = ["GibbsTowers", "SideInputs", "TowerTables", "import_myfm", "no_progress_bar", "relation_block", "side_inputs"]
+__all__ = ["GibbsTowers", "HISTORY_GROUP", "ID_GROUP", "SideInputs", "SideTables", "TowerTables", "import_myfm", "no_progress_bar", "relation_block", "side_inputs"]
 
 #: Gibbs sweeps, and the rank of each sample's vectors: the peer's configuration.
 N_ITER, RANK = 200, 32
 
 def import_myfm(needed_by: str = "model.gibbs_towers") -> Any:
-    """The ``myfm`` module, or a UserError saying how to install it (one line, not a traceback):
-    it is a benchmark extra, imported where a model is built."""
+    """The ``myfm`` module, or a UserError saying how to install it (one line, not a traceback),
+    imported where a model is built."""
     try:
         import myfm
     except ImportError as error:
-        raise UserError(f"{needed_by} needs the myfm package: pip install -e '.[benchmark]' "
-                        f"(make install and make benchmark install it)") from error
+        raise UserError(f"{needed_by} needs the myfm package, a pinned dependency: "
+                        f"pip install -c requirements.lock -e . (make install does)") from error
     return myfm
 
 
@@ -129,6 +130,11 @@ def side_inputs(tower: str, index: np.ndarray, columns: dict[str, np.ndarray], n
     return SideInputs(categorical, sets)
 
 
+def _group_names(side: SideInputs) -> list[str]:
+    """relation_block's group names, in its order."""
+    return [ID_GROUP, HISTORY_GROUP, *side.categorical, *side.sets]
+
+
 def _one_hot(codes: np.ndarray, width: int) -> sp.csr_matrix:
     codes = np.asarray(codes, np.int64)
     return sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), width))
@@ -162,6 +168,45 @@ def relation_block(own: np.ndarray, other: np.ndarray, n_own: int, n_other: int,
     return sp.hstack(blocks, format="csr", dtype=np.float64), [b.shape[1] for b in blocks]
 
 
+#: The names of a relation block's first two groups (relation_block): the id and the history.
+ID_GROUP, HISTORY_GROUP = "id", "history"
+
+
+@dataclass
+class SideTables:
+    """One side's FM parameters for K posterior samples, per feature column of its relation
+    block (relation_block's order): ``vectors`` [columns, K * rank], each sample's rows scaled
+    by 1/sqrt(K) and placed side by side; ``linear`` [columns], the mean of the samples' linear
+    weights; ``groups``, (name, width) of each group of columns in order: ID_GROUP,
+    HISTORY_GROUP, then each categorical and each set feature by its name; ``block``, the
+    side's relation block (a row per index: its id, training history and features).
+
+    For a row x of the block, x @ vectors is the side's vector in TowerTables, and
+    x @ linear + (|x @ vectors|^2 - (x*x) @ |vectors|^2) / 2 its bias: the mean over the
+    samples of w.x plus the pairs within x (|vectors| squared row by row is the mean of the
+    samples' |v_i|^2, and |x @ vectors|^2 the mean of their |V'x|^2)."""
+
+    vectors: np.ndarray
+    linear: np.ndarray
+    groups: list[tuple[str, int]]
+    block: sp.csr_matrix
+
+    def group(self, name: str) -> slice:
+        """The columns of group ``name``."""
+        start = 0
+        for group, width in self.groups:
+            if group == name:
+                return slice(start, start + width)
+            start += width
+        raise KeyError(f"no group {name!r} in {[g for g, _ in self.groups]}")
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors [n, K * rank], biases [n]) of every row of the block."""
+        vectors = np.asarray(self.block @ self.vectors)
+        squares = self.block.multiply(self.block) @ np.sum(self.vectors ** 2, axis=1)
+        return vectors, np.asarray(self.block @ self.linear).ravel() + 0.5 * (np.sum(vectors ** 2, axis=1) - squares)
+
+
 @dataclass
 class TowerTables:
     """K posterior samples split into the two towers (module docstring), per vocabulary index:
@@ -182,14 +227,6 @@ class TowerTables:
                 + self.movie_bias[movies] + self.global_bias)
 
 
-def _side(block: sp.csr_matrix, w: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One sample's (vectors, biases) of one side's rows: V'x, and w.x plus the FM's pairs
-    within x, 0.5 * (|V'x|^2 - sum_i x_i^2 |v_i|^2)."""
-    vectors = np.asarray(block @ V)
-    pairs = 0.5 * (np.sum(vectors ** 2, axis=1) - block.multiply(block) @ np.sum(V ** 2, axis=1))
-    return vectors, np.asarray(block @ w).ravel() + pairs
-
-
 class GibbsTowers:
     """A Bayesian FM over the towers' inputs (module docstring), fitted by ``n_iter`` Gibbs
     sweeps; ``predict`` is the posterior predictive mean over the kept samples (myfm keeps all
@@ -206,9 +243,11 @@ class GibbsTowers:
         users, movies = np.asarray(users, np.int64), np.asarray(movies, np.int64)
         if not len(users):
             raise ValueError("GibbsTowers needs at least one training rating")
-        self.user_block, user_groups = relation_block(users, movies, n_users, n_movies, user_side)
-        self.movie_block, movie_groups = relation_block(movies, users, n_movies, n_users, movie_side)
-        self.group_shapes = user_groups + movie_groups
+        self.user_block, user_widths = relation_block(users, movies, n_users, n_movies, user_side)
+        self.movie_block, movie_widths = relation_block(movies, users, n_movies, n_users, movie_side)
+        self.group_shapes = user_widths + movie_widths
+        self.user_groups = list(zip(_group_names(user_side), user_widths))
+        self.movie_groups = list(zip(_group_names(movie_side), movie_widths))
         self.model = self.myfm.MyFMRegressor(rank=self.rank, random_seed=self.seed)
         with no_progress_bar(self.myfm):
             self.model.fit(None, np.asarray(ratings, np.float64), n_iter=self.n_iter,
@@ -220,24 +259,31 @@ class GibbsTowers:
         return [self.myfm.RelationBlock(np.asarray(users, np.int64), self.user_block),
                 self.myfm.RelationBlock(np.asarray(movies, np.int64), self.movie_block)]
 
+    def chosen_samples(self, samples: int | None = None) -> np.ndarray:
+        """Indices of the kept posterior samples: all, or ``samples`` evenly spaced over the chain."""
+        kept = len(self.model.w0_samples)
+        if samples is None or samples >= kept:
+            return np.arange(kept)
+        return np.unique(np.linspace(0, kept - 1, max(samples, 1)).round().astype(int))
+
+    def feature_tables(self, samples: int | None = None) -> tuple[SideTables, SideTables, float]:
+        """The kept posterior samples, or ``samples`` of them (``chosen_samples``), as each
+        side's per-column tables (SideTables: user, movie) and the mean w0: what the served
+        towers read, for any input row, not only the training indices'."""
+        chosen = self.chosen_samples(samples)
+        n_user_features = self.user_block.shape[1]
+        V = np.concatenate([np.asarray(self.model.V_samples[s]) for s in chosen], axis=1) / np.sqrt(len(chosen))
+        w = np.mean([np.asarray(self.model.w_samples[s]) for s in chosen], axis=0)
+        user = SideTables(V[:n_user_features], w[:n_user_features], self.user_groups, self.user_block)
+        movie = SideTables(V[n_user_features:], w[n_user_features:], self.movie_groups, self.movie_block)
+        return user, movie, float(np.mean(np.asarray(self.model.w0_samples)[chosen]))
+
     def tower_tables(self, samples: int | None = None) -> TowerTables:
         """The kept posterior samples, or ``samples`` of them evenly spaced over the chain,
-        split into the two towers (TowerTables): what serving K samples as an ensemble reads."""
-        kept = len(self.model.w0_samples)
-        chosen = (np.arange(kept) if samples is None or samples >= kept
-                  else np.unique(np.linspace(0, kept - 1, max(samples, 1)).round().astype(int)))
-        n_user_features = self.user_block.shape[1]
-        parts: dict[str, list[np.ndarray]] = {"users": [], "movies": [], "user_bias": [], "movie_bias": []}
-        for s in chosen:
-            w, V = np.asarray(self.model.w_samples[s]), np.asarray(self.model.V_samples[s])
-            for side, block, rows in (("user", self.user_block, slice(0, n_user_features)),
-                                      ("movie", self.movie_block, slice(n_user_features, None))):
-                vectors, bias = _side(block, w[rows], V[rows])
-                parts[f"{side}s"].append(vectors / np.sqrt(len(chosen)))
-                parts[f"{side}_bias"].append(bias)
-        return TowerTables(np.concatenate(parts["users"], axis=1), np.concatenate(parts["movies"], axis=1),
-                           np.mean(parts["user_bias"], axis=0), np.mean(parts["movie_bias"], axis=0),
-                           float(np.mean(np.asarray(self.model.w0_samples)[chosen])))
+        split into the two towers (TowerTables) for the training indices."""
+        user, movie, global_bias = self.feature_tables(samples)
+        (users, user_bias), (movies, movie_bias) = user.rows(), movie.rows()
+        return TowerTables(users, movies, user_bias, movie_bias, global_bias)
 
     def predict(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         """Unclipped posterior mean ratings of (user index, movie index) pairs."""

@@ -155,8 +155,8 @@ class TwoTowerModel(keras.Model):
         is entry i's contribution to the retrieval score of m and the contributions sum to it.
         """
         history = self.user_tower.history_of_ratings(movies, ratings)
-        bias = self.served_user_bias(user_inputs[f.USER_ID_XF]) + self.global_mean
-        out = {EMBEDDING_OUTPUT: self.user_tower(user_inputs, training=False, history=history), BIAS_OUTPUT: bias,
+        embedding, bias = self.user_outputs(user_inputs, history=history)
+        out = {EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias + self.global_mean,
                READS_HISTORY_OUTPUT: tf.constant([int(history is not None)], tf.int32)}
         if self.retrieval is not None:
             terms = self.retrieval.history_terms(movies, ratings)
@@ -191,6 +191,17 @@ class TwoTowerModel(keras.Model):
             pair = tf.concat([user, movie, user * movie], axis=-1)
             bias = bias + self.head(pair, training=training)
         return dot + (bias if per_member else tf.reduce_mean(bias, -1))
+
+    def user_outputs(self, inputs, training=False, history=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """The user side of the served rating: (vectors [batch, D], served bias [batch]) of
+        transformed user inputs; ``history``: as UserTower.call's. The interface every served
+        model has (model.blended_towers.BlendedTowers too): a bias may read more than the id."""
+        return (self.user_tower(inputs, training=training, history=history),
+                self.served_user_bias(inputs[f.USER_ID_XF]))
+
+    def movie_outputs(self, inputs, training=False) -> tuple[tf.Tensor, tf.Tensor]:
+        """The movie side: (vectors [batch, D], served bias [batch]) (``user_outputs``' mirror)."""
+        return self.movie_tower(inputs, training=training), self.served_movie_bias(inputs[f.MOVIE_ID_XF])
 
     def served_user_bias(self, user_ids: tf.Tensor) -> tf.Tensor:
         """[batch]: the user bias that serving adds (the mean of the members' biases when each

@@ -241,9 +241,8 @@ class ServingModule(tf.Module):
     def _user_outputs(self, user: dict) -> dict:
         """The user tower's embedding, its bias (+ the global mean) and the bias alone."""
         transformed = self._transform(self._raw(user, None, tf.shape(user[f.USER_ID])[0]))
-        bias = self.model.served_user_bias(transformed[f.USER_ID_XF])
-        return {EMBEDDING_OUTPUT: self.model.user_tower(transformed, training=False),
-                BIAS_OUTPUT: bias + self.model.global_mean, _RAW_BIAS: bias}
+        embedding, bias = self.model.user_outputs(transformed)
+        return {EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias + self.model.global_mean, _RAW_BIAS: bias}
 
     def _user_vector(self, user: dict) -> dict:
         outputs = self._user_outputs(user)
@@ -251,8 +250,8 @@ class ServingModule(tf.Module):
 
     def _movie_vector(self, movie: dict) -> dict:
         transformed = self._transform(self._raw(None, movie, tf.shape(movie[f.MOVIE_ID])[0]))
-        bias = self.model.served_movie_bias(transformed[f.MOVIE_ID_XF])
-        return {EMBEDDING_OUTPUT: self.model.movie_tower(transformed, training=False), BIAS_OUTPUT: bias}
+        embedding, bias = self.model.movie_outputs(transformed)
+        return {EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias}
 
     def _user_vectors_of(self, user_id: tf.Tensor) -> dict:
         """Everything an id-only user signature returns, by the tower path (precomputed at export)."""

@@ -34,6 +34,7 @@ from common.errors import UserError
 from common.phase_clock import PhaseClock
 from data import features as f
 from data.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
+from model.blended_towers import GibbsRows, blend
 from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model, fit_retrieval
 from model.signatures import ServingModule, export
@@ -177,25 +178,44 @@ def split_ids(split: tuple[dict, np.ndarray] | StreamedSplit) -> tuple[dict[str,
     return {k: split[0][k] for k in (f.USER_ID_XF, f.MOVIE_ID_XF)}, split[1]
 
 
-def streamed_movies(split: StreamedSplit) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """model.two_stage.training_movies of a streamed split: one more pass, keeping only the
-    first example of each movie."""
-    from model.model import MOVIE_INPUTS
-
-    keep = {k: split.spec[k] for k in MOVIE_INPUTS}
+def streamed_first_rows(split: StreamedSplit, keys: tuple[str, ...], id_key: str
+                        ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the distinct ``id_key`` values, the columns ``keys`` of each one's first example) of a
+    streamed split, sorted by id: one more pass over its files."""
+    keep = {k: split.spec[k] for k in keys}
     dataset = (tf.data.TFRecordDataset(split.files, compression_type="GZIP")
                .batch(_READ_BATCH).map(lambda x: tf.io.parse_example(x, keep)))
     found: dict[str, list[np.ndarray]] = {k: [] for k in keep}
     known = np.zeros(0, np.int64)
     for batch in dataset.as_numpy_iterator():
-        ids, first = np.unique(batch[f.MOVIE_ID_XF], return_index=True)
+        ids, first = np.unique(batch[id_key], return_index=True)
         new = ~np.isin(ids, known)
         known = np.union1d(known, ids[new])
         for key in found:
             found[key].append(batch[key][first[new]])
     rows = {k: np.concatenate(v) for k, v in found.items()}
-    order = np.argsort(rows[f.MOVIE_ID_XF])
-    return rows[f.MOVIE_ID_XF][order], {k: v[order] for k, v in rows.items()}
+    order = np.argsort(rows[id_key])
+    return rows[id_key][order], {k: v[order] for k, v in rows.items()}
+
+
+def streamed_movies(split: StreamedSplit) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """model.two_stage.training_movies of a streamed split: each movie's first example."""
+    from model.model import MOVIE_INPUTS
+
+    return streamed_first_rows(split, MOVIE_INPUTS, f.MOVIE_ID_XF)
+
+
+def gibbs_rows(train: tuple[dict, np.ndarray] | StreamedSplit,
+               movie_rows: tuple[np.ndarray, dict[str, np.ndarray]]) -> GibbsRows:
+    """What the Gibbs towers fit on (model.blended_towers.GibbsRows): the split's ratings, its
+    examples' (or a streamed split's first rows per user) user features, and ``movie_rows``
+    (training_movies or streamed_movies)."""
+    from model.model import USER_INPUTS
+
+    ids, labels = split_ids(train)
+    users = (streamed_first_rows(train, USER_INPUTS, f.USER_ID_XF) if isinstance(train, StreamedSplit)
+             else (train[0][f.USER_ID_XF], train[0]))
+    return GibbsRows(ids[f.USER_ID_XF], ids[f.MOVIE_ID_XF], labels, users, movie_rows)
 
 
 class ThroughputLogger(keras.callbacks.Callback):
@@ -309,7 +329,8 @@ def run_fn(fn_args) -> None:
 
     history.json (in the model-run artifact) records the seconds of each phase under
     "seconds": load, retrieval (closed-form fit), fit, rerank (choose_rerank_weight), export
-    (the SavedModel and its catalogue copy; added once the export is done)."""
+    (the SavedModel and its catalogue copy; added once the export is done), and gibbs (the
+    Gibbs towers' fit, HParams.gibbs_samples > 0)."""
     from model import distribute
 
     no_numpy_hugepages()  # per-rating arrays: keep their page faults linear (common.allocator)
@@ -402,12 +423,18 @@ def _train(fn_args, config: dict[str, Any], strategy, cluster, out_dirs: tuple[s
                    "val_rmse": [float(model.evaluate(*evaluation, batch_size=hp.batch_size, verbose=0,
                                                      return_dict=True)["rmse"])]}
     phases.lap("fit")
+    gibbs = None
+    if hp.gibbs_samples > 0 and (cluster is None or cluster.is_chief):  # a non-chief's model is dropped
+        model, gibbs = blend(model, hp, gibbs_rows(train, catalogue_rows), evaluation, scale)
+        absl_logging.info("Gibbs towers: weight %.3f, eval RMSE %s", gibbs["weight"], gibbs.get("eval_rmse"))
+        phases.lap("gibbs")
     two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
                                      evaluation[0], evaluation[1], rating_scale=scale)
     phases.lap("rerank")
     history["two_stage"] = two_stage
     history["hparams"] = hp.to_dict()
     history["retrieval"] = retrieval
+    history["gibbs"] = gibbs
     history["train_examples"], history["eval_examples"] = len(train_labels), len(evaluation[1])
     history["training_data"] = {"streamed": streamed is not None, "reason": streamed or "fits the budget"}
     history["rating_scale"] = list(scale)

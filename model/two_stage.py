@@ -59,10 +59,9 @@ def two_stage_scores(model, seen_pairs: tuple[np.ndarray, np.ndarray],
     retrieval[rows, cols] = -np.inf
     n = min(candidates, len(movies))
     top = np.argpartition(-retrieval, n - 1, axis=1)[:, :n]
-    user_vectors = model.user_tower(user_rows, training=False).numpy()
-    movie_vectors = model.movie_tower(movie_rows, training=False).numpy()
-    user_bias = model.served_user_bias(users).numpy() + model.global_mean
-    movie_bias = model.served_movie_bias(movies).numpy()
+    user_vectors, user_bias = (x.numpy() for x in model.user_outputs(user_rows))
+    movie_vectors, movie_bias = (x.numpy() for x in model.movie_outputs(movie_rows))
+    user_bias = user_bias + model.global_mean
     dot = np.einsum("ud,und->un", user_vectors, movie_vectors[top])
     rating = np.clip(dot + user_bias[:, None] + movie_bias[top], *rating_scale)
     return top, np.take_along_axis(retrieval, top, 1), rating, movies

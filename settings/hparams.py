@@ -107,6 +107,19 @@ class HParams:
     # "auto": the closed form where it fits retrieval_memory_gb, iALS elsewhere.
     retrieval_fit: str = "auto"
     retrieval_memory_gb: float = 0.0  # the closed form's memory budget; 0: half of this machine's memory
+    # >0: after the gradient fit, a Bayesian factorization machine over the towers' own inputs
+    # (ids, both rating histories, demographics, genres) is fitted by Gibbs sampling
+    # (model.gibbs_towers) and this many of its posterior samples join the served towers
+    # (model.blended_towers): the rating is the weighted mean of the two models'; 0: none.
+    gibbs_samples: int = 32
+    gibbs_iterations: int = 200       # Gibbs sweeps (the first 5 are dropped as burn-in)
+    gibbs_rank: int = 32              # each sample's vector size
+    # True: each input its own prior group (mean and precision learned per input); False: one
+    # group for all, as the accuracy benchmark's Bayesian FM peer has.
+    gibbs_grouped: bool = True
+    # The Gibbs model's share of the served rating, in [0, 1]; below 0: chosen on the eval split
+    # (the least-squares weight of the two models' ratings there).
+    gibbs_weight: float = -1.0
     # The Trainer holds the transformed training examples in memory while model.trainer's
     # estimate (IN_MEMORY_COPIES x their bytes) fits this, and streams them from the TFRecords
     # with tf.data otherwise; 0: half of this machine's memory.

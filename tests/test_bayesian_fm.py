@@ -121,7 +121,8 @@ def test_a_one_rank_grid_skips_validation_and_tiny_data_still_fits() -> None:
 
 
 def test_baselines_import_without_myfm_and_the_peer_names_the_install_command() -> None:
-    """myfm is a benchmark/test extra: the product's import of ``baselines`` must not need it."""
+    """myfm is imported where a model is built: importing ``baselines`` does not load it, and a
+    broken install names the command that installs it."""
     code = ("import sys; sys.modules['myfm'] = None\n"
             "import baselines.models, baselines.scoring, commands.compare\n"
             "from common.errors import UserError\n"
@@ -129,7 +130,7 @@ def test_baselines_import_without_myfm_and_the_peer_names_the_install_command() 
             "except UserError as error:\n    print(error)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1], timeout=120).stdout
-    assert "pip install -e '.[benchmark]'" in out
+    assert "pip install -c requirements.lock -e ." in out
 
 
 def test_the_accuracy_benchmark_writes_the_peers_row(tmp_path: Path) -> None:

@@ -1,0 +1,261 @@
+"""The served rating towers with HParams.gibbs_samples > 0: the gradient-trained two towers and
+K posterior samples of a Bayesian FM over the same inputs (model.gibbs_towers), side by side.
+
+With s the Gibbs model's share of the rating (HParams.gibbs_weight, or the least-squares
+weight on the eval split), the served rating is (1 - s) * towers + s * Gibbs as one pair of
+towers and one inner product:
+
+    user vector  = [sqrt(1 - s) * towers' user  | sqrt(s) * Gibbs user  (K * rank)]
+    movie vector = [sqrt(1 - s) * towers' movie | sqrt(s) * Gibbs movie (K * rank)]
+    biases and the global mean mixed (1 - s) : s
+
+so the signatures, the precomputed known vectors, FAISS and TF-Serving see what they saw: two
+towers whose inner product plus biases is the rating. The title LSTM stays in the served model
+(the towers' part); the Gibbs part reads the ids, the training histories, the demographics and
+the genres (title words cost it accuracy on both datasets: benchmarks/results/tune_gibbs_towers_*.json).
+
+Why a mean of the two rather than either: their errors correlate less than two gradient-trained
+models' (0.974 against 0.99 on ML-1M's held-out slice, tune_blend_check_ml-1m.json), so the
+mean beats both.
+
+The Gibbs towers (GibbsSide) are exact for any transformed input, not only the training
+indices: each input column's K sample rows are a table, and a row's vector and bias are
+SideTables' formulas over its columns; a training user's history is read from a table
+precomputed at training, a visitor's (history_vectors) from the movies given.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import scipy.sparse as sp
+import tensorflow as tf
+
+from data import features as f
+from model.gibbs_towers import HISTORY_GROUP, ID_GROUP, GibbsTowers, SideTables, side_inputs
+from model.model import TwoTowerModel
+from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, READS_HISTORY_OUTPUT
+from settings.hparams import HParams
+
+#: Transformed inputs the Gibbs towers leave out (module docstring).
+LEFT_OUT = (f.TITLE_IDS_XF,)
+#: Examples per eager call when scoring the eval split.
+_BATCH = 8192
+
+
+class GibbsSide(keras.layers.Layer):
+    """One side's Gibbs tower: transformed inputs -> (vectors [batch, K * rank], bias [batch]).
+
+    Each group of the side's relation block (SideTables.groups) is a table of K sample rows per
+    column (``vectors``), the columns' mean linear weights and their squared norms; the id and
+    one-value features pick one row (a code the training data never had picks none), a set
+    (genres) the mean of its members' rows scaled by 1/sqrt(n), and the history the row
+    precomputed per index from the training ratings."""
+
+    def __init__(self, tables: SideTables, id_key: str, **kwargs):
+        super().__init__(trainable=False, **kwargs)
+        self.id_key = id_key
+        self.groups = [name for name, _ in tables.groups]
+        squares = np.sum(tables.vectors ** 2, axis=1)
+        self.tables: dict[str, tuple[Any, Any, Any]] = {}
+        self.kinds: dict[str, str] = {}
+        for name, _ in tables.groups:
+            part = tables.group(name)
+            vectors, linear, norms = tables.vectors[part], tables.linear[part], squares[part]
+            kind = "one" if name == ID_GROUP else "members" if name == HISTORY_GROUP else _kind(name)
+            if kind == "code":  # one more row, all zeros, for a code the training data never had
+                vectors = np.vstack([vectors, np.zeros((1, vectors.shape[1]))])
+                linear, norms = np.append(linear, 0.0), np.append(norms, 0.0)
+            self.kinds[name] = kind
+            self.tables[name] = (self._constant(f"{name}_vectors", vectors), self._constant(f"{name}_linear", linear),
+                                 self._constant(f"{name}_squares", norms))
+        # each index's training history as the history group reads it (1/sqrt(n) per member)
+        history = tables.block[:, tables.group(HISTORY_GROUP)]
+        self.history_rows = (
+            self._constant("history_rows", np.asarray(history @ tables.vectors[tables.group(HISTORY_GROUP)])),
+            self._constant("history_rows_linear", np.asarray(history @ tables.linear[tables.group(HISTORY_GROUP)]).ravel()),
+            self._constant("history_rows_squares", np.asarray(
+                sp.csr_matrix(history).multiply(history) @ squares[tables.group(HISTORY_GROUP)]).ravel()))
+
+    def _constant(self, name: str, value: np.ndarray):
+        weight = self.add_weight(name=name, shape=value.shape, dtype="float32", initializer="zeros", trainable=False)
+        weight.assign(np.asarray(value, np.float32))
+        return weight
+
+    def history_of(self, members: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The history group's (vector [1, K * rank], linear [1], squares [1]) of one explicit
+        history: the other side's indices ``members`` (each counted once, as in training; the
+        ratings themselves are not read: the FM's history is which movies, as the peer's)."""
+        members, _ = tf.unique(tf.reshape(tf.cast(members, tf.int64), [-1]))
+        n = tf.cast(tf.size(members), tf.float32)
+        scale = tf.math.rsqrt(tf.maximum(n, 1.0))
+        vectors, linear, norms = self.tables[HISTORY_GROUP]
+        return (scale * tf.reduce_sum(tf.gather(vectors, members), 0, keepdims=True),
+                scale * tf.reduce_sum(tf.gather(linear, members), 0, keepdims=True),
+                scale * scale * tf.reduce_sum(tf.gather(norms, members), 0, keepdims=True))
+
+    def call(self, inputs, history=None):
+        """``history``: ``history_of``'s terms to read instead of the indices' training
+        histories (a batch of one)."""
+        ids = tf.cast(inputs[self.id_key], tf.int64)
+        parts = [history if history is not None
+                 else tuple(tf.gather(table, ids) for table in self.history_rows)]
+        for name in self.groups:
+            if name == HISTORY_GROUP:
+                continue
+            vectors, linear, norms = self.tables[name]
+            kind = self.kinds[name]
+            if kind in ("one", "code"):
+                codes = ids if kind == "one" else tf.cast(inputs[name], tf.int64)
+                width = tf.cast(tf.shape(linear)[0], tf.int64) - (1 if kind == "code" else 0)
+                codes = tf.where((codes >= 0) & (codes < width), codes, width) if kind == "code" else codes
+                parts.append((tf.gather(vectors, codes), tf.gather(linear, codes), tf.gather(norms, codes)))
+            else:  # a set: its members' rows scaled by 1/sqrt(their number)
+                present = tf.cast(tf.not_equal(inputs[name], 0), tf.float32)
+                x = present * tf.math.rsqrt(tf.maximum(tf.reduce_sum(present, -1, keepdims=True), 1.0))
+                parts.append((tf.matmul(x, vectors), tf.linalg.matvec(x, linear), tf.linalg.matvec(x * x, norms)))
+        vector = tf.add_n([p[0] for p in parts])
+        bias = (tf.add_n([p[1] for p in parts])
+                + 0.5 * (tf.reduce_sum(tf.square(vector), -1) - tf.add_n([p[2] for p in parts])))
+        return vector, bias
+
+
+def _kind(name: str) -> str:
+    """How GibbsSide reads a feature group, from the feature table: "code" (one value, one-hot)
+    or "set" (a multi-hot vector)."""
+    row = next((r for r in f.TRANSFORMED_FEATURES if r.name == name), None)
+    if row is None:
+        raise ValueError(f"{name!r} is not a transformed feature")
+    if row.shape == () and row.dtype == "int64":
+        return "code"
+    if row.shape != () and row.dtype == "float32":
+        return "set"
+    raise ValueError(f"the served Gibbs towers read one-value codes and multi-hot sets; {name!r} is neither")
+
+
+class BlendedTowers(keras.Model):
+    """The towers and the Gibbs towers as one pair of towers (module docstring); the interface
+    of TwoTowerModel that the signatures, the Trainer and the benchmarks read."""
+
+    def __init__(self, towers: TwoTowerModel, gibbs_user: GibbsSide, gibbs_movie: GibbsSide,
+                 gibbs_global: float, gibbs_weight: float, **kwargs):
+        super().__init__(**kwargs)
+        if towers.head is not None:
+            raise ValueError("the Gibbs towers blend with inner-product towers only: set head_units=0")
+        if not 0.0 <= gibbs_weight <= 1.0:
+            raise ValueError(f"gibbs_weight must be in [0, 1], got {gibbs_weight}")
+        self.towers, self.gibbs_user, self.gibbs_movie = towers, gibbs_user, gibbs_movie
+        self.gibbs_weight = float(gibbs_weight)
+        self._scales = (float(np.sqrt(1.0 - gibbs_weight)), float(np.sqrt(gibbs_weight)))
+        self.gibbs_global = float(gibbs_global)
+        self.global_mean = (1.0 - gibbs_weight) * towers.global_mean + gibbs_weight * gibbs_global
+        self.vocab, self.hp, self.retrieval, self.head = towers.vocab, towers.hp, towers.retrieval, None
+        self.reads_history = towers.reads_history
+
+    def _mix(self, towers: tuple, gibbs: tuple) -> tuple[tf.Tensor, tf.Tensor]:
+        (vector, bias), (gibbs_vector, gibbs_bias) = towers, gibbs
+        a, b = self._scales
+        return (tf.concat([a * vector, b * gibbs_vector], -1),
+                (1.0 - self.gibbs_weight) * bias + self.gibbs_weight * gibbs_bias)
+
+    def user_outputs(self, inputs, training=False, history=None):
+        """(vectors, bias); ``history``: (the towers', the Gibbs side's) of one explicit history."""
+        towers_history, gibbs_history = history if history is not None else (None, None)
+        return self._mix(self.towers.user_outputs(inputs, training=training, history=towers_history),
+                         self.gibbs_user(inputs, history=gibbs_history))
+
+    def movie_outputs(self, inputs, training=False):
+        return self._mix(self.towers.movie_outputs(inputs, training=training), self.gibbs_movie(inputs))
+
+    def call(self, inputs, training=False):
+        user, user_bias = self.user_outputs(inputs)
+        movie, movie_bias = self.movie_outputs(inputs)
+        return tf.reduce_sum(user * movie, -1) + user_bias + movie_bias + self.global_mean
+
+    def history_vectors(self, user_inputs, movies, ratings) -> dict[str, tf.Tensor]:
+        """TwoTowerModel.history_vectors with the Gibbs user vector of the same history."""
+        out = dict(self.towers.history_vectors(user_inputs, movies, ratings))
+        towers_bias = out[BIAS_OUTPUT] - self.towers.global_mean
+        embedding, bias = self._mix((out[EMBEDDING_OUTPUT], towers_bias),
+                                    self.gibbs_user(user_inputs, history=self.gibbs_user.history_of(movies)))
+        out.update({EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias + self.global_mean,
+                    READS_HISTORY_OUTPUT: tf.ones([1], tf.int32)})
+        return out
+
+
+def gibbs_rating(user: GibbsSide, movie: GibbsSide, gibbs_global: float, inputs: dict) -> np.ndarray:
+    """The Gibbs towers' unclipped ratings of transformed examples (in batches, eagerly)."""
+    n = len(next(iter(inputs.values())))
+    out = []
+    for start in range(0, n, _BATCH):
+        batch = {k: tf.constant(np.asarray(v)[start:start + _BATCH]) for k, v in inputs.items()}
+        (u, ub), (m, mb) = user(batch), movie(batch)
+        out.append((tf.reduce_sum(u * m, -1) + ub + mb).numpy() + gibbs_global)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def least_squares_weight(towers: np.ndarray, gibbs: np.ndarray, labels: np.ndarray) -> float:
+    """The share s in [0, 1] whose (1 - s) * towers + s * gibbs has the least squared error."""
+    gap = np.asarray(gibbs, np.float64) - towers
+    denominator = float(gap @ gap)
+    if denominator == 0.0:
+        return 0.5
+    return float(np.clip((np.asarray(labels, np.float64) - towers) @ gap / denominator, 0.0, 1.0))
+
+
+@dataclass
+class GibbsRows:
+    """What the Gibbs fit reads: the training ratings as vocabulary indices, and each side's
+    transformed features as (index, columns) rows (one per example, or one per user / movie)."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    ratings: np.ndarray
+    user_rows: tuple[np.ndarray, dict[str, np.ndarray]]
+    movie_rows: tuple[np.ndarray, dict[str, np.ndarray]]
+
+
+def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
+          evaluation: tuple[dict, np.ndarray] | None, rating_scale: tuple[float, float]) -> tuple[BlendedTowers, dict]:
+    """Fits the Gibbs towers (HParams.gibbs_*) on ``rows`` and returns the blended model and
+    what was measured: the weight (HParams.gibbs_weight, or chosen on ``evaluation``), each
+    part's and the blend's eval RMSE (clipped to ``rating_scale``, as served) and the seconds."""
+    start = time.perf_counter()
+    vocab = towers.vocab
+    user_index, user_columns = rows.user_rows
+    movie_index, movie_columns = rows.movie_rows
+    keep = {k: v for k, v in movie_columns.items() if k not in LEFT_OUT}
+    gibbs = GibbsTowers(rank=hp.gibbs_rank, n_iter=hp.gibbs_iterations, seed=hp.seed, grouped=hp.gibbs_grouped).fit(
+        rows.users, rows.movies, rows.ratings, vocab.users, vocab.movies,
+        side_inputs("user", user_index, user_columns, vocab.users),
+        side_inputs("movie", movie_index, keep, vocab.movies))
+    user_tables, movie_tables, gibbs_global = gibbs.feature_tables(hp.gibbs_samples)
+    user, movie = GibbsSide(user_tables, f.USER_ID_XF, name="gibbs_user"), GibbsSide(movie_tables, f.MOVIE_ID_XF,
+                                                                                       name="gibbs_movie")
+    info: dict[str, Any] = {"samples": len(gibbs.chosen_samples(hp.gibbs_samples)), "iterations": hp.gibbs_iterations,
+                            "rank": hp.gibbs_rank, "grouped": hp.gibbs_grouped,
+                            "weight_chosen_on_eval": hp.gibbs_weight < 0}
+    weight = hp.gibbs_weight
+    if evaluation is not None and len(evaluation[1]):
+        columns, labels = evaluation
+        towers_pred = np.asarray(towers.predict(columns, batch_size=hp.batch_size, verbose=0), np.float64)
+        gibbs_pred = gibbs_rating(user, movie, gibbs_global, columns)
+        if weight < 0:
+            weight = least_squares_weight(towers_pred, gibbs_pred, labels)
+        mixed = (1.0 - weight) * towers_pred + weight * gibbs_pred
+        info["eval_rmse"] = {name: _rmse(np.clip(pred, *rating_scale), labels)
+                             for name, pred in (("towers", towers_pred), ("gibbs", gibbs_pred), ("served", mixed))}
+    elif weight < 0:
+        raise ValueError("gibbs_weight < 0 chooses the Gibbs towers' weight on the eval split, and this fit has "
+                         "none: set gibbs_weight in [0, 1]")
+    info["weight"] = float(weight)
+    info["seconds"] = time.perf_counter() - start
+    return BlendedTowers(towers, user, movie, gibbs_global, weight, name="blended_towers"), info
+
+
+def _rmse(predicted: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - labels) ** 2)))
+
