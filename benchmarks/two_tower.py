@@ -28,7 +28,7 @@ from data import features as f
 from data.movielens_files import MovieLensData, raw_values
 from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
-from model.blended_towers import GibbsRows, blend
+from model.blended_towers import GibbsRows, blend, skipped
 from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
 from model.trainer import fit, vocab_from_transform
@@ -132,7 +132,7 @@ def fit_predict(data: MovieLensData, train_idx: np.ndarray, test_idx: np.ndarray
     kept = predict_clipped(result, test_idx, scale) if refit and keep_validation_fit else None
     if refit:
         # the Gibbs towers' weight too is chosen on the validation slice (model.blended_towers)
-        chosen = {"gibbs_weight": result.history["gibbs"]["weight"]} if result.history.get("gibbs") else {}
+        chosen = {"gibbs_weight": result.history["gibbs"]["weight"]} if "gibbs" in result.history else {}
         final_hp = dataclasses.replace(hp, epochs=result.history["best_epoch"] + 1, retrieval_dim=0, **chosen)
         final = fit_model(data, train_idx, final_hp, prepared=prepared.without_validation(), verbose=verbose)
         final.final_history = final.history
@@ -229,7 +229,7 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
         result = _fit_apart(data, train_idx, hp, p, verbose, start)
     else:
         result = _fit_one(hp, p, verbose)
-    if hp.gibbs_samples > 0:  # the served model's Gibbs towers (model.blended_towers), as the Trainer fits them
+    if skipped(hp, len(p.fit_idx)) is None:  # the served model's Gibbs towers (model.blended_towers), as the Trainer
         columns = p.inputs(p.fit_idx)
         rows = GibbsRows(p.user_x[p.fit_idx], p.movie_x[p.fit_idx], p.labels[p.fit_idx],
                          (columns[f.USER_ID_XF], columns), (columns[f.MOVIE_ID_XF], columns))

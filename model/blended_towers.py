@@ -186,6 +186,17 @@ class BlendedTowers(keras.Model):
         return out
 
 
+def skipped(hp: HParams, n_ratings: int) -> str | None:
+    """Why a fit on ``n_ratings`` training ratings leaves the Gibbs towers out, or None when it
+    fits them (HParams.gibbs_samples, gibbs_max_ratings)."""
+    if hp.gibbs_samples <= 0:
+        return "gibbs_samples is 0"
+    if 0 < hp.gibbs_max_ratings < n_ratings:
+        return (f"{n_ratings:,} training ratings pass gibbs_max_ratings ({hp.gibbs_max_ratings:,}): "
+                f"raise it to fit the Gibbs towers on this data")
+    return None
+
+
 def gibbs_rating(user: GibbsSide, movie: GibbsSide, gibbs_global: float, inputs: dict) -> np.ndarray:
     """The Gibbs towers' unclipped ratings of transformed examples (in batches, eagerly)."""
     n = len(next(iter(inputs.values())))

@@ -34,7 +34,7 @@ from common.errors import UserError
 from common.phase_clock import PhaseClock
 from data import features as f
 from data.catalogue import copy_catalogue, model_catalogue_dir, read_catalogue
-from model.blended_towers import GibbsRows, blend
+from model.blended_towers import GibbsRows, blend, skipped
 from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, TARGET_IN_HISTORY, HParams, RatingHistory, Vocab, build_model, fit_retrieval
 from model.signatures import ServingModule, export
@@ -424,10 +424,14 @@ def _train(fn_args, config: dict[str, Any], strategy, cluster, out_dirs: tuple[s
                                                      return_dict=True)["rmse"])]}
     phases.lap("fit")
     gibbs = None
-    if hp.gibbs_samples > 0 and (cluster is None or cluster.is_chief):  # a non-chief's model is dropped
+    left_out = skipped(hp, len(train_labels))
+    if left_out is None and (cluster is None or cluster.is_chief):  # a non-chief's model is dropped
         model, gibbs = blend(model, hp, gibbs_rows(train, catalogue_rows), evaluation, scale)
         absl_logging.info("Gibbs towers: weight %.3f, eval RMSE %s", gibbs["weight"], gibbs.get("eval_rmse"))
         phases.lap("gibbs")
+    elif left_out is not None and hp.gibbs_samples > 0:
+        absl_logging.warning("no Gibbs towers: %s", left_out)
+        gibbs = {"skipped": left_out}
     two_stage = choose_rerank_weight(model, (train_ids[f.USER_ID_XF], train_ids[f.MOVIE_ID_XF]), catalogue_rows,
                                      evaluation[0], evaluation[1], rating_scale=scale)
     phases.lap("rerank")

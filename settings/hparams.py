@@ -120,6 +120,11 @@ class HParams:
     # The Gibbs model's share of the served rating, in [0, 1]; below 0: chosen on the eval split
     # (the least-squares weight of the two models' ratings there).
     gibbs_weight: float = -1.0
+    # Above this many training ratings the Trainer leaves the Gibbs towers out (recorded in
+    # history.json): their fit's time grows with ratings x gibbs_iterations (about six minutes on
+    # ML-1M's 760,000 on 2 cores), and their served tables with (users + movies) x gibbs_samples
+    # x gibbs_rank; 0: no limit.
+    gibbs_max_ratings: int = 5_000_000
     # The Trainer holds the transformed training examples in memory while model.trainer's
     # estimate (IN_MEMORY_COPIES x their bytes) fits this, and streams them from the TFRecords
     # with tf.data otherwise; 0: half of this machine's memory.

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from data import features as f
-from model.blended_towers import GibbsRows, blend, gibbs_rating, least_squares_weight
+from model.blended_towers import GibbsRows, blend, gibbs_rating, least_squares_weight, skipped
 from model.gibbs_towers import GibbsTowers, side_inputs
 from model.model import MODEL_INPUTS, HParams, RatingHistory, Vocab, build_model
 from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, READS_HISTORY_OUTPUT
@@ -148,3 +148,11 @@ def test_a_code_the_training_data_never_had_adds_nothing(fitted):
     with_code, _ = user({k: tf.constant(v) for k, v in one.items()})
     np.testing.assert_allclose(vector.numpy()[0], with_code.numpy()[0] - without, atol=1e-5)
     assert np.isfinite(gibbs_rating(user, movie, 3.0, unseen)).all()
+
+
+def test_large_data_or_no_samples_leave_the_gibbs_towers_out_and_say_why():
+    assert skipped(HP, 1_000) is None
+    assert skipped(dataclasses.replace(HP, gibbs_samples=0), 1_000) == "gibbs_samples is 0"
+    reason = skipped(dataclasses.replace(HP, gibbs_max_ratings=999), 1_000)
+    assert "1,000 training ratings pass gibbs_max_ratings (999)" in reason
+    assert skipped(dataclasses.replace(HP, gibbs_max_ratings=0), 10**9) is None  # 0: no limit
