@@ -21,6 +21,7 @@ from data import features as f, synthetic_data
 from data.movielens_files import ML_1M_GENRES
 from pipeline import configs
 from pipeline.run import run_pipeline
+from settings.hparams import HParams
 from settings.paths import ArtifactPaths
 
 # The pushed model is an ensemble of two trained apart (HParams.ensemble_size, ensemble_apart:
@@ -33,6 +34,8 @@ GOOD = {"epochs": 8, "batch_size": 256, "embedding_dim": 16, "ensemble_size": 2,
 # they alone would rate nearly as well as the good model does.
 WORSE = {"epochs": 1, "batch_size": 4096, "learning_rate": 1e-5, "embedding_dim": 32, "lstm_units": 32,
          "gibbs_samples": 0}
+#: The pushed towers' size: the two members' 16 and the Gibbs towers' samples (the defaults).
+SERVED_DIM = 2 * 16 + HParams().gibbs_samples * HParams().gibbs_rank
 ROOT = Path(__file__).resolve().parents[1]
 #: Where the blessed model stays after the tier (gitignored): `make check-serving-runtime`,
 #: which .ci/run runs after `make test`, loads it under the TF-Serving image's TensorFlow.
@@ -122,13 +125,14 @@ def test_every_signature_answers_raw_values_including_unseen_ids(runs):
     assert 1 <= float(unseen["rating"][0]) <= 5
     user = model.signatures["user_embedding"](user_id=ids(1, 99_999))["embedding"].numpy()
     movie = model.signatures["movie_embedding"](movie_id=ids(1, 99_999))["embedding"].numpy()
-    assert user.shape == (2, 32) and movie.shape == (2, 32) and np.all(np.isfinite(user)) and np.all(np.isfinite(movie))
+    assert user.shape == (2, SERVED_DIM) and movie.shape == (2, SERVED_DIM)
+    assert np.all(np.isfinite(user)) and np.all(np.isfinite(movie))
     by_features = model.signatures["movie_embedding_with_features"](
         movie_id=ids(99_999), title=tf.constant(["Unknown"]), genres=tf.constant([""]))["embedding"]
-    assert by_features.shape == (1, 32)
+    assert by_features.shape == (1, SERVED_DIM)
     user_features = model.signatures["user_embedding_with_features"](
         user_id=ids(99_999), gender=tf.constant(["M"]), age=ids(18), occupation=ids(4), zip=tf.constant(["10001"]))
-    assert user_features["embedding"].shape == (1, 32)
+    assert user_features["embedding"].shape == (1, SERVED_DIM)
     example = tf.train.Example()
     example.features.feature[f.USER_ID].int64_list.value.append(1)
     example.features.feature[f.MOVIE_ID].int64_list.value.append(1)

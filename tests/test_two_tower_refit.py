@@ -12,11 +12,15 @@ from baselines.data import random_split
 from benchmarks.two_tower import fit_model, fit_predict, prepare
 from data.movielens_files import load_movielens
 from data.synthetic_data import generate
+from model.blended_towers import BlendedTowers, gibbs_rating
 from model.model import HParams
 
 TINY = {"embedding_dim": 8, "user_id_dim": 4, "feature_dim": 4, "movie_id_dim": 4, "title_embedding_dim": 4,
         "lstm_units": 4, "hidden": 4, "history_dim": 4, "movie_history_dim": 4, "retrieval_dim": 8,
-        "batch_size": 256, "retrieval_fit": "closed_form", "epochs": 4, "patience": 4, "seed": 0}
+        "batch_size": 256, "retrieval_fit": "closed_form", "epochs": 4, "patience": 4, "seed": 0,
+        "gibbs_samples": 0}
+#: TINY with small Gibbs towers (model.blended_towers)
+GIBBS = {**TINY, "gibbs_samples": 4, "gibbs_iterations": 20, "gibbs_rank": 4}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +42,24 @@ def test_the_final_fit_runs_the_validation_fits_best_epoch_count_on_every_traini
     assert result.predictions.shape == (len(test_idx),)
     assert np.isfinite(result.predictions).all()
     assert result.model.retrieval is None  # predicted ratings never read the retrieval towers
+
+
+def test_the_final_fit_serves_the_gibbs_towers_with_the_weight_chosen_on_validation(data) -> None:
+    """The Gibbs towers' weight is chosen as the epoch count is: on the validation slice, by the
+    validation fit; the final fit, which has no validation data, serves that weight."""
+    train_idx, test_idx = random_split(len(data.ratings.rating), 0.1, 0)
+    result = fit_predict(data, train_idx, test_idx, HParams.from_dict(GIBBS), refit=True, verbose=0)
+    chosen, final = result.history["gibbs"], result.final_history["gibbs"]
+    assert chosen["weight_chosen_on_eval"] and set(chosen["eval_rmse"]) == {"towers", "gibbs", "served"}
+    assert chosen["eval_rmse"]["served"] <= min(chosen["eval_rmse"]["towers"], chosen["eval_rmse"]["gibbs"]) + 1e-3
+    assert final["weight"] == chosen["weight"] and not final["weight_chosen_on_eval"] and "eval_rmse" not in final
+    model = result.model
+    assert isinstance(model, BlendedTowers) and model.gibbs_weight == chosen["weight"] and final["samples"] == 4
+    inputs = result.inputs(test_idx)
+    towers = model.towers.predict(inputs, batch_size=4096, verbose=0)
+    gibbs = gibbs_rating(model.gibbs_user, model.gibbs_movie, model.gibbs_global, inputs)
+    expected = np.clip((1 - model.gibbs_weight) * towers + model.gibbs_weight * gibbs, 1, 5)
+    np.testing.assert_allclose(result.predictions, expected, atol=1e-4)
 
 
 def test_a_fit_without_validation_data_refuses_retrieval_towers_it_cannot_tune(data) -> None:
