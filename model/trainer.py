@@ -3,7 +3,9 @@
 Reads the Transform output (transformed train/eval examples and vocabularies), trains with
 MSE/Adam, per-epoch learning-rate decay and early stopping on eval RMSE (best weights kept),
 logs to TensorBoard in the model-run artifact, keeps a checkpoint so that a re-run Trainer
-resumes an interrupted fit, and exports `model.signatures.ServingModule`.
+resumes an interrupted fit, then fits the Gibbs towers on the same training examples and serves
+them beside the towers, weighted on the eval split (HParams.gibbs_*, model.blended_towers), and
+exports `model.signatures.ServingModule`.
 
 Hyperparameters come from the Trainer's custom_config["hparams"] (see model.HParams). The
 serving lookup tables come from ExampleGen's catalogue artifact (the Trainer's `catalogue`
