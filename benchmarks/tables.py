@@ -70,7 +70,8 @@ def accuracy(rows) -> list[str]:
     lines = ["### Rating accuracy (`python -m benchmarks.accuracy`, identical random splits)", "",
              "Seconds are each model's fit and prediction (the baselines' knob choice on validation included; "
              "the two-tower model's two fits: early stopping on validation chooses the epoch count, then the "
-             "model is fitted again on the whole train part, as the baselines are). "
+             "model is fitted again on the whole train part, as the baselines are; each fit includes its Gibbs "
+             "towers, whose weight in the served rating the validation fit chooses). "
              f"`{PEER}` is a Bayesian factorization machine from outside this project (Gibbs sampling, "
              "implicit features on both sides, rank chosen on validation).", "",
              "| dataset | split | seed | model | RMSE | MAE | seconds |", "|---|---|---|---|---|---|---|"]
@@ -93,9 +94,16 @@ def accuracy(rows) -> list[str]:
 
 
 def _model_label(row) -> str:
-    """The row's model, with the ensemble size of a two-tower row that averages several."""
+    """The row's model, with the ensemble size of a two-tower row that averages several and the
+    samples and weight of its Gibbs towers (model.blended_towers)."""
+    notes = []
     members = row.get("hparams", {}).get("ensemble_size", 1)
-    return f"{row['model']} (ensemble of {members})" if members > 1 else row["model"]
+    if members > 1:
+        notes.append(f"ensemble of {members}")
+    gibbs = (row.get("gibbs") or {}).get("final_fit") or {}
+    if "weight" in gibbs:
+        notes.append(f"{gibbs['samples']} Gibbs samples, weight {gibbs['weight']:.2f}")
+    return f"{row['model']} ({'; '.join(notes)})" if notes else row["model"]
 
 
 def _epoch_seconds(result) -> str:
