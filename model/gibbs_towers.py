@@ -272,8 +272,12 @@ class GibbsTowers:
         towers read, for any input row, not only the training indices'."""
         chosen = self.chosen_samples(samples)
         n_user_features = self.user_block.shape[1]
-        V = np.concatenate([np.asarray(self.model.V_samples[s]) for s in chosen], axis=1) / np.sqrt(len(chosen))
-        w = np.mean([np.asarray(self.model.w_samples[s]) for s in chosen], axis=0)
+        # myfm builds every kept sample anew on each read of V_samples (one array, whose rows
+        # are views): read it once, and copy out only the chosen samples
+        every_V, every_w = np.asarray(self.model.V_samples), np.asarray(self.model.w_samples)
+        V = np.concatenate([every_V[s] for s in chosen], axis=1) / np.sqrt(len(chosen))
+        w = every_w[chosen].mean(axis=0)
+        del every_V, every_w
         user = SideTables(V[:n_user_features], w[:n_user_features], self.user_groups, self.user_block)
         movie = SideTables(V[n_user_features:], w[n_user_features:], self.movie_groups, self.movie_block)
         return user, movie, float(np.mean(np.asarray(self.model.w0_samples)[chosen]))
