@@ -197,15 +197,23 @@ def skipped(hp: HParams, n_ratings: int) -> str | None:
     return None
 
 
-def gibbs_rating(user: GibbsSide, movie: GibbsSide, gibbs_global: float, inputs: dict) -> np.ndarray:
-    """The Gibbs towers' unclipped ratings of transformed examples (in batches, eagerly)."""
+def _batched(rate, inputs: dict) -> np.ndarray:
+    """``rate`` (a batch of transformed inputs -> ratings) over every example, in batches,
+    called eagerly: not Keras's predict, which a model trained across workers would run on
+    every worker, while the Trainer's chief blends alone."""
     n = len(next(iter(inputs.values())))
-    out = []
-    for start in range(0, n, _BATCH):
-        batch = {k: tf.constant(np.asarray(v)[start:start + _BATCH]) for k, v in inputs.items()}
-        (u, ub), (m, mb) = user(batch), movie(batch)
-        out.append((tf.reduce_sum(u * m, -1) + ub + mb).numpy() + gibbs_global)
+    out = [np.asarray(rate({k: tf.constant(np.asarray(v)[start:start + _BATCH]) for k, v in inputs.items()}),
+                      np.float64).reshape(-1) for start in range(0, n, _BATCH)]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def gibbs_rating(user: GibbsSide, movie: GibbsSide, gibbs_global: float, inputs: dict) -> np.ndarray:
+    """The Gibbs towers' unclipped ratings of transformed examples."""
+    def rate(batch):
+        (u, ub), (m, mb) = user(batch), movie(batch)
+        return (tf.reduce_sum(u * m, -1) + ub + mb).numpy() + gibbs_global
+
+    return _batched(rate, inputs)
 
 
 def least_squares_weight(towers: np.ndarray, gibbs: np.ndarray, labels: np.ndarray) -> float:
@@ -252,7 +260,7 @@ def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
     weight = hp.gibbs_weight
     if evaluation is not None and len(evaluation[1]):
         columns, labels = evaluation
-        towers_pred = np.asarray(towers.predict(columns, batch_size=hp.batch_size, verbose=0), np.float64)
+        towers_pred = _batched(lambda batch: towers(batch, training=False).numpy(), columns)
         gibbs_pred = gibbs_rating(user, movie, gibbs_global, columns)
         if weight < 0:
             weight = least_squares_weight(towers_pred, gibbs_pred, labels)
