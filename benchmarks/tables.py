@@ -102,8 +102,8 @@ def _model_label(row) -> str:
         notes.append(f"ensemble of {members}")
     gibbs = (row.get("gibbs") or {}).get("final_fit") or {}
     if "weight" in gibbs:
-        notes.append(f"{gibbs['samples']} Gibbs samples, weight {gibbs['weight']:.2f}")
-    return f"{row['model']} ({'; '.join(notes)})" if notes else row["model"]
+        notes.append(f"{gibbs['samples']} Gibbs samples at weight {gibbs['weight']:.2f}")
+    return ", ".join([row["model"], *notes])
 
 
 def _epoch_seconds(result) -> str:

@@ -57,6 +57,6 @@ def test_an_accuracy_row_names_its_ensemble_and_its_gibbs_towers():
     row = {"dataset": "ml-1m", "split": "80/20", "seed": 0, "model": "two-tower", "rmse": 0.8, "mae": 0.6,
            "seconds": 10.0, "hparams": {"ensemble_size": 2},
            "gibbs": {"validation_fit": {"weight": 0.61, "samples": 32}, "final_fit": {"weight": 0.61, "samples": 32}}}
-    assert "| two-tower (ensemble of 2; 32 Gibbs samples, weight 0.61) |" in "\n".join(tables.accuracy([row]))
+    assert "| two-tower, ensemble of 2, 32 Gibbs samples at weight 0.61 |" in "\n".join(tables.accuracy([row]))
     plain = {**row, "hparams": {"ensemble_size": 1}, "gibbs": {"validation_fit": None, "final_fit": None}}
     assert "| two-tower | 0.8000 |" in "\n".join(tables.accuracy([plain]))
