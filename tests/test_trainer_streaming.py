@@ -128,3 +128,27 @@ def test_a_streamed_split_trains_like_the_arrays(written):
         assert len(result["examples_per_second"]) == 3
     # the same data and model: the streamed fit ends near the in-memory one
     assert results[1]["val_rmse"][-1] == pytest.approx(results[0]["val_rmse"][-1], abs=0.1)
+
+
+def test_a_streamed_split_gives_the_gibbs_towers_the_same_inputs_as_the_arrays(written):
+    """gibbs_rows of a streamed split (one more pass for each user's features) reads what the
+    in-memory arrays hold: the same ratings, and per index the same side features."""
+    from model.gibbs_towers import side_inputs
+
+    files, _ = written
+    output = _TransformOutput(_spec())
+    held = trainer.load_transformed(files, output)
+    streamed = trainer.load_transformed(files, output, memory_budget=1.0)
+    rows = {"held": trainer.gibbs_rows(held, training_movies(held[0])),
+            "streamed": trainer.gibbs_rows(streamed, trainer.streamed_movies(streamed))}
+    for key in ("users", "movies", "ratings"):
+        np.testing.assert_array_equal(getattr(rows["held"], key), getattr(rows["streamed"], key))
+    for tower, attribute, n in (("user", "user_rows", VOCAB.users), ("movie", "movie_rows", VOCAB.movies)):
+        sides = [side_inputs(tower, *getattr(rows[name], attribute), n) for name in ("held", "streamed")]
+        assert sides[0].categorical.keys() == sides[1].categorical.keys() and sides[0].sets.keys() == sides[1].sets.keys()
+        for name, (codes, width) in sides[0].categorical.items():
+            np.testing.assert_array_equal(codes, sides[1].categorical[name][0])
+            assert width == sides[1].categorical[name][1]
+        for name, members in sides[0].sets.items():
+            assert (members != sides[1].sets[name]).nnz == 0
+    assert set(sides[0].sets) >= {f.GENRES_XF}
