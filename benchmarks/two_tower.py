@@ -28,10 +28,11 @@ from data import features as f
 from data.movielens_files import MovieLensData, raw_values
 from index.visitors import VISITOR_USER_ID, HistoryVectors
 from model import preprocessing
-from model.blended_towers import GibbsRows, blend, skipped
+from model.blended_towers import blend, skipped
 from model.ensemble_apart import assemble, check_members, member_hparams, members_history
 from model.model import MODEL_INPUTS, HParams, RatingHistory, build_model, fit_retrieval
-from model.trainer import fit, vocab_from_transform
+from model.trainer import fit, gibbs_rows, vocab_from_transform
+from model.two_stage import training_movies
 
 RAW_SPEC = preprocessing.RAW_INPUT_SPEC
 USER_XF = f.USER_INPUTS
@@ -231,8 +232,7 @@ def fit_model(data: MovieLensData, train_idx: np.ndarray, hp: HParams, *,
         result = _fit_one(hp, p, verbose)
     if skipped(hp, len(p.fit_idx)) is None:  # the served model's Gibbs towers (model.blended_towers), as the Trainer
         columns = p.inputs(p.fit_idx)
-        rows = GibbsRows(p.user_x[p.fit_idx], p.movie_x[p.fit_idx], p.labels[p.fit_idx],
-                         (columns[f.USER_ID_XF], columns), (columns[f.MOVIE_ID_XF], columns))
+        rows = gibbs_rows((columns, p.labels[p.fit_idx]), training_movies(columns))
         evaluation = (p.inputs(p.validation_idx), p.labels[p.validation_idx]) if len(p.validation_idx) else None
         result.model, result.history["gibbs"] = blend(result.model, hp, rows, evaluation,
                                                       f.rating_scale(p.labels[p.fit_idx]))

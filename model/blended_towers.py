@@ -31,7 +31,6 @@ from typing import Any
 
 import keras
 import numpy as np
-import scipy.sparse as sp
 import tensorflow as tf
 
 from data import features as f
@@ -73,12 +72,8 @@ class GibbsSide(keras.layers.Layer):
             self.tables[name] = (self._constant(f"{name}_vectors", vectors), self._constant(f"{name}_linear", linear),
                                  self._constant(f"{name}_squares", norms))
         # each index's training history as the history group reads it (1/sqrt(n) per member)
-        history = tables.block[:, tables.group(HISTORY_GROUP)]
-        self.history_rows = (
-            self._constant("history_rows", np.asarray(history @ tables.vectors[tables.group(HISTORY_GROUP)])),
-            self._constant("history_rows_linear", np.asarray(history @ tables.linear[tables.group(HISTORY_GROUP)]).ravel()),
-            self._constant("history_rows_squares", np.asarray(
-                sp.csr_matrix(history).multiply(history) @ squares[tables.group(HISTORY_GROUP)]).ravel()))
+        self.history_rows = tuple(self._constant(name, value) for name, value in zip(
+            ("history_rows", "history_rows_linear", "history_rows_squares"), tables.terms(HISTORY_GROUP)))
 
     def _constant(self, name: str, value: np.ndarray):
         weight = self.add_weight(name=name, shape=value.shape, dtype="float32", initializer="zeros", trainable=False)

@@ -200,11 +200,18 @@ class SideTables:
             start += width
         raise KeyError(f"no group {name!r} in {[g for g, _ in self.groups]}")
 
+    def terms(self, group: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x @ vectors [n, K * rank], x @ linear [n], (x*x) @ |vectors|^2 [n]) of every row x of
+        the block, or of its columns in ``group``: the parts a row's vector and bias are made of."""
+        columns = self.group(group) if group is not None else slice(None)
+        x, vectors = self.block[:, columns], self.vectors[columns]
+        return (np.asarray(x @ vectors), np.asarray(x @ self.linear[columns]).ravel(),
+                np.asarray(x.multiply(x) @ np.sum(vectors ** 2, axis=1)).ravel())
+
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(vectors [n, K * rank], biases [n]) of every row of the block."""
-        vectors = np.asarray(self.block @ self.vectors)
-        squares = self.block.multiply(self.block) @ np.sum(self.vectors ** 2, axis=1)
-        return vectors, np.asarray(self.block @ self.linear).ravel() + 0.5 * (np.sum(vectors ** 2, axis=1) - squares)
+        vectors, linear, squares = self.terms()
+        return vectors, linear + 0.5 * (np.sum(vectors ** 2, axis=1) - squares)
 
 
 @dataclass
@@ -277,7 +284,6 @@ class GibbsTowers:
         every_V, every_w = np.asarray(self.model.V_samples), np.asarray(self.model.w_samples)
         V = np.concatenate([every_V[s] for s in chosen], axis=1) / np.sqrt(len(chosen))
         w = every_w[chosen].mean(axis=0)
-        del every_V, every_w
         user = SideTables(V[:n_user_features], w[:n_user_features], self.user_groups, self.user_block)
         movie = SideTables(V[n_user_features:], w[n_user_features:], self.movie_groups, self.movie_block)
         return user, movie, float(np.mean(np.asarray(self.model.w0_samples)[chosen]))
