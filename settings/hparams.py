@@ -121,7 +121,7 @@ class HParams:
     # (the least-squares weight of the two models' ratings there).
     gibbs_weight: float = -1.0
     # Above this many training ratings the Trainer leaves the Gibbs towers out (recorded in
-    # history.json): their fit's time grows with ratings x gibbs_iterations (about six minutes on
+    # history.json): their fit's time grows with ratings x gibbs_iterations (about four minutes on
     # ML-1M's 760,000 on 2 cores), and their served tables with (users + movies) x gibbs_samples
     # x gibbs_rank; 0: no limit.
     gibbs_max_ratings: int = 5_000_000
