@@ -10,7 +10,6 @@ One job per module:
 
 * ``baselines.data``          -- ``RatingData`` (from the validated ``data.movielens_files``
                                  loader) and the seeded ``random_split`` every benchmark shares;
-* ``baselines.metrics``       -- RMSE and MAE;
 * ``baselines.base``          -- plumbing every model shares (id indexing, ALS biases, clipping);
 * ``baselines.biases``        -- ``GlobalMean`` and ``Biases``;
 * ``baselines.knn``           -- ``ItemItemCF`` and ``UserUserCF`` (KNNBaseline);

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from baselines.base import Baseline
 from baselines.biases import Biases
 from baselines.data import RatingData, random_split
-from baselines.metrics import rmse
+from common.metrics import rmse
 from model import gibbs_towers
 
 __all__ = ["BayesianFM", "FM_RANKS", "choose_rank", "import_myfm"]

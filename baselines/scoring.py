@@ -9,8 +9,8 @@ import time
 from typing import Callable, Sequence
 
 from baselines.data import RatingData, random_split
-from baselines.metrics import mae, rmse
 from baselines.models import ALL_BASELINES, Predictor
+from common.metrics import mae, rmse
 
 __all__ = ["evaluate_baselines", "score_baselines"]
 

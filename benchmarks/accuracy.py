@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Sequence
 
 from baselines.data import random_split, rating_data
-from baselines.metrics import mae, rmse
 from baselines.scoring import evaluate_baselines
 from benchmarks.accuracy_rows import TWO_TOWER
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_predict
+from common.metrics import mae, rmse
 from data.movielens_files import load_movielens
 from model.model import HParams
 

@@ -189,7 +189,7 @@ def two_tower_rows(train: MovieLensData, test: Ratings, relevant: Mapping[int, s
                    rating_towers_row: bool = True) -> tuple[list[dict], Embeddings]:
     """The pipeline's model fitted once on the training split, ranked three ways (the rating
     towers' way only with ``rating_towers_row``: it does not depend on the retrieval fit)."""
-    from baselines.metrics import mae, rmse
+    from common.metrics import mae, rmse
     from benchmarks.two_tower import fit_model
     from model.model import HParams
 

@@ -58,10 +58,10 @@ from typing import Sequence
 import numpy as np
 
 from baselines.data import random_split, rating_data
-from baselines.metrics import rmse
 from benchmarks.accuracy import DATASET_HPARAMS, DATASETS
 from benchmarks.host import HostLoad
 from benchmarks.two_tower import fit_model, fit_predict, predict_clipped, prepare, validation_cut
+from common.metrics import rmse
 from data import features as f
 from data.movielens_files import load_movielens
 from model.model import HParams

@@ -1,4 +1,5 @@
-"""The ground floor: errors, log settings, the file layer, memory helpers and free ports, for every package.
+"""The ground floor, for every package: errors, rating errors (RMSE, MAE), log settings, the file
+layer, memory helpers and free ports.
 
 Nothing here imports from the project's other packages (the import-linter contract in
 pyproject.toml checks it).

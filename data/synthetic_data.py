@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from common.metrics import rmse
 from data.features import AGE_CODES, GENDERS, NUM_OCCUPATIONS
 from data.movielens_types import FMT_ML_1M, FMT_ML_LATEST, ML_1M_GENRES, ML_LATEST_MOVIES_HEADER, NO_GENRES_LISTED
 
@@ -366,8 +367,8 @@ def generate(out_dir: Path, *, n_users: int, n_movies: int, n_ratings: int, seed
         "rating_counts": {(float(k) if fmt == FMT_ML_LATEST else int(k)): int(v)
                           for k, v in zip(*np.unique(rating, return_counts=True))},
         "global_mean": mean,
-        "global_mean_rmse": float(np.sqrt(np.mean((rating - mean) ** 2))),
-        "oracle_rmse": float(np.sqrt(np.mean((rating - np.clip(expected, rating.min(), 5)) ** 2))),
+        "global_mean_rmse": rmse(np.full(rating.shape, mean), rating),
+        "oracle_rmse": rmse(np.clip(expected, rating.min(), 5), rating),
     }
 
 

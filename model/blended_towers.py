@@ -33,6 +33,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from common.metrics import rmse
 from data import features as f
 from model.gibbs_towers import HISTORY_GROUP, ID_GROUP, GibbsTowers, SideTables, side_inputs
 from model.model import TwoTowerModel
@@ -260,7 +261,7 @@ def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
         if weight < 0:
             weight = least_squares_weight(towers_pred, gibbs_pred, labels)
         mixed = (1.0 - weight) * towers_pred + weight * gibbs_pred
-        info["eval_rmse"] = {name: _rmse(np.clip(pred, *rating_scale), labels)
+        info["eval_rmse"] = {name: rmse(np.clip(pred, *rating_scale), labels)
                              for name, pred in (("towers", towers_pred), ("gibbs", gibbs_pred), ("served", mixed))}
     elif weight < 0:
         raise ValueError("gibbs_weight < 0 chooses the Gibbs towers' weight on the eval split, and this fit has "
@@ -268,8 +269,4 @@ def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
     info["weight"] = float(weight)
     info["seconds"] = time.perf_counter() - start
     return BlendedTowers(towers, user, movie, gibbs_global, weight, name="blended_towers"), info
-
-
-def _rmse(predicted: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((np.asarray(predicted, np.float64) - labels) ** 2)))
 

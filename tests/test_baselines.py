@@ -17,7 +17,6 @@ import pytest
 
 from baselines.base import RATING_MAX, RATING_MIN
 from baselines.data import RatingData, load_rating_data, random_split, rating_data
-from baselines.metrics import mae, rmse
 from baselines.models import (
     ALL_BASELINES,
     BayesianFM,
@@ -28,6 +27,7 @@ from baselines.models import (
     UserUserCF,
     baselines_named,
 )
+from common.metrics import mae, rmse
 from data.movielens_files import Ratings
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"

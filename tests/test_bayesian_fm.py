@@ -19,8 +19,8 @@ from baselines import bayesian_fm
 from baselines.bayesian_fm import FM_RANKS, BayesianFM
 from baselines.biases import Biases, GlobalMean
 from baselines.data import RatingData, random_split
-from baselines.metrics import rmse
 from baselines.models import ALL_BASELINES
+from common.metrics import rmse
 
 #: Gibbs sweeps for the tests: enough to beat the baselines clearly, few enough for ~1 s a fit.
 N_ITER = 40

@@ -34,7 +34,7 @@ def test_peer_is_scored_on_the_models_validation_rows(tmp_path):
     rows they validate on (prepare's cut), and it learns (beats the global mean there)."""
     pytest.importorskip("myfm")
     from baselines.data import random_split, rating_data
-    from baselines.metrics import rmse
+    from common.metrics import rmse
     from benchmarks.two_tower import prepare, validation_cut
     from data.movielens_files import load_movielens
     from data.synthetic_data import generate, size_kwargs
@@ -71,7 +71,7 @@ def test_gibbs_towers_are_scored_on_the_peer_s_rows_and_kept_for_blending(tmp_pa
     --blend-check its ratings are kept, read back on a second run, and blended."""
     pytest.importorskip("myfm")
     from baselines.data import random_split
-    from baselines.metrics import rmse
+    from common.metrics import rmse
     from benchmarks.two_tower import validation_cut
     from data.movielens_files import load_movielens
     from data.synthetic_data import generate, size_kwargs
@@ -185,7 +185,7 @@ def test_blend_check_keeps_held_out_ratings_and_scores_their_averages(tmp_path):
     key of its settings and the split; a second run reads them instead of fitting; each kept
     model, each pair and all of them are scored on that slice; another split's files are not mixed in."""
     from baselines.data import random_split
-    from baselines.metrics import rmse
+    from common.metrics import rmse
     from benchmarks.two_tower import validation_cut
     from data.movielens_files import load_movielens
     from data.synthetic_data import generate, size_kwargs

@@ -2,6 +2,8 @@
 
 Why float64: predictions and ratings arrive as float32 columns, and a million squared
 float32 differences summed in float32 lose digits that the benchmark tables print.
+Why on the ground floor: the Trainer's model (choosing its blend weight), the data generator,
+the baselines and the benchmarks all score with these two, and they must agree.
 """
 from __future__ import annotations
 
