@@ -72,16 +72,30 @@ def base_image(podman: Podman) -> tuple[str, str]:
 
 
 def build(podman: Podman, image: str, base: str, target: str = "pipeline") -> float:
-    """Builds ``target`` of kubeflow/Dockerfile as ``image``; returns its seconds."""
-    args = ["build", "--network=host", "--file", str(ROOT / "kubeflow" / "Dockerfile"), "--target", target,
-            "--build-arg", f"PYTHON_IMAGE={base}", "--tag", image]
-    for path in PIP_FILES:
-        if os.path.exists(path):
-            args += ["--volume", f"{path}:{path}:ro"]
-    args.append(str(ROOT))
-    status, seconds, tail = podman.stream(args, "[build]")
-    if status != 0:
-        raise PodmanError(f"podman build of {image} (target {target}) failed (exit {status}):\n" + "\n".join(tail[-15:]))
+    """Builds ``target`` of kubeflow/Dockerfile as ``image``; returns its seconds.
+
+    The build stage is built first under a name of its own (``image``-build-stage), so that what
+    a rebuild replaces has a name to find it by: the images those two names held before are
+    removed once both builds succeed (Podman.remove_replaced), and reruns do not pile up.
+    """
+    stage = f"{image}-build-stage"
+    replaced = {name: podman.image_id(name) for name in (stage, image)}
+    seconds = 0.0
+    for name, stage_target in ((stage, "build"), (image, target)):
+        args = ["build", "--network=host", "--file", str(ROOT / "kubeflow" / "Dockerfile"), "--target", stage_target,
+                "--build-arg", f"PYTHON_IMAGE={base}", "--tag", name]
+        for path in PIP_FILES:
+            if os.path.exists(path):
+                args += ["--volume", f"{path}:{path}:ro"]
+        args.append(str(ROOT))
+        status, took, tail = podman.stream(args, "[build]")
+        if status != 0:
+            raise PodmanError(f"podman build of {name} (target {stage_target}) failed (exit {status}):\n"
+                              + "\n".join(tail[-15:]))
+        seconds += took
+    for name, old_id in replaced.items():
+        if podman.remove_replaced(old_id, name):
+            say(f"removed the image {name} named before this build ({old_id[:12]})")
     return seconds
 
 

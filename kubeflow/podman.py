@@ -91,6 +91,31 @@ class Podman:
         except PodmanError as error:
             return str(error).splitlines()[-1][-300:]
 
+    def image_id(self, image: str) -> str | None:
+        """The ID of the image ``image`` names now; None where no image has that name."""
+        done = subprocess.run(self.command("image", "inspect", "--format", "{{.Id}}", image), env=self.env,
+                              capture_output=True, text=True)
+        return (done.stdout.strip() or None) if done.returncode == 0 else None
+
+    def remove_replaced(self, old_id: str | None, image: str) -> bool:
+        """Removes the image ``image`` named before a rebuild moved the name to a new one.
+
+        Why: each rebuild of a changed tree leaves the old image behind untagged (~4 GB for the
+        pipeline image), and CI hosts ran out of disk. It is removed only when no name is left on
+        it (one given elsewhere keeps it); podman refuses while a container uses it, and removes
+        with it its untagged parent layers that nothing else builds on, so the cached dependency
+        layers of the new build stay. True when it was removed.
+        """
+        if old_id is None or old_id == self.image_id(image):
+            return False
+        try:
+            names = self.output("image", "inspect", "--format", "{{len .RepoTags}}", old_id).strip()
+        except PodmanError:  # gone already
+            return False
+        if names != "0":
+            return False
+        return subprocess.run(self.command("rmi", old_id), env=self.env, capture_output=True).returncode == 0
+
     def image_size(self, image: str) -> int:
         """The image's size in bytes, as `podman images` reports it."""
         return int(self.output("image", "inspect", "--format", "{{.Size}}", image).strip())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 
 import pytest
 
@@ -38,3 +39,43 @@ def test_without_podman_it_says_how_to_install_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(PodmanError, match="podman is not installed.*provision_podman"):
         Podman()
+
+
+@pytest.mark.slow
+def test_a_rebuild_removes_the_image_its_name_held_and_keeps_one_still_named_elsewhere(tmp_path):
+    """Real podman, two tiny images FROM scratch: what make kubeflow-local does after each build."""
+    import shutil
+    import uuid
+
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed here (tools/provision_podman.sh installs it)")
+    conf = os.path.join(os.path.dirname(__file__), os.pardir, ".podman", "containers.conf")
+    podman = Podman(conf=conf if os.path.exists(conf) else None)
+    name = f"localhost/movielens-tfx-test-{uuid.uuid4().hex[:8]}:local"
+    kept = name.replace(":local", ":kept")
+
+    def build(content: str) -> str:  # two layers, as the pipeline image's stages have many
+        (tmp_path / "Containerfile").write_text("FROM scratch\nCOPY built.txt /built.txt\nCOPY same.txt /same.txt\n")
+        (tmp_path / "built.txt").write_text(content)
+        (tmp_path / "same.txt").write_text("same")
+        podman.output("build", "--quiet", "--tag", name, str(tmp_path), timeout=300)
+        return podman.image_id(name)
+
+    def parent(image: str) -> str:
+        return podman.output("image", "inspect", "--format", "{{.Parent}}", image).strip()
+
+    try:
+        first = build("first")
+        first_parent = parent(first)
+        assert first and not podman.remove_replaced(first, name)  # still named: nothing replaced it
+        second = build("second")
+        assert second != first and podman.remove_replaced(first, name)
+        assert not podman.image_exists(first) and podman.image_exists(second)
+        assert first_parent and not podman.image_exists(first_parent)  # its untagged layer went with it
+        podman.output("tag", second, kept)  # a second name keeps it
+        third = build("third")
+        assert not podman.remove_replaced(second, name) and podman.image_exists(kept)
+        assert podman.image_id(name) == third and podman.image_id("localhost/no-such-image:x") is None
+    finally:
+        for image in (name, kept):
+            subprocess.run(podman.command("rmi", "--force", image), env=podman.env, capture_output=True)
