@@ -19,7 +19,8 @@ a user bias, a movie bias and the inner product of a user vector and a movie vec
 towers' rating. K posterior samples side by side, each vector scaled by 1/sqrt(K), give the
 mean of the K samples' ratings as one inner product, the layout of the towers' ensembles
 (model.towers). ``GibbsTowers.tower_tables`` makes that split (TowerTables), and its ratings
-over every kept sample equal myfm's posterior mean.
+over every kept sample equal myfm's posterior mean wherever the user and the movie had training
+ratings (an input no rating touched serves its prior's mean: ``_prior_means_for_untouched``).
 
 Inputs, one prior group each, all built from the training ratings and the towers' transformed
 features (indexed by vocabulary index):
@@ -168,6 +169,34 @@ def relation_block(own: np.ndarray, other: np.ndarray, n_own: int, n_other: int,
     return sp.hstack(blocks, format="csr", dtype=np.float64), [b.shape[1] for b in blocks]
 
 
+def _touched_columns(block: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Which columns of ``block`` the training ratings' rows ``rows`` have a nonzero in. myfm
+    samples the others from their prior alone: no rating ever read them."""
+    return np.asarray(abs(block[np.unique(rows)]).sum(axis=0)).ravel() > 0
+
+
+def _prior_means_for_untouched(V: np.ndarray, w: np.ndarray, widths: list[int],
+                               touched: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``V`` and ``w`` with each group's untouched columns (``_touched_columns``) set to the mean
+    of its touched ones, sample by sample.
+
+    Why: myfm's samples of an untouched column are independent draws from the group's prior,
+    N(mu, 1/lambda); the posterior mean rating they stand for is the prior mean's, and the
+    touched columns' mean estimates mu (mu's own Gibbs step centres it there). Served as drawn,
+    32 samples of noise would move every rating of the column's user or movie: the OOV id row
+    of every visitor, the id of a movie no training user rated."""
+    V, w = V.copy(), w.copy()
+    start = 0
+    for width in widths:
+        columns = np.arange(start, start + width)
+        start += width
+        seen = touched[columns]
+        if seen.any() and not seen.all():
+            V[columns[~seen]] = V[columns[seen]].mean(axis=0)
+            w[columns[~seen]] = w[columns[seen]].mean()
+    return V, w
+
+
 #: The names of a relation block's first two groups (relation_block): the id and the history.
 ID_GROUP, HISTORY_GROUP = "id", "history"
 
@@ -255,6 +284,8 @@ class GibbsTowers:
         self.group_shapes = user_widths + movie_widths
         self.user_groups = list(zip(_group_names(user_side), user_widths))
         self.movie_groups = list(zip(_group_names(movie_side), movie_widths))
+        self.touched = np.concatenate([_touched_columns(self.user_block, users),
+                                       _touched_columns(self.movie_block, movies)])
         self.model = self.myfm.MyFMRegressor(rank=self.rank, random_seed=self.seed)
         with no_progress_bar(self.myfm):
             self.model.fit(None, np.asarray(ratings, np.float64), n_iter=self.n_iter,
@@ -284,6 +315,8 @@ class GibbsTowers:
         every_V, every_w = np.asarray(self.model.V_samples), np.asarray(self.model.w_samples)
         V = np.concatenate([every_V[s] for s in chosen], axis=1) / np.sqrt(len(chosen))
         w = every_w[chosen].mean(axis=0)
+        V, w = _prior_means_for_untouched(V, w, [width for _, width in self.user_groups + self.movie_groups],
+                                          self.touched)
         user = SideTables(V[:n_user_features], w[:n_user_features], self.user_groups, self.user_block)
         movie = SideTables(V[n_user_features:], w[n_user_features:], self.movie_groups, self.movie_block)
         return user, movie, float(np.mean(np.asarray(self.model.w0_samples)[chosen]))

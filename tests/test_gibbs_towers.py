@@ -104,6 +104,35 @@ def test_the_samples_split_into_two_towers_rate_as_the_fm_does():
     assert 0 < gaps[0] < gaps[1]
 
 
+def test_an_id_no_training_rating_touched_serves_its_groups_mean_not_a_prior_draw():
+    """myfm samples an id column no rating reads from the prior alone; served as drawn it would
+    be noise in every rating of that user (the OOV id of every visitor) or movie. The served
+    tables give it the mean of the trained ids' rows instead, so two such users with the same
+    features rate alike, at the gender effect the planted data has."""
+    users, movies, ratings, user_table, movie_table = _planted()
+    n_users, n_movies = len(user_table[f.GENDER_XF]), len(movie_table[f.GENRES_XF])
+    gender = user_table[f.GENDER_XF]
+    cold = [u for u in range(n_users) if gender[u] == 1][:2] + [u for u in range(n_users) if gender[u] == 0][:1]
+    cold_movie = n_movies - 1
+    train = ~np.isin(users, cold) & (movies != cold_movie)
+    model = GibbsTowers(rank=4, n_iter=N_ITER).fit(
+        users[train], movies[train], ratings[train], n_users, n_movies,
+        side_inputs("user", np.arange(n_users), user_table, n_users),
+        side_inputs("movie", np.arange(n_movies), movie_table, n_movies))
+    user_tables, movie_tables, _ = model.feature_tables()
+    ids = user_tables.vectors[user_tables.group("id")]
+    trained = np.setdiff1d(np.arange(n_users), cold)
+    np.testing.assert_allclose(ids[cold], np.broadcast_to(ids[trained].mean(0), (3, ids.shape[1])), atol=1e-9)
+    movie_ids = movie_tables.vectors[movie_tables.group("id")]
+    np.testing.assert_allclose(movie_ids[cold_movie], movie_ids[:cold_movie].mean(0), atol=1e-9)
+    tables = model.tower_tables()
+    every_movie = np.arange(n_movies)
+    alike, other = (tables.rating(np.full(n_movies, u), every_movie) for u in (cold[1], cold[2]))
+    np.testing.assert_allclose(tables.rating(np.full(n_movies, cold[0]), every_movie), alike, atol=1e-9)
+    genre = movie_table[f.GENRES_XF].argmax(1)  # gender 1 likes genre 1 by a star; gender 0, genre 0
+    assert (alike - other)[genre == 1].mean() - (alike - other)[genre == 0].mean() > 1.0
+
+
 def test_an_empty_training_set_is_refused_before_sampling():
     with pytest.raises(ValueError, match="at least one training rating"):
         GibbsTowers().fit(np.zeros(0), np.zeros(0), np.zeros(0), 2, 2, SideInputs({}, {}), SideInputs({}, {}))
