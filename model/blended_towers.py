@@ -21,7 +21,8 @@ mean beats both.
 The Gibbs towers (GibbsSide) are exact for any transformed input, not only the training
 indices: each input column's K sample rows are a table, and a row's vector and bias are
 SideTables' formulas over its columns; a training user's history is read from a table
-precomputed at training, a visitor's (history_vectors) from the movies given.
+precomputed at training, a visitor's (history_vectors) from the movies given, and a visitor's
+id row is folded in from the ratings given (model.gibbs_fold_in).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import tensorflow as tf
 
 from common.metrics import rmse
 from data import features as f
+from model.gibbs_fold_in import GibbsFoldIn
 from model.gibbs_towers import HISTORY_GROUP, ID_GROUP, GibbsTowers, SideTables, side_inputs
 from model.model import TwoTowerModel
 from model.signature_names import BIAS_OUTPUT, EMBEDDING_OUTPUT, READS_HISTORY_OUTPUT
@@ -93,12 +95,13 @@ class GibbsSide(keras.layers.Layer):
                 scale * tf.reduce_sum(tf.gather(linear, members), 0, keepdims=True),
                 scale * scale * tf.reduce_sum(tf.gather(norms, members), 0, keepdims=True))
 
-    def call(self, inputs, history=None):
-        """``history``: ``history_of``'s terms to read instead of the indices' training
-        histories (a batch of one)."""
+    def parts(self, inputs, history=None) -> dict[str, tuple[tf.Tensor, tf.Tensor, tf.Tensor]]:
+        """Each group's (x @ vectors, x @ linear, (x*x) @ |vectors|^2) for a batch of inputs
+        (SideTables.terms); ``history``: ``history_of``'s terms to read instead of the indices'
+        training histories (a batch of one)."""
         ids = tf.cast(inputs[self.id_key], tf.int64)
-        parts = [history if history is not None
-                 else tuple(tf.gather(table, ids) for table in self.history_rows)]
+        parts = {HISTORY_GROUP: history if history is not None
+                 else tuple(tf.gather(table, ids) for table in self.history_rows)}
         for name in self.groups:
             if name == HISTORY_GROUP:
                 continue
@@ -108,15 +111,26 @@ class GibbsSide(keras.layers.Layer):
                 codes = ids if kind == "one" else tf.cast(inputs[name], tf.int64)
                 width = tf.cast(tf.shape(linear)[0], tf.int64) - (1 if kind == "code" else 0)
                 codes = tf.where((codes >= 0) & (codes < width), codes, width) if kind == "code" else codes
-                parts.append((tf.gather(vectors, codes), tf.gather(linear, codes), tf.gather(norms, codes)))
+                parts[name] = (tf.gather(vectors, codes), tf.gather(linear, codes), tf.gather(norms, codes))
             else:  # a set: its members' rows scaled by 1/sqrt(their number)
                 present = tf.cast(tf.not_equal(inputs[name], 0), tf.float32)
                 x = present * tf.math.rsqrt(tf.maximum(tf.reduce_sum(present, -1, keepdims=True), 1.0))
-                parts.append((tf.matmul(x, vectors), tf.linalg.matvec(x, linear), tf.linalg.matvec(x * x, norms)))
+                parts[name] = (tf.matmul(x, vectors), tf.linalg.matvec(x, linear), tf.linalg.matvec(x * x, norms))
+        return parts
+
+    @staticmethod
+    def combine(parts) -> tuple[tf.Tensor, tf.Tensor]:
+        """(vector, bias) of a row made of ``parts``: the sum of their vectors, and their linear
+        terms plus the pairs among them, (|vector|^2 - sum of squares) / 2."""
+        parts = list(parts)
         vector = tf.add_n([p[0] for p in parts])
         bias = (tf.add_n([p[1] for p in parts])
                 + 0.5 * (tf.reduce_sum(tf.square(vector), -1) - tf.add_n([p[2] for p in parts])))
         return vector, bias
+
+    def call(self, inputs, history=None):
+        """(vectors, bias) of a batch of transformed inputs; ``history`` as in ``parts``."""
+        return self.combine(self.parts(inputs, history).values())
 
 
 def _kind(name: str) -> str:
@@ -137,13 +151,13 @@ class BlendedTowers(keras.Model):
     of TwoTowerModel that the signatures, the Trainer and the benchmarks read."""
 
     def __init__(self, towers: TwoTowerModel, gibbs_user: GibbsSide, gibbs_movie: GibbsSide,
-                 gibbs_global: float, gibbs_weight: float, **kwargs):
+                 gibbs_global: float, gibbs_weight: float, fold_in: GibbsFoldIn | None = None, **kwargs):
         super().__init__(**kwargs)
         if towers.head is not None:
             raise ValueError("the Gibbs towers blend with inner-product towers only: set head_units=0")
         if not 0.0 <= gibbs_weight <= 1.0:
             raise ValueError(f"gibbs_weight must be in [0, 1], got {gibbs_weight}")
-        self.towers, self.gibbs_user, self.gibbs_movie = towers, gibbs_user, gibbs_movie
+        self.towers, self.gibbs_user, self.gibbs_movie, self.fold_in = towers, gibbs_user, gibbs_movie, fold_in
         self.gibbs_weight = float(gibbs_weight)
         self._scales = (float(np.sqrt(1.0 - gibbs_weight)), float(np.sqrt(gibbs_weight)))
         self.gibbs_global = float(gibbs_global)
@@ -171,12 +185,26 @@ class BlendedTowers(keras.Model):
         movie, movie_bias = self.movie_outputs(inputs)
         return tf.reduce_sum(user * movie, -1) + user_bias + movie_bias + self.global_mean
 
+    def gibbs_history_outputs(self, user_inputs, movies, ratings) -> tuple[tf.Tensor, tf.Tensor]:
+        """The Gibbs user (vector, bias) of one user with an explicit history: its movies as the
+        history group, and, for a user without training ratings (a visitor), the id row folded
+        in from the ratings (``fold_in``); a training user keeps their fitted id row."""
+        parts = self.gibbs_user.parts(user_inputs, history=self.gibbs_user.history_of(movies))
+        if self.fold_in is not None:
+            without_id = self.gibbs_user.combine(part for name, part in parts.items() if name != ID_GROUP)
+            folded = self.fold_in(without_id, movies, ratings)
+            trained = self.fold_in.is_trained(user_inputs[self.gibbs_user.id_key])
+            parts[ID_GROUP] = tuple(tf.where(tf.reshape(trained, [-1] + [1] * (len(fitted.shape) - 1)), fitted, new)
+                                    for fitted, new in zip(parts[ID_GROUP], folded))
+        return self.gibbs_user.combine(parts.values())
+
     def history_vectors(self, user_inputs, movies, ratings) -> dict[str, tf.Tensor]:
-        """TwoTowerModel.history_vectors with the Gibbs user vector of the same history."""
+        """TwoTowerModel.history_vectors with the Gibbs user vector of the same history
+        (``gibbs_history_outputs``)."""
         out = dict(self.towers.history_vectors(user_inputs, movies, ratings))
         towers_bias = out[BIAS_OUTPUT] - self.towers.global_mean
         embedding, bias = self._mix((out[EMBEDDING_OUTPUT], towers_bias),
-                                    self.gibbs_user(user_inputs, history=self.gibbs_user.history_of(movies)))
+                                    self.gibbs_history_outputs(user_inputs, movies, ratings))
         out.update({EMBEDDING_OUTPUT: embedding, BIAS_OUTPUT: bias + self.global_mean,
                     READS_HISTORY_OUTPUT: tf.ones([1], tf.int32)})
         return out
@@ -250,6 +278,7 @@ def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
     user_tables, movie_tables, gibbs_global = gibbs.feature_tables(hp.gibbs_samples)
     user, movie = GibbsSide(user_tables, f.USER_ID_XF, name="gibbs_user"), GibbsSide(movie_tables, f.MOVIE_ID_XF,
                                                                                        name="gibbs_movie")
+    fold_in = GibbsFoldIn(gibbs.id_prior(hp.gibbs_samples), *movie_tables.rows(), gibbs_global, name="gibbs_fold_in")
     info: dict[str, Any] = {"samples": len(gibbs.chosen_samples(hp.gibbs_samples)), "iterations": hp.gibbs_iterations,
                             "rank": hp.gibbs_rank, "grouped": hp.gibbs_grouped,
                             "weight_chosen_on_eval": hp.gibbs_weight < 0}
@@ -268,5 +297,5 @@ def blend(towers: TwoTowerModel, hp: HParams, rows: GibbsRows,
                          "none: set gibbs_weight in [0, 1]")
     info["weight"] = float(weight)
     info["seconds"] = time.perf_counter() - start
-    return BlendedTowers(towers, user, movie, gibbs_global, weight, name="blended_towers"), info
+    return BlendedTowers(towers, user, movie, gibbs_global, weight, fold_in, name="blended_towers"), info
 

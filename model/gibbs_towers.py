@@ -244,6 +244,18 @@ class SideTables:
 
 
 @dataclass
+class IdPrior:
+    """Per chosen sample: ``alpha`` [K], the noise precision; ``mean`` and ``precision``
+    [K, 1 + rank], the user-id group's prior over (linear weight, vector); and ``trained``
+    [n_users], whether a user index had training ratings (its id column was sampled from data)."""
+
+    alpha: np.ndarray
+    mean: np.ndarray
+    precision: np.ndarray
+    trained: np.ndarray
+
+
+@dataclass
 class TowerTables:
     """K posterior samples split into the two towers (module docstring), per vocabulary index:
     ``users`` [n_users, K * rank] and ``movies`` [n_movies, K * rank], each sample's vector
@@ -320,6 +332,18 @@ class GibbsTowers:
         user = SideTables(V[:n_user_features], w[:n_user_features], self.user_groups, self.user_block)
         movie = SideTables(V[n_user_features:], w[n_user_features:], self.movie_groups, self.movie_block)
         return user, movie, float(np.mean(np.asarray(self.model.w0_samples)[chosen]))
+
+    def id_prior(self, samples: int | None = None) -> "IdPrior":
+        """The user-id group's prior and the noise precision, at each chosen sample's sweep
+        (``chosen_samples``): what folding a new user's ratings into a sample needs."""
+        chosen = self.chosen_samples(samples)
+        hypers = self.model.history_.hypers
+        sweeps = [hypers[len(hypers) - len(self.model.w0_samples) + s] for s in chosen]
+        group = 0  # the user block's id group comes first, grouped or not (one group for all)
+        mean = np.array([[h.mu_w[group], *np.asarray(h.mu_V)[group]] for h in sweeps], np.float64)
+        precision = np.array([[h.lambda_w[group], *np.asarray(h.lambda_V)[group]] for h in sweeps], np.float64)
+        return IdPrior(np.array([h.alpha for h in sweeps], np.float64), mean, precision,
+                       self.touched[:self.user_block.shape[0]].copy())
 
     def tower_tables(self, samples: int | None = None) -> TowerTables:
         """The kept posterior samples, or ``samples`` of them evenly spaced over the chain,

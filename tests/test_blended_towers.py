@@ -156,3 +156,42 @@ def test_large_data_or_no_samples_leave_the_gibbs_towers_out_and_say_why():
     reason = skipped(dataclasses.replace(HP, gibbs_max_ratings=999), 1_000)
     assert "1,000 training ratings pass gibbs_max_ratings (999)" in reason
     assert skipped(dataclasses.replace(HP, gibbs_max_ratings=0), 10**9) is None  # 0: no limit
+
+
+def test_a_visitor_s_ratings_are_folded_into_their_gibbs_id_row():
+    """Users the fit never saw, sent as visitors with half their ratings: with the id row folded
+    in from those ratings (model.gibbs_fold_in) their other half is rated better than with the
+    prior's row alone, and what they rated moves their vector."""
+    columns, labels = _examples(seed=3)
+    visitors = np.arange(12)
+    seen = ~np.isin(columns[f.USER_ID_XF], visitors)
+    train = {k: v[seen] for k, v in columns.items()}, labels[seen]
+    model, _ = blend(_towers(*train), dataclasses.replace(HP, gibbs_weight=1.0), _rows(*train), None, (1.0, 5.0))
+    assert model.fold_in is not None and not model.fold_in.is_trained(tf.constant(visitors)).numpy().any()
+    first = {m: np.flatnonzero(columns[f.MOVIE_ID_XF] == m)[0] for m in range(N_MOVIES)}
+    movie_inputs = {k: tf.constant(v[[first[m] for m in range(N_MOVIES)]]) for k, v in columns.items()}
+    movie_vectors, movie_bias = (t.numpy() for t in model.movie_outputs(movie_inputs))
+
+    def errors(fold_in) -> list[np.ndarray]:
+        model.fold_in, out = fold_in, []
+        for user in visitors:
+            mine = np.flatnonzero(columns[f.USER_ID_XF] == user)
+            given, scored = mine[: len(mine) // 2], mine[len(mine) // 2:]
+            inputs = {k: tf.constant(v[mine[:1]]) for k, v in columns.items() if k in f.USER_INPUTS}
+            got = model.history_vectors(inputs, tf.constant(columns[f.MOVIE_ID_XF][given]), tf.constant(labels[given]))
+            movies = columns[f.MOVIE_ID_XF][scored]
+            rating = (got[EMBEDDING_OUTPUT].numpy() @ movie_vectors[movies].T).ravel() + got[BIAS_OUTPUT].numpy() \
+                + movie_bias[movies]
+            out.append(np.clip(rating, 1, 5) - labels[scored])
+        return out
+
+    folding = model.fold_in
+    with_ratings, prior_only = np.concatenate(errors(folding)), np.concatenate(errors(None))
+    model.fold_in = folding
+    assert np.sqrt(np.mean(with_ratings ** 2)) < 0.95 * np.sqrt(np.mean(prior_only ** 2))
+    user = np.flatnonzero(columns[f.USER_ID_XF] == visitors[0])
+    inputs = {k: tf.constant(v[user[:1]]) for k, v in columns.items() if k in f.USER_INPUTS}
+    movies = tf.constant(columns[f.MOVIE_ID_XF][user])
+    high, low = (model.history_vectors(inputs, movies, tf.fill(movies.shape, stars))[BIAS_OUTPUT].numpy()[0]
+                 for stars in (5.0, 1.0))
+    assert high > low + 0.5  # all fives, all ones: the folded-in linear weight follows them
