@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from common.metrics import rmse
 from data import features as f
+from model.frozen_weights import frozen_weight
 from model.gibbs_fold_in import GibbsFoldIn
 from model.gibbs_towers import HISTORY_GROUP, ID_GROUP, GibbsTowers, SideTables, side_inputs
 from model.model import TwoTowerModel
@@ -72,16 +73,11 @@ class GibbsSide(keras.layers.Layer):
                 vectors = np.vstack([vectors, np.zeros((1, vectors.shape[1]))])
                 linear, norms = np.append(linear, 0.0), np.append(norms, 0.0)
             self.kinds[name] = kind
-            self.tables[name] = (self._constant(f"{name}_vectors", vectors), self._constant(f"{name}_linear", linear),
-                                 self._constant(f"{name}_squares", norms))
+            self.tables[name] = tuple(frozen_weight(self, f"{name}_{term}", value) for term, value in
+                                      (("vectors", vectors), ("linear", linear), ("squares", norms)))
         # each index's training history as the history group reads it (1/sqrt(n) per member)
-        self.history_rows = tuple(self._constant(name, value) for name, value in zip(
+        self.history_rows = tuple(frozen_weight(self, name, value) for name, value in zip(
             ("history_rows", "history_rows_linear", "history_rows_squares"), tables.terms(HISTORY_GROUP)))
-
-    def _constant(self, name: str, value: np.ndarray):
-        weight = self.add_weight(name=name, shape=value.shape, dtype="float32", initializer="zeros", trainable=False)
-        weight.assign(np.asarray(value, np.float32))
-        return weight
 
     def history_of(self, members: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """The history group's (vector [1, K * rank], linear [1], squares [1]) of one explicit

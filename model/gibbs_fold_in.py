@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from model.frozen_weights import frozen_weight
 from model.gibbs_towers import IdPrior
 
 
@@ -42,18 +43,12 @@ class GibbsFoldIn(keras.layers.Layer):
             raise ValueError(f"movie vectors of width {movie_vectors.shape[1]} are not {self.samples} samples "
                              f"of rank {self.rank}")
         self.gibbs_global = float(gibbs_global)
-        self.alpha = self._constant("alpha", prior.alpha)
-        self.mean = self._constant("prior_mean", prior.mean)
-        self.precision = self._constant("prior_precision", prior.precision)
-        self.trained = self._constant("trained", prior.trained.astype(np.float32))
-        self.movie_vectors = self._constant("movie_vectors", movie_vectors)
-        self.movie_bias = self._constant("movie_bias", movie_bias)
-
-    def _constant(self, name: str, value: np.ndarray):
-        weight = self.add_weight(name=name, shape=np.shape(value), dtype="float32", initializer="zeros",
-                                 trainable=False)
-        weight.assign(np.asarray(value, np.float32))
-        return weight
+        self.alpha = frozen_weight(self, "alpha", prior.alpha)
+        self.mean = frozen_weight(self, "prior_mean", prior.mean)
+        self.precision = frozen_weight(self, "prior_precision", prior.precision)
+        self.trained = frozen_weight(self, "trained", prior.trained)
+        self.movie_vectors = frozen_weight(self, "movie_vectors", movie_vectors)
+        self.movie_bias = frozen_weight(self, "movie_bias", movie_bias)
 
     def is_trained(self, user_ids: tf.Tensor) -> tf.Tensor:
         """[batch] bool: whether each user index had training ratings (keeps its fitted row)."""

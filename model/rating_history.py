@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.batch_ops import segment_sum, unique_rows
+from model.frozen_weights import frozen_weight
 from model.model_inputs import Vocab
 from model.variational import id_embedding, whole_table
 from settings.hparams import HParams
@@ -95,10 +96,7 @@ class HistoryTable(keras.layers.Layer):
         self.levels = tf.constant(levels if len(levels) else np.array([global_mean]), tf.float32)
         for name, value in (("row_splits", history.row_splits), ("movies", history.movies),
                             ("entry_levels", level_of)):
-            weight = self.add_weight(shape=value.shape, dtype="int64", trainable=False, initializer="zeros",
-                                     name=f"history_{name}")
-            weight.assign(value.astype(np.int64))
-            setattr(self, name, weight)
+            setattr(self, name, frozen_weight(self, f"history_{name}", value, "int64"))
 
     def rows(self, user_ids) -> HistoryRows:
         """The history entries of the distinct users among ``user_ids`` (each read once)."""
